@@ -1,0 +1,1 @@
+"""The flowrun protobuf packages."""

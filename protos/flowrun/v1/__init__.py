@@ -1,0 +1,1 @@
+"""Generated Python code for the flowrun.v1 protobuf package (see scripts/generate-protos)."""
