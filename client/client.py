@@ -1,0 +1,474 @@
+"""An async Python client for the flowrun gRPC API.
+
+The generated stubs are complete but verbose: every call needs a request message, a
+response unwrap and error decoding. FlowrunClient does those three things and nothing
+else, so each method maps one to one onto an RPC documented in protos/flowrun/v1.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
+from datetime import datetime
+from types import TracebackType
+from typing import Any, TypedDict, TypeVar, Unpack
+
+import grpc
+from google.protobuf import field_mask_pb2, json_format, struct_pb2, timestamp_pb2
+from google.protobuf.message import Message
+
+from flowrun.v1 import (
+    filters_pb2,
+    flow_pb2,
+    flow_run_pb2,
+    flow_run_service_pb2,
+    flow_run_service_pb2_grpc,
+    flow_service_pb2,
+    flow_service_pb2_grpc,
+    graph_pb2,
+    state_pb2,
+)
+
+from .errors import from_rpc_error
+
+__all__ = ["DEFAULT_TARGET", "FlowRunUpdate", "FlowrunClient"]
+
+DEFAULT_TARGET = "127.0.0.1:50051"
+
+# Keepalive detects dead connections (for example behind a NAT or load balancer that
+# drops idle flows) without tripping the server's ping policy, which allows one ping
+# every 10 s: a ping every 30 s stays well inside it. Results can be large (a page of
+# 200 runs with parameters of up to 512 KiB each), hence 16 MiB instead of gRPC's 4.
+CHANNEL_OPTIONS: list[tuple[str, int]] = [
+    ("grpc.keepalive_time_ms", 30_000),
+    ("grpc.keepalive_timeout_ms", 10_000),
+    ("grpc.max_receive_message_length", 16 * 1024 * 1024),
+]
+
+_Response = TypeVar("_Response", bound=Message)
+
+
+class FlowRunUpdate(TypedDict, total=False):
+    """The fields UpdateFlowRun may change; the keys given become the update mask."""
+
+    name: str
+    flow_version: str
+    parameters: Mapping[str, Any]
+    empirical_policy: flow_run_pb2.FlowRunPolicy
+    tags: Iterable[str]
+    infrastructure_pid: str
+    job_variables: Mapping[str, Any]
+
+
+_UPDATABLE_FLOW_RUN_FIELDS = frozenset(FlowRunUpdate.__annotations__)
+
+
+class FlowrunClient:
+    """Async client for FlowService and FlowRunService.
+
+    Use it as an async context manager so that a channel it opened is closed:
+
+        async with FlowrunClient("127.0.0.1:50051") as client:
+            flow, created = await client.create_flow("etl")
+
+    Pass `channel` to share one channel between clients or to use TLS; the client then
+    leaves closing it to you. `timeout` (seconds, None for no deadline) applies to every
+    call. Failed calls raise a FlowrunError subclass chained to the grpc.aio.AioRpcError.
+    The client is built on grpc.aio, so create it inside a running event loop.
+    """
+
+    def __init__(
+        self,
+        target: str = DEFAULT_TARGET,
+        *,
+        channel: grpc.aio.Channel | None = None,
+        timeout: float | None = 30.0,
+    ) -> None:
+        self._owns_channel = channel is None
+        if channel is None:
+            channel = grpc.aio.insecure_channel(target, options=CHANNEL_OPTIONS)
+        self._channel = channel
+        self._timeout = timeout
+        self._flows = flow_service_pb2_grpc.FlowServiceStub(self._channel)
+        self._flow_runs = flow_run_service_pb2_grpc.FlowRunServiceStub(self._channel)
+
+    async def __aenter__(self) -> FlowrunClient:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        """Close the channel if this client opened it; a caller's channel stays open."""
+        if self._owns_channel:
+            await self._channel.close()
+
+    async def _call(
+        self, method: Callable[..., Awaitable[_Response]], request: Message
+    ) -> _Response:
+        """Invoke one unary RPC with the client's deadline and typed errors."""
+        try:
+            return await method(request, timeout=self._timeout)
+        except grpc.aio.AioRpcError as exc:
+            raise from_rpc_error(exc) from exc
+
+    # FlowService
+
+    async def create_flow(
+        self,
+        name: str,
+        *,
+        tags: Iterable[str] = (),
+        labels: Mapping[str, Any] | None = None,
+    ) -> tuple[flow_pb2.Flow, bool]:
+        """Get or create the flow with this name; the bool is True if this call created it.
+
+        An existing flow is returned unchanged: tags and labels only apply to a new one.
+        """
+        request = flow_service_pb2.CreateFlowRequest(
+            name=name, tags=tags, labels=_struct_or_none(labels)
+        )
+        response = await self._call(self._flows.CreateFlow, request)
+        return response.flow, response.created
+
+    async def get_flow(self, flow_id: str) -> flow_pb2.Flow:
+        """Return one flow by id."""
+        request = flow_service_pb2.GetFlowRequest(flow_id=flow_id)
+        return (await self._call(self._flows.GetFlow, request)).flow
+
+    async def get_flow_by_name(self, name: str) -> flow_pb2.Flow:
+        """Return one flow by its exact name."""
+        request = flow_service_pb2.GetFlowByNameRequest(name=name)
+        return (await self._call(self._flows.GetFlowByName, request)).flow
+
+    async def list_flows(
+        self,
+        *,
+        flow_filter: filters_pb2.FlowFilter | None = None,
+        flow_run_filter: filters_pb2.FlowRunFilter | None = None,
+        sort: filters_pb2.FlowSort = filters_pb2.FLOW_SORT_UNSPECIFIED,
+        offset: int = 0,
+        limit: int | None = None,
+        page_size: int = 0,
+        page_token: str = "",
+    ) -> tuple[list[flow_pb2.Flow], str]:
+        """Return one page of flows and the next page token ("" on the last page).
+
+        Page with either offset/limit or
+        page_size/page_token, not both; iter_flows follows the tokens for you.
+        """
+        request = flow_service_pb2.ListFlowsRequest(
+            flow_filter=flow_filter,
+            flow_run_filter=flow_run_filter,
+            sort=sort,
+            offset=offset,
+            limit=limit,
+            page_size=page_size,
+            page_token=page_token,
+        )
+        response = await self._call(self._flows.ListFlows, request)
+        return list(response.flows), response.next_page_token
+
+    async def iter_flows(
+        self,
+        *,
+        flow_filter: filters_pb2.FlowFilter | None = None,
+        flow_run_filter: filters_pb2.FlowRunFilter | None = None,
+        sort: filters_pb2.FlowSort = filters_pb2.FLOW_SORT_UNSPECIFIED,
+        page_size: int = 200,
+    ) -> AsyncIterator[flow_pb2.Flow]:
+        """Yield every matching flow, fetching pages lazily by page token.
+
+        Tokens are stable under concurrent inserts, so no flow is skipped or repeated.
+        """
+        page_token = ""
+        while True:
+            flows, page_token = await self.list_flows(
+                flow_filter=flow_filter,
+                flow_run_filter=flow_run_filter,
+                sort=sort,
+                page_size=page_size,
+                page_token=page_token,
+            )
+            for flow in flows:
+                yield flow
+            if not page_token:
+                return
+
+    async def count_flows(
+        self,
+        *,
+        flow_filter: filters_pb2.FlowFilter | None = None,
+        flow_run_filter: filters_pb2.FlowRunFilter | None = None,
+    ) -> int:
+        """Count the flows matching the filters."""
+        request = flow_service_pb2.CountFlowsRequest(
+            flow_filter=flow_filter, flow_run_filter=flow_run_filter
+        )
+        return (await self._call(self._flows.CountFlows, request)).count
+
+    async def update_flow(self, flow_id: str, *, tags: Iterable[str]) -> flow_pb2.Flow:
+        """Replace a flow's tags (its only updatable field) and return the flow."""
+        request = flow_service_pb2.UpdateFlowRequest(
+            flow=flow_pb2.Flow(id=flow_id, tags=tags),
+            update_mask=field_mask_pb2.FieldMask(paths=["tags"]),
+        )
+        return (await self._call(self._flows.UpdateFlow, request)).flow
+
+    async def delete_flow(self, flow_id: str) -> None:
+        """Delete a flow with its runs and their states."""
+        request = flow_service_pb2.DeleteFlowRequest(flow_id=flow_id)
+        await self._call(self._flows.DeleteFlow, request)
+
+    async def delete_flows(self, flow_ids: Iterable[str]) -> list[str]:
+        """Delete up to 200 flows; return the ids that existed (unknown ids are skipped)."""
+        request = flow_service_pb2.DeleteFlowsRequest(flow_ids=flow_ids)
+        return list((await self._call(self._flows.DeleteFlows, request)).deleted_flow_ids)
+
+    async def get_flow_labels(self, flow_id: str) -> dict[str, Any]:
+        """Return a flow's labels as a dict (empty when it has none)."""
+        request = flow_service_pb2.GetFlowLabelsRequest(flow_id=flow_id)
+        return _dict((await self._call(self._flows.GetFlowLabels, request)).labels)
+
+    # FlowRunService
+
+    async def create_flow_run(
+        self,
+        flow_id: str,
+        *,
+        name: str = "",
+        state: state_pb2.StateCreate | None = None,
+        parameters: Mapping[str, Any] | None = None,
+        context: Mapping[str, Any] | None = None,
+        tags: Iterable[str] = (),
+        labels: Mapping[str, Any] | None = None,
+        idempotency_key: str = "",
+        empirical_policy: flow_run_pb2.FlowRunPolicy | None = None,
+        flow_version: str = "",
+        work_queue_name: str = "",
+        job_variables: Mapping[str, Any] | None = None,
+        deployment_id: str = "",
+        parent_task_run_id: str = "",
+        infrastructure_document_id: str = "",
+    ) -> tuple[flow_run_pb2.FlowRun, bool]:
+        """Create a run of a flow; the bool is False when `idempotency_key` matched an existing run.
+
+        With no `state` the run starts PENDING. Retrying with the same idempotency key
+        is safe: the first run is returned unchanged.
+        """
+        request = flow_run_service_pb2.CreateFlowRunRequest(
+            flow_id=flow_id,
+            name=name,
+            state=state,
+            parameters=_struct_or_none(parameters),
+            context=_struct_or_none(context),
+            tags=tags,
+            labels=_struct_or_none(labels),
+            idempotency_key=idempotency_key,
+            empirical_policy=empirical_policy,
+            flow_version=flow_version,
+            work_queue_name=work_queue_name,
+            job_variables=_struct_or_none(job_variables),
+            deployment_id=deployment_id,
+            parent_task_run_id=parent_task_run_id,
+            infrastructure_document_id=infrastructure_document_id,
+        )
+        response = await self._call(self._flow_runs.CreateFlowRun, request)
+        return response.flow_run, response.created
+
+    async def get_flow_run(self, flow_run_id: str) -> flow_run_pb2.FlowRun:
+        """Return one run with its current state."""
+        request = flow_run_service_pb2.GetFlowRunRequest(flow_run_id=flow_run_id)
+        return (await self._call(self._flow_runs.GetFlowRun, request)).flow_run
+
+    async def list_flow_runs(
+        self,
+        *,
+        flow_filter: filters_pb2.FlowFilter | None = None,
+        flow_run_filter: filters_pb2.FlowRunFilter | None = None,
+        sort: filters_pb2.FlowRunSort = filters_pb2.FLOW_RUN_SORT_UNSPECIFIED,
+        offset: int = 0,
+        limit: int | None = None,
+        page_size: int = 0,
+        page_token: str = "",
+    ) -> tuple[list[flow_run_pb2.FlowRun], str]:
+        """Return one page of runs and the next page token ("" on the last page).
+
+        Page with either offset/limit or
+        page_size/page_token, not both; iter_flow_runs follows the tokens for you.
+        """
+        request = flow_run_service_pb2.ListFlowRunsRequest(
+            flow_filter=flow_filter,
+            flow_run_filter=flow_run_filter,
+            sort=sort,
+            offset=offset,
+            limit=limit,
+            page_size=page_size,
+            page_token=page_token,
+        )
+        response = await self._call(self._flow_runs.ListFlowRuns, request)
+        return list(response.flow_runs), response.next_page_token
+
+    async def iter_flow_runs(
+        self,
+        *,
+        flow_filter: filters_pb2.FlowFilter | None = None,
+        flow_run_filter: filters_pb2.FlowRunFilter | None = None,
+        sort: filters_pb2.FlowRunSort = filters_pb2.FLOW_RUN_SORT_UNSPECIFIED,
+        page_size: int = 200,
+    ) -> AsyncIterator[flow_run_pb2.FlowRun]:
+        """Yield every matching run, fetching pages lazily by page token.
+
+        Tokens are stable under concurrent inserts, so no run is skipped or repeated.
+        """
+        page_token = ""
+        while True:
+            flow_runs, page_token = await self.list_flow_runs(
+                flow_filter=flow_filter,
+                flow_run_filter=flow_run_filter,
+                sort=sort,
+                page_size=page_size,
+                page_token=page_token,
+            )
+            for flow_run in flow_runs:
+                yield flow_run
+            if not page_token:
+                return
+
+    async def count_flow_runs(
+        self,
+        *,
+        flow_filter: filters_pb2.FlowFilter | None = None,
+        flow_run_filter: filters_pb2.FlowRunFilter | None = None,
+    ) -> int:
+        """Count the runs matching the filters."""
+        request = flow_run_service_pb2.CountFlowRunsRequest(
+            flow_filter=flow_filter, flow_run_filter=flow_run_filter
+        )
+        return (await self._call(self._flow_runs.CountFlowRuns, request)).count
+
+    async def update_flow_run(
+        self, flow_run_id: str, **fields: Unpack[FlowRunUpdate]
+    ) -> flow_run_pb2.FlowRun:
+        """Change exactly the fields given and return the run.
+
+        The update mask lists the given keyword names, so `name=""` really clears the
+        name (the server then assigns a random one) instead of being ignored. A run's
+        state is not writable here: use set_flow_run_state.
+        """
+        unknown = set(fields) - _UPDATABLE_FLOW_RUN_FIELDS
+        if unknown:
+            raise TypeError(f"update_flow_run() cannot update: {', '.join(sorted(unknown))}")
+        values: dict[str, Any] = dict(fields)
+        for key in ("parameters", "job_variables"):
+            if key in values:
+                values[key] = _struct(values[key])
+        request = flow_run_service_pb2.UpdateFlowRunRequest(
+            flow_run=flow_run_pb2.FlowRun(id=flow_run_id, **values),
+            update_mask=field_mask_pb2.FieldMask(paths=list(fields)),
+        )
+        return (await self._call(self._flow_runs.UpdateFlowRun, request)).flow_run
+
+    async def delete_flow_run(self, flow_run_id: str) -> None:
+        """Delete a run with its states."""
+        request = flow_run_service_pb2.DeleteFlowRunRequest(flow_run_id=flow_run_id)
+        await self._call(self._flow_runs.DeleteFlowRun, request)
+
+    async def set_flow_run_state(
+        self,
+        flow_run_id: str,
+        state: state_pb2.StateCreate | state_pb2.StateType,
+        *,
+        force: bool = False,
+        name: str = "",
+        message: str = "",
+        transition_id: str | None = None,
+    ) -> flow_run_service_pb2.SetFlowRunStateResponse:
+        """Propose a state and return the orchestration outcome.
+
+        Orchestration outcomes (ACCEPT, REJECT, WAIT, ABORT) are in the response's
+        `status`, not raised: only bad input and faults raise. `state` is either a full
+        StateCreate or a StateType value, in which case `name` and `message` fill in the
+        rest. Pass a fresh UUID as `transition_id` and reuse it when retrying after a
+        timeout, so a proposal that was already applied is not applied twice.
+        """
+        if isinstance(state, state_pb2.StateCreate):
+            if name or message:
+                raise TypeError("name and message apply only when state is a StateType")
+            proposed = state_pb2.StateCreate()
+            proposed.CopyFrom(state)  # the caller's message is not ours to change
+        else:
+            proposed = state_pb2.StateCreate(type=state, name=name, message=message)
+        if transition_id is not None:
+            proposed.state_details.transition_id = transition_id
+        request = flow_run_service_pb2.SetFlowRunStateRequest(
+            flow_run_id=flow_run_id, state=proposed, force=force
+        )
+        return await self._call(self._flow_runs.SetFlowRunState, request)
+
+    async def get_task_run_dependencies(
+        self, flow_run_id: str
+    ) -> list[graph_pb2.TaskRunDependency]:
+        """Return every task run of a flow run with the task runs it depends on."""
+        request = flow_run_service_pb2.GetTaskRunDependenciesRequest(flow_run_id=flow_run_id)
+        response = await self._call(self._flow_runs.GetTaskRunDependencies, request)
+        return list(response.dependencies)
+
+    async def get_flow_run_graph(
+        self, flow_run_id: str, *, since: datetime | None = None
+    ) -> graph_pb2.FlowRunGraph:
+        """Return a run's task-run and subflow graph, keeping nodes that ended at or after `since`.
+
+        A naive `since` is taken as UTC.
+        """
+        request = flow_run_service_pb2.GetFlowRunGraphRequest(
+            flow_run_id=flow_run_id, since=_timestamp_or_none(since)
+        )
+        return (await self._call(self._flow_runs.GetFlowRunGraph, request)).graph
+
+    async def get_flow_run_state(self, state_id: str) -> state_pb2.State:
+        """Return one state of a run's history by its id."""
+        request = flow_run_service_pb2.GetFlowRunStateRequest(state_id=state_id)
+        return (await self._call(self._flow_runs.GetFlowRunState, request)).state
+
+    async def list_flow_run_states(
+        self, flow_run_id: str, *, page_size: int = 0, page_token: str = ""
+    ) -> tuple[list[state_pb2.State], str]:
+        """Return one page of a run's state history, oldest first, and the next page token."""
+        request = flow_run_service_pb2.ListFlowRunStatesRequest(
+            flow_run_id=flow_run_id, page_size=page_size, page_token=page_token
+        )
+        response = await self._call(self._flow_runs.ListFlowRunStates, request)
+        return list(response.states), response.next_page_token
+
+    async def delete_flow_run_state(self, state_id: str) -> None:
+        """Delete one state from a run's history."""
+        request = flow_run_service_pb2.DeleteFlowRunStateRequest(state_id=state_id)
+        await self._call(self._flow_runs.DeleteFlowRunState, request)
+
+
+def _struct(value: Mapping[str, Any]) -> struct_pb2.Struct:
+    """Convert a JSON-like mapping; numbers become doubles, as Struct stores them."""
+    struct = struct_pb2.Struct()
+    json_format.ParseDict(dict(value), struct)
+    return struct
+
+
+def _struct_or_none(value: Mapping[str, Any] | None) -> struct_pb2.Struct | None:
+    return None if value is None else _struct(value)
+
+
+def _dict(struct: struct_pb2.Struct) -> dict[str, Any]:
+    return json_format.MessageToDict(struct)
+
+
+def _timestamp_or_none(value: datetime | None) -> timestamp_pb2.Timestamp | None:
+    if value is None:
+        return None
+    timestamp = timestamp_pb2.Timestamp()
+    timestamp.FromDatetime(value)
+    return timestamp

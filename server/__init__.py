@@ -1,0 +1,1 @@
+"""flowrun server: gRPC servicers, orchestration and storage."""

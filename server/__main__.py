@@ -1,0 +1,53 @@
+"""`python -m server` / `flowrun-server`: serve until SIGTERM or SIGINT."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+
+from server.app import build_app
+from server.config import Settings
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="flowrun-server", description="Serve the flowrun gRPC API.")
+    parser.add_argument("--host", help="address to bind (env FLOWRUN_HOST, default 127.0.0.1)")
+    parser.add_argument("--port", type=int, help="port to bind; 0 picks a free one (env FLOWRUN_PORT, default 50051)")
+    parser.add_argument("--database-url", help="SQLAlchemy async URL (env FLOWRUN_DATABASE_URL)")
+    return parser.parse_args(argv)
+
+
+async def serve(settings: Settings) -> None:
+    app = await build_app(settings)
+    await app.start()
+    print(f"flowrun serving on {settings.host}:{app.port}", flush=True)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    await stop.wait()
+    logging.getLogger("flowrun.server").info("shutting down")
+    await app.stop()
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    overrides = {
+        key: value
+        for key, value in {"host": args.host, "port": args.port, "database_url": args.database_url}.items()
+        if value is not None
+    }
+    settings = Settings(**overrides)
+    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    try:
+        import uvloop
+    except ImportError:
+        asyncio.run(serve(settings))
+    else:
+        uvloop.run(serve(settings))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,99 @@
+"""Builds the grpc.aio server: interceptors, servicers, health and reflection."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from flowrun.v1 import flow_run_service_pb2, flow_run_service_pb2_grpc, flow_service_pb2, flow_service_pb2_grpc
+from server.config import Settings
+from server.db.engine import create_engine
+from server.db.migrate import migrate
+from server.db.unit_of_work import Database
+from server.error_mapping import ErrorMappingInterceptor
+from server.orchestration.interceptor import OrchestrationInterceptor
+from server.services.flow_runs import FlowRunService
+from server.services.flows import FlowService
+
+log = logging.getLogger("flowrun.server")
+
+FLOWRUN_SERVICES = (
+    flow_service_pb2.DESCRIPTOR.services_by_name["FlowService"].full_name,
+    flow_run_service_pb2.DESCRIPTOR.services_by_name["FlowRunService"].full_name,
+)
+
+
+def server_options(settings: Settings) -> list[tuple[str, int]]:
+    """Explicit transport settings; nothing relies on gRPC's silent defaults. Clients may
+    ping every min_client_ping_interval_ms even without calls in flight, so idle
+    keepalive pings never earn a GOAWAY "too_many_pings"."""
+    options = [
+        ("grpc.max_receive_message_length", settings.max_message_bytes),
+        ("grpc.max_send_message_length", settings.max_message_bytes),
+        ("grpc.keepalive_time_ms", settings.keepalive_time_ms),
+        ("grpc.keepalive_timeout_ms", settings.keepalive_timeout_ms),
+        ("grpc.keepalive_permit_without_calls", 1),
+        ("grpc.http2.min_ping_interval_without_data_ms", settings.min_client_ping_interval_ms),
+        ("grpc.http2.max_pings_without_data", 0),
+        ("grpc.so_reuseport", 0),
+    ]
+    if settings.max_connection_age_ms:
+        options += [
+            ("grpc.max_connection_age_ms", settings.max_connection_age_ms),
+            ("grpc.max_connection_age_grace_ms", int(settings.shutdown_grace_seconds * 1000)),
+        ]
+    return options
+
+
+@dataclass
+class App:
+    server: grpc.aio.Server
+    port: int
+    health: health.aio.HealthServicer
+    database: Database
+    settings: Settings
+
+    async def start(self) -> None:
+        """Starts serving, then reports SERVING once the database answers."""
+        await self.server.start()
+        await self.database.ping()
+        for name in ("", *FLOWRUN_SERVICES):
+            await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
+        log.info("flowrun listening on %s:%d", self.settings.host, self.port)
+
+    async def stop(self, grace: float | None = None) -> None:
+        """NOT_SERVING first, so load balancers stop sending; then drain; then close."""
+        await self.health.enter_graceful_shutdown()
+        await self.server.stop(self.settings.shutdown_grace_seconds if grace is None else grace)
+        await self.database.dispose()
+
+
+async def build_app(settings: Settings) -> App:
+    database = Database(create_engine(settings))
+    if settings.migrate_on_start:
+        await migrate(database)
+    server = grpc.aio.server(
+        # First is outermost: errors see everything the orchestration step raises.
+        interceptors=[ErrorMappingInterceptor(), OrchestrationInterceptor(database)],
+        options=server_options(settings),
+        maximum_concurrent_rpcs=settings.max_concurrent_rpcs,
+    )
+    flow_service_pb2_grpc.add_FlowServiceServicer_to_server(FlowService(database, settings), server)
+    flow_run_service_pb2_grpc.add_FlowRunServiceServicer_to_server(FlowRunService(database, settings), server)
+    health_servicer = health.aio.HealthServicer()
+    for name in ("", *FLOWRUN_SERVICES):
+        await health_servicer.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    if settings.reflection:
+        reflection.enable_server_reflection(
+            (*FLOWRUN_SERVICES, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME),
+            server,
+        )
+    port = server.add_insecure_port(f"{settings.host}:{settings.port}")
+    if port == 0:
+        raise RuntimeError(f"could not bind {settings.host}:{settings.port}")
+    return App(server=server, port=port, health=health_servicer, database=database, settings=settings)

@@ -1,0 +1,57 @@
+"""Settings from the environment (prefix FLOWRUN_), so one image serves every deployment."""
+
+from __future__ import annotations
+
+from functools import cached_property
+from pathlib import Path
+
+from platformdirs import user_data_dir
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def default_database_url() -> str:
+    """An SQLite file under the user's data directory: serving needs no setup."""
+    path = Path(user_data_dir("flowrun", appauthor=False)) / "flowrun.db"
+    return f"sqlite+aiosqlite:///{path}"
+
+
+class Settings(BaseSettings):
+    """Every knob of the server. Each field is read from FLOWRUN_<NAME>."""
+
+    model_config = SettingsConfigDict(env_prefix="FLOWRUN_", extra="ignore")
+
+    database_url: str = Field(default_factory=default_database_url)
+    host: str = "127.0.0.1"
+    port: int = Field(default=50051, ge=0, le=65535)
+    migrate_on_start: bool = True
+    reflection: bool = True
+    log_level: str = "INFO"
+
+    # Connection pool (PostgreSQL). Generous by default: a tiny pool turns load into errors.
+    db_pool_size: int = Field(default=20, ge=1)
+    db_max_overflow: int = Field(default=10, ge=0)
+    db_pool_timeout_seconds: float = Field(default=30.0, gt=0)
+    # How long SQLite waits for another process's write lock before giving up.
+    sqlite_busy_timeout_ms: int = Field(default=30_000, ge=0)
+    # PostgreSQL lock_timeout for the SetState row lock; 0 waits forever.
+    lock_timeout_ms: int = Field(default=10_000, ge=0)
+
+    # gRPC transport.
+    max_message_bytes: int = Field(default=8 * 1024 * 1024, ge=1024)
+    keepalive_time_ms: int = Field(default=60_000, ge=1000)
+    keepalive_timeout_ms: int = Field(default=20_000, ge=1000)
+    min_client_ping_interval_ms: int = Field(default=10_000, ge=1000)
+    max_connection_age_ms: int = Field(default=0, ge=0)
+    max_concurrent_rpcs: int | None = Field(default=None, ge=1)
+    shutdown_grace_seconds: float = Field(default=30.0, ge=0)
+
+    # API limits.
+    max_parameter_bytes: int = Field(default=512 * 1024, ge=0)
+    page_token_secret: str = "flowrun-page-token"
+    graph_max_nodes: int = Field(default=10_000, ge=1)
+    graph_max_artifacts: int = Field(default=10_000, ge=0)
+
+    @cached_property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")

@@ -1,0 +1,1 @@
+"""Storage: engine and unit of work, tables, dialect helpers and migrations."""

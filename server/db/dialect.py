@@ -1,0 +1,100 @@
+"""What differs between SQLite and PostgreSQL, in one place: upserts, row locks,
+JSON tag containment and the classification of driver errors."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import String, Table, exists, func, or_, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql import ColumnElement, Select
+from sqlalchemy.sql.functions import FunctionElement
+
+
+class Dialect:
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.is_sqlite = name == "sqlite"
+
+    def insert(self, table: Table):
+        """An INSERT that supports .on_conflict_do_nothing() on both dialects."""
+        return sqlite.insert(table) if self.is_sqlite else postgresql.insert(table)
+
+    def lock_for_update(self, query: Select, *of: Any) -> Select:
+        """Row lock for the SetState read. SQLite has no row locks: the transaction began
+        IMMEDIATE and already holds the database write lock."""
+        if self.is_sqlite:
+            return query
+        return query.with_for_update(of=list(of) or None)
+
+    def tags_has_all(self, column: ColumnElement, values: list[str]) -> ColumnElement[bool]:
+        if not self.is_sqlite:
+            return column.has_all(postgresql.array(values))
+        distinct = sorted(set(values))
+        each = func.json_each(column).table_valued("value")
+        matched = select(func.count(func.distinct(each.c.value))).where(each.c.value.in_(distinct))
+        return matched.scalar_subquery() >= len(distinct)
+
+    def tags_has_any(self, column: ColumnElement, values: list[str]) -> ColumnElement[bool]:
+        if not self.is_sqlite:
+            return column.has_any(postgresql.array(values))
+        each = func.json_each(column).table_valued("value")
+        return exists(select(each.c.value).where(each.c.value.in_(values)))
+
+    def json_is_empty_list(self, column: ColumnElement) -> ColumnElement[bool]:
+        if self.is_sqlite:
+            return func.json_array_length(column) == 0
+        return func.jsonb_array_length(column) == 0
+
+    def json_text(self, column: ColumnElement, key: str) -> ColumnElement[str]:
+        """column->>'key' as text."""
+        if self.is_sqlite:
+            return func.json_extract(column, f"$.{key}")
+        # as_string(), not .astext: the column's Python-side type is the generic JSON
+        # (JSONB only as a variant), which has no .astext; on PostgreSQL this is ->>.
+        return column[key].as_string()
+
+    def json_is_null(self, column: ColumnElement) -> ColumnElement[bool]:
+        """SQL NULL or a JSON null: SQLAlchemy's JSON type writes Python None as 'null'."""
+        if self.is_sqlite:
+            return or_(column.is_(None), func.json_type(column) == "null")
+        return or_(column.is_(None), func.jsonb_typeof(column) == "null")
+
+
+class binary_order(FunctionElement[str]):
+    """A text expression compared byte-wise (code point order), the same on both
+    dialects: SQLite's default BINARY collation, COLLATE "C" on PostgreSQL, whose
+    default collation depends on the database locale. Used for sort keys, so that
+    ORDER BY and the keyset comparison of a page token agree everywhere."""
+
+    type = String()
+    inherit_cache = True
+
+
+@compiles(binary_order)
+def _binary_order_default(element: binary_order, compiler, **kw) -> str:
+    return compiler.process(element.clauses, **kw)
+
+
+@compiles(binary_order, "postgresql")
+def _binary_order_postgresql(element: binary_order, compiler, **kw) -> str:
+    return f'({compiler.process(element.clauses, **kw)} COLLATE "C")'
+
+
+def sqlstate(exc: BaseException) -> str | None:
+    """The SQLSTATE of a PostgreSQL error wrapped by SQLAlchemy, if any."""
+    orig = getattr(exc, "orig", None)
+    for candidate in (orig, getattr(orig, "__cause__", None)):
+        code = getattr(candidate, "sqlstate", None)
+        if code:
+            return code
+    return None
+
+
+def is_foreign_key_violation(exc: BaseException) -> bool:
+    return sqlstate(exc) == "23503" or "FOREIGN KEY constraint failed" in str(exc)
+
+
+def is_unique_violation(exc: BaseException) -> bool:
+    return sqlstate(exc) == "23505" or "UNIQUE constraint failed" in str(exc)

@@ -1,0 +1,146 @@
+"""The schema as SQLAlchemy Core tables. Alembic migrations create it; these definitions
+are what the repositories query. Keep both in step (tests compare them)."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    Boolean,
+    Column,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+from server.db.types import JSONColumn, Timestamp, UUIDText
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s__%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s__%(column_0_N_name)s",
+        "fk": "fk_%(table_name)s__%(column_0_N_name)s__%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+
+def _base_columns() -> list[Column]:
+    return [
+        Column("id", UUIDText, primary_key=True),
+        Column("created", Timestamp, nullable=False),
+        Column("updated", Timestamp, nullable=False, index=True),
+    ]
+
+
+def _run_columns() -> list[Column]:
+    """Columns shared by flow runs and task runs."""
+    return [
+        Column("name", String, nullable=False, index=True),
+        Column("state_type", String(16), index=True),
+        Column("state_name", String, index=True),
+        Column("state_timestamp", Timestamp),
+        Column("run_count", Integer, nullable=False, default=0),
+        Column("expected_start_time", Timestamp, index=True),
+        Column("next_scheduled_start_time", Timestamp, index=True),
+        Column("start_time", Timestamp, index=True),
+        Column("end_time", Timestamp, index=True),
+        Column("total_run_time", Float, nullable=False, default=0.0),  # seconds
+    ]
+
+
+flow = Table(
+    "flow",
+    metadata,
+    *_base_columns(),
+    Column("name", String, nullable=False, unique=True),
+    Column("tags", JSONColumn, nullable=False),
+    Column("labels", JSONColumn),
+    Index("ix_flow__created", "created"),
+)
+
+flow_run = Table(
+    "flow_run",
+    metadata,
+    *_base_columns(),
+    *_run_columns(),
+    Column("flow_id", UUIDText, ForeignKey("flow.id", ondelete="CASCADE"), nullable=False, index=True),
+    Column("deployment_id", UUIDText, index=True),
+    Column("deployment_version", String),
+    Column("work_queue_name", String, index=True),
+    Column("work_queue_id", UUIDText),
+    Column("flow_version", String, index=True),
+    Column("parameters", JSONColumn, nullable=False),
+    Column("idempotency_key", String),
+    Column("context", JSONColumn, nullable=False),
+    Column("empirical_policy", JSONColumn, nullable=False),
+    Column("tags", JSONColumn, nullable=False),
+    Column("labels", JSONColumn),
+    Column("created_by", JSONColumn),
+    Column("infrastructure_pid", String),
+    Column("job_variables", JSONColumn),
+    Column("infrastructure_document_id", UUIDText),
+    # No FK to task_run: flow_run -> task_run -> flow_run would be a cycle, and FK cycles
+    # deadlock concurrent deletes. Existence is checked at creation instead.
+    Column("parent_task_run_id", UUIDText, index=True),
+    Column("auto_scheduled", Boolean, nullable=False, default=False),
+    # No FK to flow_run_state: that would be a cycle (flow_run_state -> flow_run), which
+    # deadlocks concurrent deletes. Deleting a state clears the pointer in the same
+    # transaction instead.
+    Column("state_id", UUIDText, index=True),
+    UniqueConstraint("flow_id", "idempotency_key"),
+)
+
+flow_run_state = Table(
+    "flow_run_state",
+    metadata,
+    Column("id", UUIDText, primary_key=True),
+    Column("created", Timestamp, nullable=False),
+    Column("flow_run_id", UUIDText, ForeignKey("flow_run.id", ondelete="CASCADE"), nullable=False),
+    Column("type", String(16), nullable=False),
+    Column("timestamp", Timestamp, nullable=False),
+    Column("name", String, nullable=False),
+    Column("message", Text),
+    Column("state_details", JSONColumn, nullable=False),
+    Column("data", JSONColumn),
+    UniqueConstraint("flow_run_id", "timestamp"),
+)
+
+task_run = Table(
+    "task_run",
+    metadata,
+    *_base_columns(),
+    *_run_columns(),
+    Column("flow_run_id", UUIDText, ForeignKey("flow_run.id", ondelete="CASCADE"), index=True),
+    Column("task_key", String, nullable=False),
+    Column("dynamic_key", String, nullable=False),
+    Column("cache_key", String),
+    Column("cache_expiration", Timestamp),
+    Column("task_version", String),
+    Column("flow_run_run_count", Integer, nullable=False, default=0),
+    Column("empirical_policy", JSONColumn, nullable=False),
+    Column("task_inputs", JSONColumn, nullable=False),
+    Column("tags", JSONColumn, nullable=False),
+    Column("labels", JSONColumn),
+    Column("state_id", UUIDText),
+    UniqueConstraint("flow_run_id", "task_key", "dynamic_key"),
+)
+
+task_run_state = Table(
+    "task_run_state",
+    metadata,
+    Column("id", UUIDText, primary_key=True),
+    Column("created", Timestamp, nullable=False),
+    Column("task_run_id", UUIDText, ForeignKey("task_run.id", ondelete="CASCADE"), nullable=False),
+    Column("type", String(16), nullable=False),
+    Column("timestamp", Timestamp, nullable=False),
+    Column("name", String, nullable=False),
+    Column("message", Text),
+    Column("state_details", JSONColumn, nullable=False),
+    Column("data", JSONColumn),
+    UniqueConstraint("task_run_id", "timestamp"),
+)

@@ -1,0 +1,74 @@
+"""Domain errors. Raised anywhere below the servicers; mapped to gRPC status in one place
+(server/error_mapping.py) so that no lower layer needs to know about gRPC."""
+
+from __future__ import annotations
+
+
+class FlowrunError(Exception):
+    """Base class. `reason` is an ErrorReason value name without its prefix."""
+
+    reason = "INTERNAL"
+
+    def __init__(self, message: str, *, metadata: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.metadata = metadata or {}
+
+
+class NotFound(FlowrunError):
+    """A row the request names does not exist."""
+
+    def __init__(self, reason: str, message: str, **metadata: str) -> None:
+        super().__init__(message, metadata=metadata)
+        self.reason = reason
+
+
+class InvalidArgument(FlowrunError):
+    """Bad input. `violations` are (field path, description) pairs."""
+
+    reason = "INVALID_ARGUMENT"
+
+    def __init__(self, violations: list[tuple[str, str]], *, reason: str | None = None) -> None:
+        message = "; ".join(f"{field}: {text}" for field, text in violations)
+        super().__init__(message)
+        self.violations = violations
+        if reason:
+            self.reason = reason
+
+    @classmethod
+    def field(cls, field: str, description: str, *, reason: str | None = None) -> InvalidArgument:
+        return cls([(field, description)], reason=reason)
+
+
+class FailedPrecondition(FlowrunError):
+    """The target exists but is not in a state that allows the request."""
+
+    reason = "FAILED_PRECONDITION"
+
+
+class Conflict(FlowrunError):
+    """A concurrent writer won a lock or uniqueness race; retrying may succeed."""
+
+    reason = "CONFLICT"
+
+
+class TooLarge(FlowrunError):
+    """A request or result exceeds a documented limit."""
+
+    reason = "TOO_LARGE"
+
+
+def flow_not_found(flow_id: str) -> NotFound:
+    return NotFound("FLOW_NOT_FOUND", f"Flow {flow_id} not found", flow_id=flow_id)
+
+
+def flow_run_not_found(flow_run_id: str) -> NotFound:
+    return NotFound("FLOW_RUN_NOT_FOUND", f"Flow run {flow_run_id} not found", flow_run_id=flow_run_id)
+
+
+def state_not_found(state_id: str) -> NotFound:
+    return NotFound("FLOW_RUN_STATE_NOT_FOUND", f"Flow run state {state_id} not found", state_id=state_id)
+
+
+def task_run_not_found(task_run_id: str) -> NotFound:
+    return NotFound("TASK_RUN_NOT_FOUND", f"Task run {task_run_id} not found", task_run_id=task_run_id)

@@ -1,0 +1,1 @@
+"""Orchestration: the SetState interceptor, the orchestration context, rules and policies."""

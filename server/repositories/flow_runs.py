@@ -1,0 +1,206 @@
+"""Flow runs: idempotent creation, reads with the current state, updates, deletes and
+the locked read and write-back that orchestration uses."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Select, delete, func, select, update
+from sqlalchemy.exc import IntegrityError
+
+from server import errors
+from server.db.dialect import is_foreign_key_violation
+from server.db.tables import flow, flow_run, flow_run_state, task_run
+from server.domain.filters import FlowFilter, FlowRunFilter, FlowRunSort, PageRequest
+from server.domain.flow_runs import FlowRun, FlowRunCreate, FlowRunPolicy
+from server.domain.states import StateType
+from server.repositories.base import Repository
+from server.repositories.filters import flow_run_where
+from server.repositories.flow_run_states import state_from_row
+from server.domain.names import random_run_name
+from server.repositories.paging import fetch_page, flow_run_sort_key
+
+STATE_PREFIX = "current_state_"
+_state_columns = [column.label(f"{STATE_PREFIX}{column.name}") for column in flow_run_state.c]
+
+# Columns that orchestration changes; written back in one UPDATE after a transition.
+ORCHESTRATED_COLUMNS = (
+    "state_id",
+    "state_type",
+    "state_name",
+    "state_timestamp",
+    "run_count",
+    "expected_start_time",
+    "next_scheduled_start_time",
+    "start_time",
+    "end_time",
+    "total_run_time",
+)
+
+
+def _run_with_state() -> Select:
+    return select(flow_run, *_state_columns).select_from(
+        flow_run.outerjoin(flow_run_state, flow_run_state.c.id == flow_run.c.state_id)
+    )
+
+
+def flow_run_from_row(row: Any) -> FlowRun:
+    m = row._mapping
+    has_state = m[f"{STATE_PREFIX}id"] is not None
+    return FlowRun(
+        id=m["id"],
+        created=m["created"],
+        updated=m["updated"],
+        flow_id=m["flow_id"],
+        name=m["name"],
+        state_type=StateType(m["state_type"]) if m["state_type"] else None,
+        state_name=m["state_name"],
+        state_timestamp=m["state_timestamp"],
+        state_id=m["state_id"],
+        run_count=m["run_count"],
+        expected_start_time=m["expected_start_time"],
+        next_scheduled_start_time=m["next_scheduled_start_time"],
+        start_time=m["start_time"],
+        end_time=m["end_time"],
+        total_run_time=m["total_run_time"],
+        deployment_id=m["deployment_id"],
+        deployment_version=m["deployment_version"],
+        work_queue_name=m["work_queue_name"],
+        work_queue_id=m["work_queue_id"],
+        flow_version=m["flow_version"],
+        parameters=m["parameters"] or {},
+        idempotency_key=m["idempotency_key"],
+        context=m["context"] or {},
+        empirical_policy=FlowRunPolicy.from_json(m["empirical_policy"]),
+        tags=list(m["tags"] or []),
+        labels=m["labels"],
+        created_by=m["created_by"],
+        infrastructure_pid=m["infrastructure_pid"],
+        job_variables=m["job_variables"],
+        infrastructure_document_id=m["infrastructure_document_id"],
+        parent_task_run_id=m["parent_task_run_id"],
+        auto_scheduled=m["auto_scheduled"],
+        state=state_from_row(row, STATE_PREFIX) if has_state else None,
+    )
+
+
+class FlowRunRepository(Repository):
+    async def create(self, new: FlowRunCreate, now: datetime) -> tuple[FlowRun, bool]:
+        """Inserts the run. With an idempotency key the insert is
+        ON CONFLICT (flow_id, idempotency_key) DO NOTHING and a conflict returns the run
+        that holds the key, untouched. Raises NotFound for an unknown flow or parent task."""
+        flow_row = (await self.connection.execute(select(flow.c.labels).where(flow.c.id == new.flow_id))).first()
+        if flow_row is None:
+            raise errors.flow_not_found(new.flow_id)
+        if new.parent_task_run_id is not None:
+            found = await self.connection.execute(select(task_run.c.id).where(task_run.c.id == new.parent_task_run_id))
+            if found.first() is None:
+                raise errors.task_run_not_found(new.parent_task_run_id)
+        labels = {**(flow_row.labels or {}), "prefect.flow.id": new.flow_id, **new.labels}
+        values = {
+            "id": str(uuid.uuid4()),
+            "created": now,
+            "updated": now,
+            "name": new.name or random_run_name(),
+            "flow_id": new.flow_id,
+            "flow_version": new.flow_version,
+            "parameters": new.parameters,
+            "context": new.context,
+            "parent_task_run_id": new.parent_task_run_id,
+            "infrastructure_document_id": new.infrastructure_document_id,
+            "empirical_policy": new.empirical_policy.to_json(),
+            "tags": new.tags,
+            "labels": labels,
+            "idempotency_key": new.idempotency_key,
+            "work_queue_name": new.work_queue_name,
+            "job_variables": new.job_variables if new.job_variables is not None else {},
+            "deployment_id": new.deployment_id,
+            "run_count": 0,
+            "total_run_time": 0.0,
+            "auto_scheduled": False,
+        }
+        insert = self.dialect.insert(flow_run).values(values)
+        if new.idempotency_key is not None:
+            insert = insert.on_conflict_do_nothing(index_elements=["flow_id", "idempotency_key"])
+        try:
+            inserted = (await self.connection.execute(insert.returning(flow_run.c.id))).first()
+        except IntegrityError as exc:
+            if is_foreign_key_violation(exc):  # the flow was deleted concurrently
+                raise errors.flow_not_found(new.flow_id) from exc
+            raise
+        if inserted is not None:
+            run = await self.get(inserted.id)
+            assert run is not None
+            return run, True
+        query = _run_with_state().where(
+            flow_run.c.flow_id == new.flow_id, flow_run.c.idempotency_key == new.idempotency_key
+        )
+        row = (await self.connection.execute(query)).first()
+        assert row is not None, "the run holding the idempotency key vanished inside our transaction"
+        return flow_run_from_row(row), False
+
+    async def get(self, flow_run_id: str) -> FlowRun | None:
+        row = (await self.connection.execute(_run_with_state().where(flow_run.c.id == flow_run_id))).first()
+        return flow_run_from_row(row) if row else None
+
+    async def get_for_orchestration(self, flow_run_id: str) -> FlowRun | None:
+        """The run and its current state in one round trip, with the run's row locked
+        (FOR UPDATE on PostgreSQL; on SQLite the IMMEDIATE transaction holds the lock)."""
+        query = self.dialect.lock_for_update(_run_with_state().where(flow_run.c.id == flow_run_id), flow_run)
+        row = (await self.connection.execute(query)).first()
+        return flow_run_from_row(row) if row else None
+
+    async def save_orchestration(self, run: FlowRun, now: datetime) -> None:
+        """Writes back what orchestration changed: the state pointer, the denormalized
+        state columns, timing bookkeeping and the policy, in one UPDATE."""
+        values: dict[str, Any] = {name: getattr(run, name) for name in ORCHESTRATED_COLUMNS}
+        values["state_type"] = run.state_type.value if run.state_type else None
+        values["empirical_policy"] = run.empirical_policy.to_json()
+        values["updated"] = now
+        await self.connection.execute(update(flow_run).where(flow_run.c.id == run.id).values(values))
+
+    async def list(
+        self,
+        flow_filter: FlowFilter | None,
+        flow_run_filter: FlowRunFilter | None,
+        sort: FlowRunSort,
+        page: PageRequest,
+        *,
+        secret: str,
+    ) -> tuple[list[FlowRun], str]:
+        query = _run_with_state().where(flow_run_where(self.dialect, flow_filter, flow_run_filter))
+        fingerprint = repr(("flow_runs", flow_filter, flow_run_filter))
+        rows, token = await fetch_page(
+            self.connection, query, flow_run_sort_key(sort), page, secret=secret, fingerprint=fingerprint
+        )
+        return [flow_run_from_row(row) for row in rows], token
+
+    async def count(self, flow_filter: FlowFilter | None, flow_run_filter: FlowRunFilter | None) -> int:
+        query = (
+            select(func.count())
+            .select_from(flow_run)
+            .where(flow_run_where(self.dialect, flow_filter, flow_run_filter))
+        )
+        return (await self.connection.execute(query)).scalar_one()
+
+    async def update(self, flow_run_id: str, values: dict[str, Any], now: datetime) -> FlowRun | None:
+        """Applies `values` (column -> value) and bumps `updated`."""
+        statement = update(flow_run).where(flow_run.c.id == flow_run_id).values(updated=now, **values)
+        result = await self.connection.execute(statement.returning(flow_run.c.id))
+        if result.first() is None:
+            return None
+        return await self.get(flow_run_id)
+
+    async def delete(self, flow_run_id: str) -> bool:
+        """Deletes the run; its states and task runs go by ON DELETE CASCADE. Subflow runs
+        of its task runs lose their parent pointer (there is no FK to do it for us)."""
+        orphaned = select(task_run.c.id).where(task_run.c.flow_run_id == flow_run_id)
+        await self.connection.execute(
+            update(flow_run).where(flow_run.c.parent_task_run_id.in_(orphaned)).values(parent_task_run_id=None)
+        )
+        result = await self.connection.execute(
+            delete(flow_run).where(flow_run.c.id == flow_run_id).returning(flow_run.c.id)
+        )
+        return result.first() is not None

@@ -1,0 +1,98 @@
+"""Flows: get-or-create by name, reads, tag updates and deletes."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import delete, func, select, update
+
+from server.db.tables import flow
+from server.domain.filters import FlowFilter, FlowRunFilter, FlowSort, PageRequest
+from server.domain.flows import Flow, FlowCreate
+from server.repositories.base import Repository
+from server.repositories.filters import flow_where
+from server.repositories.paging import fetch_page, flow_sort_key
+
+
+def flow_from_row(row: Any) -> Flow:
+    return Flow(
+        id=row.id,
+        created=row.created,
+        updated=row.updated,
+        name=row.name,
+        tags=list(row.tags or []),
+        labels=row.labels,
+    )
+
+
+class FlowRepository(Repository):
+    async def get_or_create(self, new: FlowCreate, now: datetime) -> tuple[Flow, bool]:
+        """INSERT ... ON CONFLICT (name) DO NOTHING: the unique index, not a read before
+        the write, decides who creates the flow."""
+        insert = (
+            self.dialect.insert(flow)
+            .values(id=str(uuid.uuid4()), created=now, updated=now, name=new.name, tags=new.tags, labels=new.labels)
+            .on_conflict_do_nothing(index_elements=["name"])
+            .returning(*flow.c)
+        )
+        row = (await self.connection.execute(insert)).first()
+        if row is not None:
+            return flow_from_row(row), True
+        existing = await self.get_by_name(new.name)
+        assert existing is not None, "a conflicting flow vanished inside our transaction"
+        return existing, False
+
+    async def get(self, flow_id: str) -> Flow | None:
+        row = (await self.connection.execute(select(flow).where(flow.c.id == flow_id))).first()
+        return flow_from_row(row) if row else None
+
+    async def get_by_name(self, name: str) -> Flow | None:
+        row = (await self.connection.execute(select(flow).where(flow.c.name == name))).first()
+        return flow_from_row(row) if row else None
+
+    async def list(
+        self,
+        flow_filter: FlowFilter | None,
+        flow_run_filter: FlowRunFilter | None,
+        sort: FlowSort,
+        page: PageRequest,
+        *,
+        secret: str,
+    ) -> tuple[list[Flow], str]:
+        query = select(flow).where(flow_where(self.dialect, flow_filter, flow_run_filter))
+        fingerprint = repr(("flows", flow_filter, flow_run_filter))
+        rows, token = await fetch_page(
+            self.connection, query, flow_sort_key(sort), page, secret=secret, fingerprint=fingerprint
+        )
+        return [flow_from_row(row) for row in rows], token
+
+    async def count(self, flow_filter: FlowFilter | None, flow_run_filter: FlowRunFilter | None) -> int:
+        query = select(func.count()).select_from(flow).where(flow_where(self.dialect, flow_filter, flow_run_filter))
+        return (await self.connection.execute(query)).scalar_one()
+
+    async def update(self, flow_id: str, values: dict[str, Any], now: datetime) -> Flow | None:
+        """Applies `values` (column -> value) and bumps `updated`, even when empty."""
+        statement = update(flow).where(flow.c.id == flow_id).values(updated=now, **values).returning(*flow.c)
+        row = (await self.connection.execute(statement)).first()
+        return flow_from_row(row) if row else None
+
+    async def delete(self, flow_id: str) -> bool:
+        """Deletes the flow; its runs and their states go by ON DELETE CASCADE."""
+        result = await self.connection.execute(delete(flow).where(flow.c.id == flow_id).returning(flow.c.id))
+        return result.first() is not None
+
+    async def delete_many(self, flow_ids: Sequence[str]) -> list[str]:
+        if not flow_ids:
+            return []
+        statement = delete(flow).where(flow.c.id.in_(sorted(set(flow_ids)))).returning(flow.c.id)
+        return sorted(row.id for row in await self.connection.execute(statement))
+
+    async def get_labels(self, flow_id: str) -> tuple[bool, dict[str, Any] | None]:
+        """(exists, labels)."""
+        row = (await self.connection.execute(select(flow.c.labels).where(flow.c.id == flow_id))).first()
+        if row is None:
+            return False, None
+        return True, row.labels

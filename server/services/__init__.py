@@ -1,0 +1,1 @@
+"""Async gRPC servicers: proto in, proto out; thin; no SQL."""

@@ -1,0 +1,156 @@
+"""FlowRunService: runs, their state histories, and SetFlowRunState (whose transaction,
+lock and policy the orchestration interceptor provides)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flowrun.v1 import flow_run_service_pb2 as pb
+from flowrun.v1 import flow_run_service_pb2_grpc
+from server import clock, errors
+from server.config import Settings
+from server.db.unit_of_work import Database
+from server.domain.states import State, StateType
+from server.orchestration.context import OrchestrationContext, current_context
+from server.orchestration.engine import orchestrate
+from server.orchestration.policies import MINIMAL_POLICY
+from server.services import filters_from_proto, from_proto, to_proto
+
+UPDATABLE_FLOW_RUN_FIELDS = frozenset(
+    {"name", "flow_version", "parameters", "empirical_policy", "tags", "infrastructure_pid", "job_variables"}
+)
+STATE_PAGE_DEFAULT = 200
+STATE_PAGE_MAX = 1_000
+
+
+class FlowRunService(flow_run_service_pb2_grpc.FlowRunServiceServicer):
+    def __init__(self, database: Database, settings: Settings) -> None:
+        self._db = database
+        self._settings = settings
+
+    async def CreateFlowRun(self, request: pb.CreateFlowRunRequest, context) -> pb.CreateFlowRunResponse:
+        now = clock.now()
+        new = from_proto.flow_run_create(request, now, self._settings.max_parameter_bytes)
+        async with self._db.unit_of_work(write=True) as uow:
+            run, created = await uow.repos.flow_runs.create(new, now)
+            if created:
+                initial = new.state or State(type=StateType.PENDING, name="Pending", timestamp=now)
+                orchestration = OrchestrationContext(
+                    run=run, initial_state=None, proposed_state=initial, repos=uow.repos, now=now, force=True
+                )
+                await orchestrate(orchestration, MINIMAL_POLICY, orchestration.validate)
+                await uow.repos.flow_runs.save_orchestration(run, now)
+        return pb.CreateFlowRunResponse(flow_run=to_proto.flow_run(run, now), created=created)
+
+    async def GetFlowRun(self, request: pb.GetFlowRunRequest, context) -> pb.GetFlowRunResponse:
+        flow_run_id = from_proto.required_uuid(request.flow_run_id, "flow_run_id")
+        async with self._db.unit_of_work(write=False) as uow:
+            run = await uow.repos.flow_runs.get(flow_run_id)
+        if run is None:
+            raise errors.flow_run_not_found(flow_run_id)
+        return pb.GetFlowRunResponse(flow_run=to_proto.flow_run(run, clock.now()))
+
+    async def ListFlowRuns(self, request: pb.ListFlowRunsRequest, context) -> pb.ListFlowRunsResponse:
+        flow_filter, flow_run_filter = filters_from_proto.flow_and_run_filters(request)
+        sort = filters_from_proto.flow_run_sort(request.sort)
+        page = filters_from_proto.page_request(request)
+        async with self._db.unit_of_work(write=False) as uow:
+            runs, token = await uow.repos.flow_runs.list(
+                flow_filter, flow_run_filter, sort, page, secret=self._settings.page_token_secret
+            )
+        now = clock.now()
+        return pb.ListFlowRunsResponse(flow_runs=[to_proto.flow_run(run, now) for run in runs], next_page_token=token)
+
+    async def CountFlowRuns(self, request: pb.CountFlowRunsRequest, context) -> pb.CountFlowRunsResponse:
+        flow_filter, flow_run_filter = filters_from_proto.flow_and_run_filters(request)
+        async with self._db.unit_of_work(write=False) as uow:
+            count = await uow.repos.flow_runs.count(flow_filter, flow_run_filter)
+        return pb.CountFlowRunsResponse(count=count)
+
+    async def UpdateFlowRun(self, request: pb.UpdateFlowRunRequest, context) -> pb.UpdateFlowRunResponse:
+        flow_run_id = from_proto.required_uuid(request.flow_run.id, "flow_run.id")
+        paths = from_proto.update_mask_paths(request, "flow_run", UPDATABLE_FLOW_RUN_FIELDS)
+        values = from_proto.flow_run_update(request.flow_run, paths, self._settings.max_parameter_bytes)
+        now = clock.now()
+        async with self._db.unit_of_work(write=True) as uow:
+            if "job_variables" in values and values["job_variables"] is not None:
+                current = await uow.repos.flow_runs.get(flow_run_id)
+                if current is None:
+                    raise errors.flow_run_not_found(flow_run_id)
+                check_job_variables_updatable(current.state_type, current.deployment_id)
+            run = await uow.repos.flow_runs.update(flow_run_id, values, now)
+        if run is None:
+            raise errors.flow_run_not_found(flow_run_id)
+        return pb.UpdateFlowRunResponse(flow_run=to_proto.flow_run(run, now))
+
+    async def DeleteFlowRun(self, request: pb.DeleteFlowRunRequest, context) -> pb.DeleteFlowRunResponse:
+        flow_run_id = from_proto.required_uuid(request.flow_run_id, "flow_run_id")
+        async with self._db.unit_of_work(write=True) as uow:
+            deleted = await uow.repos.flow_runs.delete(flow_run_id)
+        if not deleted:
+            raise errors.flow_run_not_found(flow_run_id)
+        return pb.DeleteFlowRunResponse()
+
+    async def SetFlowRunState(self, request: pb.SetFlowRunStateRequest, context) -> pb.SetFlowRunStateResponse:
+        """Runs inside the orchestration interceptor, which has locked the run and applied
+        the policy's before-steps: store the outcome and describe it."""
+        orchestration = current_context()
+        await orchestration.validate()
+        return to_proto.set_state_response(orchestration)
+
+    async def GetTaskRunDependencies(
+        self, request: pb.GetTaskRunDependenciesRequest, context
+    ) -> pb.GetTaskRunDependenciesResponse:
+        flow_run_id = from_proto.required_uuid(request.flow_run_id, "flow_run_id")
+        async with self._db.unit_of_work(write=False) as uow:
+            if await uow.repos.flow_runs.get(flow_run_id) is None:
+                raise errors.flow_run_not_found(flow_run_id)
+            dependencies = await uow.repos.task_runs.dependencies(flow_run_id)
+        now = clock.now()
+        return pb.GetTaskRunDependenciesResponse(
+            dependencies=[to_proto.task_run_dependency(item, now) for item in dependencies]
+        )
+
+    async def GetFlowRunGraph(self, request: pb.GetFlowRunGraphRequest, context) -> pb.GetFlowRunGraphResponse:
+        flow_run_id = from_proto.required_uuid(request.flow_run_id, "flow_run_id")
+        since = from_proto.optional_utc(request, "since")
+        async with self._db.unit_of_work(write=False) as uow:
+            graph = await uow.repos.graphs.read(flow_run_id, since, self._settings.graph_max_nodes)
+        return pb.GetFlowRunGraphResponse(graph=to_proto.graph(graph))
+
+    async def GetFlowRunState(self, request: pb.GetFlowRunStateRequest, context) -> pb.GetFlowRunStateResponse:
+        state_id = from_proto.required_uuid(request.state_id, "state_id")
+        async with self._db.unit_of_work(write=False) as uow:
+            state = await uow.repos.states.get(state_id)
+        if state is None:
+            raise errors.state_not_found(state_id)
+        return pb.GetFlowRunStateResponse(state=to_proto.state(state))
+
+    async def ListFlowRunStates(self, request: pb.ListFlowRunStatesRequest, context) -> pb.ListFlowRunStatesResponse:
+        flow_run_id = from_proto.required_uuid(request.flow_run_id, "flow_run_id")
+        page = filters_from_proto.page_request(request, default_size=STATE_PAGE_DEFAULT, max_size=STATE_PAGE_MAX)
+        async with self._db.unit_of_work(write=False) as uow:
+            states, token = await uow.repos.states.list_for_run(
+                flow_run_id, page, secret=self._settings.page_token_secret
+            )
+        return pb.ListFlowRunStatesResponse(states=[to_proto.state(state) for state in states], next_page_token=token)
+
+    async def DeleteFlowRunState(
+        self, request: pb.DeleteFlowRunStateRequest, context
+    ) -> pb.DeleteFlowRunStateResponse:
+        state_id = from_proto.required_uuid(request.state_id, "state_id")
+        async with self._db.unit_of_work(write=True) as uow:
+            deleted = await uow.repos.states.delete(state_id)
+        if not deleted:
+            raise errors.state_not_found(state_id)
+        return pb.DeleteFlowRunStateResponse()
+
+
+def check_job_variables_updatable(state_type: StateType | None, deployment_id: Any) -> None:
+    """Job variables only change while the run waits for its infrastructure."""
+    if state_type is None:
+        raise errors.FailedPrecondition("Flow run state is required to update job variables but none exists")
+    if state_type != StateType.SCHEDULED:
+        raise errors.FailedPrecondition(f"Job variables for a flow run in state {state_type.value} cannot be updated")
+    if deployment_id is None:
+        raise errors.FailedPrecondition("A deployment for the flow run could not be found")

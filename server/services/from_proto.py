@@ -1,0 +1,294 @@
+"""Proto -> domain: the one place requests are validated and turned into domain
+objects. Every problem becomes an InvalidArgument naming the field."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import datetime, timezone
+from typing import Any
+
+from google.protobuf.json_format import MessageToDict
+from google.protobuf.message import Message
+
+from flowrun.v1 import flow_run_pb2, state_pb2
+from server.domain.flow_runs import FlowRunCreate, FlowRunPolicy
+from server.domain.flows import FlowCreate
+from server.domain.names import random_run_name
+from server.domain.states import State, StateDetails, StateType
+from server.errors import InvalidArgument
+
+MAX_NAME_LENGTH = 200
+MAX_TAGS = 1_000
+MAX_TEXT_LENGTH = 1_000
+MAX_MESSAGE_LENGTH = 100_000
+FORBIDDEN_NAME_CHARACTERS = set("/%&><")
+
+STATE_TYPES = {
+    state_pb2.StateType.Value(f"STATE_TYPE_{state_type.value}"): state_type for state_type in StateType
+}
+RETRY_TYPES = {
+    flow_run_pb2.RETRY_TYPE_IN_PROCESS: "in_process",
+    flow_run_pb2.RETRY_TYPE_RESCHEDULE: "reschedule",
+}
+
+
+class Violations:
+    """Collects every problem of one request, so the client learns them all at once."""
+
+    def __init__(self) -> None:
+        self.items: list[tuple[str, str]] = []
+
+    def add(self, field: str, description: str) -> None:
+        self.items.append((field, description))
+
+    def raise_if_any(self) -> None:
+        if self.items:
+            raise InvalidArgument(self.items)
+
+
+def uuid_text(value: str, field: str, violations: Violations, *, required: bool = True) -> str | None:
+    """Canonical lowercase UUID text, or None when empty and optional."""
+    if not value:
+        if required:
+            violations.add(field, "is required")
+        return None
+    try:
+        return str(uuid.UUID(value))
+    except ValueError:
+        violations.add(field, f"must be a UUID, got {value[:64]!r}")
+        return None
+
+
+def required_uuid(value: str, field: str) -> str:
+    violations = Violations()
+    result = uuid_text(value, field, violations)
+    violations.raise_if_any()
+    assert result is not None
+    return result
+
+
+def utc(message: Message) -> datetime:
+    return message.ToDatetime(tzinfo=timezone.utc)
+
+
+def optional_utc(parent: Message, field: str) -> datetime | None:
+    return utc(getattr(parent, field)) if parent.HasField(field) else None
+
+
+def struct_dict(parent: Message, field: str) -> dict[str, Any] | None:
+    return MessageToDict(getattr(parent, field)) if parent.HasField(field) else None
+
+
+def check_name(name: str, field: str, violations: Violations) -> None:
+    if not name:
+        violations.add(field, "is required")
+    elif len(name) > MAX_NAME_LENGTH:
+        violations.add(field, f"must be at most {MAX_NAME_LENGTH} characters")
+    elif FORBIDDEN_NAME_CHARACTERS & set(name):
+        violations.add(field, 'must not contain "/", "%", "&", ">" or "<"')
+
+
+def check_tags(tags: list[str], field: str, violations: Violations) -> list[str]:
+    if len(tags) > MAX_TAGS:
+        violations.add(field, f"must hold at most {MAX_TAGS} tags")
+    for index, tag in enumerate(tags):
+        if not tag or len(tag) > MAX_TEXT_LENGTH:
+            violations.add(f"{field}[{index}]", f"must be 1 to {MAX_TEXT_LENGTH} characters")
+    return list(tags)
+
+
+def labels(parent: Message, field: str, violations: Violations) -> dict[str, Any]:
+    value = struct_dict(parent, field) or {}
+    for key, item in value.items():
+        if item is None or isinstance(item, (dict, list)):
+            violations.add(f"{field}.{key}", "must be a string, number or boolean")
+    return value
+
+
+def check_size(value: dict[str, Any] | None, limit: int, field: str, violations: Violations) -> None:
+    if value and limit and len(json.dumps(value, separators=(",", ":"))) > limit:
+        violations.add(field, f"must be at most {limit} bytes serialized")
+
+
+def flow_create(request: Message) -> FlowCreate:
+    violations = Violations()
+    check_name(request.name, "name", violations)
+    tags = check_tags(list(request.tags), "tags", violations)
+    flow_labels = labels(request, "labels", violations)
+    violations.raise_if_any()
+    return FlowCreate(name=request.name, tags=tags, labels=flow_labels)
+
+
+def state_details(message: state_pb2.StateDetails, field: str, violations: Violations) -> StateDetails:
+    def optional_id(name: str) -> str | None:
+        return uuid_text(getattr(message, name), f"{field}.{name}", violations, required=False)
+
+    return StateDetails(
+        flow_run_id=optional_id("flow_run_id"),
+        task_run_id=optional_id("task_run_id"),
+        child_flow_run_id=optional_id("child_flow_run_id"),
+        scheduled_time=optional_utc(message, "scheduled_time"),
+        cache_key=message.cache_key or None,
+        cache_expiration=optional_utc(message, "cache_expiration"),
+        deferred=message.deferred,
+        untrackable_result=message.untrackable_result,
+        pause_timeout=optional_utc(message, "pause_timeout"),
+        pause_reschedule=message.pause_reschedule,
+        pause_key=message.pause_key or None,
+        run_input_keyset=dict(message.run_input_keyset) or None,
+        refresh_cache=message.refresh_cache if message.HasField("refresh_cache") else None,
+        retriable=message.retriable if message.HasField("retriable") else None,
+        transition_id=optional_id("transition_id"),
+        task_parameters_id=optional_id("task_parameters_id"),
+        traceparent=message.traceparent or None,
+        deployment_concurrency_lease_id=optional_id("deployment_concurrency_lease_id"),
+    )
+
+
+def proposed_state(message: state_pb2.StateCreate, field: str, now: datetime, violations: Violations) -> State | None:
+    """A StateCreate stamped with the server's time. A SCHEDULED state without a
+    scheduled time is due now."""
+    state_type = STATE_TYPES.get(message.type)
+    if state_type is None:
+        violations.add(f"{field}.type", "must be a known state type other than STATE_TYPE_UNSPECIFIED")
+        return None
+    if len(message.name) > MAX_NAME_LENGTH:
+        violations.add(f"{field}.name", f"must be at most {MAX_NAME_LENGTH} characters")
+    if len(message.message) > MAX_MESSAGE_LENGTH:
+        violations.add(f"{field}.message", f"must be at most {MAX_MESSAGE_LENGTH} characters")
+    details = state_details(message.state_details, f"{field}.state_details", violations)
+    if state_type == StateType.SCHEDULED and details.scheduled_time is None:
+        details.scheduled_time = now
+    data = MessageToDict(message.data) if message.HasField("data") else None
+    return State(
+        type=state_type,
+        name=message.name or state_type.default_name,
+        timestamp=now,
+        message=message.message or None,
+        data=data,
+        state_details=details,
+    )
+
+
+def policy(message: flow_run_pb2.FlowRunPolicy, field: str, violations: Violations) -> FlowRunPolicy:
+    retries = message.retries if message.HasField("retries") else None
+    if retries is not None and retries < 0:
+        violations.add(f"{field}.retries", "must not be negative")
+    retry_delay = message.retry_delay.ToTimedelta().total_seconds() if message.HasField("retry_delay") else None
+    if retry_delay is not None and retry_delay < 0:
+        violations.add(f"{field}.retry_delay", "must not be negative")
+    retry_type = None
+    if message.HasField("retry_type"):
+        retry_type = RETRY_TYPES.get(message.retry_type)
+        if retry_type is None:
+            violations.add(f"{field}.retry_type", "must be RETRY_TYPE_IN_PROCESS or RETRY_TYPE_RESCHEDULE")
+    return FlowRunPolicy(
+        max_retries=message.max_retries,  # deprecated alias, still honoured
+        retry_delay_seconds=message.retry_delay_seconds,
+        retries=retries,
+        retry_delay=retry_delay,
+        pause_keys=list(message.pause_keys),
+        resuming=message.resuming,
+        retry_type=retry_type,
+    )
+
+
+def flow_run_create(request: Message, now: datetime, max_parameter_bytes: int) -> FlowRunCreate:
+    violations = Violations()
+    flow_id = uuid_text(request.flow_id, "flow_id", violations)
+    if len(request.name) > MAX_NAME_LENGTH:
+        violations.add("name", f"must be at most {MAX_NAME_LENGTH} characters")
+    if len(request.idempotency_key) > MAX_TEXT_LENGTH:
+        violations.add("idempotency_key", f"must be at most {MAX_TEXT_LENGTH} characters")
+    parameters = struct_dict(request, "parameters") or {}
+    check_size(parameters, max_parameter_bytes, "parameters", violations)
+    new = FlowRunCreate(
+        flow_id=flow_id or "",
+        name=request.name or None,
+        flow_version=request.flow_version or None,
+        parameters=parameters,
+        context=struct_dict(request, "context") or {},
+        parent_task_run_id=uuid_text(request.parent_task_run_id, "parent_task_run_id", violations, required=False),
+        infrastructure_document_id=uuid_text(
+            request.infrastructure_document_id, "infrastructure_document_id", violations, required=False
+        ),
+        empirical_policy=policy(request.empirical_policy, "empirical_policy", violations),
+        tags=check_tags(list(request.tags), "tags", violations),
+        labels=labels(request, "labels", violations),
+        idempotency_key=request.idempotency_key or None,
+        work_queue_name=request.work_queue_name or None,
+        job_variables=struct_dict(request, "job_variables"),
+        deployment_id=uuid_text(request.deployment_id, "deployment_id", violations, required=False),
+    )
+    if request.HasField("state"):
+        new.state = proposed_state(request.state, "state", now, violations)
+    violations.raise_if_any()
+    return new
+
+
+def update_mask_paths(request: Message, resource_field: str, allowed: frozenset[str]) -> list[str]:
+    """The paths to update. An empty mask means every allowed field that is set
+    (AIP-134). Unknown or read-only paths are INVALID_ARGUMENT."""
+    resource = getattr(request, resource_field)
+    paths = list(request.update_mask.paths)
+    if not paths:
+        return [name for name in sorted(allowed) if _is_set(resource, name)]
+    violations = Violations()
+    known = {f.name for f in resource.DESCRIPTOR.fields}
+    for index, path in enumerate(paths):
+        if path not in known:
+            violations.add(f"update_mask.paths[{index}]", f"{path!r} is not a field of {resource.DESCRIPTOR.name}")
+        elif path not in allowed:
+            violations.add(f"update_mask.paths[{index}]", f"{path!r} is not updatable")
+    violations.raise_if_any()
+    return list(dict.fromkeys(paths))
+
+
+def _is_set(message: Message, name: str) -> bool:
+    field = message.DESCRIPTOR.fields_by_name[name]
+    if field.message_type is not None and not field.is_repeated:
+        return message.HasField(name)
+    value = getattr(message, name)
+    return bool(len(value)) if field.is_repeated else bool(value)
+
+
+def set_state_request(request: Message, now: datetime) -> tuple[str, State, bool]:
+    """(flow_run_id, stamped proposal, force) of a SetFlowRunStateRequest."""
+    violations = Violations()
+    flow_run_id = uuid_text(request.flow_run_id, "flow_run_id", violations)
+    proposed = None
+    if not request.HasField("state"):
+        violations.add("state", "is required")
+    else:
+        proposed = proposed_state(request.state, "state", now, violations)
+    violations.raise_if_any()
+    assert flow_run_id is not None and proposed is not None
+    return flow_run_id, proposed, request.force
+
+
+def flow_run_update(resource: flow_run_pb2.FlowRun, paths: list[str], max_parameter_bytes: int) -> dict[str, Any]:
+    """Column values for UpdateFlowRun's mask paths. An empty name draws a new random
+    name, as the reference does."""
+    violations = Violations()
+    values: dict[str, Any] = {}
+    for path in paths:
+        if path == "name":
+            if len(resource.name) > MAX_NAME_LENGTH:
+                violations.add("flow_run.name", f"must be at most {MAX_NAME_LENGTH} characters")
+            values["name"] = resource.name or random_run_name()
+        elif path == "flow_version":
+            values["flow_version"] = resource.flow_version or None
+        elif path == "parameters":
+            values["parameters"] = struct_dict(resource, "parameters") or {}
+            check_size(values["parameters"], max_parameter_bytes, "flow_run.parameters", violations)
+        elif path == "empirical_policy":
+            values["empirical_policy"] = policy(resource.empirical_policy, "flow_run.empirical_policy", violations).to_json()
+        elif path == "tags":
+            values["tags"] = check_tags(list(resource.tags), "flow_run.tags", violations)
+        elif path == "infrastructure_pid":
+            values["infrastructure_pid"] = resource.infrastructure_pid or None
+        elif path == "job_variables":
+            values["job_variables"] = struct_dict(resource, "job_variables")
+    violations.raise_if_any()
+    return values

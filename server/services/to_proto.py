@@ -1,0 +1,251 @@
+"""Domain -> proto: the one place responses are built."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from google.protobuf.duration_pb2 import Duration
+from google.protobuf.struct_pb2 import Struct, Value
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from flowrun.v1 import flow_pb2, flow_run_pb2, flow_run_service_pb2, graph_pb2, state_pb2
+from server.domain.flow_runs import FlowRun, FlowRunPolicy
+from server.domain.flows import Flow
+from server.domain.graphs import Graph
+from server.domain.states import State, StateDetails, StateType
+from server.domain.task_runs import TaskRunDependency
+from server.orchestration.context import OrchestrationContext, SetStateStatus
+
+STATE_TYPES = {state_type: state_pb2.StateType.Value(f"STATE_TYPE_{state_type.value}") for state_type in StateType}
+SET_STATE_STATUSES = {
+    status: state_pb2.SetStateStatus.Value(f"SET_STATE_STATUS_{status.value}") for status in SetStateStatus
+}
+RETRY_TYPES = {
+    "in_process": flow_run_pb2.RETRY_TYPE_IN_PROCESS,
+    "reschedule": flow_run_pb2.RETRY_TYPE_RESCHEDULE,
+}
+
+
+def timestamp(value: datetime) -> Timestamp:
+    message = Timestamp()
+    message.FromDatetime(value)
+    return message
+
+
+def duration(value: timedelta | float) -> Duration:
+    message = Duration()
+    message.FromTimedelta(value if isinstance(value, timedelta) else timedelta(seconds=value))
+    return message
+
+
+def struct(value: dict[str, Any] | None) -> Struct:
+    message = Struct()
+    if value:
+        message.update(value)
+    return message
+
+
+def json_value(value: Any) -> Value:
+    message = Value()
+    if value is None:
+        message.null_value = 0
+    elif isinstance(value, bool):
+        message.bool_value = value
+    elif isinstance(value, (int, float)):
+        message.number_value = value
+    elif isinstance(value, str):
+        message.string_value = value
+    elif isinstance(value, dict):
+        message.struct_value.update(value)
+    else:
+        message.list_value.extend(value)
+    return message
+
+
+def flow(value: Flow) -> flow_pb2.Flow:
+    return flow_pb2.Flow(
+        id=value.id,
+        created=timestamp(value.created),
+        updated=timestamp(value.updated),
+        name=value.name,
+        tags=value.tags,
+        labels=struct(value.labels),
+    )
+
+
+def state_details(value: StateDetails) -> state_pb2.StateDetails:
+    message = state_pb2.StateDetails(
+        flow_run_id=value.flow_run_id or "",
+        task_run_id=value.task_run_id or "",
+        child_flow_run_id=value.child_flow_run_id or "",
+        cache_key=value.cache_key or "",
+        deferred=bool(value.deferred),
+        untrackable_result=value.untrackable_result,
+        pause_reschedule=value.pause_reschedule,
+        pause_key=value.pause_key or "",
+        run_input_keyset=value.run_input_keyset or {},
+        transition_id=value.transition_id or "",
+        task_parameters_id=value.task_parameters_id or "",
+        traceparent=value.traceparent or "",
+        deployment_concurrency_lease_id=value.deployment_concurrency_lease_id or "",
+    )
+    if value.scheduled_time is not None:
+        message.scheduled_time.FromDatetime(value.scheduled_time)
+    if value.cache_expiration is not None:
+        message.cache_expiration.FromDatetime(value.cache_expiration)
+    if value.pause_timeout is not None:
+        message.pause_timeout.FromDatetime(value.pause_timeout)
+    if value.refresh_cache is not None:
+        message.refresh_cache = value.refresh_cache
+    if value.retriable is not None:
+        message.retriable = value.retriable
+    return message
+
+
+def state(value: State) -> state_pb2.State:
+    message = state_pb2.State(
+        id=value.id,
+        type=STATE_TYPES[value.type],
+        name=value.name,
+        timestamp=timestamp(value.timestamp),
+        message=value.message or "",
+        state_details=state_details(value.state_details),
+    )
+    if value.data is not None:
+        message.data.CopyFrom(json_value(value.data))
+    return message
+
+
+def policy(value: FlowRunPolicy) -> flow_run_pb2.FlowRunPolicy:
+    message = flow_run_pb2.FlowRunPolicy(
+        max_retries=value.max_retries,
+        retry_delay_seconds=value.retry_delay_seconds,
+        pause_keys=sorted(value.pause_keys),
+        resuming=value.resuming,
+    )
+    if value.retries is not None:
+        message.retries = value.retries
+    if value.retry_delay is not None:
+        message.retry_delay.CopyFrom(duration(value.retry_delay))
+    if value.retry_type in RETRY_TYPES:
+        message.retry_type = RETRY_TYPES[value.retry_type]
+    return message
+
+
+def flow_run(value: FlowRun, now: datetime) -> flow_run_pb2.FlowRun:
+    message = flow_run_pb2.FlowRun(
+        id=value.id,
+        created=timestamp(value.created),
+        updated=timestamp(value.updated),
+        name=value.name,
+        flow_id=value.flow_id,
+        state_id=value.state_id or "",
+        deployment_id=value.deployment_id or "",
+        deployment_version=value.deployment_version or "",
+        work_queue_id=value.work_queue_id or "",
+        work_queue_name=value.work_queue_name or "",
+        flow_version=value.flow_version or "",
+        parameters=struct(value.parameters),
+        idempotency_key=value.idempotency_key or "",
+        context=struct(value.context),
+        empirical_policy=policy(value.empirical_policy),
+        tags=value.tags,
+        labels=struct(value.labels),
+        parent_task_run_id=value.parent_task_run_id or "",
+        state_type=STATE_TYPES[value.state_type] if value.state_type else 0,
+        state_name=value.state_name or "",
+        run_count=value.run_count,
+        total_run_time=duration(value.total_run_time),
+        estimated_run_time=duration(value.estimated_run_time(now)),
+        estimated_start_time_delta=duration(value.estimated_start_time_delta(now)),
+        auto_scheduled=value.auto_scheduled,
+        infrastructure_document_id=value.infrastructure_document_id or "",
+        infrastructure_pid=value.infrastructure_pid or "",
+        work_pool_id=value.work_pool_id or "",
+        work_pool_name=value.work_pool_name or "",
+    )
+    for name in ("expected_start_time", "next_scheduled_start_time", "start_time", "end_time"):
+        when = getattr(value, name)
+        if when is not None:
+            getattr(message, name).FromDatetime(when)
+    if value.created_by:
+        message.created_by.CopyFrom(
+            flow_run_pb2.CreatedBy(
+                id=str(value.created_by.get("id") or ""),
+                type=value.created_by.get("type") or "",
+                display_value=value.created_by.get("display_value") or "",
+            )
+        )
+    if value.job_variables is not None:
+        message.job_variables.CopyFrom(struct(value.job_variables))
+    if value.state is not None:
+        message.state.CopyFrom(state(value.state))
+    return message
+
+
+def task_run_dependency(value: TaskRunDependency, now: datetime) -> graph_pb2.TaskRunDependency:
+    message = graph_pb2.TaskRunDependency(
+        task_run_id=value.id,
+        name=value.name,
+        upstream_task_run_ids=value.upstream_task_run_ids,
+        total_run_time=duration(value.total_run_time),
+        estimated_run_time=duration(value.estimated_run_time(now)),
+        untrackable_result=value.untrackable_result,
+    )
+    if value.state is not None:
+        message.state.CopyFrom(state(value.state))
+    for name in ("expected_start_time", "start_time", "end_time"):
+        when = getattr(value, name)
+        if when is not None:
+            getattr(message, name).FromDatetime(when)
+    return message
+
+
+def set_state_response(context: OrchestrationContext) -> flow_run_service_pb2.SetFlowRunStateResponse:
+    """The orchestration outcome: status, resulting state and the matching details."""
+    message = flow_run_service_pb2.SetFlowRunStateResponse(status=SET_STATE_STATUSES[context.status])
+    if context.validated_state is not None:
+        message.state.CopyFrom(state(context.validated_state))
+    reason = context.reason or ""
+    if context.status == SetStateStatus.ACCEPT:
+        message.accept.SetInParent()
+    elif context.status == SetStateStatus.REJECT:
+        message.reject.reason = reason
+    elif context.status == SetStateStatus.ABORT:
+        message.abort.reason = reason
+    else:
+        message.wait.reason = reason
+        message.wait.delay.FromTimedelta(timedelta(seconds=context.delay_seconds or 0))
+    return message
+
+
+GRAPH_NODE_KINDS = {"task-run": graph_pb2.GRAPH_NODE_KIND_TASK_RUN, "flow-run": graph_pb2.GRAPH_NODE_KIND_FLOW_RUN}
+
+
+def graph(value: Graph) -> graph_pb2.FlowRunGraph:
+    message = graph_pb2.FlowRunGraph(
+        root_node_ids=value.root_node_ids,
+        states=[
+            graph_pb2.GraphState(id=item.id, timestamp=timestamp(item.timestamp), type=STATE_TYPES[item.type], name=item.name)
+            for item in value.states
+        ],
+    )
+    if value.start_time is not None:
+        message.start_time.FromDatetime(value.start_time)
+    if value.end_time is not None:
+        message.end_time.FromDatetime(value.end_time)
+    for node in value.nodes:
+        item = message.nodes.add(
+            kind=GRAPH_NODE_KINDS[node.kind],
+            id=node.id,
+            label=node.label,
+            state_type=STATE_TYPES[node.state_type] if node.state_type else 0,
+            start_time=timestamp(node.start_time),
+            parent_ids=node.parent_ids,
+            child_ids=node.child_ids,
+            encapsulating_ids=node.encapsulating_ids,
+        )
+        if node.end_time is not None:
+            item.end_time.FromDatetime(node.end_time)
+    return message
