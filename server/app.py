@@ -7,7 +7,6 @@ from dataclasses import dataclass
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
 
 from flowrun.v1 import flow_run_service_pb2, flow_run_service_pb2_grpc, flow_service_pb2, flow_service_pb2_grpc
 from server.config import Settings
@@ -16,6 +15,7 @@ from server.db.migrate import migrate
 from server.db.unit_of_work import Database
 from server.error_mapping import ErrorMappingInterceptor
 from server.orchestration.interceptor import OrchestrationInterceptor
+from server.reflection import enable_reflection
 from server.services.flow_runs import FlowRunService
 from server.services.flows import FlowService
 
@@ -89,10 +89,7 @@ async def build_app(settings: Settings) -> App:
         await health_servicer.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     if settings.reflection:
-        reflection.enable_server_reflection(
-            (*FLOWRUN_SERVICES, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME),
-            server,
-        )
+        enable_reflection((*FLOWRUN_SERVICES, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name), server)
     port = server.add_insecure_port(f"{settings.host}:{settings.port}")
     if port == 0:
         raise RuntimeError(f"could not bind {settings.host}:{settings.port}")

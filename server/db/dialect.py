@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import String, Table, exists, func, or_, select
+from sqlalchemy import String, Table, exists, func, or_, select, type_coerce
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql import ColumnElement, Select
@@ -30,7 +30,7 @@ class Dialect:
 
     def tags_has_all(self, column: ColumnElement, values: list[str]) -> ColumnElement[bool]:
         if not self.is_sqlite:
-            return column.has_all(postgresql.array(values))
+            return _jsonb(column).has_all(postgresql.array(values))
         distinct = sorted(set(values))
         each = func.json_each(column).table_valued("value")
         matched = select(func.count(func.distinct(each.c.value))).where(each.c.value.in_(distinct))
@@ -38,7 +38,7 @@ class Dialect:
 
     def tags_has_any(self, column: ColumnElement, values: list[str]) -> ColumnElement[bool]:
         if not self.is_sqlite:
-            return column.has_any(postgresql.array(values))
+            return _jsonb(column).has_any(postgresql.array(values))
         each = func.json_each(column).table_valued("value")
         return exists(select(each.c.value).where(each.c.value.in_(values)))
 
@@ -60,6 +60,12 @@ class Dialect:
         if self.is_sqlite:
             return or_(column.is_(None), func.json_type(column) == "null")
         return or_(column.is_(None), func.jsonb_typeof(column) == "null")
+
+
+def _jsonb(column: ColumnElement) -> ColumnElement:
+    """The column with JSONB's operators (?&, ?|): JSON columns are declared as generic
+    JSON with a JSONB variant, so their Python-side comparator lacks them."""
+    return type_coerce(column, postgresql.JSONB())
 
 
 class binary_order(FunctionElement[str]):

@@ -51,7 +51,7 @@ class FlowRunService(flow_run_service_pb2_grpc.FlowRunServiceServicer):
         return pb.GetFlowRunResponse(flow_run=to_proto.flow_run(run, clock.now()))
 
     async def ListFlowRuns(self, request: pb.ListFlowRunsRequest, context) -> pb.ListFlowRunsResponse:
-        flow_filter, flow_run_filter = filters_from_proto.flow_and_run_filters(request)
+        flow_filter, flow_run_filter = filters_from_proto.list_filters(request)
         sort = filters_from_proto.flow_run_sort(request.sort)
         page = filters_from_proto.page_request(request)
         async with self._db.unit_of_work(write=False) as uow:
@@ -62,7 +62,7 @@ class FlowRunService(flow_run_service_pb2_grpc.FlowRunServiceServicer):
         return pb.ListFlowRunsResponse(flow_runs=[to_proto.flow_run(run, now) for run in runs], next_page_token=token)
 
     async def CountFlowRuns(self, request: pb.CountFlowRunsRequest, context) -> pb.CountFlowRunsResponse:
-        flow_filter, flow_run_filter = filters_from_proto.flow_and_run_filters(request)
+        flow_filter, flow_run_filter = filters_from_proto.list_filters(request)
         async with self._db.unit_of_work(write=False) as uow:
             count = await uow.repos.flow_runs.count(flow_filter, flow_run_filter)
         return pb.CountFlowRunsResponse(count=count)

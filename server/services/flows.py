@@ -42,7 +42,7 @@ class FlowService(flow_service_pb2_grpc.FlowServiceServicer):
         return pb.GetFlowByNameResponse(flow=to_proto.flow(flow))
 
     async def ListFlows(self, request: pb.ListFlowsRequest, context) -> pb.ListFlowsResponse:
-        flow_filter, flow_run_filter = filters_from_proto.flow_and_run_filters(request)
+        flow_filter, flow_run_filter = filters_from_proto.list_filters(request)
         sort = filters_from_proto.flow_sort(request.sort)
         page = filters_from_proto.page_request(request)
         async with self._db.unit_of_work(write=False) as uow:
@@ -52,7 +52,7 @@ class FlowService(flow_service_pb2_grpc.FlowServiceServicer):
         return pb.ListFlowsResponse(flows=[to_proto.flow(flow) for flow in flows], next_page_token=token)
 
     async def CountFlows(self, request: pb.CountFlowsRequest, context) -> pb.CountFlowsResponse:
-        flow_filter, flow_run_filter = filters_from_proto.flow_and_run_filters(request)
+        flow_filter, flow_run_filter = filters_from_proto.list_filters(request)
         async with self._db.unit_of_work(write=False) as uow:
             count = await uow.repos.flows.count(flow_filter, flow_run_filter)
         return pb.CountFlowsResponse(count=count)

@@ -1,0 +1,243 @@
+"""Keyset pagination with opaque, signed page tokens.
+
+Every order is total: a non-NULL sort expression, then the row id in the same direction.
+A page token records the (sort key, id) of the last row served, so the next page is
+`WHERE (key, id) > (last key, last id)` (or `<` for descending orders): no OFFSET scan,
+and rows inserted or deleted meanwhile neither repeat nor hide other rows.
+
+A token is base64url (no padding) of a compact JSON payload followed by a 16-byte
+HMAC-SHA256 of it. The payload holds a format version, a hash of the query's filters
+(the caller's `fingerprint`), the sort name and the last key and id. A token is only
+accepted back by the same query: same filters, same sort, same server secret.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import json
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+from sqlalchemy import ColumnElement, Row, Select, func, literal, tuple_
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from server.db import tables
+from server.db.dialect import binary_order
+from server.db.types import Timestamp, UUIDText
+from server.domain.filters import FlowRunSort, FlowSort, PageRequest
+from server.errors import InvalidArgument
+
+TOKEN_VERSION = 1
+MAX_TOKEN_LENGTH = 1024
+_MAC_BYTES = 16
+_KEY_LABEL = "_page_key"
+_ID_LABEL = "_page_id"
+
+# Stand-ins for NULL sort times, so rows without the time come last in either direction
+# (the ends of google.protobuf.Timestamp's range).
+FAR_FUTURE = datetime(9999, 12, 31, 23, 59, 59, 999999, tzinfo=timezone.utc)
+FAR_PAST = datetime(1, 1, 1, tzinfo=timezone.utc)
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_MICROSECOND = timedelta(microseconds=1)
+
+
+@dataclass(frozen=True, slots=True)
+class SortKey:
+    """A total order: `expression` (never NULL), then `id`, both `descending` or not.
+    `name` identifies the order inside page tokens."""
+
+    name: str
+    expression: ColumnElement[Any]
+    id: ColumnElement[str]
+    descending: bool
+    is_time: bool = False
+
+    def order_by(self) -> list[ColumnElement[Any]]:
+        if self.descending:
+            return [self.expression.desc(), self.id.desc()]
+        return [self.expression.asc(), self.id.asc()]
+
+    def after(self, key: Any, last_id: str) -> ColumnElement[bool]:
+        """Rows that come after (key, last_id) in this order."""
+        key_type = Timestamp() if self.is_time else self.expression.type
+        row = tuple_(self.expression, self.id)
+        bound = tuple_(literal(key, type_=key_type), literal(last_id, type_=UUIDText()))
+        return row < bound if self.descending else row > bound
+
+
+def _time_key(name: str, table, *columns: ColumnElement, descending: bool) -> SortKey:
+    sentinel = FAR_PAST if descending else FAR_FUTURE
+    expression = func.coalesce(*columns, literal(sentinel, type_=Timestamp()), type_=Timestamp())
+    return SortKey(name, expression, table.c.id, descending, is_time=True)
+
+
+def _flow_sort_keys() -> dict[FlowSort, SortKey]:
+    flow = tables.flow
+    return {
+        FlowSort.CREATED_DESC: SortKey("flow:CREATED_DESC", flow.c.created, flow.c.id, True, is_time=True),
+        FlowSort.UPDATED_DESC: SortKey("flow:UPDATED_DESC", flow.c.updated, flow.c.id, True, is_time=True),
+        FlowSort.NAME_ASC: SortKey("flow:NAME_ASC", binary_order(flow.c.name), flow.c.id, False),
+        FlowSort.NAME_DESC: SortKey("flow:NAME_DESC", binary_order(flow.c.name), flow.c.id, True),
+    }
+
+
+def _flow_run_sort_keys() -> dict[FlowRunSort, SortKey]:
+    run = tables.flow_run
+    c = run.c
+    return {
+        FlowRunSort.ID_DESC: SortKey("flow_run:ID_DESC", c.id, c.id, True),
+        FlowRunSort.START_TIME_ASC: _time_key(
+            "flow_run:START_TIME_ASC", run, c.start_time, c.expected_start_time, descending=False
+        ),
+        FlowRunSort.START_TIME_DESC: _time_key(
+            "flow_run:START_TIME_DESC", run, c.start_time, c.expected_start_time, descending=True
+        ),
+        FlowRunSort.EXPECTED_START_TIME_ASC: _time_key(
+            "flow_run:EXPECTED_START_TIME_ASC", run, c.expected_start_time, descending=False
+        ),
+        FlowRunSort.EXPECTED_START_TIME_DESC: _time_key(
+            "flow_run:EXPECTED_START_TIME_DESC", run, c.expected_start_time, descending=True
+        ),
+        FlowRunSort.NAME_ASC: SortKey("flow_run:NAME_ASC", binary_order(c.name), c.id, False),
+        FlowRunSort.NAME_DESC: SortKey("flow_run:NAME_DESC", binary_order(c.name), c.id, True),
+        FlowRunSort.NEXT_SCHEDULED_START_TIME_ASC: _time_key(
+            "flow_run:NEXT_SCHEDULED_START_TIME_ASC", run, c.next_scheduled_start_time, descending=False
+        ),
+        FlowRunSort.END_TIME_DESC: _time_key("flow_run:END_TIME_DESC", run, c.end_time, descending=True),
+    }
+
+
+_FLOW_SORT_KEYS = _flow_sort_keys()
+_FLOW_RUN_SORT_KEYS = _flow_run_sort_keys()
+_STATE_HISTORY_SORT_KEY = SortKey(
+    "flow_run_state:TIMESTAMP_ASC",
+    tables.flow_run_state.c.timestamp,
+    tables.flow_run_state.c.id,
+    False,
+    is_time=True,
+)
+
+
+def flow_sort_key(sort: FlowSort) -> SortKey:
+    return _FLOW_SORT_KEYS[sort]
+
+
+def flow_run_sort_key(sort: FlowRunSort) -> SortKey:
+    return _FLOW_RUN_SORT_KEYS[sort]
+
+
+def state_history_sort_key() -> SortKey:
+    """A run's state history, oldest first."""
+    return _STATE_HISTORY_SORT_KEY
+
+
+async def fetch_page(
+    connection: AsyncConnection,
+    query: Select,
+    sort_key: SortKey,
+    page: PageRequest,
+    *,
+    secret: str,
+    fingerprint: str,
+) -> tuple[list[Row], str]:
+    """One page of `query` (which already has its WHERE) in `sort_key` order, and the
+    token of the next page ("" on the last page). The rows carry two extra columns,
+    `_page_key` and `_page_id`; read the table's columns by name."""
+    cursor = None
+    if page.page_token:
+        cursor = _decode(page.page_token, sort_key, secret=secret, fingerprint=fingerprint)
+    if page.limit <= 0:
+        return [], ""
+
+    query = query.add_columns(sort_key.expression.label(_KEY_LABEL), sort_key.id.label(_ID_LABEL))
+    query = query.order_by(None).order_by(*sort_key.order_by())
+    if cursor is not None:
+        query = query.where(sort_key.after(*cursor))
+    elif page.offset:
+        query = query.offset(page.offset)
+    rows = list((await connection.execute(query.limit(page.limit + 1))).all())
+
+    if len(rows) <= page.limit:
+        return rows, ""
+    rows = rows[: page.limit]
+    last = rows[-1]._mapping
+    token = _encode(last[_KEY_LABEL], last[_ID_LABEL], sort_key, secret=secret, fingerprint=fingerprint)
+    return rows, token
+
+
+# -- tokens -----------------------------------------------------------------------------
+
+
+def _fingerprint_hash(fingerprint: str) -> str:
+    return _b64encode(hashlib.sha256(fingerprint.encode()).digest()[:12])
+
+
+def _mac(secret: str, payload: bytes) -> bytes:
+    return hmac.new(secret.encode(), payload, hashlib.sha256).digest()[:_MAC_BYTES]
+
+
+def _encode(key: Any, last_id: str, sort_key: SortKey, *, secret: str, fingerprint: str) -> str:
+    if sort_key.is_time:
+        key = (key.astimezone(timezone.utc) - _EPOCH) // _MICROSECOND
+    payload = {
+        "v": TOKEN_VERSION,
+        "f": _fingerprint_hash(fingerprint),
+        "s": sort_key.name,
+        "k": key,
+        "i": last_id,
+    }
+    body = json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode()
+    return _b64encode(body + _mac(secret, body))
+
+
+def _decode(token: str, sort_key: SortKey, *, secret: str, fingerprint: str) -> tuple[Any, str]:
+    """(last key, last id) from a token made by this query, else INVALID_PAGE_TOKEN."""
+    if len(token) > MAX_TOKEN_LENGTH:
+        raise _invalid("page token is too long")
+    try:
+        raw = base64.b64decode(token + "=" * (-len(token) % 4), altchars=b"-_", validate=True)
+    except (binascii.Error, ValueError):
+        raise _invalid("page token is not valid base64url") from None
+    body, mac = raw[:-_MAC_BYTES], raw[-_MAC_BYTES:]
+    if len(raw) <= _MAC_BYTES or not hmac.compare_digest(mac, _mac(secret, body)):
+        raise _invalid("page token is corrupt or was not issued by this server")
+    try:
+        payload = json.loads(body)
+        version, fingerprint_hash, sort_name, key, last_id = (
+            payload["v"],
+            payload["f"],
+            payload["s"],
+            payload["k"],
+            payload["i"],
+        )
+    except (ValueError, TypeError, KeyError):
+        raise _invalid("page token is malformed") from None
+    if version != TOKEN_VERSION:
+        raise _invalid("page token has an unsupported version")
+    if sort_name != sort_key.name or fingerprint_hash != _fingerprint_hash(fingerprint):
+        raise _invalid("page token belongs to a different query (filters or sort changed)")
+    if not isinstance(last_id, str):
+        raise _invalid("page token is malformed")
+    if sort_key.is_time:
+        if not isinstance(key, int) or isinstance(key, bool):
+            raise _invalid("page token is malformed")
+        try:
+            key = _EPOCH + key * _MICROSECOND
+        except OverflowError:
+            raise _invalid("page token is malformed") from None
+    elif not isinstance(key, str):
+        raise _invalid("page token is malformed")
+    return key, last_id
+
+
+def _invalid(description: str) -> InvalidArgument:
+    return InvalidArgument.field("page_token", description, reason="INVALID_PAGE_TOKEN")
+
+
+def _b64encode(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+

@@ -1,0 +1,330 @@
+"""Proto filters, sorts and paging fields -> domain values, with validation.
+
+The one place this direction is converted. Every problem found in a message is collected
+and raised as one InvalidArgument whose violations name field paths such as
+"flow_run_filter.id.any[2]".
+
+Filter functions take the parent message and the field name, e.g.
+`flow_filter(request, "flow_filter")`: presence is read with HasField on the parent
+(an unset filter gives None, which is not the same as a set but empty one: a set, empty
+`flow_run_filter` on ListFlows still keeps only flows that have runs), and the field name
+starts every violation path.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime, timezone
+from typing import Any
+
+from flowrun.v1 import filters_pb2, state_pb2
+
+from server.domain.filters import (
+    AND,
+    OR,
+    CreatedByFilter,
+    FlowFilter,
+    FlowRunFilter,
+    FlowRunSort,
+    FlowRunStateFilter,
+    FlowSort,
+    IdFilter,
+    Operator,
+    PageRequest,
+    StateTypeFilter,
+    StringFilter,
+    TagsFilter,
+    TimeFilter,
+)
+from server.domain.states import StateType
+from server.errors import InvalidArgument
+
+MAX_LIST_VALUES = 1000
+
+_OPERATORS: dict[int, Operator] = {
+    filters_pb2.FILTER_OPERATOR_UNSPECIFIED: AND,
+    filters_pb2.FILTER_OPERATOR_AND: AND,
+    filters_pb2.FILTER_OPERATOR_OR: OR,
+}
+_STATE_TYPES: dict[int, StateType] = {
+    number: StateType(name.removeprefix("STATE_TYPE_"))
+    for name, number in state_pb2.StateType.items()
+    if number != state_pb2.STATE_TYPE_UNSPECIFIED
+}
+_FLOW_SORTS: dict[int, FlowSort] = {
+    number: FlowSort(name.removeprefix("FLOW_SORT_"))
+    for name, number in filters_pb2.FlowSort.items()
+    if number != filters_pb2.FLOW_SORT_UNSPECIFIED
+}
+_FLOW_SORTS[filters_pb2.FLOW_SORT_UNSPECIFIED] = FlowSort.NAME_ASC
+_FLOW_RUN_SORTS: dict[int, FlowRunSort] = {
+    number: FlowRunSort(name.removeprefix("FLOW_RUN_SORT_"))
+    for name, number in filters_pb2.FlowRunSort.items()
+    if number != filters_pb2.FLOW_RUN_SORT_UNSPECIFIED
+}
+_FLOW_RUN_SORTS[filters_pb2.FLOW_RUN_SORT_UNSPECIFIED] = FlowRunSort.ID_DESC
+
+
+def flow_filter(parent: Any, field: str) -> FlowFilter | None:
+    """`parent.<field>` as a FlowFilter, or None when the field is unset."""
+    reader = _Reader()
+    result = reader.optional(parent, field, field, reader.flow_filter)
+    reader.raise_if_invalid()
+    return result
+
+
+def flow_run_filter(parent: Any, field: str) -> FlowRunFilter | None:
+    """`parent.<field>` as a FlowRunFilter, or None when the field is unset."""
+    reader = _Reader()
+    result = reader.optional(parent, field, field, reader.flow_run_filter)
+    reader.raise_if_invalid()
+    return result
+
+
+def list_filters(request: Any) -> tuple[FlowFilter | None, FlowRunFilter | None]:
+    """`request.flow_filter` and `request.flow_run_filter` (List/Count requests of both
+    services), validated together so that one error lists every violation."""
+    reader = _Reader()
+    flows = reader.optional(request, "flow_filter", "flow_filter", reader.flow_filter)
+    runs = reader.optional(request, "flow_run_filter", "flow_run_filter", reader.flow_run_filter)
+    reader.raise_if_invalid()
+    return flows, runs
+
+
+def flow_sort(value: int) -> FlowSort:
+    """FlowSort enum number -> FlowSort; UNSPECIFIED is NAME_ASC."""
+    try:
+        return _FLOW_SORTS[value]
+    except KeyError:
+        raise InvalidArgument.field("sort", f"unknown FlowSort value {value}") from None
+
+
+def flow_run_sort(value: int) -> FlowRunSort:
+    """FlowRunSort enum number -> FlowRunSort; UNSPECIFIED is ID_DESC."""
+    try:
+        return _FLOW_RUN_SORTS[value]
+    except KeyError:
+        raise InvalidArgument.field("sort", f"unknown FlowRunSort value {value}") from None
+
+
+def page_request(request: Any, *, default_size: int = 200, max_size: int = 200) -> PageRequest:
+    """The paging fields of a List request. `page_size` (AIP-158): 0 means default_size,
+    larger than max_size is capped, negative is invalid. `limit` (Prefect): unset means
+    default_size, else it must be 0..max_size. `offset` must not be negative and cannot
+    be combined with `page_token`, nor `limit` with `page_size`. Requests without
+    `offset` / `limit` fields (ListFlowRunStates) are fine."""
+    fields = request.DESCRIPTOR.fields_by_name
+    page_size = request.page_size
+    page_token = request.page_token
+    offset = request.offset if "offset" in fields else 0
+    limit = request.limit if "limit" in fields and request.HasField("limit") else None
+
+    violations: list[tuple[str, str]] = []
+    if page_size < 0:
+        violations.append(("page_size", "Invalid page_size: must be greater than or equal to 0."))
+    if limit is not None:
+        if limit < 0:
+            violations.append(("limit", "Invalid limit: must be greater than or equal to 0."))
+        elif limit > max_size:
+            violations.append(("limit", f"Invalid limit: must be less than or equal to {max_size}."))
+        if page_size != 0:
+            violations.append(("limit", "Set limit or page_size, not both."))
+    if offset < 0:
+        violations.append(("offset", "Invalid offset: must be greater than or equal to 0."))
+    elif offset > 0 and page_token:
+        violations.append(("offset", "Set offset or page_token, not both."))
+    if violations:
+        raise InvalidArgument(violations)
+
+    if limit is not None:
+        size = limit
+    elif page_size > 0:
+        size = min(page_size, max_size)
+    else:
+        size = default_size
+    return PageRequest(offset=offset, limit=size, page_token=page_token)
+
+
+class _Reader:
+    """Converts filter messages, collecting violations instead of stopping at the first."""
+
+    def __init__(self) -> None:
+        self.violations: list[tuple[str, str]] = []
+
+    def raise_if_invalid(self) -> None:
+        if self.violations:
+            raise InvalidArgument(self.violations)
+
+    def fail(self, path: str, description: str) -> None:
+        self.violations.append((path, description))
+
+    def optional(self, parent: Any, field: str, path: str, convert):
+        """convert(parent.field, path) if the field is set, else None."""
+        if not parent.HasField(field):
+            return None
+        return convert(getattr(parent, field), path)
+
+    # -- leaves ---------------------------------------------------------------------
+
+    def operator(self, msg: Any, path: str) -> Operator:
+        try:
+            return _OPERATORS[msg.operator]
+        except KeyError:
+            self.fail(f"{path}.operator", f"unknown FilterOperator value {msg.operator}")
+            return AND
+
+    def values(self, msg: Any, field: str, path: str) -> tuple[str, ...] | None:
+        """The repeated field as a tuple, or None (after recording why) if too long."""
+        values = getattr(msg, field)
+        if len(values) > MAX_LIST_VALUES:
+            self.fail(f"{path}.{field}", f"at most {MAX_LIST_VALUES} values, got {len(values)}")
+            return None
+        return tuple(values)
+
+    def ids(self, msg: Any, field: str, path: str) -> tuple[str, ...]:
+        values = self.values(msg, field, path)
+        if values is None:
+            return ()
+        canonical = []
+        for index, value in enumerate(values):
+            parsed = _canonical_uuid(value)
+            if parsed is None:
+                self.fail(f"{path}.{field}[{index}]", f"not a UUID: {value!r}")
+            else:
+                canonical.append(parsed)
+        return tuple(canonical)
+
+    def strings(self, msg: Any, field: str, path: str) -> tuple[str, ...]:
+        return self.values(msg, field, path) or ()
+
+    def state_types(self, msg: Any, field: str, path: str) -> tuple[StateType, ...]:
+        values = getattr(msg, field)
+        if len(values) > MAX_LIST_VALUES:
+            self.fail(f"{path}.{field}", f"at most {MAX_LIST_VALUES} values, got {len(values)}")
+            return ()
+        types = []
+        for index, number in enumerate(values):
+            if number == state_pb2.STATE_TYPE_UNSPECIFIED:
+                self.fail(f"{path}.{field}[{index}]", "STATE_TYPE_UNSPECIFIED is not a state type")
+            elif number not in _STATE_TYPES:
+                self.fail(f"{path}.{field}[{index}]", f"unknown StateType value {number}")
+            else:
+                types.append(_STATE_TYPES[number])
+        return tuple(types)
+
+    def time(self, msg: Any, field: str, path: str) -> datetime | None:
+        if not msg.HasField(field):
+            return None
+        try:
+            return getattr(msg, field).ToDatetime(tzinfo=timezone.utc)
+        except (ValueError, OverflowError):
+            self.fail(f"{path}.{field}", "timestamp out of range")
+            return None
+
+    @staticmethod
+    def is_null(msg: Any) -> bool | None:
+        return msg.is_null if msg.HasField("is_null") else None
+
+    def id_filter(self, msg: filters_pb2.IdFilter, path: str) -> IdFilter:
+        return IdFilter(
+            operator=self.operator(msg, path),
+            any=self.ids(msg, "any", path),
+            not_any=self.ids(msg, "not_any", path),
+            is_null=self.is_null(msg),
+        )
+
+    def string_filter(self, msg: filters_pb2.StringFilter, path: str) -> StringFilter:
+        return StringFilter(
+            operator=self.operator(msg, path),
+            any=self.strings(msg, "any", path),
+            not_any=self.strings(msg, "not_any", path),
+            like=msg.like or None,
+            is_null=self.is_null(msg),
+        )
+
+    def tags_filter(self, msg: filters_pb2.TagsFilter, path: str) -> TagsFilter:
+        return TagsFilter(
+            operator=self.operator(msg, path),
+            all=self.strings(msg, "all", path),
+            any=self.strings(msg, "any", path),
+            is_null=self.is_null(msg),
+        )
+
+    def time_filter(self, msg: filters_pb2.TimeFilter, path: str) -> TimeFilter:
+        return TimeFilter(
+            operator=self.operator(msg, path),
+            before=self.time(msg, "before", path),
+            after=self.time(msg, "after", path),
+            is_null=self.is_null(msg),
+        )
+
+    def state_type_filter(self, msg: filters_pb2.StateTypeFilter, path: str) -> StateTypeFilter:
+        return StateTypeFilter(
+            any=self.state_types(msg, "any", path),
+            not_any=self.state_types(msg, "not_any", path),
+        )
+
+    def state_filter(self, msg: filters_pb2.FlowRunStateFilter, path: str) -> FlowRunStateFilter:
+        return FlowRunStateFilter(
+            operator=self.operator(msg, path),
+            type=self.optional(msg, "type", f"{path}.type", self.state_type_filter),
+            name=self.optional(msg, "name", f"{path}.name", self.string_filter),
+        )
+
+    def created_by_filter(self, msg: filters_pb2.CreatedByFilter, path: str) -> CreatedByFilter:
+        return CreatedByFilter(
+            operator=self.operator(msg, path),
+            id=self.ids(msg, "id", path),
+            type=self.strings(msg, "type", path),
+            is_null=self.is_null(msg),
+        )
+
+    def parent_flow_run_filter(self, msg: filters_pb2.IdFilter, path: str) -> IdFilter:
+        """Only `any` has a meaning here (as in Prefect)."""
+        if msg.not_any:
+            self.fail(f"{path}.not_any", "not supported on parent_flow_run_id; use any")
+        if msg.HasField("is_null"):
+            self.fail(f"{path}.is_null", "not supported on parent_flow_run_id; use parent_task_run_id")
+        return IdFilter(operator=self.operator(msg, path), any=self.ids(msg, "any", path))
+
+    # -- composites -----------------------------------------------------------------
+
+    def flow_filter(self, msg: filters_pb2.FlowFilter, path: str) -> FlowFilter:
+        return FlowFilter(
+            operator=self.operator(msg, path),
+            id=self.optional(msg, "id", f"{path}.id", self.id_filter),
+            name=self.optional(msg, "name", f"{path}.name", self.string_filter),
+            tags=self.optional(msg, "tags", f"{path}.tags", self.tags_filter),
+        )
+
+    def flow_run_filter(self, msg: filters_pb2.FlowRunFilter, path: str) -> FlowRunFilter:
+        def sub(field: str, convert):
+            return self.optional(msg, field, f"{path}.{field}", convert)
+
+        return FlowRunFilter(
+            operator=self.operator(msg, path),
+            id=sub("id", self.id_filter),
+            name=sub("name", self.string_filter),
+            tags=sub("tags", self.tags_filter),
+            deployment_id=sub("deployment_id", self.id_filter),
+            work_queue_name=sub("work_queue_name", self.string_filter),
+            state=sub("state", self.state_filter),
+            flow_version=sub("flow_version", self.string_filter),
+            start_time=sub("start_time", self.time_filter),
+            end_time=sub("end_time", self.time_filter),
+            expected_start_time=sub("expected_start_time", self.time_filter),
+            next_scheduled_start_time=sub("next_scheduled_start_time", self.time_filter),
+            parent_flow_run_id=sub("parent_flow_run_id", self.parent_flow_run_filter),
+            parent_task_run_id=sub("parent_task_run_id", self.id_filter),
+            idempotency_key=sub("idempotency_key", self.string_filter),
+            created_by=sub("created_by", self.created_by_filter),
+            flow_id=sub("flow_id", self.id_filter),
+        )
+
+
+_UUID_TEXT = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
+
+
+def _canonical_uuid(value: str) -> str | None:
+    """Lowercase canonical text of an 8-4-4-4-12 hex UUID (any case), else None."""
+    return value.lower() if _UUID_TEXT.fullmatch(value) else None
