@@ -1,0 +1,31 @@
+# flowrun: a small image that migrates its database on start and serves gRPC on 50051.
+#   docker build -t flowrun .
+#   docker run -p 50051:50051 flowrun                      # embedded SQLite in /data
+#   docker run -p 50051:50051 -e FLOWRUN_DATABASE_URL=postgresql+asyncpg://user@db/flowrun flowrun
+FROM python:3.11-slim
+
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1
+
+WORKDIR /src
+COPY pyproject.toml README.md ./
+COPY protos ./protos
+COPY server ./server
+COPY client ./client
+RUN pip install . && rm -rf /src
+
+RUN useradd --create-home --uid 10001 flowrun && mkdir /data && chown flowrun /data
+USER flowrun
+WORKDIR /home/flowrun
+
+# Listen on every interface inside the container; SQLite lives on the /data volume.
+ENV FLOWRUN_HOST=0.0.0.0 \
+    FLOWRUN_PORT=50051 \
+    FLOWRUN_DATABASE_URL=sqlite+aiosqlite:////data/flowrun.db
+VOLUME ["/data"]
+EXPOSE 50051
+
+# Exec form: the server is PID 1 and gets SIGTERM directly for a graceful shutdown.
+CMD ["flowrun-server"]
