@@ -17,6 +17,17 @@ class FilterOperator(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     FILTER_OPERATOR_AND: _ClassVar[FilterOperator]
     FILTER_OPERATOR_OR: _ClassVar[FilterOperator]
 
+class TaskRunSort(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    TASK_RUN_SORT_UNSPECIFIED: _ClassVar[TaskRunSort]
+    TASK_RUN_SORT_ID_DESC: _ClassVar[TaskRunSort]
+    TASK_RUN_SORT_EXPECTED_START_TIME_ASC: _ClassVar[TaskRunSort]
+    TASK_RUN_SORT_EXPECTED_START_TIME_DESC: _ClassVar[TaskRunSort]
+    TASK_RUN_SORT_NAME_ASC: _ClassVar[TaskRunSort]
+    TASK_RUN_SORT_NAME_DESC: _ClassVar[TaskRunSort]
+    TASK_RUN_SORT_NEXT_SCHEDULED_START_TIME_ASC: _ClassVar[TaskRunSort]
+    TASK_RUN_SORT_END_TIME_DESC: _ClassVar[TaskRunSort]
+
 class FlowSort(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     FLOW_SORT_UNSPECIFIED: _ClassVar[FlowSort]
@@ -40,6 +51,14 @@ class FlowRunSort(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
 FILTER_OPERATOR_UNSPECIFIED: FilterOperator
 FILTER_OPERATOR_AND: FilterOperator
 FILTER_OPERATOR_OR: FilterOperator
+TASK_RUN_SORT_UNSPECIFIED: TaskRunSort
+TASK_RUN_SORT_ID_DESC: TaskRunSort
+TASK_RUN_SORT_EXPECTED_START_TIME_ASC: TaskRunSort
+TASK_RUN_SORT_EXPECTED_START_TIME_DESC: TaskRunSort
+TASK_RUN_SORT_NAME_ASC: TaskRunSort
+TASK_RUN_SORT_NAME_DESC: TaskRunSort
+TASK_RUN_SORT_NEXT_SCHEDULED_START_TIME_ASC: TaskRunSort
+TASK_RUN_SORT_END_TIME_DESC: TaskRunSort
 FLOW_SORT_UNSPECIFIED: FlowSort
 FLOW_SORT_CREATED_DESC: FlowSort
 FLOW_SORT_UPDATED_DESC: FlowSort
@@ -69,18 +88,20 @@ class IdFilter(_message.Message):
     def __init__(self, operator: _Optional[_Union[FilterOperator, str]] = ..., any: _Optional[_Iterable[str]] = ..., not_any: _Optional[_Iterable[str]] = ..., is_null: _Optional[bool] = ...) -> None: ...
 
 class StringFilter(_message.Message):
-    __slots__ = ("operator", "any", "not_any", "like", "is_null")
+    __slots__ = ("operator", "any", "not_any", "like", "is_null", "startswith")
     OPERATOR_FIELD_NUMBER: _ClassVar[int]
     ANY_FIELD_NUMBER: _ClassVar[int]
     NOT_ANY_FIELD_NUMBER: _ClassVar[int]
     LIKE_FIELD_NUMBER: _ClassVar[int]
     IS_NULL_FIELD_NUMBER: _ClassVar[int]
+    STARTSWITH_FIELD_NUMBER: _ClassVar[int]
     operator: FilterOperator
     any: _containers.RepeatedScalarFieldContainer[str]
     not_any: _containers.RepeatedScalarFieldContainer[str]
     like: str
     is_null: bool
-    def __init__(self, operator: _Optional[_Union[FilterOperator, str]] = ..., any: _Optional[_Iterable[str]] = ..., not_any: _Optional[_Iterable[str]] = ..., like: _Optional[str] = ..., is_null: _Optional[bool] = ...) -> None: ...
+    startswith: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, operator: _Optional[_Union[FilterOperator, str]] = ..., any: _Optional[_Iterable[str]] = ..., not_any: _Optional[_Iterable[str]] = ..., like: _Optional[str] = ..., is_null: _Optional[bool] = ..., startswith: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class TagsFilter(_message.Message):
     __slots__ = ("operator", "all", "any", "is_null")
@@ -185,3 +206,89 @@ class FlowRunFilter(_message.Message):
     created_by: CreatedByFilter
     flow_id: IdFilter
     def __init__(self, operator: _Optional[_Union[FilterOperator, str]] = ..., id: _Optional[_Union[IdFilter, _Mapping]] = ..., name: _Optional[_Union[StringFilter, _Mapping]] = ..., tags: _Optional[_Union[TagsFilter, _Mapping]] = ..., deployment_id: _Optional[_Union[IdFilter, _Mapping]] = ..., work_queue_name: _Optional[_Union[StringFilter, _Mapping]] = ..., state: _Optional[_Union[FlowRunStateFilter, _Mapping]] = ..., flow_version: _Optional[_Union[StringFilter, _Mapping]] = ..., start_time: _Optional[_Union[TimeFilter, _Mapping]] = ..., end_time: _Optional[_Union[TimeFilter, _Mapping]] = ..., expected_start_time: _Optional[_Union[TimeFilter, _Mapping]] = ..., next_scheduled_start_time: _Optional[_Union[TimeFilter, _Mapping]] = ..., parent_flow_run_id: _Optional[_Union[IdFilter, _Mapping]] = ..., parent_task_run_id: _Optional[_Union[IdFilter, _Mapping]] = ..., idempotency_key: _Optional[_Union[StringFilter, _Mapping]] = ..., created_by: _Optional[_Union[CreatedByFilter, _Mapping]] = ..., flow_id: _Optional[_Union[IdFilter, _Mapping]] = ...) -> None: ...
+
+class TaskRunStateFilter(_message.Message):
+    __slots__ = ("operator", "type", "name")
+    OPERATOR_FIELD_NUMBER: _ClassVar[int]
+    TYPE_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    operator: FilterOperator
+    type: StateTypeFilter
+    name: StringFilter
+    def __init__(self, operator: _Optional[_Union[FilterOperator, str]] = ..., type: _Optional[_Union[StateTypeFilter, _Mapping]] = ..., name: _Optional[_Union[StringFilter, _Mapping]] = ...) -> None: ...
+
+class SubflowRunsFilter(_message.Message):
+    __slots__ = ("exists",)
+    EXISTS_FIELD_NUMBER: _ClassVar[int]
+    exists: bool
+    def __init__(self, exists: _Optional[bool] = ...) -> None: ...
+
+class TaskRunFilter(_message.Message):
+    __slots__ = ("operator", "id", "name", "tags", "state", "start_time", "end_time", "expected_start_time", "subflow_runs", "flow_run_id")
+    OPERATOR_FIELD_NUMBER: _ClassVar[int]
+    ID_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    TAGS_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    START_TIME_FIELD_NUMBER: _ClassVar[int]
+    END_TIME_FIELD_NUMBER: _ClassVar[int]
+    EXPECTED_START_TIME_FIELD_NUMBER: _ClassVar[int]
+    SUBFLOW_RUNS_FIELD_NUMBER: _ClassVar[int]
+    FLOW_RUN_ID_FIELD_NUMBER: _ClassVar[int]
+    operator: FilterOperator
+    id: IdFilter
+    name: StringFilter
+    tags: TagsFilter
+    state: TaskRunStateFilter
+    start_time: TimeFilter
+    end_time: TimeFilter
+    expected_start_time: TimeFilter
+    subflow_runs: SubflowRunsFilter
+    flow_run_id: IdFilter
+    def __init__(self, operator: _Optional[_Union[FilterOperator, str]] = ..., id: _Optional[_Union[IdFilter, _Mapping]] = ..., name: _Optional[_Union[StringFilter, _Mapping]] = ..., tags: _Optional[_Union[TagsFilter, _Mapping]] = ..., state: _Optional[_Union[TaskRunStateFilter, _Mapping]] = ..., start_time: _Optional[_Union[TimeFilter, _Mapping]] = ..., end_time: _Optional[_Union[TimeFilter, _Mapping]] = ..., expected_start_time: _Optional[_Union[TimeFilter, _Mapping]] = ..., subflow_runs: _Optional[_Union[SubflowRunsFilter, _Mapping]] = ..., flow_run_id: _Optional[_Union[IdFilter, _Mapping]] = ...) -> None: ...
+
+class BoolFilter(_message.Message):
+    __slots__ = ("eq",)
+    EQ_FIELD_NUMBER: _ClassVar[int]
+    eq: bool
+    def __init__(self, eq: _Optional[bool] = ...) -> None: ...
+
+class DeploymentFilter(_message.Message):
+    __slots__ = ("operator", "id", "name", "flow_or_deployment_name", "paused", "tags", "work_queue_name")
+    OPERATOR_FIELD_NUMBER: _ClassVar[int]
+    ID_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    FLOW_OR_DEPLOYMENT_NAME_FIELD_NUMBER: _ClassVar[int]
+    PAUSED_FIELD_NUMBER: _ClassVar[int]
+    TAGS_FIELD_NUMBER: _ClassVar[int]
+    WORK_QUEUE_NAME_FIELD_NUMBER: _ClassVar[int]
+    operator: FilterOperator
+    id: IdFilter
+    name: StringFilter
+    flow_or_deployment_name: StringFilter
+    paused: BoolFilter
+    tags: TagsFilter
+    work_queue_name: StringFilter
+    def __init__(self, operator: _Optional[_Union[FilterOperator, str]] = ..., id: _Optional[_Union[IdFilter, _Mapping]] = ..., name: _Optional[_Union[StringFilter, _Mapping]] = ..., flow_or_deployment_name: _Optional[_Union[StringFilter, _Mapping]] = ..., paused: _Optional[_Union[BoolFilter, _Mapping]] = ..., tags: _Optional[_Union[TagsFilter, _Mapping]] = ..., work_queue_name: _Optional[_Union[StringFilter, _Mapping]] = ...) -> None: ...
+
+class WorkPoolFilter(_message.Message):
+    __slots__ = ("operator", "id", "name", "type")
+    OPERATOR_FIELD_NUMBER: _ClassVar[int]
+    ID_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    TYPE_FIELD_NUMBER: _ClassVar[int]
+    operator: FilterOperator
+    id: IdFilter
+    name: StringFilter
+    type: StringFilter
+    def __init__(self, operator: _Optional[_Union[FilterOperator, str]] = ..., id: _Optional[_Union[IdFilter, _Mapping]] = ..., name: _Optional[_Union[StringFilter, _Mapping]] = ..., type: _Optional[_Union[StringFilter, _Mapping]] = ...) -> None: ...
+
+class WorkQueueFilter(_message.Message):
+    __slots__ = ("operator", "id", "name")
+    OPERATOR_FIELD_NUMBER: _ClassVar[int]
+    ID_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    operator: FilterOperator
+    id: IdFilter
+    name: StringFilter
+    def __init__(self, operator: _Optional[_Union[FilterOperator, str]] = ..., id: _Optional[_Union[IdFilter, _Mapping]] = ..., name: _Optional[_Union[StringFilter, _Mapping]] = ...) -> None: ...

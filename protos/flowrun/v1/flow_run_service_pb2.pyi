@@ -16,7 +16,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class CreateFlowRunRequest(_message.Message):
-    __slots__ = ("flow_id", "name", "flow_version", "parameters", "context", "parent_task_run_id", "infrastructure_document_id", "empirical_policy", "tags", "labels", "idempotency_key", "work_queue_name", "job_variables", "deployment_id", "state")
+    __slots__ = ("flow_id", "name", "flow_version", "parameters", "context", "parent_task_run_id", "infrastructure_document_id", "empirical_policy", "tags", "labels", "idempotency_key", "work_queue_name", "job_variables", "deployment_id", "state", "work_pool_name")
     FLOW_ID_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     FLOW_VERSION_FIELD_NUMBER: _ClassVar[int]
@@ -32,6 +32,7 @@ class CreateFlowRunRequest(_message.Message):
     JOB_VARIABLES_FIELD_NUMBER: _ClassVar[int]
     DEPLOYMENT_ID_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
+    WORK_POOL_NAME_FIELD_NUMBER: _ClassVar[int]
     flow_id: str
     name: str
     flow_version: str
@@ -47,7 +48,8 @@ class CreateFlowRunRequest(_message.Message):
     job_variables: _struct_pb2.Struct
     deployment_id: str
     state: _state_pb2.StateCreate
-    def __init__(self, flow_id: _Optional[str] = ..., name: _Optional[str] = ..., flow_version: _Optional[str] = ..., parameters: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., context: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., parent_task_run_id: _Optional[str] = ..., infrastructure_document_id: _Optional[str] = ..., empirical_policy: _Optional[_Union[_flow_run_pb2.FlowRunPolicy, _Mapping]] = ..., tags: _Optional[_Iterable[str]] = ..., labels: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., idempotency_key: _Optional[str] = ..., work_queue_name: _Optional[str] = ..., job_variables: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., deployment_id: _Optional[str] = ..., state: _Optional[_Union[_state_pb2.StateCreate, _Mapping]] = ...) -> None: ...
+    work_pool_name: str
+    def __init__(self, flow_id: _Optional[str] = ..., name: _Optional[str] = ..., flow_version: _Optional[str] = ..., parameters: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., context: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., parent_task_run_id: _Optional[str] = ..., infrastructure_document_id: _Optional[str] = ..., empirical_policy: _Optional[_Union[_flow_run_pb2.FlowRunPolicy, _Mapping]] = ..., tags: _Optional[_Iterable[str]] = ..., labels: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., idempotency_key: _Optional[str] = ..., work_queue_name: _Optional[str] = ..., job_variables: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., deployment_id: _Optional[str] = ..., state: _Optional[_Union[_state_pb2.StateCreate, _Mapping]] = ..., work_pool_name: _Optional[str] = ...) -> None: ...
 
 class CreateFlowRunResponse(_message.Message):
     __slots__ = ("flow_run", "created")
@@ -70,7 +72,7 @@ class GetFlowRunResponse(_message.Message):
     def __init__(self, flow_run: _Optional[_Union[_flow_run_pb2.FlowRun, _Mapping]] = ...) -> None: ...
 
 class ListFlowRunsRequest(_message.Message):
-    __slots__ = ("flow_filter", "flow_run_filter", "sort", "offset", "limit", "page_size", "page_token")
+    __slots__ = ("flow_filter", "flow_run_filter", "sort", "offset", "limit", "page_size", "page_token", "task_run_filter", "deployment_filter", "work_pool_filter", "work_queue_filter")
     FLOW_FILTER_FIELD_NUMBER: _ClassVar[int]
     FLOW_RUN_FILTER_FIELD_NUMBER: _ClassVar[int]
     SORT_FIELD_NUMBER: _ClassVar[int]
@@ -78,6 +80,10 @@ class ListFlowRunsRequest(_message.Message):
     LIMIT_FIELD_NUMBER: _ClassVar[int]
     PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
     PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    TASK_RUN_FILTER_FIELD_NUMBER: _ClassVar[int]
+    DEPLOYMENT_FILTER_FIELD_NUMBER: _ClassVar[int]
+    WORK_POOL_FILTER_FIELD_NUMBER: _ClassVar[int]
+    WORK_QUEUE_FILTER_FIELD_NUMBER: _ClassVar[int]
     flow_filter: _filters_pb2.FlowFilter
     flow_run_filter: _filters_pb2.FlowRunFilter
     sort: _filters_pb2.FlowRunSort
@@ -85,7 +91,11 @@ class ListFlowRunsRequest(_message.Message):
     limit: int
     page_size: int
     page_token: str
-    def __init__(self, flow_filter: _Optional[_Union[_filters_pb2.FlowFilter, _Mapping]] = ..., flow_run_filter: _Optional[_Union[_filters_pb2.FlowRunFilter, _Mapping]] = ..., sort: _Optional[_Union[_filters_pb2.FlowRunSort, str]] = ..., offset: _Optional[int] = ..., limit: _Optional[int] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
+    task_run_filter: _filters_pb2.TaskRunFilter
+    deployment_filter: _filters_pb2.DeploymentFilter
+    work_pool_filter: _filters_pb2.WorkPoolFilter
+    work_queue_filter: _filters_pb2.WorkQueueFilter
+    def __init__(self, flow_filter: _Optional[_Union[_filters_pb2.FlowFilter, _Mapping]] = ..., flow_run_filter: _Optional[_Union[_filters_pb2.FlowRunFilter, _Mapping]] = ..., sort: _Optional[_Union[_filters_pb2.FlowRunSort, str]] = ..., offset: _Optional[int] = ..., limit: _Optional[int] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ..., task_run_filter: _Optional[_Union[_filters_pb2.TaskRunFilter, _Mapping]] = ..., deployment_filter: _Optional[_Union[_filters_pb2.DeploymentFilter, _Mapping]] = ..., work_pool_filter: _Optional[_Union[_filters_pb2.WorkPoolFilter, _Mapping]] = ..., work_queue_filter: _Optional[_Union[_filters_pb2.WorkQueueFilter, _Mapping]] = ...) -> None: ...
 
 class ListFlowRunsResponse(_message.Message):
     __slots__ = ("flow_runs", "next_page_token")
@@ -96,12 +106,20 @@ class ListFlowRunsResponse(_message.Message):
     def __init__(self, flow_runs: _Optional[_Iterable[_Union[_flow_run_pb2.FlowRun, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
 
 class CountFlowRunsRequest(_message.Message):
-    __slots__ = ("flow_filter", "flow_run_filter")
+    __slots__ = ("flow_filter", "flow_run_filter", "task_run_filter", "deployment_filter", "work_pool_filter", "work_queue_filter")
     FLOW_FILTER_FIELD_NUMBER: _ClassVar[int]
     FLOW_RUN_FILTER_FIELD_NUMBER: _ClassVar[int]
+    TASK_RUN_FILTER_FIELD_NUMBER: _ClassVar[int]
+    DEPLOYMENT_FILTER_FIELD_NUMBER: _ClassVar[int]
+    WORK_POOL_FILTER_FIELD_NUMBER: _ClassVar[int]
+    WORK_QUEUE_FILTER_FIELD_NUMBER: _ClassVar[int]
     flow_filter: _filters_pb2.FlowFilter
     flow_run_filter: _filters_pb2.FlowRunFilter
-    def __init__(self, flow_filter: _Optional[_Union[_filters_pb2.FlowFilter, _Mapping]] = ..., flow_run_filter: _Optional[_Union[_filters_pb2.FlowRunFilter, _Mapping]] = ...) -> None: ...
+    task_run_filter: _filters_pb2.TaskRunFilter
+    deployment_filter: _filters_pb2.DeploymentFilter
+    work_pool_filter: _filters_pb2.WorkPoolFilter
+    work_queue_filter: _filters_pb2.WorkQueueFilter
+    def __init__(self, flow_filter: _Optional[_Union[_filters_pb2.FlowFilter, _Mapping]] = ..., flow_run_filter: _Optional[_Union[_filters_pb2.FlowRunFilter, _Mapping]] = ..., task_run_filter: _Optional[_Union[_filters_pb2.TaskRunFilter, _Mapping]] = ..., deployment_filter: _Optional[_Union[_filters_pb2.DeploymentFilter, _Mapping]] = ..., work_pool_filter: _Optional[_Union[_filters_pb2.WorkPoolFilter, _Mapping]] = ..., work_queue_filter: _Optional[_Union[_filters_pb2.WorkQueueFilter, _Mapping]] = ...) -> None: ...
 
 class CountFlowRunsResponse(_message.Message):
     __slots__ = ("count",)

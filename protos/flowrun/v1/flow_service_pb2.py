@@ -28,7 +28,7 @@ from google.protobuf import field_mask_pb2 as google_dot_protobuf_dot_field__mas
 from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1d\x66lowrun/v1/flow_service.proto\x12\nflowrun.v1\x1a\x18\x66lowrun/v1/filters.proto\x1a\x15\x66lowrun/v1/flow.proto\x1a google/protobuf/field_mask.proto\x1a\x1cgoogle/protobuf/struct.proto\"X\n\x11\x43reateFlowRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04tags\x18\x02 \x03(\t\x12\'\n\x06labels\x18\x03 \x01(\x0b\x32\x17.google.protobuf.Struct\"E\n\x12\x43reateFlowResponse\x12\x1e\n\x04\x66low\x18\x01 \x01(\x0b\x32\x10.flowrun.v1.Flow\x12\x0f\n\x07\x63reated\x18\x02 \x01(\x08\"!\n\x0eGetFlowRequest\x12\x0f\n\x07\x66low_id\x18\x01 \x01(\t\"1\n\x0fGetFlowResponse\x12\x1e\n\x04\x66low\x18\x01 \x01(\x0b\x32\x10.flowrun.v1.Flow\"$\n\x14GetFlowByNameRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"7\n\x15GetFlowByNameResponse\x12\x1e\n\x04\x66low\x18\x01 \x01(\x0b\x32\x10.flowrun.v1.Flow\"\xec\x01\n\x10ListFlowsRequest\x12+\n\x0b\x66low_filter\x18\x01 \x01(\x0b\x32\x16.flowrun.v1.FlowFilter\x12\x32\n\x0f\x66low_run_filter\x18\x02 \x01(\x0b\x32\x19.flowrun.v1.FlowRunFilter\x12\"\n\x04sort\x18\x03 \x01(\x0e\x32\x14.flowrun.v1.FlowSort\x12\x0e\n\x06offset\x18\x04 \x01(\x05\x12\x12\n\x05limit\x18\x05 \x01(\x05H\x00\x88\x01\x01\x12\x11\n\tpage_size\x18\x06 \x01(\x05\x12\x12\n\npage_token\x18\x07 \x01(\tB\x08\n\x06_limit\"M\n\x11ListFlowsResponse\x12\x1f\n\x05\x66lows\x18\x01 \x03(\x0b\x32\x10.flowrun.v1.Flow\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"t\n\x11\x43ountFlowsRequest\x12+\n\x0b\x66low_filter\x18\x01 \x01(\x0b\x32\x16.flowrun.v1.FlowFilter\x12\x32\n\x0f\x66low_run_filter\x18\x02 \x01(\x0b\x32\x19.flowrun.v1.FlowRunFilter\"#\n\x12\x43ountFlowsResponse\x12\r\n\x05\x63ount\x18\x01 \x01(\x03\"d\n\x11UpdateFlowRequest\x12\x1e\n\x04\x66low\x18\x01 \x01(\x0b\x32\x10.flowrun.v1.Flow\x12/\n\x0bupdate_mask\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\"4\n\x12UpdateFlowResponse\x12\x1e\n\x04\x66low\x18\x01 \x01(\x0b\x32\x10.flowrun.v1.Flow\"$\n\x11\x44\x65leteFlowRequest\x12\x0f\n\x07\x66low_id\x18\x01 \x01(\t\"\x14\n\x12\x44\x65leteFlowResponse\"&\n\x12\x44\x65leteFlowsRequest\x12\x10\n\x08\x66low_ids\x18\x01 \x03(\t\"/\n\x13\x44\x65leteFlowsResponse\x12\x18\n\x10\x64\x65leted_flow_ids\x18\x01 \x03(\t\"\'\n\x14GetFlowLabelsRequest\x12\x0f\n\x07\x66low_id\x18\x01 \x01(\t\"@\n\x15GetFlowLabelsResponse\x12\'\n\x06labels\x18\x01 \x01(\x0b\x32\x17.google.protobuf.Struct2\xee\x05\n\x0b\x46lowService\x12K\n\nCreateFlow\x12\x1d.flowrun.v1.CreateFlowRequest\x1a\x1e.flowrun.v1.CreateFlowResponse\x12G\n\x07GetFlow\x12\x1a.flowrun.v1.GetFlowRequest\x1a\x1b.flowrun.v1.GetFlowResponse\"\x03\x90\x02\x01\x12Y\n\rGetFlowByName\x12 .flowrun.v1.GetFlowByNameRequest\x1a!.flowrun.v1.GetFlowByNameResponse\"\x03\x90\x02\x01\x12M\n\tListFlows\x12\x1c.flowrun.v1.ListFlowsRequest\x1a\x1d.flowrun.v1.ListFlowsResponse\"\x03\x90\x02\x01\x12P\n\nCountFlows\x12\x1d.flowrun.v1.CountFlowsRequest\x1a\x1e.flowrun.v1.CountFlowsResponse\"\x03\x90\x02\x01\x12P\n\nUpdateFlow\x12\x1d.flowrun.v1.UpdateFlowRequest\x1a\x1e.flowrun.v1.UpdateFlowResponse\"\x03\x90\x02\x02\x12K\n\nDeleteFlow\x12\x1d.flowrun.v1.DeleteFlowRequest\x1a\x1e.flowrun.v1.DeleteFlowResponse\x12S\n\x0b\x44\x65leteFlows\x12\x1e.flowrun.v1.DeleteFlowsRequest\x1a\x1f.flowrun.v1.DeleteFlowsResponse\"\x03\x90\x02\x02\x12Y\n\rGetFlowLabels\x12 .flowrun.v1.GetFlowLabelsRequest\x1a!.flowrun.v1.GetFlowLabelsResponse\"\x03\x90\x02\x01\x42w\n\x0e\x64\x65v.flowrun.v1B\x10\x46lowServiceProtoP\x01Z6github.com/flowrun/flowrun/gen/go/flowrun/v1;flowrunv1\xaa\x02\nFlowrun.V1\xea\x02\x0b\x46lowrun::V1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1d\x66lowrun/v1/flow_service.proto\x12\nflowrun.v1\x1a\x18\x66lowrun/v1/filters.proto\x1a\x15\x66lowrun/v1/flow.proto\x1a google/protobuf/field_mask.proto\x1a\x1cgoogle/protobuf/struct.proto\"X\n\x11\x43reateFlowRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04tags\x18\x02 \x03(\t\x12\'\n\x06labels\x18\x03 \x01(\x0b\x32\x17.google.protobuf.Struct\"E\n\x12\x43reateFlowResponse\x12\x1e\n\x04\x66low\x18\x01 \x01(\x0b\x32\x10.flowrun.v1.Flow\x12\x0f\n\x07\x63reated\x18\x02 \x01(\x08\"!\n\x0eGetFlowRequest\x12\x0f\n\x07\x66low_id\x18\x01 \x01(\t\"1\n\x0fGetFlowResponse\x12\x1e\n\x04\x66low\x18\x01 \x01(\x0b\x32\x10.flowrun.v1.Flow\"$\n\x14GetFlowByNameRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"7\n\x15GetFlowByNameResponse\x12\x1e\n\x04\x66low\x18\x01 \x01(\x0b\x32\x10.flowrun.v1.Flow\"\x8f\x03\n\x10ListFlowsRequest\x12+\n\x0b\x66low_filter\x18\x01 \x01(\x0b\x32\x16.flowrun.v1.FlowFilter\x12\x32\n\x0f\x66low_run_filter\x18\x02 \x01(\x0b\x32\x19.flowrun.v1.FlowRunFilter\x12\"\n\x04sort\x18\x03 \x01(\x0e\x32\x14.flowrun.v1.FlowSort\x12\x0e\n\x06offset\x18\x04 \x01(\x05\x12\x12\n\x05limit\x18\x05 \x01(\x05H\x00\x88\x01\x01\x12\x11\n\tpage_size\x18\x06 \x01(\x05\x12\x12\n\npage_token\x18\x07 \x01(\t\x12\x32\n\x0ftask_run_filter\x18\x08 \x01(\x0b\x32\x19.flowrun.v1.TaskRunFilter\x12\x37\n\x11\x64\x65ployment_filter\x18\t \x01(\x0b\x32\x1c.flowrun.v1.DeploymentFilter\x12\x34\n\x10work_pool_filter\x18\n \x01(\x0b\x32\x1a.flowrun.v1.WorkPoolFilterB\x08\n\x06_limit\"M\n\x11ListFlowsResponse\x12\x1f\n\x05\x66lows\x18\x01 \x03(\x0b\x32\x10.flowrun.v1.Flow\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\x97\x02\n\x11\x43ountFlowsRequest\x12+\n\x0b\x66low_filter\x18\x01 \x01(\x0b\x32\x16.flowrun.v1.FlowFilter\x12\x32\n\x0f\x66low_run_filter\x18\x02 \x01(\x0b\x32\x19.flowrun.v1.FlowRunFilter\x12\x32\n\x0ftask_run_filter\x18\x03 \x01(\x0b\x32\x19.flowrun.v1.TaskRunFilter\x12\x37\n\x11\x64\x65ployment_filter\x18\x04 \x01(\x0b\x32\x1c.flowrun.v1.DeploymentFilter\x12\x34\n\x10work_pool_filter\x18\x05 \x01(\x0b\x32\x1a.flowrun.v1.WorkPoolFilter\"#\n\x12\x43ountFlowsResponse\x12\r\n\x05\x63ount\x18\x01 \x01(\x03\"d\n\x11UpdateFlowRequest\x12\x1e\n\x04\x66low\x18\x01 \x01(\x0b\x32\x10.flowrun.v1.Flow\x12/\n\x0bupdate_mask\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\"4\n\x12UpdateFlowResponse\x12\x1e\n\x04\x66low\x18\x01 \x01(\x0b\x32\x10.flowrun.v1.Flow\"$\n\x11\x44\x65leteFlowRequest\x12\x0f\n\x07\x66low_id\x18\x01 \x01(\t\"\x14\n\x12\x44\x65leteFlowResponse\"&\n\x12\x44\x65leteFlowsRequest\x12\x10\n\x08\x66low_ids\x18\x01 \x03(\t\"/\n\x13\x44\x65leteFlowsResponse\x12\x18\n\x10\x64\x65leted_flow_ids\x18\x01 \x03(\t\"\'\n\x14GetFlowLabelsRequest\x12\x0f\n\x07\x66low_id\x18\x01 \x01(\t\"@\n\x15GetFlowLabelsResponse\x12\'\n\x06labels\x18\x01 \x01(\x0b\x32\x17.google.protobuf.Struct2\xee\x05\n\x0b\x46lowService\x12K\n\nCreateFlow\x12\x1d.flowrun.v1.CreateFlowRequest\x1a\x1e.flowrun.v1.CreateFlowResponse\x12G\n\x07GetFlow\x12\x1a.flowrun.v1.GetFlowRequest\x1a\x1b.flowrun.v1.GetFlowResponse\"\x03\x90\x02\x01\x12Y\n\rGetFlowByName\x12 .flowrun.v1.GetFlowByNameRequest\x1a!.flowrun.v1.GetFlowByNameResponse\"\x03\x90\x02\x01\x12M\n\tListFlows\x12\x1c.flowrun.v1.ListFlowsRequest\x1a\x1d.flowrun.v1.ListFlowsResponse\"\x03\x90\x02\x01\x12P\n\nCountFlows\x12\x1d.flowrun.v1.CountFlowsRequest\x1a\x1e.flowrun.v1.CountFlowsResponse\"\x03\x90\x02\x01\x12P\n\nUpdateFlow\x12\x1d.flowrun.v1.UpdateFlowRequest\x1a\x1e.flowrun.v1.UpdateFlowResponse\"\x03\x90\x02\x02\x12K\n\nDeleteFlow\x12\x1d.flowrun.v1.DeleteFlowRequest\x1a\x1e.flowrun.v1.DeleteFlowResponse\x12S\n\x0b\x44\x65leteFlows\x12\x1e.flowrun.v1.DeleteFlowsRequest\x1a\x1f.flowrun.v1.DeleteFlowsResponse\"\x03\x90\x02\x02\x12Y\n\rGetFlowLabels\x12 .flowrun.v1.GetFlowLabelsRequest\x1a!.flowrun.v1.GetFlowLabelsResponse\"\x03\x90\x02\x01\x42w\n\x0e\x64\x65v.flowrun.v1B\x10\x46lowServiceProtoP\x01Z6github.com/flowrun/flowrun/gen/go/flowrun/v1;flowrunv1\xaa\x02\nFlowrun.V1\xea\x02\x0b\x46lowrun::V1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -63,29 +63,29 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_GETFLOWBYNAMERESPONSE']._serialized_start=443
   _globals['_GETFLOWBYNAMERESPONSE']._serialized_end=498
   _globals['_LISTFLOWSREQUEST']._serialized_start=501
-  _globals['_LISTFLOWSREQUEST']._serialized_end=737
-  _globals['_LISTFLOWSRESPONSE']._serialized_start=739
-  _globals['_LISTFLOWSRESPONSE']._serialized_end=816
-  _globals['_COUNTFLOWSREQUEST']._serialized_start=818
-  _globals['_COUNTFLOWSREQUEST']._serialized_end=934
-  _globals['_COUNTFLOWSRESPONSE']._serialized_start=936
-  _globals['_COUNTFLOWSRESPONSE']._serialized_end=971
-  _globals['_UPDATEFLOWREQUEST']._serialized_start=973
-  _globals['_UPDATEFLOWREQUEST']._serialized_end=1073
-  _globals['_UPDATEFLOWRESPONSE']._serialized_start=1075
-  _globals['_UPDATEFLOWRESPONSE']._serialized_end=1127
-  _globals['_DELETEFLOWREQUEST']._serialized_start=1129
-  _globals['_DELETEFLOWREQUEST']._serialized_end=1165
-  _globals['_DELETEFLOWRESPONSE']._serialized_start=1167
-  _globals['_DELETEFLOWRESPONSE']._serialized_end=1187
-  _globals['_DELETEFLOWSREQUEST']._serialized_start=1189
-  _globals['_DELETEFLOWSREQUEST']._serialized_end=1227
-  _globals['_DELETEFLOWSRESPONSE']._serialized_start=1229
-  _globals['_DELETEFLOWSRESPONSE']._serialized_end=1276
-  _globals['_GETFLOWLABELSREQUEST']._serialized_start=1278
-  _globals['_GETFLOWLABELSREQUEST']._serialized_end=1317
-  _globals['_GETFLOWLABELSRESPONSE']._serialized_start=1319
-  _globals['_GETFLOWLABELSRESPONSE']._serialized_end=1383
-  _globals['_FLOWSERVICE']._serialized_start=1386
-  _globals['_FLOWSERVICE']._serialized_end=2136
+  _globals['_LISTFLOWSREQUEST']._serialized_end=900
+  _globals['_LISTFLOWSRESPONSE']._serialized_start=902
+  _globals['_LISTFLOWSRESPONSE']._serialized_end=979
+  _globals['_COUNTFLOWSREQUEST']._serialized_start=982
+  _globals['_COUNTFLOWSREQUEST']._serialized_end=1261
+  _globals['_COUNTFLOWSRESPONSE']._serialized_start=1263
+  _globals['_COUNTFLOWSRESPONSE']._serialized_end=1298
+  _globals['_UPDATEFLOWREQUEST']._serialized_start=1300
+  _globals['_UPDATEFLOWREQUEST']._serialized_end=1400
+  _globals['_UPDATEFLOWRESPONSE']._serialized_start=1402
+  _globals['_UPDATEFLOWRESPONSE']._serialized_end=1454
+  _globals['_DELETEFLOWREQUEST']._serialized_start=1456
+  _globals['_DELETEFLOWREQUEST']._serialized_end=1492
+  _globals['_DELETEFLOWRESPONSE']._serialized_start=1494
+  _globals['_DELETEFLOWRESPONSE']._serialized_end=1514
+  _globals['_DELETEFLOWSREQUEST']._serialized_start=1516
+  _globals['_DELETEFLOWSREQUEST']._serialized_end=1554
+  _globals['_DELETEFLOWSRESPONSE']._serialized_start=1556
+  _globals['_DELETEFLOWSRESPONSE']._serialized_end=1603
+  _globals['_GETFLOWLABELSREQUEST']._serialized_start=1605
+  _globals['_GETFLOWLABELSREQUEST']._serialized_end=1644
+  _globals['_GETFLOWLABELSRESPONSE']._serialized_start=1646
+  _globals['_GETFLOWLABELSRESPONSE']._serialized_end=1710
+  _globals['_FLOWSERVICE']._serialized_start=1713
+  _globals['_FLOWSERVICE']._serialized_end=2463
 # @@protoc_insertion_point(module_scope)

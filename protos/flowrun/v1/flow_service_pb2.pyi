@@ -53,7 +53,7 @@ class GetFlowByNameResponse(_message.Message):
     def __init__(self, flow: _Optional[_Union[_flow_pb2.Flow, _Mapping]] = ...) -> None: ...
 
 class ListFlowsRequest(_message.Message):
-    __slots__ = ("flow_filter", "flow_run_filter", "sort", "offset", "limit", "page_size", "page_token")
+    __slots__ = ("flow_filter", "flow_run_filter", "sort", "offset", "limit", "page_size", "page_token", "task_run_filter", "deployment_filter", "work_pool_filter")
     FLOW_FILTER_FIELD_NUMBER: _ClassVar[int]
     FLOW_RUN_FILTER_FIELD_NUMBER: _ClassVar[int]
     SORT_FIELD_NUMBER: _ClassVar[int]
@@ -61,6 +61,9 @@ class ListFlowsRequest(_message.Message):
     LIMIT_FIELD_NUMBER: _ClassVar[int]
     PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
     PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    TASK_RUN_FILTER_FIELD_NUMBER: _ClassVar[int]
+    DEPLOYMENT_FILTER_FIELD_NUMBER: _ClassVar[int]
+    WORK_POOL_FILTER_FIELD_NUMBER: _ClassVar[int]
     flow_filter: _filters_pb2.FlowFilter
     flow_run_filter: _filters_pb2.FlowRunFilter
     sort: _filters_pb2.FlowSort
@@ -68,7 +71,10 @@ class ListFlowsRequest(_message.Message):
     limit: int
     page_size: int
     page_token: str
-    def __init__(self, flow_filter: _Optional[_Union[_filters_pb2.FlowFilter, _Mapping]] = ..., flow_run_filter: _Optional[_Union[_filters_pb2.FlowRunFilter, _Mapping]] = ..., sort: _Optional[_Union[_filters_pb2.FlowSort, str]] = ..., offset: _Optional[int] = ..., limit: _Optional[int] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
+    task_run_filter: _filters_pb2.TaskRunFilter
+    deployment_filter: _filters_pb2.DeploymentFilter
+    work_pool_filter: _filters_pb2.WorkPoolFilter
+    def __init__(self, flow_filter: _Optional[_Union[_filters_pb2.FlowFilter, _Mapping]] = ..., flow_run_filter: _Optional[_Union[_filters_pb2.FlowRunFilter, _Mapping]] = ..., sort: _Optional[_Union[_filters_pb2.FlowSort, str]] = ..., offset: _Optional[int] = ..., limit: _Optional[int] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ..., task_run_filter: _Optional[_Union[_filters_pb2.TaskRunFilter, _Mapping]] = ..., deployment_filter: _Optional[_Union[_filters_pb2.DeploymentFilter, _Mapping]] = ..., work_pool_filter: _Optional[_Union[_filters_pb2.WorkPoolFilter, _Mapping]] = ...) -> None: ...
 
 class ListFlowsResponse(_message.Message):
     __slots__ = ("flows", "next_page_token")
@@ -79,12 +85,18 @@ class ListFlowsResponse(_message.Message):
     def __init__(self, flows: _Optional[_Iterable[_Union[_flow_pb2.Flow, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
 
 class CountFlowsRequest(_message.Message):
-    __slots__ = ("flow_filter", "flow_run_filter")
+    __slots__ = ("flow_filter", "flow_run_filter", "task_run_filter", "deployment_filter", "work_pool_filter")
     FLOW_FILTER_FIELD_NUMBER: _ClassVar[int]
     FLOW_RUN_FILTER_FIELD_NUMBER: _ClassVar[int]
+    TASK_RUN_FILTER_FIELD_NUMBER: _ClassVar[int]
+    DEPLOYMENT_FILTER_FIELD_NUMBER: _ClassVar[int]
+    WORK_POOL_FILTER_FIELD_NUMBER: _ClassVar[int]
     flow_filter: _filters_pb2.FlowFilter
     flow_run_filter: _filters_pb2.FlowRunFilter
-    def __init__(self, flow_filter: _Optional[_Union[_filters_pb2.FlowFilter, _Mapping]] = ..., flow_run_filter: _Optional[_Union[_filters_pb2.FlowRunFilter, _Mapping]] = ...) -> None: ...
+    task_run_filter: _filters_pb2.TaskRunFilter
+    deployment_filter: _filters_pb2.DeploymentFilter
+    work_pool_filter: _filters_pb2.WorkPoolFilter
+    def __init__(self, flow_filter: _Optional[_Union[_filters_pb2.FlowFilter, _Mapping]] = ..., flow_run_filter: _Optional[_Union[_filters_pb2.FlowRunFilter, _Mapping]] = ..., task_run_filter: _Optional[_Union[_filters_pb2.TaskRunFilter, _Mapping]] = ..., deployment_filter: _Optional[_Union[_filters_pb2.DeploymentFilter, _Mapping]] = ..., work_pool_filter: _Optional[_Union[_filters_pb2.WorkPoolFilter, _Mapping]] = ...) -> None: ...
 
 class CountFlowsResponse(_message.Message):
     __slots__ = ("count",)
