@@ -144,3 +144,62 @@ task_run_state = Table(
     Column("data", JSONColumn),
     UniqueConstraint("task_run_id", "timestamp"),
 )
+
+work_pool = Table(
+    "work_pool",
+    metadata,
+    *_base_columns(),
+    Column("name", String, nullable=False, unique=True),
+    Column("type", String, nullable=False),
+    Column("description", Text),
+    Column("is_paused", Boolean, nullable=False, default=False),
+    Column("concurrency_limit", Integer),
+    # No FK to work_queue: pool -> queue -> pool would be a cycle.
+    Column("default_queue_id", UUIDText),
+)
+
+work_queue = Table(
+    "work_queue",
+    metadata,
+    *_base_columns(),
+    Column("name", String, nullable=False),
+    Column("work_pool_id", UUIDText, ForeignKey("work_pool.id", ondelete="CASCADE"), nullable=False, index=True),
+    Column("priority", Integer, nullable=False, default=1),
+    Column("concurrency_limit", Integer),
+    Column("is_paused", Boolean, nullable=False, default=False),
+    Column("description", Text),
+    UniqueConstraint("work_pool_id", "name"),
+)
+
+deployment = Table(
+    "deployment",
+    metadata,
+    *_base_columns(),
+    Column("name", String, nullable=False),
+    Column("flow_id", UUIDText, ForeignKey("flow.id", ondelete="CASCADE"), nullable=False, index=True),
+    Column("version", String),
+    Column("work_queue_name", String, index=True),
+    Column("work_queue_id", UUIDText, ForeignKey("work_queue.id", ondelete="SET NULL"), index=True),
+    Column("paused", Boolean, nullable=False, default=False),
+    Column("tags", JSONColumn, nullable=False),
+    Column("labels", JSONColumn),
+    Column("parameters", JSONColumn, nullable=False),
+    Column("job_variables", JSONColumn, nullable=False),
+    Column("concurrency_limit", Integer),
+    Column("collision_strategy", String(16), nullable=False, default="ENQUEUE"),
+    Column("grace_period_seconds", Integer),
+    UniqueConstraint("flow_id", "name"),
+)
+
+# A deployment concurrency slot is a lease row; a deployment's active slots are its
+# unexpired leases, counted under the deployment's row lock, so the count cannot drift.
+concurrency_lease = Table(
+    "concurrency_lease",
+    metadata,
+    Column("id", UUIDText, primary_key=True),
+    Column("created", Timestamp, nullable=False),
+    Column("deployment_id", UUIDText, ForeignKey("deployment.id", ondelete="CASCADE"), nullable=False),
+    Column("flow_run_id", UUIDText, nullable=False, index=True),
+    Column("expiration", Timestamp, nullable=False, index=True),
+    Index("ix_concurrency_lease__deployment_id_expiration", "deployment_id", "expiration"),
+)
