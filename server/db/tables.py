@@ -199,7 +199,7 @@ concurrency_lease = Table(
     Column("id", UUIDText, primary_key=True),
     Column("created", Timestamp, nullable=False),
     Column("deployment_id", UUIDText, ForeignKey("deployment.id", ondelete="CASCADE"), nullable=False),
-    Column("flow_run_id", UUIDText, nullable=False, index=True),
+    Column("flow_run_id", UUIDText, ForeignKey("flow_run.id", ondelete="CASCADE"), nullable=False, index=True),
     Column("expiration", Timestamp, nullable=False, index=True),
     Index("ix_concurrency_lease__deployment_id_expiration", "deployment_id", "expiration"),
 )

@@ -88,6 +88,7 @@ def upgrade() -> None:
     sa.Column('flow_run_id', server.db.types.UUIDText(length=36), nullable=False),
     sa.Column('expiration', server.db.types.Timestamp(timezone=True), nullable=False),
     sa.ForeignKeyConstraint(['deployment_id'], ['deployment.id'], name=op.f('fk_concurrency_lease__deployment_id__deployment'), ondelete='CASCADE'),
+    sa.ForeignKeyConstraint(['flow_run_id'], ['flow_run.id'], name=op.f('fk_concurrency_lease__flow_run_id__flow_run'), ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_concurrency_lease'))
     )
     with op.batch_alter_table('concurrency_lease', schema=None) as batch_op:
