@@ -20,13 +20,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 async def serve(settings: Settings) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):  # before anyone can learn our port
+        loop.add_signal_handler(signum, stop.set)
     app = await build_app(settings)
     await app.start()
     print(f"flowrun serving on {settings.host}:{app.port}", flush=True)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stop.set)
     await stop.wait()
     logging.getLogger("flowrun.server").info("shutting down")
     await app.stop()

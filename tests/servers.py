@@ -1,0 +1,134 @@
+"""Real `python -m server` processes for tests that need more than one server: each
+binds a free loopback port (FLOWRUN_PORT=0) and announces it on stdout. Callers stop
+every handle in a `finally`, even when the test fails."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import queue
+import re
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+REPO = Path(__file__).resolve().parent.parent
+SERVING_LINE = re.compile(r"flowrun serving on (?P<host>\S+):(?P<port>\d+)")
+HOST = "127.0.0.1"
+
+
+class ServerProcess:
+    """One server process. `port` is known once `wait_until_serving()` returned."""
+
+    def __init__(self, database_url: str, *, log_path: Path | None = None) -> None:
+        self.database_url = database_url
+        self.port: int | None = None
+        self.log_path = log_path
+        self._lines: queue.Queue[str | None] = queue.Queue()
+        self._log = open(log_path, "wb") if log_path else subprocess.DEVNULL  # noqa: SIM115
+        env = {
+            **os.environ,
+            "FLOWRUN_DATABASE_URL": database_url,
+            "FLOWRUN_HOST": HOST,
+            "FLOWRUN_PORT": "0",
+            "FLOWRUN_SHUTDOWN_GRACE_SECONDS": "1",
+            "FLOWRUN_LOG_LEVEL": "WARNING",
+            "PYTHONUNBUFFERED": "1",
+        }
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "server"],
+            cwd=REPO,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=self._log,
+        )
+        # Drain stdout for the life of the process, so a chatty server never blocks on a full pipe.
+        threading.Thread(target=self._pump, name=f"server-{self.process.pid}-stdout", daemon=True).start()
+
+    def _pump(self) -> None:
+        assert self.process.stdout is not None
+        for raw in self.process.stdout:
+            self._lines.put(raw.decode(errors="replace"))
+        self._lines.put(None)
+        self.process.stdout.close()
+
+    @property
+    def address(self) -> str:
+        assert self.port is not None, "the server has not announced its port yet"
+        return f"{HOST}:{self.port}"
+
+    def wait_until_serving(self, timeout: float = 30.0) -> int:
+        """Blocks until the process prints its "serving" line; returns the port."""
+        deadline = time.monotonic() + timeout
+        while self.port is None:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError(
+                    f"server pid {self.process.pid} did not announce its port within {timeout} s{self.log_tail()}"
+                )
+            try:
+                line = self._lines.get(timeout=min(remaining, 0.5))
+            except queue.Empty:
+                continue
+            if line is None:
+                raise RuntimeError(
+                    f"server pid {self.process.pid} exited with {self.process.wait()} before serving{self.log_tail()}"
+                )
+            match = SERVING_LINE.search(line)
+            if match:
+                self.port = int(match["port"])
+        return self.port
+
+    def log_tail(self, size: int = 4000) -> str:
+        if self.log_path is None or not self.log_path.exists():
+            return ""
+        return "\n--- server log (tail) ---\n" + self.log_path.read_bytes()[-size:].decode(errors="replace")
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """SIGTERM, then SIGKILL if it has not exited within `timeout`. Idempotent."""
+        try:
+            if self.process.poll() is None:
+                self.process.terminate()
+                try:
+                    self.process.wait(timeout)
+                except subprocess.TimeoutExpired:
+                    self.process.kill()
+                    self.process.wait(timeout)
+        finally:
+            if self._log is not subprocess.DEVNULL:
+                self._log.close()
+
+
+def start_server(database_url: str, *, log_path: Path | None = None, timeout: float = 30.0) -> ServerProcess:
+    """Starts a server and returns once it announced its port (stopping it on failure)."""
+    server = ServerProcess(database_url, log_path=log_path)
+    try:
+        server.wait_until_serving(timeout)
+    except BaseException:
+        server.stop()
+        raise
+    return server
+
+
+async def wait_for_health(address: str, timeout: float = 30.0) -> None:
+    """Polls grpc.health.v1 until the server reports SERVING for the whole server ("")."""
+    deadline = time.monotonic() + timeout
+    last: object = None
+    async with grpc.aio.insecure_channel(address) as channel:
+        stub = health_pb2_grpc.HealthStub(channel)
+        while time.monotonic() < deadline:
+            try:
+                reply = await stub.Check(health_pb2.HealthCheckRequest(service=""), timeout=2)
+                if reply.status == health_pb2.HealthCheckResponse.SERVING:
+                    return
+                last = health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status)
+            except grpc.aio.AioRpcError as exc:
+                last = exc.code()
+            await asyncio.sleep(0.05)
+    raise TimeoutError(f"{address} is not SERVING after {timeout} s (last answer: {last})")
