@@ -94,11 +94,18 @@ class StateDetails:
 
 
 def is_persisted_data(data: Any) -> bool:
-    """Prefect's notion of stored result data: a truthy value that is not an
-    {"type": "unpersisted"} placeholder."""
-    if not data:
+    """Whether a state's data is stored: any JSON value except null and an
+    {"type": "unpersisted"} placeholder (which is only echoed in the response)."""
+    if data is None:
         return False
     return not (isinstance(data, dict) and data.get("type") == "unpersisted")
+
+
+def has_persisted_result(data: Any) -> bool:
+    """Orchestration's stricter notion, used to protect a COMPLETED run's result: only
+    a non-empty JSON object that is not an {"type": "unpersisted"} placeholder counts
+    (result metadata is always an object; a bare string or number does not)."""
+    return bool(data) and isinstance(data, dict) and data.get("type") != "unpersisted"
 
 
 @dataclass(slots=True)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from server.domain.states import State, StateType, is_persisted_data
+from server.domain.states import State, StateType, has_persisted_result
 from server.orchestration.context import OrchestrationContext
 from server.orchestration.rules import TERMINAL, OrchestrationRule
 
@@ -23,9 +23,9 @@ class PreventResultDataLoss(OrchestrationRule):
             return
         if (
             initial.type == StateType.COMPLETED
-            and is_persisted_data(initial.data)
+            and has_persisted_result(initial.data)
             and proposed.type == StateType.COMPLETED
-            and not is_persisted_data(proposed.data)
+            and not has_persisted_result(proposed.data)
         ):
             self.reject_transition(None, DATA_LOSS_REASON)
 

@@ -6,15 +6,46 @@ Adding a rule means adding it to a list here; the interceptor never changes."""
 from __future__ import annotations
 
 from server.orchestration import bookkeeping as book
+from server.orchestration.core_rules import (
+    CopyScheduledTime,
+    EnforceCancellingToCancelledTransition,
+    EnsureOnlyScheduledFlowsMarkedLate,
+    HandleFlowTerminalStateTransitions,
+    PreventDuplicateTransitions,
+    PreventPendingTransitions,
+    WaitForScheduledTime,
+)
 from server.orchestration.lease_rules import PreserveDeploymentConcurrencyLeaseId
 from server.orchestration.minimal_rules import BypassCancellingFlowRunsWithNoInfra, PreventResultDataLoss
+from server.orchestration.pause_rules import HandlePausingFlows, HandleResumingPausedFlows
+from server.orchestration.retry_rules import RetryFailedFlows
 from server.orchestration.rules import GlobalTransform, OrchestrationRule
+from server.orchestration.subflow_rules import UpdateSubflowParentTask
 
 Policy = tuple[type[OrchestrationRule] | type[GlobalTransform], ...]
 
-#: Used for unforced proposals. The core rules of the reference are added by
-#: server.orchestration.core_rules (issue "Orchestration").
-CORE_POLICY: Policy = (PreserveDeploymentConcurrencyLeaseId,)
+#: Used for unforced proposals: Prefect's CoreFlowPolicy, in its order.
+CORE_POLICY: Policy = (
+    PreserveDeploymentConcurrencyLeaseId,
+    PreventDuplicateTransitions,
+    HandleFlowTerminalStateTransitions,
+    EnforceCancellingToCancelledTransition,
+    BypassCancellingFlowRunsWithNoInfra,
+    PreventPendingTransitions,
+    # Deployment concurrency slots (a later issue) go here, in this order:
+    #   ValidateDeploymentConcurrencyAtRunning,
+    #   SecureFlowConcurrencySlots,
+    #   RemoveDeploymentConcurrencyLeaseForOldClientVersions,
+    EnsureOnlyScheduledFlowsMarkedLate,
+    HandlePausingFlows,
+    HandleResumingPausedFlows,
+    CopyScheduledTime,
+    WaitForScheduledTime,
+    RetryFailedFlows,
+    # The reference ends with two universal transforms:
+    #   InstrumentFlowRunStateTransitions: emits events; flowrun has no event stream.
+    #   ReleaseFlowConcurrencySlots: with the deployment concurrency slots (later issue).
+)
 
 #: Used when `force` is set and for the initial state of a new run.
 MINIMAL_POLICY: Policy = (
@@ -35,6 +66,7 @@ GLOBAL_POLICY: Policy = (
     book.SetExpectedStartTime,
     book.SetNextScheduledStartTime,
     book.UpdateStateDetails,
+    UpdateSubflowParentTask,
     book.UpdateSubflowStateDetails,
     book.IncrementFlowRunCount,
     book.RemoveResumingIndicator,

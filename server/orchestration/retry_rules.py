@@ -1,0 +1,46 @@
+"""Flow-run retries (part of Prefect's CoreFlowPolicy)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from server.domain.states import State, StateDetails, StateType
+from server.orchestration.context import OrchestrationContext
+from server.orchestration.core_rules import start_new_attempt
+from server.orchestration.rules import OrchestrationRule
+
+
+class RetryFailedFlows(OrchestrationRule):
+    """A run with retries left does not fail: the failure is replaced by an
+    AwaitingRetry state due after the fixed retry_delay, keeping the failure's message
+    and data, and the run's process retries in place. A run with `retries = N` is
+    attempted N + 1 times (run_count counts the attempts). Once the retries are used up,
+    the failure is accepted and the retry type cleared, so that a later manual retry is
+    not mistaken for an in-process one."""
+
+    FROM_STATES = frozenset({StateType.RUNNING})
+    TO_STATES = frozenset({StateType.FAILED})
+
+    async def before_transition(self, initial: State | None, proposed: State | None, context: OrchestrationContext) -> None:
+        if initial is None or proposed is None:
+            return
+        run = context.run
+        policy = run.empirical_policy
+        if policy.retries is None or run.run_count > policy.retries:
+            policy.retry_type = None
+            return
+        scheduled_time = context.now + timedelta(seconds=policy.retry_delay or 0)
+        start_new_attempt(policy, "in_process")
+        retry = State(
+            type=StateType.SCHEDULED,
+            name="AwaitingRetry",
+            timestamp=context.now,
+            message=proposed.message,
+            data=proposed.data,
+            state_details=StateDetails(
+                scheduled_time=scheduled_time,
+                # the retry keeps the run's deployment concurrency slot
+                deployment_concurrency_lease_id=initial.state_details.deployment_concurrency_lease_id,
+            ),
+        )
+        self.reject_transition(retry, "Retrying")
