@@ -1,0 +1,104 @@
+"""Deployment concurrency slots as lease rows.
+
+A deployment's active slots are its unexpired leases. Taking a slot counts them under
+the deployment's row lock (FOR UPDATE on PostgreSQL; the IMMEDIATE transaction on
+SQLite) and inserts a lease in the same transaction, so concurrent runs on any number
+of replicas can never exceed the limit, and there is no counter that could drift or go
+negative. Releasing deletes the run's lease; an expired lease frees its slot by itself
+and is garbage-collected by the reaper."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import delete, func, select, update
+
+from server.db.tables import concurrency_lease, deployment
+from server.domain.deployments import CollisionStrategy
+from server.repositories.base import Repository
+
+
+@dataclass(frozen=True, slots=True)
+class SlotPolicy:
+    """What orchestration needs to know about a deployment's limit."""
+
+    limit: int | None
+    collision_strategy: CollisionStrategy
+    grace_period_seconds: int | None
+
+    def lease_seconds(self, default: int) -> int:
+        return self.grace_period_seconds or default
+
+
+class ConcurrencyLeaseRepository(Repository):
+    async def slot_policy(self, deployment_id: str, *, lock: bool) -> SlotPolicy | None:
+        """The deployment's limit; with `lock`, its row stays locked until commit so that
+        counting and taking a slot are one atomic step."""
+        query = select(
+            deployment.c.concurrency_limit, deployment.c.collision_strategy, deployment.c.grace_period_seconds
+        ).where(deployment.c.id == deployment_id)
+        if lock:
+            query = self.dialect.lock_for_update(query)
+        row = (await self.connection.execute(query)).first()
+        if row is None:
+            return None
+        return SlotPolicy(row.concurrency_limit, CollisionStrategy(row.collision_strategy), row.grace_period_seconds)
+
+    async def try_acquire(
+        self, deployment_id: str, limit: int, flow_run_id: str, now: datetime, ttl_seconds: int
+    ) -> str | None:
+        """A new lease id, or None when all `limit` slots are held. Call with the
+        deployment locked (slot_policy(lock=True))."""
+        active = select(func.count()).where(
+            concurrency_lease.c.deployment_id == deployment_id, concurrency_lease.c.expiration >= now
+        )
+        if (await self.connection.execute(active)).scalar_one() >= limit:
+            return None
+        lease_id = str(uuid.uuid4())
+        await self.connection.execute(
+            concurrency_lease.insert().values(
+                id=lease_id,
+                created=now,
+                deployment_id=deployment_id,
+                flow_run_id=flow_run_id,
+                expiration=now + timedelta(seconds=ttl_seconds),
+            )
+        )
+        return lease_id
+
+    async def renew(self, lease_id: str, flow_run_id: str, now: datetime, ttl_seconds: int) -> bool:
+        """Extends the run's lease if it is still live."""
+        statement = (
+            update(concurrency_lease)
+            .where(
+                concurrency_lease.c.id == lease_id,
+                concurrency_lease.c.flow_run_id == flow_run_id,
+                concurrency_lease.c.expiration >= now,
+            )
+            .values(expiration=now + timedelta(seconds=ttl_seconds))
+            .returning(concurrency_lease.c.id)
+        )
+        return (await self.connection.execute(statement)).first() is not None
+
+    async def release(self, lease_id: str, flow_run_id: str) -> bool:
+        """Deletes one lease of the run; False when it holds no such lease."""
+        statement = (
+            delete(concurrency_lease)
+            .where(concurrency_lease.c.id == lease_id, concurrency_lease.c.flow_run_id == flow_run_id)
+            .returning(concurrency_lease.c.id)
+        )
+        return (await self.connection.execute(statement)).first() is not None
+
+    async def release_all(self, flow_run_id: str) -> int:
+        """Deletes every lease the run holds; the number released (0 when it held none)."""
+        statement = delete(concurrency_lease).where(concurrency_lease.c.flow_run_id == flow_run_id)
+        return (await self.connection.execute(statement.returning(concurrency_lease.c.id))).rowcount or 0
+
+    async def delete_expired(self, now: datetime, batch: int) -> int:
+        """Garbage-collects up to `batch` expired leases (their slots are already free)."""
+        expired = select(concurrency_lease.c.id).where(concurrency_lease.c.expiration < now).limit(batch)
+        statement = delete(concurrency_lease).where(concurrency_lease.c.id.in_(expired))
+        result = await self.connection.execute(statement)
+        return result.rowcount or 0
