@@ -5,6 +5,7 @@ every handle in a `finally`, even when the test fails."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import queue
 import re
@@ -25,7 +26,7 @@ HOST = "127.0.0.1"
 class ServerProcess:
     """One server process. `port` is known once `wait_until_serving()` returned."""
 
-    def __init__(self, database_url: str, *, log_path: Path | None = None) -> None:
+    def __init__(self, database_url: str, *, log_path: Path | None = None, env: dict[str, str] | None = None) -> None:
         self.database_url = database_url
         self.port: int | None = None
         self.log_path = log_path
@@ -39,6 +40,7 @@ class ServerProcess:
             "FLOWRUN_SHUTDOWN_GRACE_SECONDS": "1",
             "FLOWRUN_LOG_LEVEL": "WARNING",
             "PYTHONUNBUFFERED": "1",
+            **(env or {}),
         }
         self.process = subprocess.Popen(
             [sys.executable, "-m", "server"],
@@ -132,3 +134,24 @@ async def wait_for_health(address: str, timeout: float = 30.0) -> None:
                 last = exc.code()
             await asyncio.sleep(0.05)
     raise TimeoutError(f"{address} is not SERVING after {timeout} s (last answer: {last})")
+
+
+@contextlib.asynccontextmanager
+async def running_servers(
+    database_url: str, count: int, log_dir: Path, start_timeout: float = 30.0, env: dict[str, str] | None = None
+):
+    """Starts `count` servers on one database (concurrently, so they also migrate
+    concurrently), waits until all are SERVING, yields their addresses and stops them all
+    on exit, whatever happened."""
+    with contextlib.ExitStack() as running:
+        servers = []
+        for index in range(count):
+            server = ServerProcess(database_url, log_path=log_dir / f"server-{index}.log", env=env)
+            running.callback(server.stop)
+            servers.append(server)
+        deadline = time.monotonic() + start_timeout
+        for server in servers:
+            await asyncio.to_thread(server.wait_until_serving, max(deadline - time.monotonic(), 0.1))
+        remaining = max(deadline - time.monotonic(), 1.0)
+        await asyncio.gather(*(wait_for_health(server.address, remaining) for server in servers))
+        yield [server.address for server in servers]

@@ -7,14 +7,11 @@ SIGKILL) and the PostgreSQL database dropped in `finally`, whatever happens."""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import random
-import time
 from pathlib import Path
 
 from tests.conftest import create_postgres_database, drop_postgres_database
-from tests.servers import ServerProcess, wait_for_health
+from tests.servers import running_servers
 from tests.test_concurrency import random_race
 
 RUNS = 20
@@ -25,24 +22,13 @@ START_TIMEOUT_SECONDS = 30
 
 
 async def race_through_servers(database_url: str, count: int, log_dir: Path) -> None:
-    with contextlib.ExitStack() as running:
-        servers = []
-        for index in range(count):  # launch all first: they start (and migrate) concurrently
-            server = ServerProcess(database_url, log_path=log_dir / f"server-{index}.log")
-            running.callback(server.stop)
-            servers.append(server)
-        deadline = time.monotonic() + START_TIMEOUT_SECONDS
-        for server in servers:
-            await asyncio.to_thread(server.wait_until_serving, max(deadline - time.monotonic(), 0.1))
-        remaining = max(deadline - time.monotonic(), 1.0)
-        await asyncio.gather(*(wait_for_health(server.address, remaining) for server in servers))
-        seed = random.randrange(1_000_000)
+    async with running_servers(database_url, count, log_dir, START_TIMEOUT_SECONDS) as addresses:
         await random_race(
-            [server.address for server in servers],
+            addresses,
             runs=RUNS,
             clients=CLIENTS,
             calls=CALLS,
-            seed=seed,
+            seed=random.randrange(1_000_000),
             time_limit=RACE_TIME_LIMIT_SECONDS,
         )
 
