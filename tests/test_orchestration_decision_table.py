@@ -21,6 +21,7 @@ from google.protobuf import field_mask_pb2, json_format, struct_pb2
 
 from flowrun.v1 import flow_run_pb2, flow_run_service_pb2 as runs_pb, flow_service_pb2 as flows_pb
 from flowrun.v1 import state_pb2, task_run_service_pb2, task_run_service_pb2_grpc
+from tests.factories import create_deployment
 
 TYPES = ("SCHEDULED", "PENDING", "RUNNING", "COMPLETED", "FAILED", "CANCELLED", "CRASHED", "PAUSED", "CANCELLING")
 TERMINAL = ("COMPLETED", "FAILED", "CANCELLED", "CRASHED")
@@ -576,7 +577,7 @@ async def create_run(channel, flows, runs, start: Start) -> flow_run_pb2.FlowRun
         flow_id=flow.id,
         state=state_create(start.type or "PENDING", start.name, start.details, start.data),
         empirical_policy=flow_run_pb2.FlowRunPolicy(**start.policy),
-        deployment_id=str(uuid.uuid4()) if start.deployment else "",
+        deployment_id=await create_deployment(channel, flow.id) if start.deployment else "",
         parent_task_run_id=await create_parent_task_run(channel, runs, flow.id) if start.subflow else "",
     )
     run = (await runs.CreateFlowRun(request)).flow_run

@@ -15,6 +15,7 @@ from google.protobuf import duration_pb2, field_mask_pb2, json_format, struct_pb
 from flowrun.v1 import flow_run_pb2, flow_run_service_pb2 as runs_pb, flow_service_pb2 as flows_pb
 from flowrun.v1 import state_pb2
 from server import clock
+from tests.factories import create_deployment
 
 ACCEPT = state_pb2.SET_STATE_STATUS_ACCEPT
 REJECT = state_pb2.SET_STATE_STATUS_REJECT
@@ -272,8 +273,9 @@ async def test_blocking_pause_rescheduled_starts_a_new_attempt(flows, runs, uniq
     assert run.current.next_scheduled_start_time == rescheduled.state.state_details.scheduled_time
 
 
-async def test_suspend_and_resume_with_a_deployment(flows, runs, unique):
-    run = await Run.create(flows, runs, unique, deployment_id=str(uuid.uuid4()))
+async def test_suspend_and_resume_with_a_deployment(channel, flows, runs, unique):
+    flow = (await flows.CreateFlow(flows_pb.CreateFlowRequest(name=f"lifecycle-{unique}"))).flow
+    run = await Run.create(flows, runs, unique, deployment_id=await create_deployment(channel, flow.id))
     await run.propose(state(RUNNING))
     assert run.current.run_count == 1
 
