@@ -9,22 +9,39 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from flowrun.v1 import flow_run_service_pb2, flow_run_service_pb2_grpc, flow_service_pb2, flow_service_pb2_grpc
+from flowrun.v1 import task_run_service_pb2, task_run_service_pb2_grpc
+from flowrun.v1 import deployment_service_pb2, deployment_service_pb2_grpc
+from flowrun.v1 import work_pool_service_pb2, work_pool_service_pb2_grpc
 from server.config import Settings
 from server.db.engine import create_engine
 from server.db.migrate import migrate
 from server.db.unit_of_work import Database
 from server.error_mapping import ErrorMappingInterceptor
+from server.lease_reaper import LeaseReaper
+from server.orchestration.context import SlotSettings
 from server.orchestration.interceptor import OrchestrationInterceptor
 from server.reflection import enable_reflection
+from server.services.deployments import DeploymentService
 from server.services.flow_runs import FlowRunService
 from server.services.flows import FlowService
+from server.services.task_runs import TaskRunService
+from server.services.work_pools import WorkPoolService
 
 log = logging.getLogger("flowrun.server")
 
 FLOWRUN_SERVICES = (
     flow_service_pb2.DESCRIPTOR.services_by_name["FlowService"].full_name,
     flow_run_service_pb2.DESCRIPTOR.services_by_name["FlowRunService"].full_name,
+    task_run_service_pb2.DESCRIPTOR.services_by_name["TaskRunService"].full_name,
+    deployment_service_pb2.DESCRIPTOR.services_by_name["DeploymentService"].full_name,
+    work_pool_service_pb2.DESCRIPTOR.services_by_name["WorkPoolService"].full_name,
 )
+
+
+def slot_settings(settings: Settings) -> SlotSettings:
+    return SlotSettings(
+        lease_seconds=settings.deployment_lease_seconds, slot_wait_seconds=settings.deployment_slot_wait_seconds
+    )
 
 
 def server_options(settings: Settings) -> list[tuple[str, int]]:
@@ -56,6 +73,7 @@ class App:
     health: health.aio.HealthServicer
     database: Database
     settings: Settings
+    reaper: LeaseReaper
 
     async def start(self) -> None:
         """Starts serving, then reports SERVING once the database answers."""
@@ -63,11 +81,13 @@ class App:
         await self.database.ping()
         for name in ("", *FLOWRUN_SERVICES):
             await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
+        self.reaper.start()
         log.info("flowrun listening on %s:%d", self.settings.host, self.port)
 
     async def stop(self, grace: float | None = None) -> None:
         """NOT_SERVING first, so load balancers stop sending; then drain; then close."""
         await self.health.enter_graceful_shutdown()
+        await self.reaper.stop()
         await self.server.stop(self.settings.shutdown_grace_seconds if grace is None else grace)
         await self.database.dispose()
 
@@ -78,12 +98,15 @@ async def build_app(settings: Settings) -> App:
         await migrate(database)
     server = grpc.aio.server(
         # First is outermost: errors see everything the orchestration step raises.
-        interceptors=[ErrorMappingInterceptor(), OrchestrationInterceptor(database)],
+        interceptors=[ErrorMappingInterceptor(), OrchestrationInterceptor(database, slot_settings(settings))],
         options=server_options(settings),
         maximum_concurrent_rpcs=settings.max_concurrent_rpcs,
     )
     flow_service_pb2_grpc.add_FlowServiceServicer_to_server(FlowService(database, settings), server)
     flow_run_service_pb2_grpc.add_FlowRunServiceServicer_to_server(FlowRunService(database, settings), server)
+    task_run_service_pb2_grpc.add_TaskRunServiceServicer_to_server(TaskRunService(database, settings), server)
+    deployment_service_pb2_grpc.add_DeploymentServiceServicer_to_server(DeploymentService(database, settings), server)
+    work_pool_service_pb2_grpc.add_WorkPoolServiceServicer_to_server(WorkPoolService(database, settings), server)
     health_servicer = health.aio.HealthServicer()
     for name in ("", *FLOWRUN_SERVICES):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
@@ -93,4 +116,5 @@ async def build_app(settings: Settings) -> App:
     port = server.add_insecure_port(f"{settings.host}:{settings.port}")
     if port == 0:
         raise RuntimeError(f"could not bind {settings.host}:{settings.port}")
-    return App(server=server, port=port, health=health_servicer, database=database, settings=settings)
+    reaper = LeaseReaper(database, settings.lease_reap_interval_seconds)
+    return App(server=server, port=port, health=health_servicer, database=database, settings=settings, reaper=reaper)

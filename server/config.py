@@ -51,6 +51,12 @@ class Settings(BaseSettings):
     page_token_secret: str = "flowrun-page-token"
     graph_max_nodes: int = Field(default=10_000, ge=1)
     graph_max_artifacts: int = Field(default=10_000, ge=0)
+    # A deployment concurrency lease's lifetime when the deployment sets no grace period.
+    deployment_lease_seconds: int = Field(default=300, ge=1)
+    # How long a run rejected to "AwaitingConcurrencySlot" waits before trying again.
+    deployment_slot_wait_seconds: int = Field(default=30, ge=0)
+    # How often the reaper deletes expired leases (their slots are free already).
+    lease_reap_interval_seconds: float = Field(default=10.0, gt=0)
 
     @cached_property
     def is_sqlite(self) -> bool:

@@ -80,6 +80,8 @@ def to_grpc_status(exc: BaseException, method: str) -> grpc.Status:
         )
     if isinstance(exc, errors.NotFound):
         return _status(grpc.StatusCode.NOT_FOUND, exc.message, exc.reason, exc.metadata)
+    if isinstance(exc, errors.AlreadyExists):
+        return _status(grpc.StatusCode.ALREADY_EXISTS, exc.message, exc.reason, exc.metadata)
     if isinstance(exc, errors.FailedPrecondition):
         return _status(grpc.StatusCode.FAILED_PRECONDITION, exc.message, exc.reason, exc.metadata)
     if isinstance(exc, errors.TooLarge):

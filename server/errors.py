@@ -40,6 +40,12 @@ class InvalidArgument(FlowrunError):
         return cls([(field, description)], reason=reason)
 
 
+class AlreadyExists(FlowrunError):
+    """A strict create found its unique name taken. `metadata` holds the name fields."""
+
+    reason = "ALREADY_EXISTS"
+
+
 class FailedPrecondition(FlowrunError):
     """The target exists but is not in a state that allows the request."""
 
@@ -72,3 +78,24 @@ def state_not_found(state_id: str) -> NotFound:
 
 def task_run_not_found(task_run_id: str) -> NotFound:
     return NotFound("TASK_RUN_NOT_FOUND", f"Task run {task_run_id} not found", task_run_id=task_run_id)
+
+
+def deployment_not_found(deployment_id: str) -> NotFound:
+    return NotFound("DEPLOYMENT_NOT_FOUND", f"Deployment {deployment_id} not found", deployment_id=deployment_id)
+
+
+def work_pool_not_found(work_pool_name: str) -> NotFound:
+    return NotFound("WORK_POOL_NOT_FOUND", f"Work pool {work_pool_name!r} not found", work_pool_name=work_pool_name)
+
+
+def work_queue_not_found(work_pool_name: str, work_queue_name: str) -> NotFound:
+    return NotFound(
+        "WORK_QUEUE_NOT_FOUND",
+        f"Work queue {work_pool_name}/{work_queue_name} not found",
+        work_pool_name=work_pool_name,
+        work_queue_name=work_queue_name,
+    )
+
+
+def lease_not_found(lease_id: str) -> NotFound:
+    return NotFound("LEASE_NOT_FOUND", f"Concurrency lease {lease_id} not found or expired", lease_id=lease_id)

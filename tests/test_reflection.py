@@ -11,6 +11,8 @@ import grpc
 from google.protobuf import descriptor_pool, json_format, message_factory
 from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoReflectionDescriptorDatabase
 
+from server.app import FLOWRUN_SERVICES
+
 
 class ReflectionClient:
     """A tiny grpcurl: everything it knows comes from the server's reflection service."""
@@ -55,18 +57,20 @@ async def run_in_thread(app, work):
 
 async def test_list_shows_flowrun_health_and_reflection(app):
     services = await run_in_thread(app, ReflectionClient.list)
-    assert services == [
-        "flowrun.v1.FlowRunService",
+    assert services == sorted([*FLOWRUN_SERVICES, "grpc.health.v1.Health", "grpc.reflection.v1alpha.ServerReflection"])
+    assert {
         "flowrun.v1.FlowService",
-        "grpc.health.v1.Health",
-        "grpc.reflection.v1alpha.ServerReflection",
-    ]
+        "flowrun.v1.FlowRunService",
+        "flowrun.v1.TaskRunService",
+        "flowrun.v1.DeploymentService",
+        "flowrun.v1.WorkPoolService",
+    } <= set(services)
 
 
 async def test_describe_resolves_every_method_and_its_documentation(app):
     def describe(client: ReflectionClient):
         result = {}
-        for name in ("flowrun.v1.FlowService", "flowrun.v1.FlowRunService"):
+        for name in FLOWRUN_SERVICES:
             service = client.describe(name)
             for method in service.methods:
                 # Resolving input and output types pulls every imported file through
@@ -80,7 +84,11 @@ async def test_describe_resolves_every_method_and_its_documentation(app):
         "flowrun.v1.SetFlowRunStateRequest",
         "flowrun.v1.SetFlowRunStateResponse",
     )
-    assert len(methods) == 9 + 12
+    # Every method of every served service, as the generated code declares them.
+    pool = descriptor_pool.Default()
+    assert len(methods) == sum(len(pool.FindServiceByName(name).methods) for name in FLOWRUN_SERVICES)
+    assert sum(name.startswith("flowrun.v1.DeploymentService.") for name in methods) == 5
+    assert sum(name.startswith("flowrun.v1.WorkPoolService.") for name in methods) == 8
     # grpcurl prints the RPC comments from the served file's source_code_info.
     assert file_proto.name == "flowrun/v1/flow_run_service.proto"
     comments = " ".join(location.leading_comments for location in file_proto.source_code_info.location)

@@ -28,6 +28,14 @@ class Dialect:
             return query
         return query.with_for_update(of=list(of) or None)
 
+    def lock_for_key_share(self, query: Select, *of: Any) -> Select:
+        """A shared row lock (FOR KEY SHARE on PostgreSQL) that only blocks deleting the
+        row: taken on a row that a new row will reference without a foreign key, which
+        would otherwise take that lock itself. SQLite: as lock_for_update."""
+        if self.is_sqlite:
+            return query
+        return query.with_for_update(read=True, key_share=True, of=list(of) or None)
+
     def tags_has_all(self, column: ColumnElement, values: list[str]) -> ColumnElement[bool]:
         if not self.is_sqlite:
             return _jsonb(column).has_all(postgresql.array(values))

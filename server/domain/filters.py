@@ -1,5 +1,6 @@
 """Filters, sorts and page requests for list and count queries (Prefect's FlowFilter,
-FlowRunFilter, FlowSort, FlowRunSort, offset/limit), as plain immutable values.
+FlowRunFilter, TaskRunFilter, DeploymentFilter, WorkPoolFilter, WorkQueueFilter,
+FlowSort, FlowRunSort, offset/limit), as plain immutable values.
 
 Conventions shared by every filter:
 
@@ -44,6 +45,7 @@ class StringFilter:
     not_any: tuple[str, ...] = ()
     like: str | None = None
     is_null: bool | None = None
+    startswith: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,6 +116,78 @@ class FlowRunFilter:
     idempotency_key: StringFilter | None = None
     created_by: CreatedByFilter | None = None
     flow_id: IdFilter | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class BoolFilter:
+    eq: bool | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TaskRunStateFilter:
+    operator: Operator = AND
+    type: StateTypeFilter | None = None
+    name: StringFilter | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SubflowRunsFilter:
+    exists: bool | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TaskRunFilter:
+    operator: Operator = AND
+    id: IdFilter | None = None
+    name: StringFilter | None = None
+    tags: TagsFilter | None = None
+    state: TaskRunStateFilter | None = None
+    start_time: TimeFilter | None = None
+    end_time: TimeFilter | None = None
+    expected_start_time: TimeFilter | None = None
+    subflow_runs: SubflowRunsFilter | None = None
+    flow_run_id: IdFilter | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DeploymentFilter:
+    """`flow_or_deployment_name` only carries `like` (the deployment's or its flow's name)."""
+
+    operator: Operator = AND
+    id: IdFilter | None = None
+    name: StringFilter | None = None
+    flow_or_deployment_name: StringFilter | None = None
+    paused: BoolFilter | None = None
+    tags: TagsFilter | None = None
+    work_queue_name: StringFilter | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class WorkPoolFilter:
+    operator: Operator = AND
+    id: IdFilter | None = None
+    name: StringFilter | None = None
+    type: StringFilter | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class WorkQueueFilter:
+    operator: Operator = AND
+    id: IdFilter | None = None
+    name: StringFilter | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ListFilters:
+    """Every filter a List/Count of flows or flow runs can take; None when not given.
+    (Flow queries have no work queue filter.)"""
+
+    flow: FlowFilter | None = None
+    flow_run: FlowRunFilter | None = None
+    task_run: TaskRunFilter | None = None
+    deployment: DeploymentFilter | None = None
+    work_pool: WorkPoolFilter | None = None
+    work_queue: WorkQueueFilter | None = None
 
 
 class FlowSort(StrEnum):

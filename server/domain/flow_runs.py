@@ -129,3 +129,5 @@ class FlowRunCreate:
     job_variables: dict[str, Any] | None = None
     deployment_id: str | None = None
     state: State | None = None
+    # Queues the run in this pool: on work_queue_name there, or the pool's default queue.
+    work_pool_name: str | None = None

@@ -15,6 +15,14 @@ if TYPE_CHECKING:
     from server.repositories import Repositories
 
 
+@dataclass(frozen=True, slots=True)
+class SlotSettings:
+    """Server settings the deployment concurrency rules need."""
+
+    lease_seconds: int = 300  # a lease's lifetime when the deployment sets no grace period
+    slot_wait_seconds: int = 30  # how long AwaitingConcurrencySlot waits before trying again
+
+
 class SetStateStatus(StrEnum):
     ACCEPT = "ACCEPT"
     REJECT = "REJECT"
@@ -34,6 +42,7 @@ class OrchestrationContext:
     now: datetime
     force: bool = False
     parameters: dict[str, Any] = field(default_factory=dict)
+    slots: SlotSettings = SlotSettings()
     validated_state: State | None = None
     status: SetStateStatus = SetStateStatus.ACCEPT
     reason: str | None = None

@@ -7,7 +7,7 @@ import grpc
 
 from server import clock, errors
 from server.db.unit_of_work import Database
-from server.orchestration.context import OrchestrationContext, bind_context, unbind_context
+from server.orchestration.context import OrchestrationContext, SlotSettings, bind_context, unbind_context
 from server.orchestration.engine import orchestrate
 from server.orchestration.policies import policy_for
 from server.services import from_proto
@@ -22,8 +22,9 @@ class OrchestrationInterceptor(grpc.aio.ServerInterceptor):
     bookkeeping back and commit. Any exception rolls the whole transition back. Every
     other method passes through untouched."""
 
-    def __init__(self, database: Database) -> None:
+    def __init__(self, database: Database, slots: SlotSettings) -> None:
         self._database = database
+        self._slots = slots
 
     async def intercept_service(self, continuation, handler_call_details):
         handler = await continuation(handler_call_details)
@@ -31,6 +32,7 @@ class OrchestrationInterceptor(grpc.aio.ServerInterceptor):
             return handler
         servicer = handler.unary_unary
         database = self._database
+        slots = self._slots
 
         async def orchestrated(request, context):
             now = clock.now()
@@ -53,6 +55,7 @@ class OrchestrationInterceptor(grpc.aio.ServerInterceptor):
                     repos=uow.repos,
                     now=now,
                     force=force,
+                    slots=slots,
                 )
                 policy_before = run.empirical_policy.to_json()
                 response = None

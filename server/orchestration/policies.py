@@ -20,6 +20,11 @@ from server.orchestration.minimal_rules import BypassCancellingFlowRunsWithNoInf
 from server.orchestration.pause_rules import HandlePausingFlows, HandleResumingPausedFlows
 from server.orchestration.retry_rules import RetryFailedFlows
 from server.orchestration.rules import GlobalTransform, OrchestrationRule
+from server.orchestration.slot_rules import (
+    ReleaseFlowConcurrencySlots,
+    SecureFlowConcurrencySlots,
+    ValidateDeploymentConcurrencyAtRunning,
+)
 from server.orchestration.subflow_rules import UpdateSubflowParentTask
 
 Policy = tuple[type[OrchestrationRule] | type[GlobalTransform], ...]
@@ -32,19 +37,19 @@ CORE_POLICY: Policy = (
     EnforceCancellingToCancelledTransition,
     BypassCancellingFlowRunsWithNoInfra,
     PreventPendingTransitions,
-    # Deployment concurrency slots (a later issue) go here, in this order:
-    #   ValidateDeploymentConcurrencyAtRunning,
-    #   SecureFlowConcurrencySlots,
-    #   RemoveDeploymentConcurrencyLeaseForOldClientVersions,
+    ValidateDeploymentConcurrencyAtRunning,
+    SecureFlowConcurrencySlots,
+    # RemoveDeploymentConcurrencyLeaseForOldClientVersions: only for clients older than
+    # 3.4.11; flowrun behaves as the reference does for current clients.
     EnsureOnlyScheduledFlowsMarkedLate,
     HandlePausingFlows,
     HandleResumingPausedFlows,
     CopyScheduledTime,
     WaitForScheduledTime,
     RetryFailedFlows,
-    # The reference ends with two universal transforms:
-    #   InstrumentFlowRunStateTransitions: emits events; flowrun has no event stream.
-    #   ReleaseFlowConcurrencySlots: with the deployment concurrency slots (later issue).
+    # The reference's InstrumentFlowRunStateTransitions emits events; flowrun has no
+    # event stream.
+    ReleaseFlowConcurrencySlots,
 )
 
 #: Used when `force` is set and for the initial state of a new run.
@@ -52,6 +57,7 @@ MINIMAL_POLICY: Policy = (
     PreserveDeploymentConcurrencyLeaseId,
     PreventResultDataLoss,
     BypassCancellingFlowRunsWithNoInfra,
+    ReleaseFlowConcurrencySlots,
 )
 
 #: Applied after either policy, always.

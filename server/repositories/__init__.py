@@ -5,11 +5,14 @@ from __future__ import annotations
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from server.db.dialect import Dialect
+from server.repositories.concurrency_leases import ConcurrencyLeaseRepository
+from server.repositories.deployments import DeploymentRepository
 from server.repositories.flow_run_states import FlowRunStateRepository
 from server.repositories.flow_runs import FlowRunRepository
 from server.repositories.flows import FlowRepository
 from server.repositories.graphs import GraphRepository
 from server.repositories.task_runs import TaskRunRepository
+from server.repositories.work_pools import WorkPoolRepository
 
 
 class Repositories:
@@ -21,3 +24,6 @@ class Repositories:
         self.states = FlowRunStateRepository(connection, dialect)
         self.task_runs = TaskRunRepository(connection, dialect)
         self.graphs = GraphRepository(connection, dialect)
+        self.deployments = DeploymentRepository(connection, dialect)
+        self.work_pools = WorkPoolRepository(connection, dialect)
+        self.leases = ConcurrencyLeaseRepository(connection, dialect)

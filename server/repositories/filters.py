@@ -1,5 +1,5 @@
-"""Domain filters -> SQLAlchemy Core WHERE clauses (Prefect's `as_sql_filter`, spec 3.1-3.3
-and 3.8), identical on SQLite and PostgreSQL.
+"""Domain filters -> SQLAlchemy Core WHERE clauses (Prefect's `as_sql_filter`, spec 3.1-3.8),
+identical on SQLite and PostgreSQL.
 
 Semantics:
 
@@ -9,10 +9,19 @@ Semantics:
 - `like` is a case-insensitive substring match in which `%`, `_` and `\\` are literal.
   This deliberately fixes Prefect, which pastes the text into the pattern unescaped.
   Case folding is the database's: SQLite's lower() folds ASCII letters only.
+  `startswith` is an OR of case-insensitive prefix matches, escaped the same way.
 - `is_null` on a column that cannot be NULL: true matches nothing, false everything.
   On tags it means "no tags" (the column holds a JSON list, never NULL).
 - Time bounds are inclusive. start_time before/after compare
   coalesce(start_time, expected_start_time); its is_null tests start_time alone.
+
+Cross-entity filters (spec 3.8) are EXISTS subqueries correlated with the row being
+filtered. A given filter, even one with no criteria, requires the related row to exist:
+a run without a deployment (or work queue) never matches a deployment (pool, queue)
+filter, and a flow-run filter on flows keeps the flows that have at least one matching
+run. Subqueries read deployments, queues, pools, task runs and subflow runs through
+aliases, so they never correlate with the same table in the outer query (flow runs are
+read LEFT JOINed to their work queue and pool).
 """
 
 from __future__ import annotations
@@ -20,21 +29,29 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from sqlalchemy import ColumnElement, and_, exists, false, func, or_, select, true
+from sqlalchemy.sql import FromClause
 
 from server.db import tables
 from server.db.dialect import Dialect
 from server.db.types import Timestamp
 from server.domain.filters import (
+    BoolFilter,
     CreatedByFilter,
+    DeploymentFilter,
     FlowFilter,
     FlowRunFilter,
     FlowRunStateFilter,
     IdFilter,
+    ListFilters,
     Operator,
     StateTypeFilter,
     StringFilter,
     TagsFilter,
+    TaskRunFilter,
+    TaskRunStateFilter,
     TimeFilter,
+    WorkPoolFilter,
+    WorkQueueFilter,
 )
 
 flow = tables.flow
@@ -42,33 +59,94 @@ flow_run = tables.flow_run
 task_run = tables.task_run
 
 
-def flow_where(
-    dialect: Dialect, flow_filter: FlowFilter | None, flow_run_filter: FlowRunFilter | None
-) -> ColumnElement[bool]:
-    """WHERE for a query on `flow`. A flow-run filter (even an empty one) keeps the flows
-    that have at least one matching run."""
+def flow_where(dialect: Dialect, filters: ListFilters) -> ColumnElement[bool]:
+    """WHERE for a query on `flow`: the flow filter on the flow itself; deployment and
+    work pool filters keep flows with a matching deployment (whose queue is in a
+    matching pool); flow-run and task-run filters keep flows with a matching run (that
+    has a matching task run)."""
     clauses = []
-    if flow_filter is not None:
-        clauses.append(_flow(dialect, flow_filter))
-    if flow_run_filter is not None:
-        runs = select(flow_run.c.id).where(
-            flow_run.c.flow_id == flow.c.id, _flow_run(dialect, flow_run_filter)
-        )
+    if filters.flow is not None:
+        clauses.append(_flow(dialect, filters.flow))
+    if filters.deployment is not None or filters.work_pool is not None:
+        deployment = tables.deployment.alias("filter_deployment")
+        deployments = select(deployment.c.id).where(deployment.c.flow_id == flow.c.id)
+        if filters.deployment is not None:
+            deployments = deployments.where(_deployment(dialect, filters.deployment, deployment))
+        if filters.work_pool is not None:
+            deployments = deployments.where(_queue_in_pool(filters.work_pool, deployment.c.work_queue_id))
+        clauses.append(exists(deployments))
+    if filters.flow_run is not None or filters.task_run is not None:
+        runs = select(flow_run.c.id).where(flow_run.c.flow_id == flow.c.id)
+        if filters.flow_run is not None:
+            runs = runs.where(_flow_run(dialect, filters.flow_run))
+        if filters.task_run is not None:
+            runs = runs.where(_has_task_run(dialect, filters.task_run, flow_run.c.id))
         clauses.append(exists(runs))
     return and_(true(), *clauses)
 
 
-def flow_run_where(
-    dialect: Dialect, flow_filter: FlowFilter | None, flow_run_filter: FlowRunFilter | None
-) -> ColumnElement[bool]:
-    """WHERE for a query on `flow_run`. A flow filter keeps the runs whose flow matches."""
+def flow_run_where(dialect: Dialect, filters: ListFilters) -> ColumnElement[bool]:
+    """WHERE for a query on `flow_run`: the flow-run filter on the run itself; every
+    other filter keeps the runs whose flow, deployment, work pool or work queue matches,
+    or that have a matching task run."""
     clauses = []
-    if flow_run_filter is not None:
-        clauses.append(_flow_run(dialect, flow_run_filter))
-    if flow_filter is not None:
-        flows = select(flow.c.id).where(flow.c.id == flow_run.c.flow_id, _flow(dialect, flow_filter))
+    if filters.flow_run is not None:
+        clauses.append(_flow_run(dialect, filters.flow_run))
+    if filters.flow is not None:
+        flows = select(flow.c.id).where(flow.c.id == flow_run.c.flow_id, _flow(dialect, filters.flow))
         clauses.append(exists(flows))
+    if filters.task_run is not None:
+        clauses.append(_has_task_run(dialect, filters.task_run, flow_run.c.id))
+    if filters.deployment is not None:
+        deployment = tables.deployment.alias("filter_deployment")
+        deployments = select(deployment.c.id).where(
+            deployment.c.id == flow_run.c.deployment_id, _deployment(dialect, filters.deployment, deployment)
+        )
+        clauses.append(exists(deployments))
+    if filters.work_pool is not None:
+        clauses.append(_queue_in_pool(filters.work_pool, flow_run.c.work_queue_id))
+    if filters.work_queue is not None:
+        queue = tables.work_queue.alias("filter_work_queue")
+        queues = select(queue.c.id).where(
+            queue.c.id == flow_run.c.work_queue_id, _work_queue(filters.work_queue, queue)
+        )
+        clauses.append(exists(queues))
     return and_(true(), *clauses)
+
+
+def task_run_where(dialect: Dialect, f: TaskRunFilter | None) -> ColumnElement[bool]:
+    """WHERE for a query on `task_run`."""
+    return true() if f is None else _task_run(dialect, f, task_run)
+
+
+def deployment_where(dialect: Dialect, f: DeploymentFilter | None) -> ColumnElement[bool]:
+    """WHERE for a query on `deployment`."""
+    return true() if f is None else _deployment(dialect, f, tables.deployment)
+
+
+def work_pool_where(f: WorkPoolFilter | None) -> ColumnElement[bool]:
+    """WHERE for a query on `work_pool`."""
+    return true() if f is None else _work_pool(f, tables.work_pool)
+
+
+def work_queue_where(f: WorkQueueFilter | None) -> ColumnElement[bool]:
+    """WHERE for a query on `work_queue`."""
+    return true() if f is None else _work_queue(f, tables.work_queue)
+
+
+def _has_task_run(dialect: Dialect, f: TaskRunFilter, flow_run_id: ColumnElement) -> ColumnElement[bool]:
+    task = task_run.alias("filter_task_run")
+    return exists(select(task.c.id).where(task.c.flow_run_id == flow_run_id, _task_run(dialect, f, task)))
+
+
+def _queue_in_pool(f: WorkPoolFilter, work_queue_id: ColumnElement) -> ColumnElement[bool]:
+    """The work queue `work_queue_id` (NULL matches nothing) is in a pool matching `f`."""
+    queue = tables.work_queue.alias("filter_work_queue")
+    pool = tables.work_pool.alias("filter_work_pool")
+    pools = select(queue.c.id).where(
+        queue.c.id == work_queue_id, pool.c.id == queue.c.work_pool_id, _work_pool(f, pool)
+    )
+    return exists(pools)
 
 
 def _combine(operator: Operator, clauses: Sequence[ColumnElement[bool]]) -> ColumnElement[bool]:
@@ -102,7 +180,7 @@ def _flow_run(dialect: Dialect, f: FlowRunFilter) -> ColumnElement[bool]:
     if f.work_queue_name is not None:
         clauses.append(_string(c.work_queue_name, f.work_queue_name))
     if f.state is not None:
-        clauses.append(_state(f.state))
+        clauses.append(_state(f.state, flow_run))
     if f.flow_version is not None:
         clauses.append(_string(c.flow_version, f.flow_version))
     if f.start_time is not None:
@@ -124,6 +202,91 @@ def _flow_run(dialect: Dialect, f: FlowRunFilter) -> ColumnElement[bool]:
         clauses.append(_created_by(dialect, f.created_by))
     if f.flow_id is not None:
         clauses.append(_id(c.flow_id, f.flow_id))
+    return _combine(f.operator, clauses)
+
+
+def _task_run(dialect: Dialect, f: TaskRunFilter, table: FromClause) -> ColumnElement[bool]:
+    c = table.c
+    clauses = []
+    if f.id is not None:
+        clauses.append(_id(c.id, f.id))
+    if f.name is not None:
+        clauses.append(_string(c.name, f.name))
+    if f.tags is not None:
+        clauses.append(_tags(dialect, c.tags, f.tags))
+    if f.state is not None:
+        clauses.append(_state(f.state, table))
+    if f.start_time is not None:
+        clauses.append(_time(c.start_time, f.start_time))
+    if f.end_time is not None:
+        clauses.append(_time(c.end_time, f.end_time))
+    if f.expected_start_time is not None:
+        clauses.append(_time(c.expected_start_time, f.expected_start_time))
+    if f.subflow_runs is not None and f.subflow_runs.exists is not None:
+        subflow = flow_run.alias("filter_subflow_run")
+        has_subflow = exists(select(subflow.c.id).where(subflow.c.parent_task_run_id == c.id))
+        clauses.append(has_subflow if f.subflow_runs.exists else ~has_subflow)
+    if f.flow_run_id is not None:
+        clauses.append(_task_flow_run_id(c.flow_run_id, f.flow_run_id))
+    return _combine(f.operator, clauses)
+
+
+def _task_flow_run_id(column: ColumnElement, f: IdFilter) -> ColumnElement[bool]:
+    """The reference's precedence: is_null true selects task runs without a flow run
+    (any is ignored); is_null false without any selects those with one; otherwise any
+    is IN. not_any (a flowrun extension) is combined by the operator."""
+    clauses = []
+    if f.is_null is True:
+        clauses.append(column.is_(None))
+    elif f.is_null is False and not f.any:
+        clauses.append(column.is_not(None))
+    elif f.any:
+        clauses.append(column.in_(f.any))
+    if f.not_any:
+        clauses.append(_not_any(column, f.not_any))
+    return _combine(f.operator, clauses)
+
+
+def _deployment(dialect: Dialect, f: DeploymentFilter, table: FromClause) -> ColumnElement[bool]:
+    c = table.c
+    clauses = []
+    if f.id is not None:
+        clauses.append(_id(c.id, f.id))
+    if f.name is not None:
+        clauses.append(_string(c.name, f.name))
+    if f.flow_or_deployment_name is not None and f.flow_or_deployment_name.like:
+        pattern = f"%{escape_like(f.flow_or_deployment_name.like)}%"
+        deployment_flow = flow.alias("filter_deployment_flow")
+        flow_named = select(deployment_flow.c.id).where(
+            deployment_flow.c.id == c.flow_id, deployment_flow.c.name.ilike(pattern, escape="\\")
+        )
+        clauses.append(or_(c.name.ilike(pattern, escape="\\"), exists(flow_named)))
+    if f.paused is not None:
+        clauses.append(_bool(c.paused, f.paused))
+    if f.tags is not None:
+        clauses.append(_tags(dialect, c.tags, f.tags))
+    if f.work_queue_name is not None:
+        clauses.append(_string(c.work_queue_name, f.work_queue_name))
+    return _combine(f.operator, clauses)
+
+
+def _work_pool(f: WorkPoolFilter, table: FromClause) -> ColumnElement[bool]:
+    clauses = []
+    if f.id is not None:
+        clauses.append(_id(table.c.id, f.id))
+    if f.name is not None:
+        clauses.append(_string(table.c.name, f.name))
+    if f.type is not None:
+        clauses.append(_string(table.c.type, f.type))
+    return _combine(f.operator, clauses)
+
+
+def _work_queue(f: WorkQueueFilter, table: FromClause) -> ColumnElement[bool]:
+    clauses = []
+    if f.id is not None:
+        clauses.append(_id(table.c.id, f.id))
+    if f.name is not None:
+        clauses.append(_string(table.c.name, f.name))
     return _combine(f.operator, clauses)
 
 
@@ -164,6 +327,8 @@ def _string(column: ColumnElement, f: StringFilter) -> ColumnElement[bool]:
         clauses.append(column.ilike(f"%{escape_like(f.like)}%", escape="\\"))
     if f.is_null is not None:
         clauses.append(_is_null(column, f.is_null))
+    if f.startswith:
+        clauses.append(or_(*(column.ilike(f"{escape_like(prefix)}%", escape="\\") for prefix in f.startswith)))
     return _combine(f.operator, clauses)
 
 
@@ -184,6 +349,10 @@ def _tags(dialect: Dialect, column: ColumnElement, f: TagsFilter) -> ColumnEleme
     return _combine(f.operator, clauses)
 
 
+def _bool(column: ColumnElement, f: BoolFilter) -> ColumnElement[bool]:
+    return true() if f.eq is None else column == f.eq
+
+
 def _time(
     column: ColumnElement, f: TimeFilter, *, null_column: ColumnElement | None = None
 ) -> ColumnElement[bool]:
@@ -197,8 +366,7 @@ def _time(
     return _combine(f.operator, clauses)
 
 
-def _state_type(f: StateTypeFilter) -> ColumnElement[bool]:
-    column = flow_run.c.state_type
+def _state_type(column: ColumnElement, f: StateTypeFilter) -> ColumnElement[bool]:
     clauses = []
     if f.any:
         clauses.append(column.in_([t.value for t in f.any]))
@@ -207,12 +375,13 @@ def _state_type(f: StateTypeFilter) -> ColumnElement[bool]:
     return _combine(f.operator, clauses)
 
 
-def _state(f: FlowRunStateFilter) -> ColumnElement[bool]:
+def _state(f: FlowRunStateFilter | TaskRunStateFilter, table: FromClause) -> ColumnElement[bool]:
+    """On the denormalized current-state columns of a flow run or task run table."""
     clauses = []
     if f.type is not None:
-        clauses.append(_state_type(f.type))
+        clauses.append(_state_type(table.c.state_type, f.type))
     if f.name is not None:
-        clauses.append(_string(flow_run.c.state_name, f.name))
+        clauses.append(_string(table.c.state_name, f.name))
     return _combine(f.operator, clauses)
 
 

@@ -12,8 +12,8 @@ from sqlalchemy.exc import IntegrityError
 
 from server import errors
 from server.db.dialect import is_foreign_key_violation
-from server.db.tables import flow, flow_run, flow_run_state, task_run
-from server.domain.filters import FlowFilter, FlowRunFilter, FlowRunSort, PageRequest
+from server.db.tables import deployment, flow, flow_run, flow_run_state, task_run, work_pool, work_queue
+from server.domain.filters import FlowRunSort, ListFilters, PageRequest, fingerprint
 from server.domain.flow_runs import FlowRun, FlowRunCreate, FlowRunPolicy
 from server.domain.states import StateType
 from server.repositories.base import Repository
@@ -40,15 +40,29 @@ ORCHESTRATED_COLUMNS = (
 )
 
 
+QUEUE_PREFIX = "current_queue_"
+_queue_columns = [
+    work_queue.c.name.label(f"{QUEUE_PREFIX}name"),
+    work_pool.c.id.label(f"{QUEUE_PREFIX}pool_id"),
+    work_pool.c.name.label(f"{QUEUE_PREFIX}pool_name"),
+]
+
+
 def _run_with_state() -> Select:
-    return select(flow_run, *_state_columns).select_from(
+    """The run with its current state and, when it is queued, its work queue and pool,
+    in one query."""
+    return select(flow_run, *_state_columns, *_queue_columns).select_from(
         flow_run.outerjoin(flow_run_state, flow_run_state.c.id == flow_run.c.state_id)
+        .outerjoin(work_queue, work_queue.c.id == flow_run.c.work_queue_id)
+        .outerjoin(work_pool, work_pool.c.id == work_queue.c.work_pool_id)
     )
 
 
 def flow_run_from_row(row: Any) -> FlowRun:
     m = row._mapping
     has_state = m[f"{STATE_PREFIX}id"] is not None
+    # A queued run shows its queue's and pool's names, not the stored work_queue_name.
+    queued = m[f"{QUEUE_PREFIX}name"] is not None
     return FlowRun(
         id=m["id"],
         created=m["created"],
@@ -67,8 +81,10 @@ def flow_run_from_row(row: Any) -> FlowRun:
         total_run_time=m["total_run_time"],
         deployment_id=m["deployment_id"],
         deployment_version=m["deployment_version"],
-        work_queue_name=m["work_queue_name"],
+        work_queue_name=m[f"{QUEUE_PREFIX}name"] if queued else m["work_queue_name"],
         work_queue_id=m["work_queue_id"],
+        work_pool_id=m[f"{QUEUE_PREFIX}pool_id"] if queued else None,
+        work_pool_name=m[f"{QUEUE_PREFIX}pool_name"] if queued else None,
         flow_version=m["flow_version"],
         parameters=m["parameters"] or {},
         idempotency_key=m["idempotency_key"],
@@ -87,10 +103,15 @@ def flow_run_from_row(row: Any) -> FlowRun:
 
 
 class FlowRunRepository(Repository):
-    async def create(self, new: FlowRunCreate, now: datetime) -> tuple[FlowRun, bool]:
-        """Inserts the run. With an idempotency key the insert is
+    async def create(
+        self, new: FlowRunCreate, now: datetime, *, work_queue_id: str | None = None
+    ) -> tuple[FlowRun, bool]:
+        """Inserts the run on `work_queue_id` (resolved by the caller from the work pool
+        and queue names). With an idempotency key the insert is
         ON CONFLICT (flow_id, idempotency_key) DO NOTHING and a conflict returns the run
-        that holds the key, untouched. Raises NotFound for an unknown flow or parent task."""
+        that holds the key, untouched. Labels are the deployment's (when the run names an
+        existing one, which also gives its version) or else the flow's, then the system
+        labels, then the run's own. Raises NotFound for an unknown flow or parent task."""
         flow_row = (await self.connection.execute(select(flow.c.labels).where(flow.c.id == new.flow_id))).first()
         if flow_row is None:
             raise errors.flow_not_found(new.flow_id)
@@ -99,6 +120,14 @@ class FlowRunRepository(Repository):
             if found.first() is None:
                 raise errors.task_run_not_found(new.parent_task_run_id)
         labels = {**(flow_row.labels or {}), "prefect.flow.id": new.flow_id, **new.labels}
+        deployment_version = None
+        if new.deployment_id is not None:
+            query = select(deployment.c.labels, deployment.c.version).where(deployment.c.id == new.deployment_id)
+            deployment_row = (await self.connection.execute(query)).first()
+            if deployment_row is not None:
+                system = {"prefect.flow.id": new.flow_id, "prefect.deployment.id": new.deployment_id}
+                labels = {**(deployment_row.labels or {}), **system, **new.labels}
+                deployment_version = deployment_row.version
         values = {
             "id": str(uuid.uuid4()),
             "created": now,
@@ -115,8 +144,10 @@ class FlowRunRepository(Repository):
             "labels": labels,
             "idempotency_key": new.idempotency_key,
             "work_queue_name": new.work_queue_name,
+            "work_queue_id": work_queue_id,
             "job_variables": new.job_variables if new.job_variables is not None else {},
             "deployment_id": new.deployment_id,
+            "deployment_version": deployment_version,
             "run_count": 0,
             "total_run_time": 0.0,
             "auto_scheduled": False,
@@ -146,8 +177,9 @@ class FlowRunRepository(Repository):
         return flow_run_from_row(row) if row else None
 
     async def get_for_orchestration(self, flow_run_id: str) -> FlowRun | None:
-        """The run and its current state in one round trip, with the run's row locked
-        (FOR UPDATE on PostgreSQL; on SQLite the IMMEDIATE transaction holds the lock)."""
+        """The run, its current state, queue and pool in one round trip, with only the
+        run's row locked (FOR UPDATE OF flow_run on PostgreSQL; on SQLite the IMMEDIATE
+        transaction holds the lock)."""
         query = self.dialect.lock_for_update(_run_with_state().where(flow_run.c.id == flow_run_id), flow_run)
         row = (await self.connection.execute(query)).first()
         return flow_run_from_row(row) if row else None
@@ -162,27 +194,21 @@ class FlowRunRepository(Repository):
         await self.connection.execute(update(flow_run).where(flow_run.c.id == run.id).values(values))
 
     async def list(
-        self,
-        flow_filter: FlowFilter | None,
-        flow_run_filter: FlowRunFilter | None,
-        sort: FlowRunSort,
-        page: PageRequest,
-        *,
-        secret: str,
+        self, filters: ListFilters, sort: FlowRunSort, page: PageRequest, *, secret: str
     ) -> tuple[list[FlowRun], str]:
-        query = _run_with_state().where(flow_run_where(self.dialect, flow_filter, flow_run_filter))
-        fingerprint = repr(("flow_runs", flow_filter, flow_run_filter))
+        query = _run_with_state().where(flow_run_where(self.dialect, filters))
         rows, token = await fetch_page(
-            self.connection, query, flow_run_sort_key(sort), page, secret=secret, fingerprint=fingerprint
+            self.connection,
+            query,
+            flow_run_sort_key(sort),
+            page,
+            secret=secret,
+            fingerprint=fingerprint("flow_runs", filters),
         )
         return [flow_run_from_row(row) for row in rows], token
 
-    async def count(self, flow_filter: FlowFilter | None, flow_run_filter: FlowRunFilter | None) -> int:
-        query = (
-            select(func.count())
-            .select_from(flow_run)
-            .where(flow_run_where(self.dialect, flow_filter, flow_run_filter))
-        )
+    async def count(self, filters: ListFilters) -> int:
+        query = select(func.count()).select_from(flow_run).where(flow_run_where(self.dialect, filters))
         return (await self.connection.execute(query)).scalar_one()
 
     async def update(self, flow_run_id: str, values: dict[str, Any], now: datetime) -> FlowRun | None:

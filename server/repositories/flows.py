@@ -10,7 +10,7 @@ from typing import Any
 from sqlalchemy import delete, func, select, update
 
 from server.db.tables import flow
-from server.domain.filters import FlowFilter, FlowRunFilter, FlowSort, PageRequest
+from server.domain.filters import FlowSort, ListFilters, PageRequest, fingerprint
 from server.domain.flows import Flow, FlowCreate
 from server.repositories.base import Repository
 from server.repositories.filters import flow_where
@@ -54,23 +54,21 @@ class FlowRepository(Repository):
         return flow_from_row(row) if row else None
 
     async def list(
-        self,
-        flow_filter: FlowFilter | None,
-        flow_run_filter: FlowRunFilter | None,
-        sort: FlowSort,
-        page: PageRequest,
-        *,
-        secret: str,
+        self, filters: ListFilters, sort: FlowSort, page: PageRequest, *, secret: str
     ) -> tuple[list[Flow], str]:
-        query = select(flow).where(flow_where(self.dialect, flow_filter, flow_run_filter))
-        fingerprint = repr(("flows", flow_filter, flow_run_filter))
+        query = select(flow).where(flow_where(self.dialect, filters))
         rows, token = await fetch_page(
-            self.connection, query, flow_sort_key(sort), page, secret=secret, fingerprint=fingerprint
+            self.connection,
+            query,
+            flow_sort_key(sort),
+            page,
+            secret=secret,
+            fingerprint=fingerprint("flows", filters),
         )
         return [flow_from_row(row) for row in rows], token
 
-    async def count(self, flow_filter: FlowFilter | None, flow_run_filter: FlowRunFilter | None) -> int:
-        query = select(func.count()).select_from(flow).where(flow_where(self.dialect, flow_filter, flow_run_filter))
+    async def count(self, filters: ListFilters) -> int:
+        query = select(func.count()).select_from(flow).where(flow_where(self.dialect, filters))
         return (await self.connection.execute(query)).scalar_one()
 
     async def update(self, flow_id: str, values: dict[str, Any], now: datetime) -> Flow | None:
@@ -80,11 +78,14 @@ class FlowRepository(Repository):
         return flow_from_row(row) if row else None
 
     async def delete(self, flow_id: str) -> bool:
-        """Deletes the flow; its runs and their states go by ON DELETE CASCADE."""
+        """Deletes the flow; its deployments (with their concurrency leases), runs and
+        their states go by ON DELETE CASCADE."""
         result = await self.connection.execute(delete(flow).where(flow.c.id == flow_id).returning(flow.c.id))
         return result.first() is not None
 
     async def delete_many(self, flow_ids: Sequence[str]) -> list[str]:
+        """Deletes the flows that exist, with their deployments and runs (ON DELETE
+        CASCADE), and returns their ids."""
         if not flow_ids:
             return []
         statement = delete(flow).where(flow.c.id.in_(sorted(set(flow_ids)))).returning(flow.c.id)

@@ -1,16 +1,50 @@
-"""Reads the graph of one flow run (reference: read_flow_run_graph)."""
+"""Reads the graph of one flow run (reference: read_flow_run_graph, the v2 graph).
+
+Nodes are the run's task runs, except that a task run standing for a subflow run is
+replaced by the subflow run. Edges come from task_inputs entries that carry an id and
+name a node of the graph: "__parents__" entries are encapsulating edges, all others
+parent/child edges. Edges are found among all nodes, before the `since` cut; `since`
+and the node limit apply to the nodes returned, as in the reference.
+
+Differences from the reference, on purpose: edge lists are de-duplicated and ordered by
+the other node's start time (then id) on both databases; nodes with equal start and end
+times are ordered by id. flowrun has no artifact table, so nodes and graph carry no
+artifacts."""
 
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import and_, case, func, select
+from sqlalchemy import case, func, or_, select
 
 from server import errors
 from server.db.tables import flow, flow_run, flow_run_state, task_run
+from server.db.types import Timestamp
 from server.domain.graphs import Graph, GraphNode, GraphState
 from server.domain.states import StateType
+from server.domain.task_runs import PARENTS_KEY
 from server.repositories.base import Repository
+
+_subflow = flow_run.alias("subflow")
+_subflow_flow = flow.alias("subflow_flow")
+_FROM = task_run.outerjoin(_subflow, _subflow.c.parent_task_run_id == task_run.c.id).outerjoin(
+    _subflow_flow, _subflow_flow.c.id == _subflow.c.flow_id
+)
+_NODE_ID = func.coalesce(_subflow.c.id, task_run.c.id)
+_START_TIME = func.coalesce(
+    _subflow.c.start_time,
+    _subflow.c.expected_start_time,
+    task_run.c.start_time,
+    task_run.c.expected_start_time,
+    type_=Timestamp(),
+)
+_END_TIME = func.coalesce(
+    _subflow.c.end_time,
+    task_run.c.end_time,
+    case((task_run.c.state_type == StateType.COMPLETED.value, task_run.c.expected_start_time), else_=None),
+    type_=Timestamp(),
+)
 
 
 class GraphRepository(Repository):
@@ -42,78 +76,89 @@ class GraphRepository(Repository):
         )
 
     async def _nodes(self, flow_run_id: str, since: datetime | None, max_nodes: int) -> list[GraphNode]:
-        subflow = flow_run.alias("subflow")
-        subflow_flow = flow.alias("subflow_flow")
-        start_time = func.coalesce(
-            subflow.c.start_time, subflow.c.expected_start_time, task_run.c.start_time, task_run.c.expected_start_time
-        )
-        end_time = func.coalesce(
-            subflow.c.end_time,
-            task_run.c.end_time,
-            case((task_run.c.state_type == StateType.COMPLETED.value, task_run.c.expected_start_time), else_=None),
-        )
-        query = (
+        of_run = [task_run.c.flow_run_id == flow_run_id, _START_TIME.is_not(None)]
+        kept_query = (
             select(
-                task_run.c.id.label("task_run_id"),
+                _NODE_ID.label("id"),
+                _subflow.c.id.label("subflow_id"),
                 task_run.c.name.label("task_name"),
-                task_run.c.state_type.label("task_state_type"),
+                _subflow.c.name.label("subflow_name"),
+                _subflow_flow.c.name.label("subflow_flow_name"),
+                func.coalesce(_subflow.c.state_type, task_run.c.state_type).label("state_type"),
+                _START_TIME.label("start_time"),
+                _END_TIME.label("end_time"),
                 task_run.c.task_inputs,
-                subflow.c.id.label("subflow_id"),
-                subflow.c.name.label("subflow_name"),
-                subflow.c.state_type.label("subflow_state_type"),
-                subflow_flow.c.name.label("subflow_flow_name"),
-                start_time.label("start_time"),
-                end_time.label("end_time"),
             )
-            .select_from(
-                task_run.outerjoin(subflow, subflow.c.parent_task_run_id == task_run.c.id).outerjoin(
-                    subflow_flow, subflow_flow.c.id == subflow.c.flow_id
-                )
-            )
-            .where(and_(task_run.c.flow_run_id == flow_run_id, start_time.is_not(None)))
-            .order_by(start_time, end_time, task_run.c.id)
+            .select_from(_FROM)
+            .where(*of_run)
+            .order_by(_START_TIME, case((_END_TIME.is_(None), 1), else_=0), _END_TIME, _NODE_ID)
             .limit(max_nodes + 1)
         )
-        rows = list(await self.connection.execute(query))
+        if since is not None:
+            kept_query = kept_query.where(or_(_END_TIME.is_(None), _END_TIME >= since))
+        rows = list(await self.connection.execute(kept_query))
         if len(rows) > max_nodes:
             raise errors.TooLarge(
-                f"The graph of flow run {flow_run_id} has more than {max_nodes} nodes.", metadata={"flow_run_id": flow_run_id}
+                f"The graph of flow run {flow_run_id} has more than {max_nodes} nodes.",
+                metadata={"flow_run_id": flow_run_id},
             )
-        nodes: dict[str, GraphNode] = {}
-        inputs: dict[str, dict] = {}
-        for row in rows:
-            if row.subflow_id:
-                node = GraphNode(
-                    kind="flow-run",
-                    id=row.subflow_id,
-                    label=f"{row.subflow_flow_name} / {row.subflow_name}",
-                    state_type=StateType(row.subflow_state_type) if row.subflow_state_type else None,
-                    start_time=row.start_time,
-                    end_time=row.end_time,
-                )
-            else:
-                node = GraphNode(
-                    kind="task-run",
-                    id=row.task_run_id,
-                    label=row.task_name,
-                    state_type=StateType(row.task_state_type) if row.task_state_type else None,
-                    start_time=row.start_time,
-                    end_time=row.end_time,
-                )
-            nodes[node.id] = node
-            inputs[node.id] = row.task_inputs or {}
+        nodes = {row.id: _node(row) for row in rows}
+
+        # Every node's inputs and start time, for edges; nodes cut by `since` count too.
+        inputs: dict[str, dict[str, Any]] = {row.id: row.task_inputs or {} for row in rows}
+        start_times = {node.id: node.start_time for node in nodes.values()}
+        if since is not None:
+            cut_query = (
+                select(_NODE_ID.label("id"), _START_TIME.label("start_time"), task_run.c.task_inputs)
+                .select_from(_FROM)
+                .where(*of_run, _END_TIME < since)
+            )
+            for row in await self.connection.execute(cut_query):
+                inputs[row.id] = row.task_inputs or {}
+                start_times[row.id] = row.start_time
+
         for node_id, node_inputs in inputs.items():
-            node = nodes[node_id]
+            node = nodes.get(node_id)
             for key, items in node_inputs.items():
                 for item in items:
                     upstream = str(item.get("id") or "")
-                    if upstream not in nodes:
+                    if upstream not in start_times:
                         continue
-                    if key == "__parents__":
-                        if upstream not in node.encapsulating_ids:
+                    if key == PARENTS_KEY:
+                        if node is not None:
                             node.encapsulating_ids.append(upstream)
-                    elif upstream not in node.parent_ids:
+                        continue
+                    if node is not None:
                         node.parent_ids.append(upstream)
+                    if upstream in nodes:
                         nodes[upstream].child_ids.append(node_id)
-        kept = [node for node in nodes.values() if since is None or node.end_time is None or node.end_time >= since]
-        return kept
+
+        def by_start_time(ids: list[str]) -> list[str]:
+            return sorted(set(ids), key=lambda other: (start_times[other], other))
+
+        for node in nodes.values():
+            node.parent_ids = by_start_time(node.parent_ids)
+            node.child_ids = by_start_time(node.child_ids)
+            node.encapsulating_ids = by_start_time(node.encapsulating_ids)
+        return list(nodes.values())
+
+
+def _node(row: Any) -> GraphNode:
+    state_type = StateType(row.state_type) if row.state_type else None
+    if row.subflow_id:
+        return GraphNode(
+            kind="flow-run",
+            id=row.id,
+            label=f"{row.subflow_flow_name} / {row.subflow_name}",
+            state_type=state_type,
+            start_time=row.start_time,
+            end_time=row.end_time,
+        )
+    return GraphNode(
+        kind="task-run",
+        id=row.id,
+        label=row.task_name,
+        state_type=state_type,
+        start_time=row.start_time,
+        end_time=row.end_time,
+    )

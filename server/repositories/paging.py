@@ -29,6 +29,7 @@ from server.db import tables
 from server.db.dialect import binary_order
 from server.db.types import Timestamp, UUIDText
 from server.domain.filters import FlowRunSort, FlowSort, PageRequest
+from server.domain.task_runs import TaskRunSort
 from server.errors import InvalidArgument
 
 TOKEN_VERSION = 1
@@ -111,8 +112,29 @@ def _flow_run_sort_keys() -> dict[FlowRunSort, SortKey]:
     }
 
 
+def _task_run_sort_keys() -> dict[TaskRunSort, SortKey]:
+    run = tables.task_run
+    c = run.c
+    return {
+        TaskRunSort.ID_DESC: SortKey("task_run:ID_DESC", c.id, c.id, True),
+        TaskRunSort.EXPECTED_START_TIME_ASC: _time_key(
+            "task_run:EXPECTED_START_TIME_ASC", run, c.expected_start_time, descending=False
+        ),
+        TaskRunSort.EXPECTED_START_TIME_DESC: _time_key(
+            "task_run:EXPECTED_START_TIME_DESC", run, c.expected_start_time, descending=True
+        ),
+        TaskRunSort.NAME_ASC: SortKey("task_run:NAME_ASC", binary_order(c.name), c.id, False),
+        TaskRunSort.NAME_DESC: SortKey("task_run:NAME_DESC", binary_order(c.name), c.id, True),
+        TaskRunSort.NEXT_SCHEDULED_START_TIME_ASC: _time_key(
+            "task_run:NEXT_SCHEDULED_START_TIME_ASC", run, c.next_scheduled_start_time, descending=False
+        ),
+        TaskRunSort.END_TIME_DESC: _time_key("task_run:END_TIME_DESC", run, c.end_time, descending=True),
+    }
+
+
 _FLOW_SORT_KEYS = _flow_sort_keys()
 _FLOW_RUN_SORT_KEYS = _flow_run_sort_keys()
+_TASK_RUN_SORT_KEYS = _task_run_sort_keys()
 _STATE_HISTORY_SORT_KEY = SortKey(
     "flow_run_state:TIMESTAMP_ASC",
     tables.flow_run_state.c.timestamp,
@@ -128,6 +150,10 @@ def flow_sort_key(sort: FlowSort) -> SortKey:
 
 def flow_run_sort_key(sort: FlowRunSort) -> SortKey:
     return _FLOW_RUN_SORT_KEYS[sort]
+
+
+def task_run_sort_key(sort: TaskRunSort) -> SortKey:
+    return _TASK_RUN_SORT_KEYS[sort]
 
 
 def state_history_sort_key() -> SortKey:

@@ -1,48 +1,233 @@
-"""Task runs, as far as flow runs need them: the dependency map of a flow run and the
-nodes of its graph. (Creating and orchestrating task runs comes with their own service.)"""
+"""Task runs: idempotent creation, reads with the current state, filtered pages, the
+locked read and write-back that orchestration uses, their state history, and the
+dependency map of a flow run."""
 
 from __future__ import annotations
 
-from sqlalchemy import select
+import uuid
+from datetime import datetime
+from typing import Any
 
+from sqlalchemy import Select, select, update
+from sqlalchemy.exc import IntegrityError
+
+from server import errors
+from server.db.dialect import is_foreign_key_violation
 from server.db.tables import task_run, task_run_state
-from server.domain.task_runs import TaskRunDependency
+from server.domain.filters import PageRequest, TaskRunFilter
+from server.domain.states import State, StateType, is_persisted_data
+from server.domain.task_runs import (
+    TaskRun,
+    TaskRunCreate,
+    TaskRunDependency,
+    TaskRunPolicy,
+    TaskRunSort,
+    upstream_task_run_ids,
+)
 from server.repositories.base import Repository
 from server.repositories.flow_run_states import state_from_row
+from server.repositories.paging import fetch_page, task_run_sort_key
+from server.repositories.task_run_filters import task_run_where
 
-_state_columns = [column.label(f"current_state_{column.name}") for column in task_run_state.c]
+STATE_PREFIX = "current_state_"
+_state_columns = [column.label(f"{STATE_PREFIX}{column.name}") for column in task_run_state.c]
+
+# Columns that orchestration changes; written back in one UPDATE after a transition.
+ORCHESTRATED_COLUMNS = (
+    "state_id",
+    "state_name",
+    "state_timestamp",
+    "run_count",
+    "expected_start_time",
+    "next_scheduled_start_time",
+    "start_time",
+    "end_time",
+    "total_run_time",
+)
+
+
+def _run_with_state() -> Select:
+    return select(task_run, *_state_columns).select_from(
+        task_run.outerjoin(task_run_state, task_run_state.c.id == task_run.c.state_id)
+    )
+
+
+def task_run_from_row(row: Any) -> TaskRun:
+    m = row._mapping
+    has_state = m[f"{STATE_PREFIX}id"] is not None
+    return TaskRun(
+        id=m["id"],
+        created=m["created"],
+        updated=m["updated"],
+        name=m["name"],
+        flow_run_id=m["flow_run_id"],
+        task_key=m["task_key"],
+        dynamic_key=m["dynamic_key"],
+        cache_key=m["cache_key"],
+        cache_expiration=m["cache_expiration"],
+        task_version=m["task_version"],
+        flow_run_run_count=m["flow_run_run_count"],
+        empirical_policy=TaskRunPolicy.from_json(m["empirical_policy"]),
+        tags=list(m["tags"] or []),
+        labels=m["labels"],
+        task_inputs=m["task_inputs"] or {},
+        state_type=StateType(m["state_type"]) if m["state_type"] else None,
+        state_name=m["state_name"],
+        state_timestamp=m["state_timestamp"],
+        state_id=m["state_id"],
+        run_count=m["run_count"],
+        expected_start_time=m["expected_start_time"],
+        next_scheduled_start_time=m["next_scheduled_start_time"],
+        start_time=m["start_time"],
+        end_time=m["end_time"],
+        total_run_time=m["total_run_time"],
+        state=state_from_row(row, STATE_PREFIX) if has_state else None,
+    )
 
 
 class TaskRunRepository(Repository):
-    async def dependencies(self, flow_run_id: str) -> list[TaskRunDependency]:
-        """Every task run of the flow run (newest id first) with the ids it depends on:
-        the union of all task_inputs lists that name a task run, __parents__ included."""
-        query = (
-            select(task_run, *_state_columns)
-            .select_from(task_run.outerjoin(task_run_state, task_run_state.c.id == task_run.c.state_id))
-            .where(task_run.c.flow_run_id == flow_run_id)
-            .order_by(task_run.c.id.desc())
+    async def create(self, new: TaskRunCreate, now: datetime) -> tuple[TaskRun, bool]:
+        """INSERT ... ON CONFLICT (flow_run_id, task_key, dynamic_key) DO NOTHING: a
+        conflict returns the task run that holds the key, untouched, and False. Raises
+        NotFound for an unknown flow run."""
+        values = {
+            "id": str(uuid.uuid4()),
+            "created": now,
+            "updated": now,
+            "name": new.name or new.task_key,
+            "flow_run_id": new.flow_run_id,
+            "task_key": new.task_key,
+            "dynamic_key": new.dynamic_key,
+            "cache_key": new.cache_key,
+            "cache_expiration": new.cache_expiration,
+            "task_version": new.task_version,
+            "flow_run_run_count": 0,
+            "empirical_policy": new.empirical_policy.to_json(),
+            "task_inputs": new.task_inputs,
+            "tags": new.tags,
+            "labels": new.labels,
+            "run_count": 0,
+            "total_run_time": 0.0,
+        }
+        insert = (
+            self.dialect.insert(task_run)
+            .values(values)
+            .on_conflict_do_nothing(index_elements=["flow_run_id", "task_key", "dynamic_key"])
         )
+        try:
+            inserted = (await self.connection.execute(insert.returning(task_run.c.id))).first()
+        except IntegrityError as exc:
+            if is_foreign_key_violation(exc):
+                raise errors.flow_run_not_found(new.flow_run_id) from exc
+            raise
+        if inserted is not None:
+            return TaskRun(
+                id=values["id"],
+                created=now,
+                updated=now,
+                name=values["name"],
+                flow_run_id=new.flow_run_id,
+                task_key=new.task_key,
+                dynamic_key=new.dynamic_key,
+                cache_key=new.cache_key,
+                cache_expiration=new.cache_expiration,
+                task_version=new.task_version,
+                empirical_policy=new.empirical_policy,
+                tags=list(new.tags),
+                labels=new.labels,
+                task_inputs=new.task_inputs,
+            ), True
+        query = _run_with_state().where(
+            task_run.c.flow_run_id == new.flow_run_id,
+            task_run.c.task_key == new.task_key,
+            task_run.c.dynamic_key == new.dynamic_key,
+        )
+        row = (await self.connection.execute(query)).first()
+        assert row is not None, "the task run holding the key vanished inside our transaction"
+        return task_run_from_row(row), False
+
+    async def get(self, task_run_id: str) -> TaskRun | None:
+        row = (await self.connection.execute(_run_with_state().where(task_run.c.id == task_run_id))).first()
+        return task_run_from_row(row) if row else None
+
+    async def get_for_orchestration(self, task_run_id: str) -> TaskRun | None:
+        """The task run and its current state, with the task run's row locked (FOR
+        UPDATE on PostgreSQL; on SQLite the IMMEDIATE transaction holds the lock)."""
+        query = self.dialect.lock_for_update(_run_with_state().where(task_run.c.id == task_run_id), task_run)
+        row = (await self.connection.execute(query)).first()
+        if row is None:
+            return None
+        run = task_run_from_row(row)
+        if run.state_id is not None and (run.state is None or run.state.id != run.state_id):
+            # PostgreSQL: a FOR UPDATE that waited for a concurrent transition returns
+            # the re-checked row, but the joined state comes from the statement's
+            # snapshot, which predates that transition's state. We hold the lock: a new
+            # statement sees the committed state.
+            return await self.get(task_run_id)
+        return run
+
+    async def save_orchestration(self, run: TaskRun, now: datetime) -> None:
+        """Writes back what orchestration changed, in one UPDATE."""
+        values: dict[str, Any] = {name: getattr(run, name) for name in ORCHESTRATED_COLUMNS}
+        values["state_type"] = run.state_type.value if run.state_type else None
+        values["updated"] = now
+        await self.connection.execute(update(task_run).where(task_run.c.id == run.id).values(values))
+
+    async def insert_state(self, task_run_id: str, state: State, now: datetime) -> None:
+        """Appends a state to the task run's history. Unpersisted result placeholders are
+        not stored."""
+        await self.connection.execute(
+            task_run_state.insert().values(
+                id=state.id,
+                created=now,
+                task_run_id=task_run_id,
+                type=state.type.value,
+                timestamp=state.timestamp,
+                name=state.name,
+                message=state.message,
+                state_details=state.state_details.to_json(),
+                data=state.data if is_persisted_data(state.data) else None,
+            )
+        )
+
+    async def list(
+        self, task_run_filter: TaskRunFilter | None, sort: TaskRunSort, page: PageRequest, *, secret: str
+    ) -> tuple[list[TaskRun], str]:
+        query = _run_with_state().where(task_run_where(self.dialect, task_run_filter))
+        rows, token = await fetch_page(
+            self.connection,
+            query,
+            task_run_sort_key(sort),
+            page,
+            secret=secret,
+            fingerprint=repr(("task_runs", task_run_filter)),
+        )
+        return [task_run_from_row(row) for row in rows], token
+
+    async def dependencies(self, flow_run_id: str) -> list[TaskRunDependency]:
+        """Every task run of the flow run (newest id first) with the task runs it
+        depends on: the union of all task_inputs entries that name a task run,
+        "__parents__" included.
+
+        Inputs that are parameters, constants or flow-run results are ignored. The
+        reference types its answer as task-run results only, so any such input makes
+        its whole call fail (HTTP 500); flowrun deliberately skips them instead."""
+        query = _run_with_state().where(task_run.c.flow_run_id == flow_run_id).order_by(task_run.c.id.desc())
         result = []
         for row in await self.connection.execute(query):
-            upstream: dict[str, None] = {}
-            for inputs in (row.task_inputs or {}).values():
-                for item in inputs:
-                    if item.get("input_type") == "task_run" and item.get("id"):
-                        upstream[str(item["id"])] = None
-            state = state_from_row(row, "current_state_") if row.current_state_id else None
+            run = task_run_from_row(row)
             result.append(
                 TaskRunDependency(
-                    id=row.id,
-                    name=row.name,
-                    upstream_task_run_ids=list(upstream),
-                    state=state,
-                    expected_start_time=row.expected_start_time,
-                    start_time=row.start_time,
-                    end_time=row.end_time,
-                    total_run_time=row.total_run_time,
-                    state_type=row.state_type,
-                    state_timestamp=row.state_timestamp,
+                    id=run.id,
+                    name=run.name,
+                    upstream_task_run_ids=upstream_task_run_ids(run.task_inputs),
+                    state=run.state,
+                    expected_start_time=run.expected_start_time,
+                    start_time=run.start_time,
+                    end_time=run.end_time,
+                    total_run_time=run.total_run_time,
+                    state_type=run.state_type,
+                    state_timestamp=run.state_timestamp,
                 )
             )
         return result

@@ -22,19 +22,27 @@ from flowrun.v1 import filters_pb2, state_pb2
 from server.domain.filters import (
     AND,
     OR,
+    BoolFilter,
     CreatedByFilter,
+    DeploymentFilter,
     FlowFilter,
     FlowRunFilter,
     FlowRunSort,
     FlowRunStateFilter,
     FlowSort,
     IdFilter,
+    ListFilters,
     Operator,
     PageRequest,
     StateTypeFilter,
     StringFilter,
+    SubflowRunsFilter,
     TagsFilter,
+    TaskRunFilter,
+    TaskRunStateFilter,
     TimeFilter,
+    WorkPoolFilter,
+    WorkQueueFilter,
 )
 from server.domain.states import StateType
 from server.errors import InvalidArgument
@@ -81,14 +89,59 @@ def flow_run_filter(parent: Any, field: str) -> FlowRunFilter | None:
     return result
 
 
-def list_filters(request: Any) -> tuple[FlowFilter | None, FlowRunFilter | None]:
-    """`request.flow_filter` and `request.flow_run_filter` (List/Count requests of both
-    services), validated together so that one error lists every violation."""
+def task_run_filter(parent: Any, field: str) -> TaskRunFilter | None:
+    """`parent.<field>` as a TaskRunFilter, or None when the field is unset."""
     reader = _Reader()
-    flows = reader.optional(request, "flow_filter", "flow_filter", reader.flow_filter)
-    runs = reader.optional(request, "flow_run_filter", "flow_run_filter", reader.flow_run_filter)
+    result = reader.optional(parent, field, field, reader.task_run_filter)
     reader.raise_if_invalid()
-    return flows, runs
+    return result
+
+
+def deployment_filter(parent: Any, field: str) -> DeploymentFilter | None:
+    """`parent.<field>` as a DeploymentFilter, or None when the field is unset."""
+    reader = _Reader()
+    result = reader.optional(parent, field, field, reader.deployment_filter)
+    reader.raise_if_invalid()
+    return result
+
+
+def work_pool_filter(parent: Any, field: str) -> WorkPoolFilter | None:
+    """`parent.<field>` as a WorkPoolFilter, or None when the field is unset."""
+    reader = _Reader()
+    result = reader.optional(parent, field, field, reader.work_pool_filter)
+    reader.raise_if_invalid()
+    return result
+
+
+def work_queue_filter(parent: Any, field: str) -> WorkQueueFilter | None:
+    """`parent.<field>` as a WorkQueueFilter, or None when the field is unset."""
+    reader = _Reader()
+    result = reader.optional(parent, field, field, reader.work_queue_filter)
+    reader.raise_if_invalid()
+    return result
+
+
+def list_filters(request: Any) -> ListFilters:
+    """Every filter of a List/Count request of flows or flow runs (flow_filter,
+    flow_run_filter, task_run_filter, deployment_filter, work_pool_filter and, on flow
+    runs, work_queue_filter), validated together so that one error lists every
+    violation. Fields the request does not have are None."""
+    reader = _Reader()
+    fields = request.DESCRIPTOR.fields_by_name
+
+    def read(field: str, convert):
+        return reader.optional(request, field, field, convert) if field in fields else None
+
+    filters = ListFilters(
+        flow=read("flow_filter", reader.flow_filter),
+        flow_run=read("flow_run_filter", reader.flow_run_filter),
+        task_run=read("task_run_filter", reader.task_run_filter),
+        deployment=read("deployment_filter", reader.deployment_filter),
+        work_pool=read("work_pool_filter", reader.work_pool_filter),
+        work_queue=read("work_queue_filter", reader.work_queue_filter),
+    )
+    reader.raise_if_invalid()
+    return filters
 
 
 def flow_sort(value: int) -> FlowSort:
@@ -240,6 +293,7 @@ class _Reader:
             not_any=self.strings(msg, "not_any", path),
             like=msg.like or None,
             is_null=self.is_null(msg),
+            startswith=self.strings(msg, "startswith", path),
         )
 
     def tags_filter(self, msg: filters_pb2.TagsFilter, path: str) -> TagsFilter:
@@ -278,6 +332,28 @@ class _Reader:
             type=self.strings(msg, "type", path),
             is_null=self.is_null(msg),
         )
+
+    def bool_filter(self, msg: filters_pb2.BoolFilter, path: str) -> BoolFilter:
+        return BoolFilter(eq=msg.eq if msg.HasField("eq") else None)
+
+    def task_run_state_filter(self, msg: filters_pb2.TaskRunStateFilter, path: str) -> TaskRunStateFilter:
+        return TaskRunStateFilter(
+            operator=self.operator(msg, path),
+            type=self.optional(msg, "type", f"{path}.type", self.state_type_filter),
+            name=self.optional(msg, "name", f"{path}.name", self.string_filter),
+        )
+
+    def subflow_runs_filter(self, msg: filters_pb2.SubflowRunsFilter, path: str) -> SubflowRunsFilter:
+        return SubflowRunsFilter(exists=msg.exists if msg.HasField("exists") else None)
+
+    def like_only_filter(self, msg: filters_pb2.StringFilter, path: str) -> StringFilter:
+        """A StringFilter of which only `like` has a meaning (flow_or_deployment_name)."""
+        for field in ("any", "not_any", "startswith"):
+            if getattr(msg, field):
+                self.fail(f"{path}.{field}", "not supported here; use like")
+        if msg.HasField("is_null"):
+            self.fail(f"{path}.is_null", "not supported here; use like")
+        return StringFilter(operator=self.operator(msg, path), like=msg.like or None)
 
     def parent_flow_run_filter(self, msg: filters_pb2.IdFilter, path: str) -> IdFilter:
         """Only `any` has a meaning here (as in Prefect)."""
@@ -319,6 +395,53 @@ class _Reader:
             idempotency_key=sub("idempotency_key", self.string_filter),
             created_by=sub("created_by", self.created_by_filter),
             flow_id=sub("flow_id", self.id_filter),
+        )
+
+
+    def task_run_filter(self, msg: filters_pb2.TaskRunFilter, path: str) -> TaskRunFilter:
+        def sub(field: str, convert):
+            return self.optional(msg, field, f"{path}.{field}", convert)
+
+        return TaskRunFilter(
+            operator=self.operator(msg, path),
+            id=sub("id", self.id_filter),
+            name=sub("name", self.string_filter),
+            tags=sub("tags", self.tags_filter),
+            state=sub("state", self.task_run_state_filter),
+            start_time=sub("start_time", self.time_filter),
+            end_time=sub("end_time", self.time_filter),
+            expected_start_time=sub("expected_start_time", self.time_filter),
+            subflow_runs=sub("subflow_runs", self.subflow_runs_filter),
+            flow_run_id=sub("flow_run_id", self.id_filter),
+        )
+
+    def deployment_filter(self, msg: filters_pb2.DeploymentFilter, path: str) -> DeploymentFilter:
+        def sub(field: str, convert):
+            return self.optional(msg, field, f"{path}.{field}", convert)
+
+        return DeploymentFilter(
+            operator=self.operator(msg, path),
+            id=sub("id", self.id_filter),
+            name=sub("name", self.string_filter),
+            flow_or_deployment_name=sub("flow_or_deployment_name", self.like_only_filter),
+            paused=sub("paused", self.bool_filter),
+            tags=sub("tags", self.tags_filter),
+            work_queue_name=sub("work_queue_name", self.string_filter),
+        )
+
+    def work_pool_filter(self, msg: filters_pb2.WorkPoolFilter, path: str) -> WorkPoolFilter:
+        return WorkPoolFilter(
+            operator=self.operator(msg, path),
+            id=self.optional(msg, "id", f"{path}.id", self.id_filter),
+            name=self.optional(msg, "name", f"{path}.name", self.string_filter),
+            type=self.optional(msg, "type", f"{path}.type", self.string_filter),
+        )
+
+    def work_queue_filter(self, msg: filters_pb2.WorkQueueFilter, path: str) -> WorkQueueFilter:
+        return WorkQueueFilter(
+            operator=self.operator(msg, path),
+            id=self.optional(msg, "id", f"{path}.id", self.id_filter),
+            name=self.optional(msg, "name", f"{path}.name", self.string_filter),
         )
 
 

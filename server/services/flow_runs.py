@@ -32,7 +32,10 @@ class FlowRunService(flow_run_service_pb2_grpc.FlowRunServiceServicer):
         now = clock.now()
         new = from_proto.flow_run_create(request, now, self._settings.max_parameter_bytes)
         async with self._db.unit_of_work(write=True) as uow:
-            run, created = await uow.repos.flow_runs.create(new, now)
+            work_queue_id = None
+            if new.work_pool_name is not None:
+                work_queue_id = await uow.repos.work_pools.queue_id_for_run(new.work_pool_name, new.work_queue_name)
+            run, created = await uow.repos.flow_runs.create(new, now, work_queue_id=work_queue_id)
             if created:
                 initial = new.state or State(type=StateType.PENDING, name="Pending", timestamp=now)
                 orchestration = OrchestrationContext(
@@ -51,20 +54,18 @@ class FlowRunService(flow_run_service_pb2_grpc.FlowRunServiceServicer):
         return pb.GetFlowRunResponse(flow_run=to_proto.flow_run(run, clock.now()))
 
     async def ListFlowRuns(self, request: pb.ListFlowRunsRequest, context) -> pb.ListFlowRunsResponse:
-        flow_filter, flow_run_filter = filters_from_proto.list_filters(request)
+        filters = filters_from_proto.list_filters(request)
         sort = filters_from_proto.flow_run_sort(request.sort)
         page = filters_from_proto.page_request(request)
         async with self._db.unit_of_work(write=False) as uow:
-            runs, token = await uow.repos.flow_runs.list(
-                flow_filter, flow_run_filter, sort, page, secret=self._settings.page_token_secret
-            )
+            runs, token = await uow.repos.flow_runs.list(filters, sort, page, secret=self._settings.page_token_secret)
         now = clock.now()
         return pb.ListFlowRunsResponse(flow_runs=[to_proto.flow_run(run, now) for run in runs], next_page_token=token)
 
     async def CountFlowRuns(self, request: pb.CountFlowRunsRequest, context) -> pb.CountFlowRunsResponse:
-        flow_filter, flow_run_filter = filters_from_proto.list_filters(request)
+        filters = filters_from_proto.list_filters(request)
         async with self._db.unit_of_work(write=False) as uow:
-            count = await uow.repos.flow_runs.count(flow_filter, flow_run_filter)
+            count = await uow.repos.flow_runs.count(filters)
         return pb.CountFlowRunsResponse(count=count)
 
     async def UpdateFlowRun(self, request: pb.UpdateFlowRunRequest, context) -> pb.UpdateFlowRunResponse:

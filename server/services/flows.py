@@ -42,19 +42,17 @@ class FlowService(flow_service_pb2_grpc.FlowServiceServicer):
         return pb.GetFlowByNameResponse(flow=to_proto.flow(flow))
 
     async def ListFlows(self, request: pb.ListFlowsRequest, context) -> pb.ListFlowsResponse:
-        flow_filter, flow_run_filter = filters_from_proto.list_filters(request)
+        filters = filters_from_proto.list_filters(request)
         sort = filters_from_proto.flow_sort(request.sort)
         page = filters_from_proto.page_request(request)
         async with self._db.unit_of_work(write=False) as uow:
-            flows, token = await uow.repos.flows.list(
-                flow_filter, flow_run_filter, sort, page, secret=self._settings.page_token_secret
-            )
+            flows, token = await uow.repos.flows.list(filters, sort, page, secret=self._settings.page_token_secret)
         return pb.ListFlowsResponse(flows=[to_proto.flow(flow) for flow in flows], next_page_token=token)
 
     async def CountFlows(self, request: pb.CountFlowsRequest, context) -> pb.CountFlowsResponse:
-        flow_filter, flow_run_filter = filters_from_proto.list_filters(request)
+        filters = filters_from_proto.list_filters(request)
         async with self._db.unit_of_work(write=False) as uow:
-            count = await uow.repos.flows.count(flow_filter, flow_run_filter)
+            count = await uow.repos.flows.count(filters)
         return pb.CountFlowsResponse(count=count)
 
     async def UpdateFlow(self, request: pb.UpdateFlowRequest, context) -> pb.UpdateFlowResponse:

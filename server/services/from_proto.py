@@ -11,11 +11,14 @@ from typing import Any
 from google.protobuf.json_format import MessageToDict
 from google.protobuf.message import Message
 
-from flowrun.v1 import flow_run_pb2, state_pb2
+from flowrun.v1 import deployment_pb2, flow_run_pb2, state_pb2, task_run_pb2
+from server.domain.deployments import CollisionStrategy, DeploymentCreate
 from server.domain.flow_runs import FlowRunCreate, FlowRunPolicy
 from server.domain.flows import FlowCreate
 from server.domain.names import random_run_name
 from server.domain.states import State, StateDetails, StateType
+from server.domain.task_runs import TaskInputs, TaskRunCreate, TaskRunPolicy
+from server.domain.work_pools import DEFAULT_POOL_TYPE, HIGHEST_PRIORITY, WorkPoolCreate, WorkQueueCreate
 from server.errors import InvalidArgument
 
 MAX_NAME_LENGTH = 200
@@ -220,6 +223,7 @@ def flow_run_create(request: Message, now: datetime, max_parameter_bytes: int) -
         work_queue_name=request.work_queue_name or None,
         job_variables=struct_dict(request, "job_variables"),
         deployment_id=uuid_text(request.deployment_id, "deployment_id", violations, required=False),
+        work_pool_name=request.work_pool_name or None,
     )
     if request.HasField("state"):
         new.state = proposed_state(request.state, "state", now, violations)
@@ -292,3 +296,200 @@ def flow_run_update(resource: flow_run_pb2.FlowRun, paths: list[str], max_parame
             values["job_variables"] = struct_dict(resource, "job_variables")
     violations.raise_if_any()
     return values
+
+
+# -- task runs ---------------------------------------------------------------------------
+
+
+def task_run_policy(message: task_run_pb2.TaskRunPolicy, field: str, violations: Violations) -> TaskRunPolicy:
+    retries = message.retries if message.HasField("retries") else None
+    if retries is not None and retries < 0:
+        violations.add(f"{field}.retries", "must not be negative")
+    retry_delay = message.retry_delay.ToTimedelta().total_seconds() if message.HasField("retry_delay") else None
+    if retry_delay is not None and retry_delay < 0:
+        violations.add(f"{field}.retry_delay", "must not be negative")
+    jitter = message.retry_jitter_factor if message.HasField("retry_jitter_factor") else None
+    if jitter is not None and jitter < 0:
+        violations.add(f"{field}.retry_jitter_factor", "must not be negative")
+    return TaskRunPolicy(retries=retries, retry_delay=retry_delay, retry_jitter_factor=jitter)
+
+
+def task_inputs(inputs: Any, field: str, violations: Violations) -> TaskInputs:
+    """The proto map as the stored JSON (spec 1.9): argument -> list of
+    {"input_type": "task_run"|"flow_run", "id"} / {"input_type": "parameter", "name"} /
+    {"input_type": "constant", "type"}."""
+    result: TaskInputs = {}
+    for key in sorted(inputs):
+        items = []
+        for index, item in enumerate(inputs[key].inputs):
+            path = f"{field}[{key!r}].inputs[{index}]"
+            source = item.WhichOneof("source")
+            if source == "task_run_id":
+                items.append({"input_type": "task_run", "id": uuid_text(item.task_run_id, f"{path}.task_run_id", violations)})
+            elif source == "flow_run_id":
+                items.append({"input_type": "flow_run", "id": uuid_text(item.flow_run_id, f"{path}.flow_run_id", violations)})
+            elif source == "parameter":
+                items.append({"input_type": "parameter", "name": item.parameter})
+            elif source == "constant_type":
+                items.append({"input_type": "constant", "type": item.constant_type})
+            else:
+                violations.add(path, "must set one of task_run_id, flow_run_id, parameter, constant_type")
+        result[key] = items
+    return result
+
+
+def task_run_create(request: Message, now: datetime) -> TaskRunCreate:
+    violations = Violations()
+    flow_run_id = uuid_text(request.flow_run_id, "flow_run_id", violations)
+    if not request.task_key:
+        violations.add("task_key", "is required")
+    for name in ("task_key", "dynamic_key", "cache_key", "task_version"):
+        if len(getattr(request, name)) > MAX_TEXT_LENGTH:
+            violations.add(name, f"must be at most {MAX_TEXT_LENGTH} characters")
+    if len(request.name) > MAX_NAME_LENGTH:
+        violations.add("name", f"must be at most {MAX_NAME_LENGTH} characters")
+    new = TaskRunCreate(
+        flow_run_id=flow_run_id or "",
+        task_key=request.task_key,
+        dynamic_key=request.dynamic_key,
+        name=request.name or None,
+        cache_key=request.cache_key or None,
+        cache_expiration=optional_utc(request, "cache_expiration"),
+        task_version=request.task_version or None,
+        empirical_policy=task_run_policy(request.empirical_policy, "empirical_policy", violations),
+        tags=check_tags(list(request.tags), "tags", violations),
+        labels=labels(request, "labels", violations),
+        task_inputs=task_inputs(request.task_inputs, "task_inputs", violations),
+    )
+    if request.HasField("state"):
+        new.state = proposed_state(request.state, "state", now, violations)
+    violations.raise_if_any()
+    return new
+
+
+def set_task_run_state_request(request: Message, now: datetime) -> tuple[str, State, bool]:
+    """(task_run_id, stamped proposal, force) of a SetTaskRunStateRequest."""
+    violations = Violations()
+    task_run_id = uuid_text(request.task_run_id, "task_run_id", violations)
+    proposed = None
+    if not request.HasField("state"):
+        violations.add("state", "is required")
+    else:
+        proposed = proposed_state(request.state, "state", now, violations)
+    violations.raise_if_any()
+    assert task_run_id is not None and proposed is not None
+    return task_run_id, proposed, request.force
+
+
+# -- deployments, work pools and work queues ------------------------------------------------
+
+COLLISION_STRATEGIES = {
+    deployment_pb2.COLLISION_STRATEGY_UNSPECIFIED: CollisionStrategy.ENQUEUE,
+    deployment_pb2.COLLISION_STRATEGY_ENQUEUE: CollisionStrategy.ENQUEUE,
+    deployment_pb2.COLLISION_STRATEGY_CANCEL_NEW: CollisionStrategy.CANCEL_NEW,
+}
+MIN_GRACE_PERIOD_SECONDS = 60
+MAX_GRACE_PERIOD_SECONDS = 24 * 60 * 60
+
+
+def required_text(value: str, field: str) -> str:
+    """A non-empty string field (names that address a resource)."""
+    if not value:
+        raise InvalidArgument.field(field, "is required")
+    return value
+
+
+def optional_limit(parent: Message, field: str, violations: Violations) -> int | None:
+    """An optional non-negative concurrency limit."""
+    if not parent.HasField(field):
+        return None
+    value = getattr(parent, field)
+    if value < 0:
+        violations.add(field, "must not be negative")
+    return value
+
+
+def grace_period_seconds(options: deployment_pb2.ConcurrencyOptions, field: str, violations: Violations) -> int | None:
+    if not options.HasField("grace_period"):
+        return None
+    period = options.grace_period
+    if period.nanos or not MIN_GRACE_PERIOD_SECONDS <= period.seconds <= MAX_GRACE_PERIOD_SECONDS:
+        violations.add(
+            field,
+            f"must be whole seconds from {MIN_GRACE_PERIOD_SECONDS} s to {MAX_GRACE_PERIOD_SECONDS} s",
+        )
+    return period.seconds
+
+
+def deployment_create(request: Message, max_parameter_bytes: int) -> DeploymentCreate:
+    violations = Violations()
+    flow_id = uuid_text(request.flow_id, "flow_id", violations)
+    check_name(request.name, "name", violations)
+    if len(request.version) > MAX_TEXT_LENGTH:
+        violations.add("version", f"must be at most {MAX_TEXT_LENGTH} characters")
+    if request.work_queue_name and len(request.work_queue_name) > MAX_NAME_LENGTH:
+        violations.add("work_queue_name", f"must be at most {MAX_NAME_LENGTH} characters")
+    parameters = struct_dict(request, "parameters") or {}
+    check_size(parameters, max_parameter_bytes, "parameters", violations)
+    options = request.concurrency_options
+    strategy = COLLISION_STRATEGIES.get(options.collision_strategy)
+    if strategy is None:
+        violations.add(
+            "concurrency_options.collision_strategy", f"unknown CollisionStrategy value {options.collision_strategy}"
+        )
+    new = DeploymentCreate(
+        flow_id=flow_id or "",
+        name=request.name,
+        version=request.version or None,
+        work_pool_name=request.work_pool_name or None,
+        work_queue_name=request.work_queue_name or None,
+        paused=request.paused,
+        tags=check_tags(list(request.tags), "tags", violations),
+        labels=labels(request, "labels", violations),
+        parameters=parameters,
+        job_variables=struct_dict(request, "job_variables") or {},
+        concurrency_limit=optional_limit(request, "concurrency_limit", violations),
+        collision_strategy=strategy or CollisionStrategy.ENQUEUE,
+        grace_period_seconds=grace_period_seconds(options, "concurrency_options.grace_period", violations),
+    )
+    violations.raise_if_any()
+    return new
+
+
+def work_pool_create(request: Message) -> WorkPoolCreate:
+    violations = Violations()
+    check_name(request.name, "name", violations)
+    if len(request.type) > MAX_NAME_LENGTH:
+        violations.add("type", f"must be at most {MAX_NAME_LENGTH} characters")
+    if len(request.description) > MAX_MESSAGE_LENGTH:
+        violations.add("description", f"must be at most {MAX_MESSAGE_LENGTH} characters")
+    new = WorkPoolCreate(
+        name=request.name,
+        type=request.type or DEFAULT_POOL_TYPE,
+        description=request.description or None,
+        is_paused=request.is_paused,
+        concurrency_limit=optional_limit(request, "concurrency_limit", violations),
+    )
+    violations.raise_if_any()
+    return new
+
+
+def work_queue_create(request: Message) -> WorkQueueCreate:
+    violations = Violations()
+    if not request.work_pool_name:
+        violations.add("work_pool_name", "is required")
+    check_name(request.name, "name", violations)
+    if request.priority < 0:
+        violations.add("priority", "must not be negative")
+    if len(request.description) > MAX_MESSAGE_LENGTH:
+        violations.add("description", f"must be at most {MAX_MESSAGE_LENGTH} characters")
+    new = WorkQueueCreate(
+        work_pool_name=request.work_pool_name,
+        name=request.name,
+        priority=request.priority or HIGHEST_PRIORITY,
+        concurrency_limit=optional_limit(request, "concurrency_limit", violations),
+        is_paused=request.is_paused,
+        description=request.description or None,
+    )
+    violations.raise_if_any()
+    return new

@@ -9,12 +9,24 @@ from google.protobuf.duration_pb2 import Duration
 from google.protobuf.struct_pb2 import Struct, Value
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from flowrun.v1 import flow_pb2, flow_run_pb2, flow_run_service_pb2, graph_pb2, state_pb2
+from flowrun.v1 import (
+    deployment_pb2,
+    deployment_service_pb2,
+    flow_pb2,
+    flow_run_pb2,
+    flow_run_service_pb2,
+    graph_pb2,
+    state_pb2,
+    task_run_pb2,
+    work_pool_pb2,
+)
+from server.domain.deployments import CollisionStrategy, Deployment, LeaseRenewal
 from server.domain.flow_runs import FlowRun, FlowRunPolicy
 from server.domain.flows import Flow
 from server.domain.graphs import Graph
 from server.domain.states import State, StateDetails, StateType
-from server.domain.task_runs import TaskRunDependency
+from server.domain.task_runs import TaskInputs, TaskRun, TaskRunDependency, TaskRunPolicy
+from server.domain.work_pools import WorkPool, WorkQueue
 from server.orchestration.context import OrchestrationContext, SetStateStatus
 
 STATE_TYPES = {state_type: state_pb2.StateType.Value(f"STATE_TYPE_{state_type.value}") for state_type in StateType}
@@ -202,9 +214,12 @@ def task_run_dependency(value: TaskRunDependency, now: datetime) -> graph_pb2.Ta
     return message
 
 
-def set_state_response(context: OrchestrationContext) -> flow_run_service_pb2.SetFlowRunStateResponse:
-    """The orchestration outcome: status, resulting state and the matching details."""
-    message = flow_run_service_pb2.SetFlowRunStateResponse(status=SET_STATE_STATUSES[context.status])
+def set_state_response(
+    context: OrchestrationContext, response_type: Any = flow_run_service_pb2.SetFlowRunStateResponse
+) -> Any:
+    """The orchestration outcome: status, resulting state and the matching details (as
+    a SetFlowRunStateResponse, or the same-shaped SetTaskRunStateResponse)."""
+    message = response_type(status=SET_STATE_STATUSES[context.status])
     if context.validated_state is not None:
         message.state.CopyFrom(state(context.validated_state))
     reason = context.reason or ""
@@ -248,4 +263,139 @@ def graph(value: Graph) -> graph_pb2.FlowRunGraph:
         )
         if node.end_time is not None:
             item.end_time.FromDatetime(node.end_time)
+    return message
+
+
+def task_run_policy(value: TaskRunPolicy) -> task_run_pb2.TaskRunPolicy:
+    message = task_run_pb2.TaskRunPolicy()
+    if value.retries is not None:
+        message.retries = value.retries
+    if value.retry_delay is not None:
+        message.retry_delay.CopyFrom(duration(value.retry_delay))
+    if value.retry_jitter_factor is not None:
+        message.retry_jitter_factor = value.retry_jitter_factor
+    return message
+
+
+_TASK_INPUT_FIELDS = {"task_run": "task_run_id", "flow_run": "flow_run_id", "parameter": "parameter", "constant": "constant_type"}
+_TASK_INPUT_KEYS = {"task_run": "id", "flow_run": "id", "parameter": "name", "constant": "type"}
+
+
+def task_inputs(value: TaskInputs) -> dict[str, task_run_pb2.TaskRunInputs]:
+    """The stored JSON inputs as the proto map. Inputs of a kind this version does not
+    know are left out."""
+    result = {}
+    for key, items in value.items():
+        inputs = task_run_pb2.TaskRunInputs()
+        for item in items:
+            kind = item.get("input_type")
+            if kind in _TASK_INPUT_FIELDS:
+                inputs.inputs.add(**{_TASK_INPUT_FIELDS[kind]: str(item.get(_TASK_INPUT_KEYS[kind]) or "")})
+        result[key] = inputs
+    return result
+
+
+def task_run(value: TaskRun, now: datetime) -> task_run_pb2.TaskRun:
+    message = task_run_pb2.TaskRun(
+        id=value.id,
+        created=timestamp(value.created),
+        updated=timestamp(value.updated),
+        name=value.name,
+        flow_run_id=value.flow_run_id or "",
+        task_key=value.task_key,
+        dynamic_key=value.dynamic_key,
+        cache_key=value.cache_key or "",
+        task_version=value.task_version or "",
+        empirical_policy=task_run_policy(value.empirical_policy),
+        tags=value.tags,
+        labels=struct(value.labels),
+        task_inputs=task_inputs(value.task_inputs),
+        state_id=value.state_id or "",
+        state_type=STATE_TYPES[value.state_type] if value.state_type else 0,
+        state_name=value.state_name or "",
+        run_count=value.run_count,
+        flow_run_run_count=value.flow_run_run_count,
+        total_run_time=duration(value.total_run_time),
+        estimated_run_time=duration(value.estimated_run_time(now)),
+    )
+    for name in ("cache_expiration", "expected_start_time", "next_scheduled_start_time", "start_time", "end_time"):
+        when = getattr(value, name)
+        if when is not None:
+            getattr(message, name).FromDatetime(when)
+    if value.state is not None:
+        message.state.CopyFrom(state(value.state))
+    return message
+
+
+# -- deployments, work pools and work queues ------------------------------------------------
+
+COLLISION_STRATEGIES = {
+    CollisionStrategy.ENQUEUE: deployment_pb2.COLLISION_STRATEGY_ENQUEUE,
+    CollisionStrategy.CANCEL_NEW: deployment_pb2.COLLISION_STRATEGY_CANCEL_NEW,
+}
+
+
+def deployment(value: Deployment) -> deployment_pb2.Deployment:
+    options = deployment_pb2.ConcurrencyOptions(collision_strategy=COLLISION_STRATEGIES[value.collision_strategy])
+    if value.grace_period_seconds is not None:
+        options.grace_period.CopyFrom(duration(value.grace_period_seconds))
+    message = deployment_pb2.Deployment(
+        id=value.id,
+        created=timestamp(value.created),
+        updated=timestamp(value.updated),
+        name=value.name,
+        flow_id=value.flow_id,
+        version=value.version or "",
+        work_pool_name=value.work_pool_name or "",
+        work_queue_name=value.work_queue_name or "",
+        work_queue_id=value.work_queue_id or "",
+        paused=value.paused,
+        tags=value.tags,
+        labels=struct(value.labels),
+        parameters=struct(value.parameters),
+        job_variables=struct(value.job_variables),
+        concurrency_options=options,
+        active_slots=value.active_slots,
+    )
+    if value.concurrency_limit is not None:
+        message.concurrency_limit = value.concurrency_limit
+    return message
+
+
+def lease_renewal(value: LeaseRenewal) -> deployment_service_pb2.RenewConcurrencyLeaseResponse:
+    return deployment_service_pb2.RenewConcurrencyLeaseResponse(
+        expiration=timestamp(value.expiration), ttl=duration(value.ttl_seconds)
+    )
+
+
+def work_pool(value: WorkPool) -> work_pool_pb2.WorkPool:
+    message = work_pool_pb2.WorkPool(
+        id=value.id,
+        created=timestamp(value.created),
+        updated=timestamp(value.updated),
+        name=value.name,
+        type=value.type,
+        description=value.description or "",
+        is_paused=value.is_paused,
+        default_queue_id=value.default_queue_id or "",
+    )
+    if value.concurrency_limit is not None:
+        message.concurrency_limit = value.concurrency_limit
+    return message
+
+
+def work_queue(value: WorkQueue) -> work_pool_pb2.WorkQueue:
+    message = work_pool_pb2.WorkQueue(
+        id=value.id,
+        created=timestamp(value.created),
+        updated=timestamp(value.updated),
+        name=value.name,
+        work_pool_id=value.work_pool_id,
+        work_pool_name=value.work_pool_name,
+        priority=value.priority,
+        is_paused=value.is_paused,
+        description=value.description or "",
+    )
+    if value.concurrency_limit is not None:
+        message.concurrency_limit = value.concurrency_limit
     return message

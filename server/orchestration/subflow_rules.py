@@ -1,0 +1,32 @@
+"""Subflow bookkeeping: a subflow run is represented in its parent flow run by a task
+run (the run's parent_task_run_id), whose state mirrors the subflow's."""
+
+from __future__ import annotations
+
+from server.orchestration.context import OrchestrationContext
+from server.orchestration.rules import GlobalTransform
+
+
+class UpdateSubflowParentTask(GlobalTransform):
+    """After a subflow run's state is validated, the parent task run is force-set to a
+    fresh copy of it (new id and timestamp) whose child_flow_run_id names the subflow
+    run, in the same transaction (spec 4.8 item 11).
+
+    Runs without a parent task return on the first check. A parent task run that no
+    longer exists is skipped: the reference would fail the subflow's own transition
+    with a 404 instead."""
+
+    async def after_transition(self, context: OrchestrationContext) -> None:
+        parent_task_run_id = context.run.parent_task_run_id
+        if not parent_task_run_id or self.nullified or context.validated_state is None:
+            return
+        # Imported here: the task-run orchestration imports the policies, which list
+        # this transform.
+        from server.orchestration.task_runs import orchestrate_task_run
+
+        parent = await context.repos.task_runs.get_for_orchestration(parent_task_run_id)
+        if parent is None:
+            return
+        mirrored = context.validated_state.fresh_copy(context.now)
+        mirrored.state_details.child_flow_run_id = context.run.id
+        await orchestrate_task_run(context.repos, parent, mirrored, context.now, force=True)

@@ -1,0 +1,58 @@
+"""TaskRunService: task runs of flow runs and their orchestrated state changes.
+
+SetTaskRunState orchestrates here, inside its own unit of work, rather than in the
+orchestration interceptor: task-run orchestration is also run by the subflow after-hook
+inside a flow run's transition, so it is one function (orchestration.task_runs) that
+both call, and the interceptor stays dedicated to SetFlowRunState."""
+
+from __future__ import annotations
+
+from flowrun.v1 import task_run_service_pb2 as pb
+from flowrun.v1 import task_run_service_pb2_grpc
+from server import clock, errors
+from server.config import Settings
+from server.db.unit_of_work import Database
+from server.domain.states import State, StateType
+from server.orchestration.task_runs import orchestrate_task_run, set_task_run_state
+from server.services import from_proto, to_proto
+from server.services.task_run_filters_from_proto import list_task_runs_request
+
+
+class TaskRunService(task_run_service_pb2_grpc.TaskRunServiceServicer):
+    def __init__(self, database: Database, settings: Settings) -> None:
+        self._db = database
+        self._settings = settings
+
+    async def CreateTaskRun(self, request: pb.CreateTaskRunRequest, context) -> pb.CreateTaskRunResponse:
+        now = clock.now()
+        new = from_proto.task_run_create(request, now)
+        async with self._db.unit_of_work(write=True) as uow:
+            run, created = await uow.repos.task_runs.create(new, now)
+            if created:
+                initial = new.state or State(type=StateType.PENDING, name=StateType.PENDING.default_name, timestamp=now)
+                await orchestrate_task_run(uow.repos, run, initial, now, force=True)
+        return pb.CreateTaskRunResponse(task_run=to_proto.task_run(run, now), created=created)
+
+    async def GetTaskRun(self, request: pb.GetTaskRunRequest, context) -> pb.GetTaskRunResponse:
+        task_run_id = from_proto.required_uuid(request.task_run_id, "task_run_id")
+        async with self._db.unit_of_work(write=False) as uow:
+            run = await uow.repos.task_runs.get(task_run_id)
+        if run is None:
+            raise errors.task_run_not_found(task_run_id)
+        return pb.GetTaskRunResponse(task_run=to_proto.task_run(run, clock.now()))
+
+    async def ListTaskRuns(self, request: pb.ListTaskRunsRequest, context) -> pb.ListTaskRunsResponse:
+        task_run_filter, sort, page = list_task_runs_request(request)
+        async with self._db.unit_of_work(write=False) as uow:
+            runs, token = await uow.repos.task_runs.list(
+                task_run_filter, sort, page, secret=self._settings.page_token_secret
+            )
+        now = clock.now()
+        return pb.ListTaskRunsResponse(task_runs=[to_proto.task_run(run, now) for run in runs], next_page_token=token)
+
+    async def SetTaskRunState(self, request: pb.SetTaskRunStateRequest, context) -> pb.SetTaskRunStateResponse:
+        now = clock.now()
+        task_run_id, proposed, force = from_proto.set_task_run_state_request(request, now)
+        async with self._db.unit_of_work(write=True) as uow:
+            orchestration = await set_task_run_state(uow.repos, task_run_id, proposed, now, force=force)
+        return to_proto.set_state_response(orchestration, pb.SetTaskRunStateResponse)
