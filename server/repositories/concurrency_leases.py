@@ -16,7 +16,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import delete, func, select, update
 
 from server.db.tables import concurrency_lease, deployment
-from server.domain.deployments import CollisionStrategy
+from server.domain.deployments import CollisionStrategy, LeaseRenewal
 from server.repositories.base import Repository
 
 
@@ -70,15 +70,32 @@ class ConcurrencyLeaseRepository(Repository):
 
     async def renew(self, lease_id: str, flow_run_id: str, now: datetime, ttl_seconds: int) -> bool:
         """Extends the run's lease if it is still live."""
+        return await self._extend(lease_id, now, now + timedelta(seconds=ttl_seconds), flow_run_id=flow_run_id)
+
+    async def renew_by_id(self, lease_id: str, now: datetime, default_seconds: int) -> LeaseRenewal | None:
+        """Extends a live lease by its deployment's grace period (default_seconds when it
+        sets none), for the client that holds it. None when it expired or was released:
+        the conditional UPDATE, not the read before it, decides."""
+        query = (
+            select(deployment.c.grace_period_seconds)
+            .select_from(concurrency_lease.join(deployment, deployment.c.id == concurrency_lease.c.deployment_id))
+            .where(concurrency_lease.c.id == lease_id)
+        )
+        row = (await self.connection.execute(query)).first()
+        if row is None:
+            return None
+        ttl_seconds = row.grace_period_seconds or default_seconds
+        expiration = now + timedelta(seconds=ttl_seconds)
+        if not await self._extend(lease_id, now, expiration):
+            return None
+        return LeaseRenewal(lease_id=lease_id, expiration=expiration, ttl_seconds=ttl_seconds)
+
+    async def _extend(self, lease_id: str, now: datetime, expiration: datetime, flow_run_id: str | None = None) -> bool:
+        conditions = [concurrency_lease.c.id == lease_id, concurrency_lease.c.expiration >= now]
+        if flow_run_id is not None:
+            conditions.append(concurrency_lease.c.flow_run_id == flow_run_id)
         statement = (
-            update(concurrency_lease)
-            .where(
-                concurrency_lease.c.id == lease_id,
-                concurrency_lease.c.flow_run_id == flow_run_id,
-                concurrency_lease.c.expiration >= now,
-            )
-            .values(expiration=now + timedelta(seconds=ttl_seconds))
-            .returning(concurrency_lease.c.id)
+            update(concurrency_lease).where(*conditions).values(expiration=expiration).returning(concurrency_lease.c.id)
         )
         return (await self.connection.execute(statement)).first() is not None
 

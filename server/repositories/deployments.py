@@ -1,18 +1,18 @@
 """Deployments: strict creation by (flow, name), reads with their active slot count,
-filtered pages, deletes, and renewal of the leases that hold their concurrency slots."""
+filtered pages and deletes."""
 
 from __future__ import annotations
 
 import uuid
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, delete, func, select, update
+from sqlalchemy import Select, delete, func, select
 
 from server import errors
 from server.db.dialect import binary_order
 from server.db.tables import concurrency_lease, deployment, flow, work_pool, work_queue
-from server.domain.deployments import CollisionStrategy, Deployment, DeploymentCreate, LeaseRenewal
+from server.domain.deployments import CollisionStrategy, Deployment, DeploymentCreate
 from server.domain.filters import DeploymentFilter, PageRequest, fingerprint
 from server.repositories.base import Repository
 from server.repositories.filters import deployment_where
@@ -142,27 +142,3 @@ class DeploymentRepository(Repository):
         flow_run.deployment_id has no foreign key."""
         statement = delete(deployment).where(deployment.c.id == deployment_id).returning(deployment.c.id)
         return (await self.connection.execute(statement)).first() is not None
-
-    async def renew_lease(self, lease_id: str, now: datetime, default_seconds: int) -> LeaseRenewal | None:
-        """Extends a live lease to now + its deployment's grace period (default_seconds
-        when the deployment sets none). None when the lease does not exist or expired:
-        the conditional UPDATE, not the read before it, decides."""
-        query = (
-            select(deployment.c.grace_period_seconds)
-            .select_from(concurrency_lease.join(deployment, deployment.c.id == concurrency_lease.c.deployment_id))
-            .where(concurrency_lease.c.id == lease_id)
-        )
-        row = (await self.connection.execute(query)).first()
-        if row is None:
-            return None
-        ttl_seconds = row.grace_period_seconds or default_seconds
-        expiration = now + timedelta(seconds=ttl_seconds)
-        statement = (
-            update(concurrency_lease)
-            .where(concurrency_lease.c.id == lease_id, concurrency_lease.c.expiration >= now)
-            .values(expiration=expiration)
-            .returning(concurrency_lease.c.id)
-        )
-        if (await self.connection.execute(statement)).first() is None:
-            return None
-        return LeaseRenewal(lease_id=lease_id, expiration=expiration, ttl_seconds=ttl_seconds)

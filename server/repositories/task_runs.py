@@ -27,7 +27,7 @@ from server.domain.task_runs import (
 from server.repositories.base import Repository
 from server.repositories.flow_run_states import state_from_row
 from server.repositories.paging import fetch_page, task_run_sort_key
-from server.repositories.task_run_filters import task_run_where
+from server.repositories.filters import task_run_where
 
 STATE_PREFIX = "current_state_"
 _state_columns = [column.label(f"{STATE_PREFIX}{column.name}") for column in task_run_state.c]

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import re
 from datetime import datetime, timezone
+from enum import StrEnum
 from typing import Any
 
 from flowrun.v1 import filters_pb2, state_pb2
@@ -45,6 +46,7 @@ from server.domain.filters import (
     WorkQueueFilter,
 )
 from server.domain.states import StateType
+from server.domain.task_runs import TaskRunSort
 from server.errors import InvalidArgument
 
 MAX_LIST_VALUES = 1000
@@ -59,18 +61,16 @@ _STATE_TYPES: dict[int, StateType] = {
     for name, number in state_pb2.StateType.items()
     if number != state_pb2.STATE_TYPE_UNSPECIFIED
 }
-_FLOW_SORTS: dict[int, FlowSort] = {
-    number: FlowSort(name.removeprefix("FLOW_SORT_"))
-    for name, number in filters_pb2.FlowSort.items()
-    if number != filters_pb2.FLOW_SORT_UNSPECIFIED
-}
-_FLOW_SORTS[filters_pb2.FLOW_SORT_UNSPECIFIED] = FlowSort.NAME_ASC
-_FLOW_RUN_SORTS: dict[int, FlowRunSort] = {
-    number: FlowRunSort(name.removeprefix("FLOW_RUN_SORT_"))
-    for name, number in filters_pb2.FlowRunSort.items()
-    if number != filters_pb2.FLOW_RUN_SORT_UNSPECIFIED
-}
-_FLOW_RUN_SORTS[filters_pb2.FLOW_RUN_SORT_UNSPECIFIED] = FlowRunSort.ID_DESC
+def _sorts(enum: Any, domain: type[StrEnum], prefix: str, default: StrEnum) -> dict[int, Any]:
+    """Proto sort enum number -> domain sort; UNSPECIFIED means `default`."""
+    table = {number: domain(name.removeprefix(prefix)) for name, number in enum.items() if number}
+    table[0] = default
+    return table
+
+
+_FLOW_SORTS = _sorts(filters_pb2.FlowSort, FlowSort, "FLOW_SORT_", FlowSort.NAME_ASC)
+_FLOW_RUN_SORTS = _sorts(filters_pb2.FlowRunSort, FlowRunSort, "FLOW_RUN_SORT_", FlowRunSort.ID_DESC)
+_TASK_RUN_SORTS = _sorts(filters_pb2.TaskRunSort, TaskRunSort, "TASK_RUN_SORT_", TaskRunSort.ID_DESC)
 
 
 def flow_filter(parent: Any, field: str) -> FlowFilter | None:
@@ -146,18 +146,24 @@ def list_filters(request: Any) -> ListFilters:
 
 def flow_sort(value: int) -> FlowSort:
     """FlowSort enum number -> FlowSort; UNSPECIFIED is NAME_ASC."""
-    try:
-        return _FLOW_SORTS[value]
-    except KeyError:
-        raise InvalidArgument.field("sort", f"unknown FlowSort value {value}") from None
+    return _sort(_FLOW_SORTS, value, "FlowSort")
 
 
 def flow_run_sort(value: int) -> FlowRunSort:
     """FlowRunSort enum number -> FlowRunSort; UNSPECIFIED is ID_DESC."""
+    return _sort(_FLOW_RUN_SORTS, value, "FlowRunSort")
+
+
+def task_run_sort(value: int) -> TaskRunSort:
+    """TaskRunSort enum number -> TaskRunSort; UNSPECIFIED is ID_DESC."""
+    return _sort(_TASK_RUN_SORTS, value, "TaskRunSort")
+
+
+def _sort(table: dict[int, Any], value: int, enum_name: str) -> Any:
     try:
-        return _FLOW_RUN_SORTS[value]
+        return table[value]
     except KeyError:
-        raise InvalidArgument.field("sort", f"unknown FlowRunSort value {value}") from None
+        raise InvalidArgument.field("sort", f"unknown {enum_name} value {value}") from None
 
 
 def page_request(request: Any, *, default_size: int = 200, max_size: int = 200) -> PageRequest:
