@@ -39,13 +39,6 @@ class OrchestrationInterceptor(grpc.aio.ServerInterceptor):
             flow_run_id, proposed, force = from_proto.set_state_request(request, now)
             async with database.unit_of_work(write=True) as uow:
                 run = await uow.repos.flow_runs.get_for_orchestration(flow_run_id)
-                if run is not None and run.state_id is not None and (run.state is None or run.state.id != run.state_id):
-                    # PostgreSQL: a FOR UPDATE that waited for a concurrent transition
-                    # returns the re-checked run row, but its join partner comes from the
-                    # statement's snapshot, where the new state row does not exist (the
-                    # state columns read NULL). We hold the lock now: a new statement
-                    # sees the state that transaction committed.
-                    run = await uow.repos.flow_runs.get(flow_run_id)
                 if run is None:
                     raise errors.flow_run_not_found(flow_run_id)
                 orchestration = OrchestrationContext(

@@ -58,11 +58,18 @@ def _run_with_state() -> Select:
     )
 
 
+def _run_for_orchestration() -> Select:
+    """Just what orchestration reads: the run and its current state."""
+    return select(flow_run, *_state_columns).select_from(
+        flow_run.outerjoin(flow_run_state, flow_run_state.c.id == flow_run.c.state_id)
+    )
+
+
 def flow_run_from_row(row: Any) -> FlowRun:
     m = row._mapping
     has_state = m[f"{STATE_PREFIX}id"] is not None
     # A queued run shows its queue's and pool's names, not the stored work_queue_name.
-    queued = m[f"{QUEUE_PREFIX}name"] is not None
+    queued = m.get(f"{QUEUE_PREFIX}name") is not None
     return FlowRun(
         id=m["id"],
         created=m["created"],
@@ -177,12 +184,22 @@ class FlowRunRepository(Repository):
         return flow_run_from_row(row) if row else None
 
     async def get_for_orchestration(self, flow_run_id: str) -> FlowRun | None:
-        """The run, its current state, queue and pool in one round trip, with only the
-        run's row locked (FOR UPDATE OF flow_run on PostgreSQL; on SQLite the IMMEDIATE
-        transaction holds the lock)."""
-        query = self.dialect.lock_for_update(_run_with_state().where(flow_run.c.id == flow_run_id), flow_run)
+        """The run and its current state, with the run's row locked (FOR UPDATE OF
+        flow_run on PostgreSQL; on SQLite the IMMEDIATE transaction holds the lock).
+
+        One round trip, except after waiting for a concurrent transition on PostgreSQL:
+        the re-checked run row is the latest, but its join partner comes from the
+        statement's snapshot, where the new state row does not exist yet. The lock is
+        ours by then, so a second read sees the state that transaction committed."""
+        query = self.dialect.lock_for_update(_run_for_orchestration().where(flow_run.c.id == flow_run_id), flow_run)
         row = (await self.connection.execute(query)).first()
-        return flow_run_from_row(row) if row else None
+        if row is None:
+            return None
+        run = flow_run_from_row(row)
+        if run.state_id is not None and (run.state is None or run.state.id != run.state_id):
+            row = (await self.connection.execute(_run_for_orchestration().where(flow_run.c.id == flow_run_id))).first()
+            run = flow_run_from_row(row)
+        return run
 
     async def save_orchestration(self, run: FlowRun, now: datetime) -> None:
         """Writes back what orchestration changed: the state pointer, the denormalized
