@@ -1,0 +1,315 @@
+"""The database's own ceiling for SetState: replays the SQL that flowrun issues for one
+orchestrated transition through pgbench, so that flowrun's throughput can be stated as
+a fraction of what PostgreSQL alone does on the same machine.
+
+The script (bench/pgbench/set-state.sql) is not written by hand: it is captured from
+the server's own code. A real transition (PENDING -> RUNNING on a seeded run) is run
+through the same repository calls and policy as the orchestration interceptor
+(get_for_orchestration, the core and global policies, FlowRunStateRepository.insert,
+save_orchestration), every statement the engine sends is recorded with its bound
+parameters, and the transaction is rolled back. The parameters become pgbench
+expressions: the run id a random seeded run, the new state id a random UUID,
+timestamps now(), everything else the literal the server bound. So the replay is the
+same statements, in the same transaction, with the same round trips (BEGIN, SELECT
+... FOR UPDATE OF flow_run, INSERT flow_run_state, UPDATE flow_run, COMMIT), minus
+everything flowrun does in Python around them.
+
+    python bench/pgbench_ceiling.py --clients 1,8,32 --duration 20 [--runs 100000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import re
+import resource
+import subprocess
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import benchlib
+import seeding
+
+SCRIPT = benchlib.BENCH / "pgbench" / "set-state.sql"
+RUN_EXPR = "md5(:run::text)::uuid"  # seeded run number -> its id (see seeding.run_id)
+STATE_EXPR = "md5(:sid::text || ':' || :client_id::text)::uuid"
+_PLACEHOLDER = re.compile(r"\$(\d+)")
+
+
+async def capture_set_state(database_url: str, run_number: int) -> list[tuple[str, list[str], list]]:
+    """Runs one PENDING -> RUNNING transition exactly as the interceptor does and returns
+    the statements sent, each as (sql, parameter names, bound values); rolls back."""
+    from sqlalchemy import event
+
+    from server.config import Settings
+    from server.db.engine import create_engine
+    from server.db.unit_of_work import Database
+    from server.domain.states import State, StateType
+    from server.orchestration.context import OrchestrationContext
+    from server.orchestration.engine import orchestrate
+    from server.orchestration.policies import policy_for
+
+    database = Database(create_engine(Settings(database_url=database_url)))
+    captured: list[tuple[str, list[str], list]] = []
+
+    def record(conn, cursor, statement, parameters, context, executemany) -> None:
+        names = list(context.compiled.positiontup or []) if context.compiled is not None else []
+        captured.append((statement, names, list(parameters or [])))
+
+    class Rollback(Exception):
+        pass
+
+    run_id = seeding.run_id(run_number)
+    try:
+        async with database.unit_of_work(write=True) as uow:
+            # Force the run to PENDING first (not captured), so the replayed step is
+            # the PENDING -> RUNNING transition under the core policy, which touches
+            # the most columns.
+            run = await uow.repos.flow_runs.get_for_orchestration(run_id)
+            assert run is not None, f"seeded run {run_number} not found"
+            now = datetime.now(timezone.utc)
+            for proposed_type in (StateType.PENDING, StateType.RUNNING):
+                if proposed_type == StateType.RUNNING:
+                    event.listen(database.engine.sync_engine, "before_cursor_execute", record)
+                    run = await uow.repos.flow_runs.get_for_orchestration(run_id)
+                proposed = State(type=proposed_type, name=proposed_type.default_name, timestamp=now)
+                context = OrchestrationContext(
+                    run=run, initial_state=run.state, proposed_state=proposed, repos=uow.repos, now=now
+                )
+                await orchestrate(context, policy_for(proposed_type == StateType.PENDING), context.validate)
+                await uow.repos.flow_runs.save_orchestration(run, now)
+                now = datetime.now(timezone.utc)
+            raise Rollback
+    except Rollback:
+        pass
+    finally:
+        event.remove(database.engine.sync_engine, "before_cursor_execute", record)
+        await database.dispose()
+    return captured
+
+
+def _literal(value) -> str:
+    if isinstance(value, (dict, list)):  # JSON handed to the driver as Python objects
+        value = json.dumps(value)
+    if value is None:
+        return "NULL"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    return "'" + str(value).replace("'", "''") + "'"
+
+
+def _expression(value, run_id: str, state_id: str) -> str:
+    if isinstance(value, datetime):
+        return "now()"
+    text = str(value) if value is not None else ""
+    if text == run_id:
+        return RUN_EXPR
+    if text == state_id:
+        return STATE_EXPR
+    if isinstance(value, str) and (run_id in value or state_id in value):
+        # JSON that mentions the run or the state: substitute the ids at run time.
+        marked = value.replace(run_id, "@run@").replace(state_id, "@state@")
+        return f"replace(replace({_literal(marked)}, '@run@', {RUN_EXPR}::text), '@state@', {STATE_EXPR}::text)"
+    literal = _literal(value)
+    if re.search(r":[A-Za-z0-9_]", literal):  # pgbench would read it as a variable
+        raise ValueError(f"literal {literal!r} cannot be written into a pgbench script")
+    return literal
+
+
+def render_script(captured: list[tuple[str, list[str], list]], run_number: int) -> str:
+    run_id = seeding.run_id(run_number)
+    insert = next(c for c in captured if c[0].lstrip().upper().startswith("INSERT INTO FLOW_RUN_STATE"))
+    state_id = str(insert[2][insert[1].index("id")])
+    lines = [
+        "-- One flowrun SetFlowRunState (PENDING -> RUNNING), as the server sends it.",
+        "-- Generated by bench/pgbench_ceiling.py from the server's repositories and policy;",
+        "-- regenerated on every run, do not edit. Needs -D runs=N (seeded runs 1..N).",
+        "\\set run random(1, :runs)",
+        "\\set sid random(1, 9223372036854775806)",
+        "BEGIN;",
+    ]
+    for statement, _names, values in captured:
+        sql = _PLACEHOLDER.sub(lambda m: _expression(values[int(m.group(1)) - 1], run_id, state_id), statement)
+        lines.append(" ".join(sql.split()) + ";")
+    lines.append("COMMIT;")
+    return "\n".join(lines) + "\n"
+
+
+def write_script(database_url: str, run_number: int = 1) -> str:
+    captured = asyncio.run(capture_set_state(database_url, run_number))
+    kinds = [" ".join(sql.split()[:3]).upper() for sql, _, _ in captured]
+    if len(captured) != 3:
+        raise RuntimeError(f"expected SELECT, INSERT, UPDATE for one SetState, captured: {kinds}")
+    script = render_script(captured, run_number)
+    SCRIPT.parent.mkdir(parents=True, exist_ok=True)
+    SCRIPT.write_text(script)
+    return script
+
+
+_TPS = re.compile(r"tps = ([\d.]+) \(without initial connection time\)")
+_LAT = re.compile(r"latency average = ([\d.]+) ms")
+_DONE = re.compile(r"number of transactions actually processed: (\d+)")
+_FAILED = re.compile(r"number of failed transactions: (\d+)")
+
+
+def run_pgbench(db: benchlib.ScratchDatabase, clients: int, duration: float, runs: int) -> dict:
+    """One pgbench run; tps is transitions/s (one pgbench transaction = one SetState)."""
+    command = ["pgbench", "-n", "-f", str(SCRIPT), "-D", f"runs={runs}", "-M", "prepared"]
+    command += ["-c", str(clients), "-j", str(min(2, clients)), "-T", str(int(max(1, round(duration))))]
+    command += ["-r", *db.libpq_args()]
+    children_before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=db.libpq_env())
+    # CPU is sampled inside the run, once pgbench's connections exist (their backends
+    # live only as long as pgbench), over all but the first and last second.
+    window = max(0.5, duration - 2.0) if duration > 2.5 else duration / 2
+    time.sleep(min(1.0, duration / 4))
+    before = benchlib.CpuSnapshot.take()
+    time.sleep(window)
+    after = benchlib.CpuSnapshot.take()
+    out, err = proc.communicate()
+    children_after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if proc.returncode != 0:
+        raise RuntimeError(f"pgbench failed ({proc.returncode}):\n{err}\n{out}")
+
+    def grab(pattern: re.Pattern, cast=float):
+        match = pattern.search(out)
+        return cast(match.group(1)) if match else None
+
+    tps = grab(_TPS)
+    cpu = benchlib.cpu_delta(before, after, server_pgid=None, client_pids={proc.pid}, database=db.name)
+    window = after.at - before.at
+    done = grab(_DONE, int)
+    pgbench_cpu = (children_after.ru_utime + children_after.ru_stime) - (
+        children_before.ru_utime + children_before.ru_stime
+    )
+    result = {
+        "clients": clients,
+        "threads": min(2, clients),
+        "duration_s": duration,
+        "transitions_per_s": tps,
+        "transactions": done,
+        "failed_transactions": grab(_FAILED, int) or 0,
+        "latency_avg_ms": grab(_LAT),
+        "pgbench_cpu_seconds": round(pgbench_cpu, 3),
+        "cpu_window_s": round(window, 3),
+        "cpu_window": cpu,
+        # Backends of this database only, per 1,000 transitions at the measured tps.
+        "postgres_cpu_s_per_1000_transitions": (
+            round(cpu["postgres_backends_cpu_seconds"] / (tps * window) * 1000, 3) if tps else None
+        ),
+        "machine_busy_fraction": round(cpu["machine_busy_cpu_seconds"] / cpu["machine_capacity_cpu_seconds"], 3),
+        # CPU of everything but pgbench and this database's backends: contention.
+        "other_cpu_cores": round(
+            max(0.0, cpu["machine_busy_cpu_seconds"] - cpu["client_cpu_seconds"] - cpu["postgres_backends_cpu_seconds"])
+            / window,
+            2,
+        ),
+        "per_statement_latency_ms": _per_statement(out),
+    }
+    return result
+
+
+def _per_statement(out: str) -> list[dict]:
+    """pgbench -r: average latency of each statement of the script."""
+    rows = []
+    in_block = False
+    for line in out.splitlines():
+        if "statement latencies in milliseconds" in line:
+            in_block = True
+            continue
+        if in_block:
+            parts = line.strip().split(None, 2)
+            if len(parts) >= 2 and re.fullmatch(r"[\d.]+", parts[0]):
+                # PG15: "latency failures statement"
+                if len(parts) == 3 and re.fullmatch(r"\d+", parts[1]):
+                    rest = parts[2]
+                else:
+                    rest = " ".join(parts[1:])
+                rows.append({"ms": float(parts[0]), "statement": rest[:60]})
+    return rows
+
+
+def ceiling(clients: list[int], duration: float, *, runs: int, warmup: float, pg_url: str, keep: bool = False) -> dict:
+    """Seeds a fresh database with `runs` runs through the server's migrations, writes the
+    script from the server's code, and runs pgbench once per client count."""
+    db = benchlib.ScratchDatabase.create("postgres", "bench_pgb", pg_url)
+    try:
+        started = time.monotonic()
+        asyncio.run(benchlib.migrate_database(db.url))
+        seeded = asyncio.run(seeding.seed_runs(db.url, runs))
+        seed_s = time.monotonic() - started
+        write_script(db.url)
+        if warmup > 0:
+            run_pgbench(db, max(clients), warmup, runs)
+        results = [run_pgbench(db, c, duration, runs) for c in clients]
+    finally:
+        if not keep:
+            db.drop()
+    return {
+        "benchmark": "pgbench-set-state",
+        "script": str(SCRIPT.relative_to(benchlib.REPO)),
+        "database": db.label,
+        "seeded_runs": seeded["runs"],
+        "seeded_states": seeded["states"],
+        "seed_seconds": round(seed_s, 1),
+        "results": results,
+    }
+
+
+def print_table(report: dict) -> None:
+    rows = [
+        [
+            r["clients"],
+            r["transitions_per_s"],
+            r["latency_avg_ms"],
+            r["failed_transactions"],
+            r["postgres_cpu_s_per_1000_transitions"],
+            f"{r['machine_busy_fraction']:.0%}",
+            r["other_cpu_cores"],
+        ]
+        for r in report["results"]
+    ]
+    print("pgbench replay of one SetState (" + report["script"] + ")")
+    print(
+        benchlib.table(
+            ["clients", "transitions/s", "lat avg ms", "failed", "pg cpu s/1k tr", "machine", "other cores"], rows
+        )
+    )
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--clients", default="1,8,32", help="comma-separated client counts (default 1,8,32)")
+    parser.add_argument("--duration", type=float, default=20, help="seconds per client count (default 20)")
+    parser.add_argument("--runs", type=int, default=100_000, help="seeded runs to pick from (default 100000)")
+    parser.add_argument("--warmup", type=float, default=3, help="seconds of unrecorded pgbench first (default 3)")
+    parser.add_argument("--pg-url", default=benchlib.DEFAULT_PG_URL, help="server to create the scratch database on")
+    parser.add_argument("--keep", action="store_true", help="keep the scratch database")
+    parser.add_argument("--json-out", help="write the report here")
+    args = parser.parse_args(argv)
+    report = {
+        "machine": benchlib.machine_info(),
+        "git": benchlib.git_info(),
+        **ceiling(
+            benchlib.parse_clients(args.clients),
+            args.duration,
+            runs=args.runs,
+            warmup=args.warmup,
+            pg_url=args.pg_url,
+            keep=args.keep,
+        ),
+    }
+    print_table(report)
+    if args.json_out:
+        Path(args.json_out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json_out).write_text(json.dumps(report, indent=2) + "\n")
+        print(f"wrote {args.json_out}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
