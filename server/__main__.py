@@ -6,8 +6,10 @@ import argparse
 import asyncio
 import logging
 import signal
+import sys
 
-from server.app import build_app
+from server import workers
+from server.app import build_app, run
 from server.config import Settings
 
 
@@ -16,6 +18,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--host", help="address to bind (env FLOWRUN_HOST, default 127.0.0.1)")
     parser.add_argument("--port", type=int, help="port to bind; 0 picks a free one (env FLOWRUN_PORT, default 50051)")
     parser.add_argument("--database-url", help="SQLAlchemy async URL (env FLOWRUN_DATABASE_URL)")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        help="server processes sharing the port, Linux only (env FLOWRUN_WORKERS; default: 1 on SQLite, "
+        f"on PostgreSQL the usable CPUs up to {workers.MAX_DEFAULT_WORKERS})",
+    )
     return parser.parse_args(argv)
 
 
@@ -36,17 +44,24 @@ def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     overrides = {
         key: value
-        for key, value in {"host": args.host, "port": args.port, "database_url": args.database_url}.items()
+        for key, value in {
+            "host": args.host,
+            "port": args.port,
+            "database_url": args.database_url,
+            "workers": args.workers,
+        }.items()
         if value is not None
     }
     settings = Settings(**overrides)
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     try:
-        import uvloop
-    except ImportError:
-        asyncio.run(serve(settings))
-    else:
-        uvloop.run(serve(settings))
+        count = workers.resolve_workers(settings)
+        if count == 1:
+            run(serve(settings))  # one process, exactly as without workers: no supervisor, no fork
+        else:
+            sys.exit(workers.serve(settings, count))
+    except workers.WorkersError as exc:
+        sys.exit(f"flowrun-server: error: {exc}")
 
 
 if __name__ == "__main__":

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from collections.abc import Coroutine
 from dataclasses import dataclass
 
 import grpc
@@ -44,10 +46,12 @@ def slot_settings(settings: Settings) -> SlotSettings:
     )
 
 
-def server_options(settings: Settings) -> list[tuple[str, int]]:
+def server_options(settings: Settings, *, reuse_port: bool = False) -> list[tuple[str, int]]:
     """Explicit transport settings; nothing relies on gRPC's silent defaults. Clients may
     ping every min_client_ping_interval_ms even without calls in flight, so idle
-    keepalive pings never earn a GOAWAY "too_many_pings"."""
+    keepalive pings never earn a GOAWAY "too_many_pings". SO_REUSEPORT stays off unless
+    this process is one of several workers sharing the port (server/workers.py): with it
+    on, a second server started on a busy port would silently share it."""
     options = [
         ("grpc.max_receive_message_length", settings.max_message_bytes),
         ("grpc.max_send_message_length", settings.max_message_bytes),
@@ -56,7 +60,7 @@ def server_options(settings: Settings) -> list[tuple[str, int]]:
         ("grpc.keepalive_permit_without_calls", 1),
         ("grpc.http2.min_ping_interval_without_data_ms", settings.min_client_ping_interval_ms),
         ("grpc.http2.max_pings_without_data", 0),
-        ("grpc.so_reuseport", 0),
+        ("grpc.so_reuseport", int(reuse_port)),
     ]
     if settings.max_connection_age_ms:
         options += [
@@ -92,14 +96,14 @@ class App:
         await self.database.dispose()
 
 
-async def build_app(settings: Settings) -> App:
+async def build_app(settings: Settings, *, reuse_port: bool = False) -> App:
     database = Database(create_engine(settings))
     if settings.migrate_on_start:
         await migrate(database)
     server = grpc.aio.server(
         # First is outermost: errors see everything the orchestration step raises.
         interceptors=[ErrorMappingInterceptor(), OrchestrationInterceptor(database, slot_settings(settings))],
-        options=server_options(settings),
+        options=server_options(settings, reuse_port=reuse_port),
         maximum_concurrent_rpcs=settings.max_concurrent_rpcs,
     )
     flow_service_pb2_grpc.add_FlowServiceServicer_to_server(FlowService(database, settings), server)
@@ -118,3 +122,13 @@ async def build_app(settings: Settings) -> App:
         raise RuntimeError(f"could not bind {settings.host}:{settings.port}")
     reaper = LeaseReaper(database, settings.lease_reap_interval_seconds)
     return App(server=server, port=port, health=health_servicer, database=database, settings=settings, reaper=reaper)
+
+
+def run(main: Coroutine[object, object, None]) -> None:
+    """Runs a process's event loop: uvloop when it is installed (faster), else asyncio."""
+    try:
+        import uvloop
+    except ImportError:
+        asyncio.run(main)
+    else:
+        uvloop.run(main)

@@ -27,6 +27,9 @@ class Settings(BaseSettings):
     migrate_on_start: bool = True
     reflection: bool = True
     log_level: str = "INFO"
+    # Server processes sharing the port (SO_REUSEPORT, Linux only); unset picks the default
+    # for the database and the machine (server/workers.py).
+    workers: int | None = Field(default=None, ge=1)
 
     # Connection pool (PostgreSQL). Generous by default: a tiny pool turns load into errors.
     db_pool_size: int = Field(default=20, ge=1)

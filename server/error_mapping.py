@@ -117,32 +117,41 @@ def to_grpc_status(exc: BaseException, method: str) -> grpc.Status:
 
 class ErrorMappingInterceptor(grpc.aio.ServerInterceptor):
     """Turns every exception escaping a unary handler into a status with details. Aborts
-    the handler made itself (context.abort) and cancellations pass through."""
+    the handler made itself (context.abort) and cancellations pass through. The wrapped
+    handler of each method is built once, not per call."""
+
+    def __init__(self) -> None:
+        self._wrapped: dict[str, tuple[grpc.RpcMethodHandler, grpc.RpcMethodHandler]] = {}
 
     async def intercept_service(self, continuation, handler_call_details):
         handler = await continuation(handler_call_details)
         if handler is None or handler.unary_unary is None:
             return handler
-        inner = handler.unary_unary
         method = handler_call_details.method
+        cached = self._wrapped.get(method)
+        if cached is None or cached[0] is not handler:
+            cached = self._wrapped[method] = (handler, _mapped(handler, method))
+        return cached[1]
 
-        async def mapped(request, context: grpc.aio.ServicerContext):
-            try:
-                return await inner(request, context)
-            except (asyncio.CancelledError, grpc.aio.AbortError):
-                raise
-            except Exception as exc:
-                remaining = context.time_remaining()
-                if remaining is not None and remaining <= 0:
-                    status = _status(
-                        grpc.StatusCode.DEADLINE_EXCEEDED, "The deadline passed", "DEADLINE_EXCEEDED", {}
-                    )
-                else:
-                    status = to_grpc_status(exc, method)
-                await context.abort(status.code, status.details, status.trailing_metadata)
 
-        return grpc.unary_unary_rpc_method_handler(
-            mapped,
-            request_deserializer=handler.request_deserializer,
-            response_serializer=handler.response_serializer,
-        )
+def _mapped(handler: grpc.RpcMethodHandler, method: str) -> grpc.RpcMethodHandler:
+    inner = handler.unary_unary
+
+    async def mapped(request, context: grpc.aio.ServicerContext):
+        try:
+            return await inner(request, context)
+        except (asyncio.CancelledError, grpc.aio.AbortError):
+            raise
+        except Exception as exc:
+            remaining = context.time_remaining()
+            if remaining is not None and remaining <= 0:
+                status = _status(grpc.StatusCode.DEADLINE_EXCEEDED, "The deadline passed", "DEADLINE_EXCEEDED", {})
+            else:
+                status = to_grpc_status(exc, method)
+            await context.abort(status.code, status.details, status.trailing_metadata)
+
+    return grpc.unary_unary_rpc_method_handler(
+        mapped,
+        request_deserializer=handler.request_deserializer,
+        response_serializer=handler.response_serializer,
+    )

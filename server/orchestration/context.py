@@ -48,6 +48,10 @@ class OrchestrationContext:
     reason: str | None = None
     delay_seconds: int | None = None
     orchestration_error: BaseException | None = None
+    _saved_policy: dict[str, Any] | None = field(default=None, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self._saved_policy = self.run.empirical_policy.to_json()
 
     @property
     def initial_type(self) -> StateType | None:
@@ -63,16 +67,25 @@ class OrchestrationContext:
         return self.validated_state is not None and self.validated_state is not self.initial_state
 
     async def validate(self) -> None:
-        """Stores the (possibly replaced) proposal as the run's new current state, or keeps
-        the current state when the proposal was nullified (REJECT to current, WAIT, ABORT)."""
+        """Stores the (possibly replaced) proposal as the run's new current state together
+        with the run's bookkeeping (one statement on PostgreSQL), or keeps the current
+        state when the proposal was nullified (REJECT to current, WAIT, ABORT)."""
         proposed = self.proposed_state
         if proposed is None:
             self.validated_state = self.initial_state
             return
-        await self.repos.states.insert(self.run.id, proposed, self.now)
         self.run.state_id = proposed.id
         self.run.state = proposed
         self.validated_state = proposed
+        self._saved_policy = self.run.empirical_policy.to_json()
+        await self.repos.flow_runs.save_transition(self.run, proposed, self.now)
+
+    async def finish(self) -> None:
+        """After every rule exited: writes policy changes made after validation (pause
+        keys, the resuming flag, a restored policy). Most transitions make none."""
+        policy = self.run.empirical_policy.to_json()
+        if policy != self._saved_policy:
+            await self.repos.flow_runs.save_policy(self.run.id, policy, self.now)
 
 
 _current: ContextVar[OrchestrationContext | None] = ContextVar("flowrun_orchestration", default=None)

@@ -2,11 +2,26 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Awaitable, Callable
 
 from server.orchestration.context import OrchestrationContext
 from server.orchestration.policies import GLOBAL_POLICY, Policy
-from server.orchestration.rules import GlobalTransform, OrchestrationRule
+from server.domain.states import StateType
+from server.orchestration.rules import GlobalTransform
+
+
+@functools.cache
+def _compiled(
+    policy: Policy, global_policy: Policy, from_type: StateType | None, to_type: StateType | None
+) -> tuple[tuple[type, bool], ...]:
+    """The steps that apply to one intended transition, worked out once per transition:
+    rules declared for it, and every transform."""
+    return tuple(
+        (step, issubclass(step, GlobalTransform))
+        for step in (*policy, *global_policy)
+        if issubclass(step, GlobalTransform) or step.applies(from_type, to_type)
+    )
 
 
 async def orchestrate(
@@ -20,12 +35,10 @@ async def orchestrate(
     outcome; exit everything in reverse. A rule's before-hook error aborts the proposal
     and is re-raised once every rule has exited."""
     from_type, to_type = context.initial_type, context.proposed_type
-    stack: list[OrchestrationRule | GlobalTransform] = []
-    for step in (*policy, *global_policy):
-        if issubclass(step, GlobalTransform):
-            stack.append(step(context))
-        elif step.applies(from_type, to_type):
-            stack.append(step(context, from_type, to_type))
+    stack = [
+        step(context) if is_transform else step(context, from_type, to_type)
+        for step, is_transform in _compiled(policy, global_policy, from_type, to_type)
+    ]
     for step in stack:
         await step.enter()
     await validate()

@@ -25,11 +25,17 @@ class OrchestrationInterceptor(grpc.aio.ServerInterceptor):
     def __init__(self, database: Database, slots: SlotSettings) -> None:
         self._database = database
         self._slots = slots
+        self._wrapped: tuple[grpc.RpcMethodHandler, grpc.RpcMethodHandler] | None = None
 
     async def intercept_service(self, continuation, handler_call_details):
         handler = await continuation(handler_call_details)
         if handler is None or handler_call_details.method != SET_FLOW_RUN_STATE:
             return handler
+        if self._wrapped is None or self._wrapped[0] is not handler:  # built once, not per call
+            self._wrapped = (handler, self._orchestrated(handler))
+        return self._wrapped[1]
+
+    def _orchestrated(self, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
         servicer = handler.unary_unary
         database = self._database
         slots = self._slots
@@ -50,7 +56,6 @@ class OrchestrationInterceptor(grpc.aio.ServerInterceptor):
                     force=force,
                     slots=slots,
                 )
-                policy_before = run.empirical_policy.to_json()
                 response = None
 
                 async def validate() -> None:  # the servicer stores the outcome
@@ -62,8 +67,7 @@ class OrchestrationInterceptor(grpc.aio.ServerInterceptor):
                     await orchestrate(orchestration, policy_for(force), validate)
                 finally:
                     unbind_context(token)
-                if orchestration.state_written or run.empirical_policy.to_json() != policy_before:
-                    await uow.repos.flow_runs.save_orchestration(run, now)
+                await orchestration.finish()
             return response
 
         return grpc.unary_unary_rpc_method_handler(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from functools import cached_property
+
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from server.db.dialect import Dialect
@@ -16,14 +18,41 @@ from server.repositories.work_pools import WorkPoolRepository
 
 
 class Repositories:
-    """The repositories bound to one unit of work's connection."""
+    """The repositories bound to one unit of work's connection, made on first use (a
+    SetState touches two of them; building all of them per call would be waste)."""
 
     def __init__(self, connection: AsyncConnection, dialect: Dialect) -> None:
-        self.flows = FlowRepository(connection, dialect)
-        self.flow_runs = FlowRunRepository(connection, dialect)
-        self.states = FlowRunStateRepository(connection, dialect)
-        self.task_runs = TaskRunRepository(connection, dialect)
-        self.graphs = GraphRepository(connection, dialect)
-        self.deployments = DeploymentRepository(connection, dialect)
-        self.work_pools = WorkPoolRepository(connection, dialect)
-        self.leases = ConcurrencyLeaseRepository(connection, dialect)
+        self._connection = connection
+        self._dialect = dialect
+
+    @cached_property
+    def flows(self) -> FlowRepository:
+        return FlowRepository(self._connection, self._dialect)
+
+    @cached_property
+    def flow_runs(self) -> FlowRunRepository:
+        return FlowRunRepository(self._connection, self._dialect)
+
+    @cached_property
+    def states(self) -> FlowRunStateRepository:
+        return FlowRunStateRepository(self._connection, self._dialect)
+
+    @cached_property
+    def task_runs(self) -> TaskRunRepository:
+        return TaskRunRepository(self._connection, self._dialect)
+
+    @cached_property
+    def graphs(self) -> GraphRepository:
+        return GraphRepository(self._connection, self._dialect)
+
+    @cached_property
+    def deployments(self) -> DeploymentRepository:
+        return DeploymentRepository(self._connection, self._dialect)
+
+    @cached_property
+    def work_pools(self) -> WorkPoolRepository:
+        return WorkPoolRepository(self._connection, self._dialect)
+
+    @cached_property
+    def leases(self) -> ConcurrencyLeaseRepository:
+        return ConcurrencyLeaseRepository(self._connection, self._dialect)

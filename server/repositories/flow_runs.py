@@ -7,7 +7,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, delete, func, select, update
+from sqlalchemy import Select, bindparam, delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 
 from server import errors
@@ -15,10 +15,10 @@ from server.db.dialect import is_foreign_key_violation
 from server.db.tables import deployment, flow, flow_run, flow_run_state, task_run, work_pool, work_queue
 from server.domain.filters import FlowRunSort, ListFilters, PageRequest, fingerprint
 from server.domain.flow_runs import FlowRun, FlowRunCreate, FlowRunPolicy
-from server.domain.states import StateType
+from server.domain.states import State, StateType
 from server.repositories.base import Repository
 from server.repositories.filters import flow_run_where
-from server.repositories.flow_run_states import state_from_row
+from server.repositories.flow_run_states import state_from_row, state_values
 from server.domain.names import random_run_name
 from server.repositories.paging import fetch_page, flow_run_sort_key
 
@@ -58,11 +58,27 @@ def _run_with_state() -> Select:
     )
 
 
+# The SetState writes, built once: only their bound values change per call.
+_RUN_SET = {name: bindparam(f"run_{name}") for name in (*ORCHESTRATED_COLUMNS, "empirical_policy", "updated")}
+INSERT_STATE = flow_run_state.insert()
+SAVE_RUN = update(flow_run).where(flow_run.c.id == bindparam("run_key")).values(_RUN_SET)
+SAVE_TRANSITION = SAVE_RUN.add_cte(
+    flow_run_state.insert()
+    .values({column.name: bindparam(f"state_{column.name}") for column in flow_run_state.c})
+    .cte("new_state")
+)
+
+
 def _run_for_orchestration() -> Select:
     """Just what orchestration reads: the run and its current state."""
     return select(flow_run, *_state_columns).select_from(
         flow_run.outerjoin(flow_run_state, flow_run_state.c.id == flow_run.c.state_id)
     )
+
+
+_ORCHESTRATION_READ = _run_for_orchestration().where(flow_run.c.id == bindparam("flow_run_id"))
+# SQLite has no row locks: its IMMEDIATE transaction already holds the database lock.
+_ORCHESTRATION_READ_FOR_UPDATE = _ORCHESTRATION_READ.with_for_update(of=flow_run)
 
 
 def flow_run_from_row(row: Any) -> FlowRun:
@@ -191,24 +207,39 @@ class FlowRunRepository(Repository):
         the re-checked run row is the latest, but its join partner comes from the
         statement's snapshot, where the new state row does not exist yet. The lock is
         ours by then, so a second read sees the state that transaction committed."""
-        query = self.dialect.lock_for_update(_run_for_orchestration().where(flow_run.c.id == flow_run_id), flow_run)
-        row = (await self.connection.execute(query)).first()
+        params = {"flow_run_id": flow_run_id}
+        locked = _ORCHESTRATION_READ if self.dialect.is_sqlite else _ORCHESTRATION_READ_FOR_UPDATE
+        row = (await self.connection.execute(locked, params)).first()
         if row is None:
             return None
         run = flow_run_from_row(row)
         if run.state_id is not None and (run.state is None or run.state.id != run.state_id):
-            row = (await self.connection.execute(_run_for_orchestration().where(flow_run.c.id == flow_run_id))).first()
+            row = (await self.connection.execute(_ORCHESTRATION_READ, params)).first()
             run = flow_run_from_row(row)
         return run
 
-    async def save_orchestration(self, run: FlowRun, now: datetime) -> None:
-        """Writes back what orchestration changed: the state pointer, the denormalized
-        state columns, timing bookkeeping and the policy, in one UPDATE."""
-        values: dict[str, Any] = {name: getattr(run, name) for name in ORCHESTRATED_COLUMNS}
-        values["state_type"] = run.state_type.value if run.state_type else None
-        values["empirical_policy"] = run.empirical_policy.to_json()
-        values["updated"] = now
-        await self.connection.execute(update(flow_run).where(flow_run.c.id == run.id).values(values))
+    async def save_transition(self, run: FlowRun, state: State, now: datetime) -> None:
+        """Appends `state` to the run's history and writes the run's orchestrated columns
+        (state pointer, denormalized state, timing bookkeeping, policy): one statement on
+        PostgreSQL (the INSERT rides in a CTE), two on SQLite. The statements are built
+        once; each call only binds values."""
+        values = {f"run_{name}": getattr(run, name) for name in ORCHESTRATED_COLUMNS}
+        values["run_state_type"] = run.state_type.value if run.state_type else None
+        values["run_empirical_policy"] = run.empirical_policy.to_json()
+        values["run_updated"] = now
+        values["run_key"] = run.id
+        state_row = state_values(run.id, state, now)
+        if self.dialect.is_sqlite:
+            await self.connection.execute(INSERT_STATE, state_row)
+            await self.connection.execute(SAVE_RUN, values)
+        else:
+            values.update({f"state_{name}": value for name, value in state_row.items()})
+            await self.connection.execute(SAVE_TRANSITION, values)
+
+    async def save_policy(self, flow_run_id: str, policy: dict[str, Any], now: datetime) -> None:
+        await self.connection.execute(
+            update(flow_run).where(flow_run.c.id == flow_run_id).values(empirical_policy=policy, updated=now)
+        )
 
     async def list(
         self, filters: ListFilters, sort: FlowRunSort, page: PageRequest, *, secret: str

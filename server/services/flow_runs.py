@@ -42,7 +42,7 @@ class FlowRunService(flow_run_service_pb2_grpc.FlowRunServiceServicer):
                     run=run, initial_state=None, proposed_state=initial, repos=uow.repos, now=now, force=True
                 )
                 await orchestrate(orchestration, MINIMAL_POLICY, orchestration.validate)
-                await uow.repos.flow_runs.save_orchestration(run, now)
+                await orchestration.finish()
         return pb.CreateFlowRunResponse(flow_run=to_proto.flow_run(run, now), created=created)
 
     async def GetFlowRun(self, request: pb.GetFlowRunRequest, context) -> pb.GetFlowRunResponse:

@@ -69,8 +69,10 @@ def json_value(value: Any) -> Value:
     elif isinstance(value, str):
         message.string_value = value
     elif isinstance(value, dict):
+        message.struct_value.SetInParent()  # an empty object is still an object
         message.struct_value.update(value)
     else:
+        message.list_value.SetInParent()
         message.list_value.extend(value)
     return message
 

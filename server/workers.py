@@ -1,0 +1,286 @@
+"""`--workers N`: N server processes on one port, so the service can use more than one core.
+
+One Python process runs Python code on one core at a time, and a flowrun call is mostly
+Python (protobuf, orchestration rules, SQLAlchemy). So the process the user started
+becomes a supervisor that serves nothing itself. It
+
+1. reserves the port (port 0 becomes a real one here) and holds it until the workers
+   listen, so nothing else can take it in between;
+2. migrates the database once, so workers never race each other's migrations;
+3. spawns N workers, fresh interpreters that inherit no gRPC or event-loop state, each
+   building the whole app and listening on the same host:port with SO_REUSEPORT;
+4. prints the one "flowrun serving on HOST:PORT" line when every worker serves;
+5. forwards SIGTERM/SIGINT to the workers and waits for their graceful stop (then kills
+   them), and if a worker dies on its own it stops the others and exits non-zero: the
+   service is either whole or gone, never half alive.
+
+The workers share nothing but the database, which is where every guarantee already
+lives (row locks, unique constraints, slot counts), exactly as with separate replicas.
+
+The kernel spreads *connections*, not calls, over the workers (a hash of the
+connection's addresses): a client with one channel talks to one worker for the channel's
+life, and only many channels spread the load. This is Linux behaviour; macOS accepts
+SO_REUSEPORT but gives every connection to one socket (grpc/grpc#27399, #40444), so there
+N > 1 fails with a clear error instead of quietly running on one core.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import multiprocessing
+import os
+import signal
+import socket
+import sys
+import time
+from dataclasses import dataclass
+from multiprocessing.connection import Connection, wait
+from multiprocessing.process import BaseProcess
+
+from server.app import build_app, run
+from server.config import Settings
+from server.db.engine import create_engine
+from server.db.migrate import migrate
+from server.db.unit_of_work import Database
+
+log = logging.getLogger("flowrun.workers")
+
+# The default on PostgreSQL: one worker per usable CPU, at most this many. See README
+# ("Several processes") for the measurements behind it.
+MAX_DEFAULT_WORKERS = 8
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+# Beyond the shutdown grace: time for a worker to close its pool and exit before SIGKILL.
+STOP_MARGIN_SECONDS = 5.0
+
+
+class WorkersError(Exception):
+    """A worker count this machine cannot run, or a port the workers cannot have."""
+
+
+def resolve_workers(settings: Settings, platform: str = sys.platform) -> int:
+    """The number of server processes: FLOWRUN_WORKERS / --workers, else the default."""
+    if settings.workers is None:
+        return default_workers(settings, platform)
+    if settings.workers > 1 and not (platform.startswith("linux") and hasattr(socket, "SO_REUSEPORT")):
+        raise WorkersError(
+            f"--workers {settings.workers} needs Linux: only there does SO_REUSEPORT spread connections over "
+            "processes (macOS gives every connection to one of them). Run one process per port behind a load "
+            "balancer instead, or --workers 1."
+        )
+    return settings.workers
+
+
+def default_workers(settings: Settings, platform: str = sys.platform) -> int:
+    """SQLite: 1, because one process queues its writers on an asyncio lock while several
+    processes contend through SQLite's sleeping busy handler. PostgreSQL on Linux: the
+    CPUs this process may run on, capped at MAX_DEFAULT_WORKERS."""
+    if settings.is_sqlite or not platform.startswith("linux"):
+        return 1
+    return max(1, min(len(os.sched_getaffinity(0)), MAX_DEFAULT_WORKERS))
+
+
+def serve(settings: Settings, count: int) -> int:
+    """Runs `count` workers on settings.host:settings.port until SIGTERM or SIGINT.
+    Returns the exit status: 0 after a requested stop in which every worker stopped
+    cleanly, 1 otherwise (a worker died, or one had to be killed)."""
+    signals = _StopSignals()
+    workers: list[Worker] = []
+    try:
+        with reserve_port(settings.host, settings.port) as reservation:
+            port = reservation.getsockname()[1]
+            if settings.migrate_on_start:
+                run(_migrate(settings))
+            if signals.received is None:
+                workers = _spawn(settings.model_copy(update={"port": port, "migrate_on_start": False}), count)
+            serving = bool(workers) and _wait_until_serving(workers, signals)
+        # Closed: the workers listen on the port now (or are about to be stopped).
+        if serving:
+            print(f"flowrun serving on {settings.host}:{port}", flush=True)
+            log.info("%d workers serving on %s:%d, pids %s", count, settings.host, port, [w.pid for w in workers])
+            requested = _supervise(workers, signals)
+        else:
+            requested = signals.received is not None
+        clean = _stop(workers, settings.shutdown_grace_seconds + STOP_MARGIN_SECONDS)
+        return 0 if requested and clean else 1
+    except BaseException:
+        _stop(workers, 0)
+        raise
+    finally:
+        signals.close()
+
+
+def reserve_port(host: str, port: int) -> socket.socket:
+    """Binds host:port (port 0: a free port) and returns the socket, bound with SO_REUSEPORT
+    but not listening. The kernel gives connections only to listening sockets, so this one
+    takes none, but while it is open nothing without SO_REUSEPORT can bind the port.
+
+    A first bind without SO_REUSEPORT fails if anything holds the port already, most
+    importantly another flowrun with workers: sharing its port would be silent, and each
+    connection would go to one of two unrelated services."""
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(
+            host.strip("[]") or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )[0]
+        with socket.socket(family, kind, proto) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # TIME_WAIT leftovers are fine
+            probe.bind(address)
+            address = probe.getsockname()
+        reservation = socket.socket(family, kind, proto)
+        try:
+            reservation.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            reservation.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+            reservation.bind(address)
+        except BaseException:
+            reservation.close()
+            raise
+    except OSError as exc:
+        raise WorkersError(f"cannot bind {host}:{port}: {exc.strerror or exc}") from exc
+    return reservation
+
+
+# --- the supervisor's side ------------------------------------------------------------
+
+
+@dataclass
+class Worker:
+    index: int
+    process: BaseProcess
+    channel: Connection  # the supervisor's end: "serving" arrives here; its closing tells the worker to go
+
+    @property
+    def pid(self) -> int | None:
+        return self.process.pid
+
+    def describe_exit(self) -> str:
+        code = self.process.exitcode
+        how = f"signal {signal.Signals(-code).name}" if code is not None and code < 0 else f"status {code}"
+        return f"worker {self.index} (pid {self.pid}) exited with {how}"
+
+
+class _StopSignals:
+    """SIGTERM and SIGINT as a file descriptor that `multiprocessing.connection.wait` can
+    wait on together with the workers. Installed before any worker exists, so no signal
+    between spawning and serving is lost."""
+
+    def __init__(self) -> None:
+        self.received: int | None = None
+        self._read, self._write = socket.socketpair()
+        self._write.setblocking(False)
+        self._previous = {signum: signal.signal(signum, self._handle) for signum in STOP_SIGNALS}
+
+    def _handle(self, signum: int, _frame: object) -> None:
+        if self.received is None:
+            self.received = signum
+        with contextlib.suppress(OSError):  # a full buffer already wakes the waiter
+            self._write.send(b"\0")
+
+    def fileno(self) -> int:
+        return self._read.fileno()
+
+    def close(self) -> None:
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
+        self._read.close()
+        self._write.close()
+
+
+def _spawn(settings: Settings, count: int) -> list[Worker]:
+    context = multiprocessing.get_context("spawn")
+    workers = []
+    for index in range(count):
+        ours, theirs = context.Pipe()
+        process = context.Process(target=_worker_main, args=(settings, index, theirs), name=f"flowrun-worker-{index}")
+        process.start()
+        theirs.close()
+        workers.append(Worker(index, process, ours))
+    return workers
+
+
+def _wait_until_serving(workers: list[Worker], signals: _StopSignals) -> bool:
+    """True once every worker reported serving; False on a stop signal or a worker's death."""
+    starting = {worker.channel: worker for worker in workers}
+    while starting:
+        for ready in wait([*starting, signals]):
+            if ready is signals:
+                log.info("%s before every worker was serving; stopping", signal.Signals(signals.received).name)
+                return False
+            worker = starting.pop(ready)
+            try:
+                worker.channel.recv()
+            except EOFError:  # its end closed: it exited before serving
+                worker.process.join()
+                log.error("%s before serving; stopping the others", worker.describe_exit())
+                return False
+    return True
+
+
+def _supervise(workers: list[Worker], signals: _StopSignals) -> bool:
+    """Waits for a stop signal (True) or the first worker to exit on its own (False)."""
+    exits = {worker.process.sentinel: worker for worker in workers}
+    for ready in wait([*exits, signals]):
+        if ready is not signals:
+            exits[ready].process.join()
+            log.error("%s while serving; stopping the others", exits[ready].describe_exit())
+            return False
+    log.info("%s: stopping %d workers", signal.Signals(signals.received).name, len(workers))
+    return True
+
+
+def _stop(workers: list[Worker], timeout: float) -> bool:
+    """SIGTERM to every live worker (each stops gracefully), SIGKILL to any still alive
+    after `timeout` seconds. True if every worker exited with status 0."""
+    for worker in workers:
+        if worker.process.exitcode is None:
+            worker.process.terminate()
+    deadline = time.monotonic() + timeout
+    for worker in workers:
+        worker.process.join(max(deadline - time.monotonic(), 0))
+    for worker in workers:
+        if worker.process.exitcode is None:
+            log.error("worker %d (pid %s) did not stop within %.0f s; killing it", worker.index, worker.pid, timeout)
+            worker.process.kill()
+            worker.process.join()
+        worker.channel.close()
+    return all(worker.process.exitcode == 0 for worker in workers)
+
+
+async def _migrate(settings: Settings) -> None:
+    database = Database(create_engine(settings))
+    try:
+        await migrate(database)
+    finally:
+        await database.dispose()
+
+
+# --- the worker's side ------------------------------------------------------------------
+
+
+def _worker_main(settings: Settings, index: int, channel: Connection) -> None:
+    """A worker process's entry point (a fresh interpreter: the "spawn" start method)."""
+    logging.basicConfig(
+        level=settings.log_level, format=f"%(asctime)s %(levelname)s %(name)s [worker {index}] %(message)s"
+    )
+    run(_serve_worker(settings, channel))
+
+
+async def _serve_worker(settings: Settings, channel: Connection) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in STOP_SIGNALS:
+        loop.add_signal_handler(signum, stop.set)
+
+    def supervisor_gone() -> None:
+        # The supervisor never writes after startup, so readable means end of file: it
+        # died without stopping us (SIGKILL, OOM). An orphan would keep the port half served.
+        loop.remove_reader(channel.fileno())
+        log.error("the supervisor is gone; stopping")
+        stop.set()
+
+    app = await build_app(settings, reuse_port=True)
+    await app.start()
+    channel.send(app.port)
+    loop.add_reader(channel.fileno(), supervisor_gone)
+    await stop.wait()
+    await app.stop()
