@@ -38,7 +38,7 @@ from typing import Any
 import grpc
 import pytest
 from google.protobuf.timestamp_pb2 import Timestamp
-from hypothesis import HealthCheck, given, note, settings
+from hypothesis import HealthCheck, event, given, note, settings
 from hypothesis import strategies as st
 
 from flowrun.v1 import filters_pb2, flow_run_service_pb2, flow_run_service_pb2_grpc, flow_service_pb2
@@ -47,7 +47,6 @@ from server.app import build_app
 from tests.conftest import create_postgres_database, drop_postgres_database, settings_for
 
 SEED = int(os.environ.get("FLOWRUN_TEST_SEED") or random.randrange(2**32))
-
 
 
 def examples(count: int) -> settings:
@@ -59,11 +58,15 @@ def examples(count: int) -> settings:
         suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
     )
 
+
 AND, OR = filters_pb2.FILTER_OPERATOR_AND, filters_pb2.FILTER_OPERATOR_OR
 OPERATORS = st.sampled_from([filters_pb2.FILTER_OPERATOR_UNSPECIFIED, AND, OR])
 STATE_TYPES = [value for value in state_pb2.StateType.values() if value != state_pb2.STATE_TYPE_UNSPECIFIED]
 FLOW_RUN_SORTS = list(filters_pb2.FlowRunSort.values())
 FLOW_SORTS = list(filters_pb2.FlowSort.values())
+# Every sort value, each its own test item, so that none is left to chance.
+EVERY_FLOW_RUN_SORT = pytest.mark.parametrize("sort", FLOW_RUN_SORTS, ids=filters_pb2.FlowRunSort.Name)
+EVERY_FLOW_SORT = pytest.mark.parametrize("sort", FLOW_SORTS, ids=filters_pb2.FlowSort.Name)
 FAR_FUTURE = datetime.max.replace(tzinfo=timezone.utc)
 FAR_PAST = datetime.min.replace(tzinfo=timezone.utc)
 
@@ -75,8 +78,21 @@ LIKES = ["a", "A", "_", "%", "a_b", "%_", "50%", "x", "X", "run", "RUN_", "un-",
 TAGS = ["a", "A", "b", "x_y", "xy", "50%"]
 VERSIONS = [None, "1.0", "1.1", "v2", "V2"]
 QUEUES = [None, "default", "Gpu_Queue", "gpu%q", "gpuXqueue"]
-STATE_NAMES = ["Pending", "Running", "Completed", "Failed", "Scheduled", "Late", "AwaitingRetry", "Cancelled",
-               "Crashed", "Paused", "Cancelling", "custom_name", "Custom%"]
+STATE_NAMES = [
+    "Pending",
+    "Running",
+    "Completed",
+    "Failed",
+    "Scheduled",
+    "Late",
+    "AwaitingRetry",
+    "Cancelled",
+    "Crashed",
+    "Paused",
+    "Cancelling",
+    "custom_name",
+    "Custom%",
+]
 
 
 # -- what the server returned, as plain values ------------------------------------------
@@ -391,12 +407,25 @@ class World:
     _runs: list[Run] | None = None
     _flows: list[Flow] | None = None
 
+    def __repr__(self) -> str:
+        return f"World(FLOWRUN_TEST_SEED={self.seed}, {len(self.flow_ids)} flows, {len(self.run_ids)} runs)"
+
+    def _repr_pretty_(self, printer, cycle) -> None:  # hypothesis's failure reports use this
+        printer.text(repr(self))
+
     async def snapshot(self) -> tuple[list[Run], list[Flow]]:
-        """Every run and flow as stored, read once per population change."""
+        """Every run and flow as stored (read once per population change), inside a
+        hypothesis example, where the population's seed becomes part of any failure."""
+        note(f"population: FLOWRUN_TEST_SEED={self.seed}")
+        return await self.read()
+
+    async def read(self) -> tuple[list[Run], list[Flow]]:
         if self._runs is None or self._flows is None:
             self._runs = (await page_runs(self, page_size=200)).items
             self._flows = (await page_flows(self, page_size=200)).items
-            assert {r.id for r in self._runs} == self.run_ids, f"stored runs differ from created ones (seed {self.seed})"
+            assert {r.id for r in self._runs} == self.run_ids, (
+                f"stored runs differ from created ones (seed {self.seed})"
+            )
             assert {f.id for f in self._flows} == self.flow_ids, f"stored flows differ (seed {self.seed})"
         return self._runs, self._flows
 
@@ -499,7 +528,7 @@ async def world(database_url, tmp_path_factory):
             )
             print(f"population seed: FLOWRUN_TEST_SEED={SEED}")
             await build_population(world, random.Random(SEED))
-            await world.snapshot()
+            await world.read()
             yield world
     finally:
         await app.stop(grace=0)
@@ -694,6 +723,11 @@ def _ids(items) -> list[str]:
     return [item.id for item in items]
 
 
+def record_selectivity(matched: int, total: int) -> None:
+    """Shown by --hypothesis-show-statistics: how often filters match none, some or all."""
+    event("matches " + ("none" if matched == 0 else "all" if matched == total else "some"))
+
+
 # -- filters ---------------------------------------------------------------------------------
 
 
@@ -704,7 +738,8 @@ async def test_list_and_count_flow_runs_match_the_model(world, data):
     filters = data.draw(optional_filters(world, runs, flows), label="filters")
     page_size = data.draw(st.sampled_from([200, 200, 7]), label="page_size")
     expected = expected_runs(runs, flows, filters)
-    note(f"seed {world.seed}; expected {len(expected)} of {len(runs)} runs")
+    note(f"expected {len(expected)} of {len(runs)} runs")
+    record_selectivity(len(expected), len(runs))
 
     pages = await page_runs(world, page_size=page_size, **filters)
     assert_well_formed(pages, page_size)
@@ -719,7 +754,8 @@ async def test_list_and_count_flows_match_the_model(world, data):
     runs, flows = await world.snapshot()
     filters = data.draw(optional_filters(world, runs, flows), label="filters")
     expected = expected_flows(runs, flows, filters)
-    note(f"seed {world.seed}; expected {len(expected)} of {len(flows)} flows")
+    note(f"expected {len(expected)} of {len(flows)} flows")
+    record_selectivity(len(expected), len(flows))
 
     pages = await page_flows(world, page_size=data.draw(st.sampled_from([200, 3]), label="page_size"), **filters)
     assert set(_ids(pages.items)) == set(_ids(expected))
@@ -749,11 +785,11 @@ async def test_an_empty_sub_filter_makes_an_or_true(world, data):
 # -- paging and order ----------------------------------------------------------------------
 
 
-@examples(40)
+@EVERY_FLOW_RUN_SORT
+@examples(5)
 @given(data=st.data())
-async def test_flow_run_pages_cover_the_ordered_result_exactly_once(world, data):
+async def test_flow_run_pages_cover_the_ordered_result_exactly_once(world, sort, data):
     runs, flows = await world.snapshot()
-    sort = data.draw(st.sampled_from(FLOW_RUN_SORTS), label="sort")
     page_size = data.draw(st.integers(1, 7), label="page_size")
     filters = data.draw(st.just({}) | optional_filters(world, runs, flows), label="filters")
 
@@ -767,11 +803,11 @@ async def test_flow_run_pages_cover_the_ordered_result_exactly_once(world, data)
     assert _ids(pages.items) == _ids(unpaged)
 
 
-@examples(25)
+@EVERY_FLOW_SORT
+@examples(6)
 @given(data=st.data())
-async def test_flow_pages_cover_the_ordered_result_exactly_once(world, data):
+async def test_flow_pages_cover_the_ordered_result_exactly_once(world, sort, data):
     runs, flows = await world.snapshot()
-    sort = data.draw(st.sampled_from(FLOW_SORTS), label="sort")
     page_size = data.draw(st.integers(1, 7), label="page_size")
     filters = data.draw(st.just({}) | optional_filters(world, runs, flows), label="filters")
 
@@ -785,16 +821,20 @@ async def test_flow_pages_cover_the_ordered_result_exactly_once(world, data):
     assert _ids(pages.items) == _ids(unpaged)
 
 
-@examples(12)
+# At least one insert after the first page, then up to two after each of the next four.
+INSERTS_PER_GAP = st.tuples(st.integers(1, 2), st.lists(st.integers(0, 2), max_size=4)).map(lambda t: [t[0], *t[1]])
+
+
+@EVERY_FLOW_RUN_SORT
+@examples(3)
 @given(data=st.data())
-async def test_inserting_runs_between_pages_never_repeats_or_skips(world, data):
+async def test_inserting_runs_between_pages_never_repeats_or_skips(world, sort, data):
     """Rows inserted while a client pages (anywhere in the order: random names and
     scheduled times) never make an already-seen run come back nor hide one that existed
     when paging began; what is returned stays in order."""
     runs, _ = await world.snapshot()
-    sort = data.draw(st.sampled_from(FLOW_RUN_SORTS), label="sort")
     page_size = data.draw(st.integers(1, 7), label="page_size")
-    inserts = data.draw(st.lists(st.integers(0, 2), min_size=1, max_size=6), label="inserts per gap")
+    inserts = data.draw(INSERTS_PER_GAP, label="inserts per gap")
     rng = random.Random(data.draw(st.integers(0, 2**32), label="insert seed"))
     # Scope to runs tagged "b" (the inserted ones carry it too), or to everything.
     filters = data.draw(st.sampled_from([{}, {"flow_run_filter": filters_pb2.FlowRunFilter(tags={"all": ["b"]})}]))
@@ -820,6 +860,7 @@ async def test_inserting_runs_between_pages_never_repeats_or_skips(world, data):
     finally:
         await world.delete_runs(inserted)
 
+    event(f"runs inserted while paging: {'none' if not inserted else 'some'}")
     ids = _ids(seen)
     assert len(ids) == len(set(ids)), "a run was returned twice"
     assert set(_ids(before)) <= set(ids), "a run that existed when paging began was skipped"
@@ -827,13 +868,13 @@ async def test_inserting_runs_between_pages_never_repeats_or_skips(world, data):
     assert is_ordered(seen, sort_runs, sort), "pages are out of order"
 
 
-@examples(10)
+@EVERY_FLOW_SORT
+@examples(3)
 @given(data=st.data())
-async def test_inserting_flows_between_pages_never_repeats_or_skips(world, data):
+async def test_inserting_flows_between_pages_never_repeats_or_skips(world, sort, data):
     _, flows = await world.snapshot()
-    sort = data.draw(st.sampled_from(FLOW_SORTS), label="sort")
     page_size = data.draw(st.integers(1, 4), label="page_size")
-    inserts = data.draw(st.lists(st.integers(0, 2), min_size=1, max_size=5), label="inserts per gap")
+    inserts = data.draw(INSERTS_PER_GAP, label="inserts per gap")
     names = st.text(alphabet="abcXYZ_-0", min_size=1, max_size=6)
 
     seen: list[Flow] = []
@@ -858,9 +899,11 @@ async def test_inserting_flows_between_pages_never_repeats_or_skips(world, data)
             await world.flows.DeleteFlow(flow_service_pb2.DeleteFlowRequest(flow_id=flow_id))
         world.changed()
 
+    event(f"flows inserted while paging: {'none' if not inserted else 'some'}")
     ids = _ids(seen)
     assert len(ids) == len(set(ids)), "a flow was returned twice"
     assert set(_ids(flows)) <= set(ids), "a flow that existed when paging began was skipped"
+    assert set(ids) <= set(_ids(flows)) | set(inserted)
     assert is_ordered(seen, sort_flows, sort), "pages are out of order"
 
 

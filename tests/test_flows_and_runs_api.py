@@ -17,6 +17,7 @@ from google.protobuf.struct_pb2 import Struct, Value
 from flowrun.v1 import filters_pb2, flow_pb2, flow_run_pb2, state_pb2
 from flowrun.v1 import flow_run_service_pb2 as runs_pb
 from flowrun.v1 import flow_service_pb2 as flows_pb
+from tests.factories import create_deployment
 from tests.rich_errors import expect_error
 
 SLUG = re.compile(r"^[a-z]+-[a-z]+$")
@@ -115,7 +116,9 @@ async def test_get_flow_by_name_is_exact(flows, unique):
     found = (await flows.GetFlowByName(flows_pb.GetFlowByNameRequest(name=f"Exact-{unique}"))).flow
     assert found == flow
     for near in (f"exact-{unique}", f"Exact-{unique} ", f"Exact-{unique[:-1]}"):
-        error = await expect_code(flows.GetFlowByName(flows_pb.GetFlowByNameRequest(name=near)), grpc.StatusCode.NOT_FOUND)
+        error = await expect_code(
+            flows.GetFlowByName(flows_pb.GetFlowByNameRequest(name=near)), grpc.StatusCode.NOT_FOUND
+        )
         assert error.reason == "FLOW_NOT_FOUND"
 
 
@@ -360,7 +363,12 @@ async def test_update_flow_run_fields_with_a_mask(flows, runs, unique):
     flow = await create_flow(flows, f"run-update-{unique}")
     run = await create_run(runs, flow.id, name="before", tags=["t"], flow_version="1", parameters=struct({"x": 1}))
     patch = flow_run_pb2.FlowRun(
-        id=run.id, name="after", tags=["u", "v"], flow_version="2", parameters=struct({"y": "z"}), infrastructure_pid="pid-7"
+        id=run.id,
+        name="after",
+        tags=["u", "v"],
+        flow_version="2",
+        parameters=struct({"y": "z"}),
+        infrastructure_pid="pid-7",
     )
     updated = (
         await runs.UpdateFlowRun(
@@ -434,12 +442,16 @@ async def test_update_flow_run_rejects_paths_that_are_not_updatable(flows, runs,
     assert stable(await get_run(runs, run.id)) == stable(run), "nothing was applied"
 
 
-async def test_job_variables_update_needs_a_scheduled_deployment_run(flows, runs, unique):
+async def test_job_variables_update_needs_a_scheduled_deployment_run(flows, runs, channel, unique):
     flow = await create_flow(flows, f"jobvars-{unique}")
-    request = lambda run_id: runs_pb.UpdateFlowRunRequest(  # noqa: E731
-        flow_run=flow_run_pb2.FlowRun(id=run_id, job_variables=struct({"memory": "2Gi"})), update_mask=mask("job_variables")
-    )
-    deployment_id = str(uuid.uuid4())
+
+    def request(run_id: str) -> runs_pb.UpdateFlowRunRequest:
+        return runs_pb.UpdateFlowRunRequest(
+            flow_run=flow_run_pb2.FlowRun(id=run_id, job_variables=struct({"memory": "2Gi"})),
+            update_mask=mask("job_variables"),
+        )
+
+    deployment_id = await create_deployment(channel, flow.id)
     pending = await create_run(runs, flow.id, deployment_id=deployment_id)
     await expect_code(runs.UpdateFlowRun(request(pending.id)), grpc.StatusCode.FAILED_PRECONDITION)
 
@@ -454,7 +466,9 @@ async def test_job_variables_update_needs_a_scheduled_deployment_run(flows, runs
 
 
 async def test_update_unknown_flow_run_is_not_found(runs):
-    request = runs_pb.UpdateFlowRunRequest(flow_run=flow_run_pb2.FlowRun(id=str(uuid.uuid4()), tags=["x"]), update_mask=mask("tags"))
+    request = runs_pb.UpdateFlowRunRequest(
+        flow_run=flow_run_pb2.FlowRun(id=str(uuid.uuid4()), tags=["x"]), update_mask=mask("tags")
+    )
     await expect_code(runs.UpdateFlowRun(request), grpc.StatusCode.NOT_FOUND)
 
 
@@ -471,7 +485,9 @@ async def test_delete_flow_run(flows, runs, unique):
 
     await expect_code(runs.GetFlowRun(runs_pb.GetFlowRunRequest(flow_run_id=run.id)), grpc.StatusCode.NOT_FOUND)
     for state in states:
-        await expect_code(runs.GetFlowRunState(runs_pb.GetFlowRunStateRequest(state_id=state.id)), grpc.StatusCode.NOT_FOUND)
+        await expect_code(
+            runs.GetFlowRunState(runs_pb.GetFlowRunStateRequest(state_id=state.id)), grpc.StatusCode.NOT_FOUND
+        )
     assert await history(runs, run.id) == []
     assert stable(await get_run(runs, sibling.id)) == stable(sibling)
     assert (await flows.GetFlow(flows_pb.GetFlowRequest(flow_id=flow.id))).flow == flow
@@ -503,7 +519,9 @@ async def test_delete_current_state_keeps_the_denormalized_type(flows, runs, uni
     assert after.state_id == "" and not after.HasField("state")
     assert (after.state_type, after.state_name) == (state_pb2.STATE_TYPE_RUNNING, "Busy")
     assert [s.id for s in await history(runs, run.id)] == [first_state.id]
-    await expect_code(runs.GetFlowRunState(runs_pb.GetFlowRunStateRequest(state_id=current.id)), grpc.StatusCode.NOT_FOUND)
+    await expect_code(
+        runs.GetFlowRunState(runs_pb.GetFlowRunStateRequest(state_id=current.id)), grpc.StatusCode.NOT_FOUND
+    )
     await expect_code(
         runs.DeleteFlowRunState(runs_pb.DeleteFlowRunStateRequest(state_id=current.id)), grpc.StatusCode.NOT_FOUND
     )
@@ -562,7 +580,10 @@ async def test_graph_of_a_run_without_task_runs(flows, runs, unique):
         state_pb2.STATE_TYPE_COMPLETED,
     ]
     since = graph.end_time
-    assert list((await runs.GetFlowRunGraph(runs_pb.GetFlowRunGraphRequest(flow_run_id=run.id, since=since))).graph.nodes) == []
+    assert (
+        list((await runs.GetFlowRunGraph(runs_pb.GetFlowRunGraphRequest(flow_run_id=run.id, since=since))).graph.nodes)
+        == []
+    )
 
 
 # -- result data ------------------------------------------------------------------------------------
@@ -600,11 +621,23 @@ async def test_unpersisted_data_is_echoed_but_not_stored(flows, runs, unique, pa
         0,
         False,
         "",
-        [],
-        {},
+        pytest.param([], id="empty-list"),
+        pytest.param({}, id="empty-object"),
     ],
-    ids=["result-record", "nested", "list", "string", "number", "true", "other-type",
-         "zero", "false", "empty-string", "empty-list", "empty-object"],
+    ids=[
+        "result-record",
+        "nested",
+        "list",
+        "string",
+        "number",
+        "true",
+        "other-type",
+        "zero",
+        "false",
+        "empty-string",
+        "empty-list",
+        "empty-object",
+    ],
 )
 async def test_persisted_data_is_stored_and_read_back(flows, runs, unique, payload):
     flow = await create_flow(flows, f"persisted-{unique}")

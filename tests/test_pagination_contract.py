@@ -150,7 +150,9 @@ async def test_page_size_may_change_between_pages(flows, few_flows):
 async def test_a_token_can_be_replayed(runs, few_runs):
     """Reads have no side effects: the same token gives the same page again."""
     first = await runs.ListFlowRuns(tagged_runs(few_runs, page_size=2))
-    again = [await runs.ListFlowRuns(tagged_runs(few_runs, page_size=2, page_token=first.next_page_token)) for _ in "ab"]
+    again = [
+        await runs.ListFlowRuns(tagged_runs(few_runs, page_size=2, page_token=first.next_page_token)) for _ in "ab"
+    ]
     assert [r.id for r in again[0].flow_runs] == [r.id for r in again[1].flow_runs]
     assert again[0].next_page_token == again[1].next_page_token
 
@@ -172,7 +174,9 @@ async def test_negative_page_size_is_invalid_and_names_page_size(flows, runs, pa
     calls.append(
         (
             "ListFlowRunStates",
-            runs.ListFlowRunStates(runs_pb.ListFlowRunStatesRequest(flow_run_id=str(uuid.uuid4()), page_size=page_size)),
+            runs.ListFlowRunStates(
+                runs_pb.ListFlowRunStatesRequest(flow_run_id=str(uuid.uuid4()), page_size=page_size)
+            ),
         )
     )
     for name, call in calls:
@@ -258,7 +262,9 @@ async def test_flow_run_token_replayed_with_another_filter_or_sort_is_invalid(ru
         )
     )
     # An explicit default sort is the same query as an unset one; any other sort is not.
-    await runs.ListFlowRuns(tagged_runs(few_runs, sort=filters_pb2.FLOW_RUN_SORT_ID_DESC, page_size=2, page_token=token))
+    await runs.ListFlowRuns(
+        tagged_runs(few_runs, sort=filters_pb2.FLOW_RUN_SORT_ID_DESC, page_size=2, page_token=token)
+    )
     for sort in (filters_pb2.FLOW_RUN_SORT_NAME_ASC, filters_pb2.FLOW_RUN_SORT_START_TIME_DESC):
         await expect_invalid_token(runs.ListFlowRuns(tagged_runs(few_runs, sort=sort, page_size=2, page_token=token)))
 
@@ -364,18 +370,20 @@ async def test_state_history_pages_oldest_first_with_default_200_and_cap_1000(fl
 
 async def test_state_history_token_is_bound_to_its_run(flows, runs, unique):
     flow = (await flows.CreateFlow(flows_pb.CreateFlowRequest(name=f"bound-{unique}"))).flow
-    one, two = [
-        (await runs.CreateFlowRun(runs_pb.CreateFlowRunRequest(flow_id=flow.id))).flow_run for _ in range(2)
-    ]
+    one, two = [(await runs.CreateFlowRun(runs_pb.CreateFlowRunRequest(flow_id=flow.id))).flow_run for _ in range(2)]
     for run in (one, two):
         await runs.SetFlowRunState(
             runs_pb.SetFlowRunStateRequest(
                 flow_run_id=run.id, state=state_pb2.StateCreate(type=state_pb2.STATE_TYPE_RUNNING), force=True
             )
         )
-    token = (await runs.ListFlowRunStates(runs_pb.ListFlowRunStatesRequest(flow_run_id=one.id, page_size=1))).next_page_token
+    token = (
+        await runs.ListFlowRunStates(runs_pb.ListFlowRunStatesRequest(flow_run_id=one.id, page_size=1))
+    ).next_page_token
     assert token
-    second = await runs.ListFlowRunStates(runs_pb.ListFlowRunStatesRequest(flow_run_id=one.id, page_size=1, page_token=token))
+    second = await runs.ListFlowRunStates(
+        runs_pb.ListFlowRunStatesRequest(flow_run_id=one.id, page_size=1, page_token=token)
+    )
     assert [s.type for s in second.states] == [state_pb2.STATE_TYPE_RUNNING] and second.next_page_token == ""
     await expect_invalid_token(
         runs.ListFlowRunStates(runs_pb.ListFlowRunStatesRequest(flow_run_id=two.id, page_size=1, page_token=token))
