@@ -13,6 +13,13 @@ from server.app import build_app, run
 from server.config import Settings
 
 
+def positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="flowrun-server", description="Serve the flowrun gRPC API.")
     parser.add_argument("--host", help="address to bind (env FLOWRUN_HOST, default 127.0.0.1)")
@@ -20,7 +27,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--database-url", help="SQLAlchemy async URL (env FLOWRUN_DATABASE_URL)")
     parser.add_argument(
         "--workers",
-        type=int,
+        type=positive_int,
         help="server processes sharing the port, Linux only (env FLOWRUN_WORKERS; default: 1 on SQLite, "
         f"on PostgreSQL the usable CPUs up to {workers.MAX_DEFAULT_WORKERS})",
     )

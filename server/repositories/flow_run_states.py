@@ -15,7 +15,8 @@ from server.repositories.paging import fetch_page, state_history_sort_key
 
 
 def state_from_row(row: Any, prefix: str = "") -> State:
-    get = row._mapping
+    """From a SQLAlchemy row or a plain mapping (the asyncpg fast path)."""
+    get = getattr(row, "_mapping", row)
     return State(
         id=get[f"{prefix}id"],
         type=StateType(get[f"{prefix}type"]),

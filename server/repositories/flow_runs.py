@@ -11,11 +11,13 @@ from sqlalchemy import Select, bindparam, delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 
 from server import errors
+from server.db.driver import asyncpg_connection
 from server.db.dialect import is_foreign_key_violation
 from server.db.tables import deployment, flow, flow_run, flow_run_state, task_run, work_pool, work_queue
 from server.domain.filters import FlowRunSort, ListFilters, PageRequest, fingerprint
 from server.domain.flow_runs import FlowRun, FlowRunCreate, FlowRunPolicy
 from server.domain.states import State, StateType
+from server.repositories import orchestration_sql as sql
 from server.repositories.base import Repository
 from server.repositories.filters import flow_run_where
 from server.repositories.flow_run_states import state_from_row, state_values
@@ -58,15 +60,14 @@ def _run_with_state() -> Select:
     )
 
 
-# The SetState writes, built once: only their bound values change per call.
-_RUN_SET = {name: bindparam(f"run_{name}") for name in (*ORCHESTRATED_COLUMNS, "empirical_policy", "updated")}
+# The SetState writes, built once: only their bound values change per call. SQLite runs
+# these SQLAlchemy statements; PostgreSQL one plain statement through asyncpg.
+RUN_WRITE_COLUMNS = (*ORCHESTRATED_COLUMNS, "empirical_policy", "updated")
 INSERT_STATE = flow_run_state.insert()
-SAVE_RUN = update(flow_run).where(flow_run.c.id == bindparam("run_key")).values(_RUN_SET)
-SAVE_TRANSITION = SAVE_RUN.add_cte(
-    flow_run_state.insert()
-    .values({column.name: bindparam(f"state_{column.name}") for column in flow_run_state.c})
-    .cte("new_state")
+SAVE_RUN = update(flow_run).where(flow_run.c.id == bindparam("run_key")).values(
+    {name: bindparam(f"run_{name}") for name in RUN_WRITE_COLUMNS}
 )
+_WRITE_TRANSITION = sql.write_transition_sql(RUN_WRITE_COLUMNS)
 
 
 def _run_for_orchestration() -> Select:
@@ -76,13 +77,13 @@ def _run_for_orchestration() -> Select:
     )
 
 
-_ORCHESTRATION_READ = _run_for_orchestration().where(flow_run.c.id == bindparam("flow_run_id"))
 # SQLite has no row locks: its IMMEDIATE transaction already holds the database lock.
-_ORCHESTRATION_READ_FOR_UPDATE = _ORCHESTRATION_READ.with_for_update(of=flow_run)
+_ORCHESTRATION_READ = _run_for_orchestration().where(flow_run.c.id == bindparam("flow_run_id"))
 
 
 def flow_run_from_row(row: Any) -> FlowRun:
-    m = row._mapping
+    """From a SQLAlchemy row or a plain mapping (the asyncpg fast path)."""
+    m = getattr(row, "_mapping", row)
     has_state = m[f"{STATE_PREFIX}id"] is not None
     # A queued run shows its queue's and pool's names, not the stored work_queue_name.
     queued = m.get(f"{QUEUE_PREFIX}name") is not None
@@ -207,15 +208,19 @@ class FlowRunRepository(Repository):
         the re-checked run row is the latest, but its join partner comes from the
         statement's snapshot, where the new state row does not exist yet. The lock is
         ours by then, so a second read sees the state that transaction committed."""
-        params = {"flow_run_id": flow_run_id}
-        locked = _ORCHESTRATION_READ if self.dialect.is_sqlite else _ORCHESTRATION_READ_FOR_UPDATE
-        row = (await self.connection.execute(locked, params)).first()
-        if row is None:
+        if not self.dialect.is_sqlite:
+            return await self._get_for_orchestration_pg(flow_run_id)
+        row = (await self.connection.execute(_ORCHESTRATION_READ, {"flow_run_id": flow_run_id})).first()
+        return flow_run_from_row(row) if row else None
+
+    async def _get_for_orchestration_pg(self, flow_run_id: str) -> FlowRun | None:
+        pg = await asyncpg_connection(self.connection)
+        record = await pg.fetchrow(sql.READ_RUN_FOR_UPDATE + sql.LOCK, flow_run_id)
+        if record is None:
             return None
-        run = flow_run_from_row(row)
+        run = flow_run_from_row(sql.as_mapping(record))
         if run.state_id is not None and (run.state is None or run.state.id != run.state_id):
-            row = (await self.connection.execute(_ORCHESTRATION_READ, params)).first()
-            run = flow_run_from_row(row)
+            run = flow_run_from_row(sql.as_mapping(await pg.fetchrow(sql.READ_RUN_FOR_UPDATE, flow_run_id)))
         return run
 
     async def save_transition(self, run: FlowRun, state: State, now: datetime) -> None:
@@ -223,18 +228,19 @@ class FlowRunRepository(Repository):
         (state pointer, denormalized state, timing bookkeeping, policy): one statement on
         PostgreSQL (the INSERT rides in a CTE), two on SQLite. The statements are built
         once; each call only binds values."""
-        values = {f"run_{name}": getattr(run, name) for name in ORCHESTRATED_COLUMNS}
-        values["run_state_type"] = run.state_type.value if run.state_type else None
-        values["run_empirical_policy"] = run.empirical_policy.to_json()
-        values["run_updated"] = now
-        values["run_key"] = run.id
+        columns = {name: getattr(run, name) for name in ORCHESTRATED_COLUMNS}
+        columns["state_type"] = run.state_type.value if run.state_type else None
+        columns["empirical_policy"] = run.empirical_policy.to_json()
+        columns["updated"] = now
         state_row = state_values(run.id, state, now)
         if self.dialect.is_sqlite:
             await self.connection.execute(INSERT_STATE, state_row)
-            await self.connection.execute(SAVE_RUN, values)
+            await self.connection.execute(SAVE_RUN, {f"run_{name}": value for name, value in columns.items()} | {"run_key": run.id})
         else:
-            values.update({f"state_{name}": value for name, value in state_row.items()})
-            await self.connection.execute(SAVE_TRANSITION, values)
+            pg = await asyncpg_connection(self.connection)
+            await pg.execute(
+                _WRITE_TRANSITION, *sql.write_transition_args(state_row, columns, RUN_WRITE_COLUMNS, run.id)
+            )
 
     async def save_policy(self, flow_run_id: str, policy: dict[str, Any], now: datetime) -> None:
         await self.connection.execute(

@@ -1,0 +1,64 @@
+"""The SetState read and write for PostgreSQL as plain SQL for asyncpg, generated from
+the table definitions so they cannot drift from the schema. asyncpg prepares each once
+per connection; a call then costs a fraction of building and executing it through
+SQLAlchemy. (SQLite keeps the SQLAlchemy statements: it is in-process and simple.)"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Mapping
+from typing import Any
+
+from server.db.tables import flow_run, flow_run_state
+
+STATE_PREFIX = "current_state_"
+
+READ_RUN_FOR_UPDATE = (
+    "SELECT "
+    + ", ".join(f"flow_run.{column.name}" for column in flow_run.c)
+    + ", "
+    + ", ".join(f"flow_run_state.{column.name} AS {STATE_PREFIX}{column.name}" for column in flow_run_state.c)
+    + " FROM flow_run LEFT OUTER JOIN flow_run_state ON flow_run_state.id = flow_run.state_id"
+    + " WHERE flow_run.id = $1"
+)
+LOCK = " FOR UPDATE OF flow_run"
+
+
+def write_transition_sql(run_columns: tuple[str, ...]) -> str:
+    """INSERT the new state (in a CTE) and UPDATE the run's `run_columns`, one statement.
+    Parameters: the state's columns in table order, then the run's columns, then its id."""
+    state_columns = [column.name for column in flow_run_state.c]
+    state_params = ", ".join(f"${index}" for index in range(1, len(state_columns) + 1))
+    offset = len(state_columns)
+    assignments = ", ".join(f"{name} = ${offset + index}" for index, name in enumerate(run_columns, start=1))
+    return (
+        f"WITH new_state AS (INSERT INTO flow_run_state ({', '.join(state_columns)}) VALUES ({state_params})) "
+        f"UPDATE flow_run SET {assignments} WHERE id = ${offset + len(run_columns) + 1}"
+    )
+
+
+STATE_COLUMNS = tuple(column.name for column in flow_run_state.c)
+_JSON_COLUMNS = frozenset({"state_details", "data", "empirical_policy"})
+
+
+def write_transition_args(
+    state_row: Mapping[str, Any], run_columns: Mapping[str, Any], run_column_order: tuple[str, ...], run_id: str
+) -> list[Any]:
+    """The arguments of write_transition_sql, JSON columns serialized (the connection's
+    jsonb codec, set up by SQLAlchemy, takes text)."""
+    args = [_param(name, state_row[name]) for name in STATE_COLUMNS]
+    args += [_param(name, run_columns[name]) for name in run_column_order]
+    args.append(run_id)
+    return args
+
+
+def _param(name: str, value: Any) -> Any:
+    if name in _JSON_COLUMNS and value is not None:
+        return json.dumps(value)
+    return value
+
+
+def as_mapping(record: Mapping[str, Any]) -> dict[str, Any]:
+    """asyncpg returns uuid objects; the domain holds ids as text."""
+    return {key: str(value) if isinstance(value, uuid.UUID) else value for key, value in record.items()}
