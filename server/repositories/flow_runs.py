@@ -84,7 +84,7 @@ _ORCHESTRATION_READ = _run_for_orchestration().where(flow_run.c.id == bindparam(
 def flow_run_from_row(row: Any) -> FlowRun:
     """From a SQLAlchemy row or a plain mapping (the asyncpg fast path)."""
     m = getattr(row, "_mapping", row)
-    has_state = m[f"{STATE_PREFIX}id"] is not None
+    has_state = m.get(f"{STATE_PREFIX}id") is not None
     # A queued run shows its queue's and pool's names, not the stored work_queue_name.
     queued = m.get(f"{QUEUE_PREFIX}name") is not None
     return FlowRun(
@@ -180,13 +180,15 @@ class FlowRunRepository(Repository):
         if new.idempotency_key is not None:
             insert = insert.on_conflict_do_nothing(index_elements=["flow_id", "idempotency_key"])
         try:
-            inserted = (await self.connection.execute(insert.returning(flow_run.c.id))).first()
+            inserted = (await self.connection.execute(insert.returning(*flow_run.c))).first()
         except IntegrityError as exc:
             if is_foreign_key_violation(exc):  # the flow was deleted concurrently
                 raise errors.flow_not_found(new.flow_id) from exc
             raise
         if inserted is not None:
-            run = await self.get(inserted.id)
+            if work_queue_id is None:  # a new run has no state: the inserted row is all of it
+                return flow_run_from_row(inserted), True
+            run = await self.get(inserted.id)  # with its queue's and pool's names
             assert run is not None
             return run, True
         query = _run_with_state().where(
