@@ -29,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import multiprocessing
 import os
 import signal
@@ -38,6 +39,7 @@ import time
 from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
 from multiprocessing.process import BaseProcess
+from pathlib import Path
 
 from server.app import build_app, run
 from server.config import Settings
@@ -75,10 +77,32 @@ def resolve_workers(settings: Settings, platform: str = sys.platform) -> int:
 def default_workers(settings: Settings, platform: str = sys.platform) -> int:
     """SQLite: 1, because one process queues its writers on an asyncio lock while several
     processes contend through SQLite's sleeping busy handler. PostgreSQL on Linux: the
-    CPUs this process may run on, capped at MAX_DEFAULT_WORKERS."""
+    CPUs this process may use, capped at MAX_DEFAULT_WORKERS."""
     if settings.is_sqlite or not platform.startswith("linux"):
         return 1
-    return max(1, min(len(os.sched_getaffinity(0)), MAX_DEFAULT_WORKERS))
+    return min(usable_cpus(), MAX_DEFAULT_WORKERS)
+
+
+def usable_cpus() -> int:
+    """The CPUs this process may run on (its affinity), lowered to a container's CPU quota
+    (`docker --cpus`, a Kubernetes CPU limit), which the affinity does not show: a
+    2-CPU container on a 64-core host must not start 8 workers."""
+    cpus = len(os.sched_getaffinity(0))
+    quota = _container_cpu_quota()
+    return max(1, min(cpus, math.ceil(quota))) if quota else cpus
+
+
+def _container_cpu_quota() -> float | None:
+    """CPUs' worth of time per period the cgroup may use (v2 cpu.max, else v1 CFS quota),
+    as the container sees its own cgroup at /sys/fs/cgroup; None when unlimited."""
+    with contextlib.suppress(OSError, ValueError):
+        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()
+        return None if quota == "max" else int(quota) / int(period)
+    with contextlib.suppress(OSError, ValueError):
+        quota = int(Path("/sys/fs/cgroup/cpu/cpu.cfs_quota_us").read_text())
+        period = int(Path("/sys/fs/cgroup/cpu/cpu.cfs_period_us").read_text())
+        return quota / period if quota > 0 else None
+    return None
 
 
 def serve(settings: Settings, count: int) -> int:

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from server.domain.states import State, StateType
+from server.domain.states import State, StateType, estimated_run_time
 
 
 @dataclass(slots=True)
@@ -95,10 +95,7 @@ class FlowRun:
     state: State | None = None
 
     def estimated_run_time(self, now: datetime) -> timedelta:
-        total = timedelta(seconds=self.total_run_time)
-        if self.state_type == StateType.RUNNING and self.state_timestamp is not None:
-            total += now - self.state_timestamp
-        return total
+        return estimated_run_time(self.total_run_time, self.state_type, self.state_timestamp, now)
 
     def estimated_start_time_delta(self, now: datetime) -> timedelta:
         expected = self.expected_start_time

@@ -6,7 +6,7 @@ import os
 import time
 import uuid
 from dataclasses import dataclass, field, fields
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
@@ -143,3 +143,13 @@ def new_state_id() -> uuid.UUID:
     value = value & ~(0xF << 76) | 0x7 << 76  # version 7
     value = value & ~(0x3 << 62) | 0x2 << 62  # RFC 4122 variant
     return uuid.UUID(int=value)
+
+
+def estimated_run_time(
+    total_run_time: float, state_type: StateType | None, state_timestamp: datetime | None, now: datetime
+) -> timedelta:
+    """Time spent running: the finished stretches plus, while RUNNING, the current one."""
+    total = timedelta(seconds=total_run_time)
+    if state_type == StateType.RUNNING and state_timestamp is not None:
+        total += now - state_timestamp
+    return total

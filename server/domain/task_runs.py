@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
-from server.domain.states import State, StateType
+from server.domain.states import State, StateType, estimated_run_time
 
 PARENTS_KEY = "__parents__"
 TaskInputs = dict[str, list[dict[str, Any]]]
@@ -81,10 +81,7 @@ class TaskRun:
     state: State | None = None
 
     def estimated_run_time(self, now: datetime) -> timedelta:
-        total = timedelta(seconds=self.total_run_time)
-        if self.state_type == StateType.RUNNING and self.state_timestamp is not None:
-            total += now - self.state_timestamp
-        return total
+        return estimated_run_time(self.total_run_time, self.state_type, self.state_timestamp, now)
 
 
 @dataclass(slots=True)
@@ -141,10 +138,7 @@ class TaskRunDependency:
     state_timestamp: datetime | None
 
     def estimated_run_time(self, now: datetime) -> timedelta:
-        total = timedelta(seconds=self.total_run_time)
-        if self.state_type == StateType.RUNNING and self.state_timestamp is not None:
-            total += now - self.state_timestamp
-        return total
+        return estimated_run_time(self.total_run_time, self.state_type, self.state_timestamp, now)
 
     @property
     def untrackable_result(self) -> bool:

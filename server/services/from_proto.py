@@ -257,18 +257,19 @@ def _is_set(message: Message, name: str) -> bool:
     return bool(len(value)) if field.is_repeated else bool(value)
 
 
-def set_state_request(request: Message, now: datetime) -> tuple[str, State, bool]:
-    """(flow_run_id, stamped proposal, force) of a SetFlowRunStateRequest."""
+def set_state_request(request: Message, now: datetime, id_field: str = "flow_run_id") -> tuple[str, State, bool]:
+    """(run id, stamped proposal, force) of a SetFlowRunStateRequest, or of a
+    SetTaskRunStateRequest with id_field="task_run_id"."""
     violations = Violations()
-    flow_run_id = uuid_text(request.flow_run_id, "flow_run_id", violations)
+    run_id = uuid_text(getattr(request, id_field), id_field, violations)
     proposed = None
     if not request.HasField("state"):
         violations.add("state", "is required")
     else:
         proposed = proposed_state(request.state, "state", now, violations)
     violations.raise_if_any()
-    assert flow_run_id is not None and proposed is not None
-    return flow_run_id, proposed, request.force
+    assert run_id is not None and proposed is not None
+    return run_id, proposed, request.force
 
 
 def flow_run_update(resource: flow_run_pb2.FlowRun, paths: list[str], max_parameter_bytes: int) -> dict[str, Any]:
@@ -365,20 +366,6 @@ def task_run_create(request: Message, now: datetime) -> TaskRunCreate:
         new.state = proposed_state(request.state, "state", now, violations)
     violations.raise_if_any()
     return new
-
-
-def set_task_run_state_request(request: Message, now: datetime) -> tuple[str, State, bool]:
-    """(task_run_id, stamped proposal, force) of a SetTaskRunStateRequest."""
-    violations = Violations()
-    task_run_id = uuid_text(request.task_run_id, "task_run_id", violations)
-    proposed = None
-    if not request.HasField("state"):
-        violations.add("state", "is required")
-    else:
-        proposed = proposed_state(request.state, "state", now, violations)
-    violations.raise_if_any()
-    assert task_run_id is not None and proposed is not None
-    return task_run_id, proposed, request.force
 
 
 # -- deployments, work pools and work queues ------------------------------------------------

@@ -53,7 +53,7 @@ class TaskRunService(task_run_service_pb2_grpc.TaskRunServiceServicer):
 
     async def SetTaskRunState(self, request: pb.SetTaskRunStateRequest, context) -> pb.SetTaskRunStateResponse:
         now = clock.now()
-        task_run_id, proposed, force = from_proto.set_task_run_state_request(request, now)
+        task_run_id, proposed, force = from_proto.set_state_request(request, now, "task_run_id")
         async with self._db.unit_of_work(write=True) as uow:
             orchestration = await set_task_run_state(uow.repos, task_run_id, proposed, now, force=force)
         return to_proto.set_state_response(orchestration, pb.SetTaskRunStateResponse)
