@@ -26,7 +26,14 @@ HOST = "127.0.0.1"
 class ServerProcess:
     """One server process. `port` is known once `wait_until_serving()` returned."""
 
-    def __init__(self, database_url: str, *, log_path: Path | None = None, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        database_url: str,
+        *,
+        log_path: Path | None = None,
+        env: dict[str, str] | None = None,
+        args: list[str] | None = None,
+    ) -> None:
         self.database_url = database_url
         self.port: int | None = None
         self.log_path = log_path
@@ -39,11 +46,12 @@ class ServerProcess:
             "FLOWRUN_PORT": "0",
             "FLOWRUN_SHUTDOWN_GRACE_SECONDS": "1",
             "FLOWRUN_LOG_LEVEL": "WARNING",
+            "FLOWRUN_WORKERS": "1",  # one process per handle unless the test asks (args: --workers N)
             "PYTHONUNBUFFERED": "1",
             **(env or {}),
         }
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "server"],
+            [sys.executable, "-m", "server", *(args or [])],
             cwd=REPO,
             env=env,
             stdin=subprocess.DEVNULL,
