@@ -5,9 +5,9 @@ a fraction of what PostgreSQL alone does on the same machine.
 The script (bench/pgbench/set-state.sql) is not written by hand: it is captured from
 the server's own code. A real transition (PENDING -> RUNNING on a seeded run) is run
 through the same repository calls and policy as the orchestration interceptor
-(get_for_orchestration, the core and global policies, FlowRunStateRepository.insert,
-save_orchestration), every statement the engine sends is recorded with its bound
-parameters, and the transaction is rolled back. The parameters become pgbench
+(get_for_orchestration, the core and global policies, the context's validate, which
+writes the state and the run in one statement), every statement sent to asyncpg is
+recorded with its bound parameters, and the transaction is rolled back. The parameters become pgbench
 expressions: the run id a random seeded run, the new state id a random UUID,
 timestamps now(), everything else the literal the server bound. So the replay is the
 same statements, in the same transaction, with the same round trips (BEGIN, SELECT
@@ -39,10 +39,11 @@ STATE_EXPR = "md5(:sid::text || ':' || :client_id::text)::uuid"
 _PLACEHOLDER = re.compile(r"\$(\d+)")
 
 
-async def capture_set_state(database_url: str, run_number: int) -> list[tuple[str, list[str], list]]:
+async def capture_set_state(database_url: str, run_number: int) -> list[tuple[str, list]]:
     """Runs one PENDING -> RUNNING transition exactly as the interceptor does and returns
-    the statements sent, each as (sql, parameter names, bound values); rolls back."""
-    from sqlalchemy import event
+    the statements it sends (as (sql, bound values)); rolls back. On PostgreSQL the
+    SetState read and write go straight to asyncpg, so that is where they are recorded."""
+    import asyncpg
 
     from server.config import Settings
     from server.db.engine import create_engine
@@ -53,40 +54,50 @@ async def capture_set_state(database_url: str, run_number: int) -> list[tuple[st
     from server.orchestration.policies import policy_for
 
     database = Database(create_engine(Settings(database_url=database_url)))
-    captured: list[tuple[str, list[str], list]] = []
+    captured: list[tuple[str, list]] = []
+    recording = False
+    originals = {name: getattr(asyncpg.Connection, name) for name in ("fetchrow", "execute")}
 
-    def record(conn, cursor, statement, parameters, context, executemany) -> None:
-        names = list(context.compiled.positiontup or []) if context.compiled is not None else []
-        captured.append((statement, names, list(parameters or [])))
+    def recorder(name):
+        original = originals[name]
+
+        async def record(self, query, *args, **kwargs):
+            if recording:
+                captured.append((query, list(args)))
+            return await original(self, query, *args, **kwargs)
+
+        return record
 
     class Rollback(Exception):
         pass
 
     run_id = seeding.run_id(run_number)
+    for name in originals:
+        setattr(asyncpg.Connection, name, recorder(name))
     try:
         async with database.unit_of_work(write=True) as uow:
             # Force the run to PENDING first (not captured), so the replayed step is
             # the PENDING -> RUNNING transition under the core policy, which touches
             # the most columns.
-            run = await uow.repos.flow_runs.get_for_orchestration(run_id)
-            assert run is not None, f"seeded run {run_number} not found"
             now = datetime.now(timezone.utc)
             for proposed_type in (StateType.PENDING, StateType.RUNNING):
-                if proposed_type == StateType.RUNNING:
-                    event.listen(database.engine.sync_engine, "before_cursor_execute", record)
-                    run = await uow.repos.flow_runs.get_for_orchestration(run_id)
+                recording = proposed_type == StateType.RUNNING
+                run = await uow.repos.flow_runs.get_for_orchestration(run_id)
+                assert run is not None, f"seeded run {run_number} not found"
                 proposed = State(type=proposed_type, name=proposed_type.default_name, timestamp=now)
                 context = OrchestrationContext(
                     run=run, initial_state=run.state, proposed_state=proposed, repos=uow.repos, now=now
                 )
                 await orchestrate(context, policy_for(proposed_type == StateType.PENDING), context.validate)
-                await uow.repos.flow_runs.save_orchestration(run, now)
+                await context.finish()
                 now = datetime.now(timezone.utc)
+            recording = False
             raise Rollback
     except Rollback:
         pass
     finally:
-        event.remove(database.engine.sync_engine, "before_cursor_execute", record)
+        for name, original in originals.items():
+            setattr(asyncpg.Connection, name, original)
         await database.dispose()
     return captured
 
@@ -114,17 +125,19 @@ def _expression(value, run_id: str, state_id: str) -> str:
     if isinstance(value, str) and (run_id in value or state_id in value):
         # JSON that mentions the run or the state: substitute the ids at run time.
         marked = value.replace(run_id, "@run@").replace(state_id, "@state@")
-        return f"replace(replace({_literal(marked)}, '@run@', {RUN_EXPR}::text), '@state@', {STATE_EXPR}::text)"
+        replaced = f"replace(replace({_literal(marked)}, '@run@', {RUN_EXPR}::text), '@state@', {STATE_EXPR}::text)"
+        # replace() yields text; a JSON column needs it cast (the server binds jsonb).
+        return f"({replaced})::jsonb" if value.lstrip().startswith(("{", "[")) else replaced
     literal = _literal(value)
     if re.search(r":[A-Za-z0-9_]", literal):  # pgbench would read it as a variable
         raise ValueError(f"literal {literal!r} cannot be written into a pgbench script")
     return literal
 
 
-def render_script(captured: list[tuple[str, list[str], list]], run_number: int) -> str:
+def render_script(captured: list[tuple[str, list]], run_number: int) -> str:
     run_id = seeding.run_id(run_number)
-    insert = next(c for c in captured if c[0].lstrip().upper().startswith("INSERT INTO FLOW_RUN_STATE"))
-    state_id = str(insert[2][insert[1].index("id")])
+    write = next(c for c in captured if "INSERT INTO flow_run_state" in c[0])
+    state_id = str(write[1][0])  # the new state's id is the write's first parameter
     lines = [
         "-- One flowrun SetFlowRunState (PENDING -> RUNNING), as the server sends it.",
         "-- Generated by bench/pgbench_ceiling.py from the server's repositories and policy;",
@@ -133,7 +146,7 @@ def render_script(captured: list[tuple[str, list[str], list]], run_number: int) 
         "\\set sid random(1, 9223372036854775806)",
         "BEGIN;",
     ]
-    for statement, _names, values in captured:
+    for statement, values in captured:
         sql = _PLACEHOLDER.sub(lambda m: _expression(values[int(m.group(1)) - 1], run_id, state_id), statement)
         lines.append(" ".join(sql.split()) + ";")
     lines.append("COMMIT;")
@@ -142,9 +155,9 @@ def render_script(captured: list[tuple[str, list[str], list]], run_number: int) 
 
 def write_script(database_url: str, run_number: int = 1) -> str:
     captured = asyncio.run(capture_set_state(database_url, run_number))
-    kinds = [" ".join(sql.split()[:3]).upper() for sql, _, _ in captured]
-    if len(captured) != 3:
-        raise RuntimeError(f"expected SELECT, INSERT, UPDATE for one SetState, captured: {kinds}")
+    kinds = [" ".join(sql.split()[:3]).upper() for sql, _ in captured]
+    if len(captured) != 2:
+        raise RuntimeError(f"expected the locked SELECT and the state+run write for one SetState, captured: {kinds}")
     script = render_script(captured, run_number)
     SCRIPT.parent.mkdir(parents=True, exist_ok=True)
     SCRIPT.write_text(script)
