@@ -33,6 +33,8 @@ class ServerProcess:
         log_path: Path | None = None,
         env: dict[str, str] | None = None,
         args: list[str] | None = None,
+        command: list[str] | None = None,
+        cwd: Path = REPO,
     ) -> None:
         self.database_url = database_url
         self.port: int | None = None
@@ -51,8 +53,8 @@ class ServerProcess:
             **(env or {}),
         }
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "server", *(args or [])],
-            cwd=REPO,
+            [*(command or [sys.executable, "-m", "server"]), *(args or [])],
+            cwd=cwd,
             env=env,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
