@@ -18,6 +18,8 @@ by one call and refused (ABORT / REJECT to the current state) to another: under 
 conditions these tests keep (no deployments, retries, infrastructure pids, pause
 timeouts, result data or custom names) the policy's answer depends on nothing else, so a
 call that saw a different state than the history claims shows up as a contradiction.
+Each unforced answer must also be the core policy's own for that pair (CORE_POLICY_ACCEPTS,
+the decision table): so every history is a valid chain under the policy.
 """
 
 from __future__ import annotations
@@ -49,6 +51,26 @@ CANCELLED = state_pb2.STATE_TYPE_CANCELLED
 CANCELLING = state_pb2.STATE_TYPE_CANCELLING
 PAUSED = state_pb2.STATE_TYPE_PAUSED
 STATE_TYPES = [value for value in state_pb2.StateType.values() if value != state_pb2.STATE_TYPE_UNSPECIFIED]
+
+# The core policy's ACCEPT cells (README "Transition rules", spec section 7) for runs like
+# these: no deployment, retries, infrastructure pid, result data or pause timeout, default
+# names, scheduled times already due. Every other unforced (current, proposed) pair is
+# refused (ABORT or REJECT), or for SCHEDULED -> CANCELLING replaced by CANCELLED.
+_T = {name: state_pb2.StateType.Value(f"STATE_TYPE_{name}") for name in (
+    "SCHEDULED", "PENDING", "RUNNING", "COMPLETED", "FAILED", "CANCELLED", "CRASHED", "PAUSED", "CANCELLING"
+)}
+_ACCEPTS = {
+    "SCHEDULED": "SCHEDULED PENDING RUNNING COMPLETED FAILED CANCELLED CRASHED",
+    "PENDING": "SCHEDULED RUNNING COMPLETED FAILED CANCELLED CRASHED CANCELLING",
+    "RUNNING": "SCHEDULED RUNNING COMPLETED FAILED CANCELLED CRASHED PAUSED CANCELLING",
+    "COMPLETED": "PENDING RUNNING COMPLETED FAILED CANCELLED",
+    "FAILED": "PENDING RUNNING COMPLETED FAILED CANCELLED",
+    "CANCELLED": "RUNNING COMPLETED FAILED CANCELLED",
+    "CRASHED": "PENDING RUNNING COMPLETED FAILED CANCELLED",
+    "PAUSED": "SCHEDULED RUNNING COMPLETED FAILED CANCELLED CRASHED CANCELLING",
+    "CANCELLING": "CANCELLED",
+}
+CORE_POLICY_ACCEPTS = {(_T[initial], _T[proposed]) for initial, row in _ACCEPTS.items() for proposed in row.split()}
 CALL_TIMEOUT_SECONDS = 30
 
 
@@ -207,6 +229,11 @@ def check_policy_consistency(record: RunRecord, history: Sequence[state_pb2.Stat
                 f"forced CANCELLING accepted after SCHEDULED: {call.describe()}\n{context}"
             )
         same_tid = bool(call.transition_id) and call.transition_id == predecessor.state_details.transition_id
+        if not call.force:
+            assert not same_tid and (predecessor.type, call.proposed) in CORE_POLICY_ACCEPTS, (
+                f"the core policy accepted {type_name(predecessor.type)} -> {type_name(call.proposed)}"
+                f" (same transition id: {same_tid}): {call.describe()}\n{context}"
+            )
         written[(predecessor.type, call.proposed, call.force, same_tid)] = f"{predecessor.id} -> {call.describe()}"
     for call in record.calls:
         refused = call.status == ABORT or (call.status == REJECT and call.state.id not in reject_written)
@@ -215,6 +242,11 @@ def check_policy_consistency(record: RunRecord, history: Sequence[state_pb2.Stat
         current = call.state
         same_tid = bool(call.transition_id) and call.transition_id == current.state_details.transition_id
         key = (current.type, call.proposed, call.force, same_tid)
+        if not call.force and not same_tid:
+            assert (current.type, call.proposed) not in CORE_POLICY_ACCEPTS, (
+                f"the core policy refused {type_name(current.type)} -> {type_name(call.proposed)}: {call.describe()}"
+                f"\n{context}"
+            )
         assert key not in written, (
             f"{type_name(key[0])} -> {type_name(key[1])} (force={key[2]}, same transition id={key[3]}) was refused "
             f"to {call.describe()} but written by {written[key]}: a call saw another state than the history says\n"
