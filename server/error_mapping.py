@@ -8,6 +8,7 @@ import asyncio
 import logging
 import uuid
 
+import asyncpg
 import grpc
 from google.protobuf import any_pb2, duration_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
@@ -46,15 +47,21 @@ def _retry_info(seconds: float) -> error_details_pb2.RetryInfo:
     return error_details_pb2.RetryInfo(retry_delay=duration_pb2.Duration(nanos=int(seconds * 1e9) % 10**9, seconds=int(seconds)))
 
 
-def _is_conflict(exc: DBAPIError) -> bool:
+def _is_conflict(exc: BaseException) -> bool:
+    """Lock timeouts, deadlocks, serialization failures, uniqueness races, SQLite's busy
+    lock: a retry may succeed. Raw asyncpg errors (the SetState fast path) count too."""
     if sqlstate(exc) in CONFLICT_SQLSTATES or is_unique_violation(exc):
         return True
+    if not isinstance(exc, DBAPIError):
+        return False
     text = str(exc.orig)
     return "database is locked" in text or "database table is locked" in text
 
 
 def _is_unavailable(exc: BaseException) -> bool:
-    if isinstance(exc, (ConnectionError, PoolTimeoutError, OSError)):
+    if isinstance(exc, (ConnectionError, PoolTimeoutError, OSError, asyncpg.InterfaceError)):
+        return True
+    if (sqlstate(exc) or "").startswith(UNAVAILABLE_SQLSTATE_CLASSES):
         return True
     if isinstance(exc, (OperationalError, InterfaceError)):
         state = sqlstate(exc) or ""
@@ -88,7 +95,7 @@ def to_grpc_status(exc: BaseException, method: str) -> grpc.Status:
         return _status(grpc.StatusCode.FAILED_PRECONDITION, exc.message, exc.reason, exc.metadata)
     if isinstance(exc, errors.Conflict):
         return _status(grpc.StatusCode.ABORTED, exc.message, exc.reason, exc.metadata, _retry_info(RETRY_CONFLICT_SECONDS))
-    if isinstance(exc, DBAPIError) and _is_conflict(exc):
+    if _is_conflict(exc):
         return _status(
             grpc.StatusCode.ABORTED,
             "Conflict with a concurrent request; retry",

@@ -97,9 +97,10 @@ def _binary_order_postgresql(element: binary_order, compiler, **kw) -> str:
 
 
 def sqlstate(exc: BaseException) -> str | None:
-    """The SQLSTATE of a PostgreSQL error wrapped by SQLAlchemy, if any."""
+    """The SQLSTATE of a PostgreSQL error, raw from asyncpg (the SetState fast path) or
+    wrapped by SQLAlchemy, if any."""
     orig = getattr(exc, "orig", None)
-    for candidate in (orig, getattr(orig, "__cause__", None)):
+    for candidate in (exc, orig, getattr(orig, "__cause__", None)):
         code = getattr(candidate, "sqlstate", None)
         if code:
             return code
