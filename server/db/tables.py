@@ -61,6 +61,7 @@ flow = Table(
     Column("tags", JSONColumn, nullable=False),
     Column("labels", JSONColumn),
     Index("ix_flow__created", "created"),
+    Index("ix_flow__tags", "tags", postgresql_using="gin"),
 )
 
 flow_run = Table(
@@ -93,6 +94,9 @@ flow_run = Table(
     # transaction instead.
     Column("state_id", UUIDText, index=True),
     UniqueConstraint("flow_id", "idempotency_key"),
+    # Tag filters (all/any) use jsonb ?& / ?| on PostgreSQL, which a GIN index serves;
+    # SQLite gets a plain index it will not use for them.
+    Index("ix_flow_run__tags", "tags", postgresql_using="gin"),
 )
 
 flow_run_state = Table(
