@@ -13,10 +13,13 @@ from types import TracebackType
 from typing import Any, TypedDict, TypeVar, Unpack
 
 import grpc
-from google.protobuf import field_mask_pb2, json_format, struct_pb2, timestamp_pb2
+from google.protobuf import duration_pb2, field_mask_pb2, json_format, struct_pb2, timestamp_pb2
 from google.protobuf.message import Message
 
 from flowrun.v1 import (
+    deployment_pb2,
+    deployment_service_pb2,
+    deployment_service_pb2_grpc,
     filters_pb2,
     flow_pb2,
     flow_run_pb2,
@@ -26,6 +29,12 @@ from flowrun.v1 import (
     flow_service_pb2_grpc,
     graph_pb2,
     state_pb2,
+    task_run_pb2,
+    task_run_service_pb2,
+    task_run_service_pb2_grpc,
+    work_pool_pb2,
+    work_pool_service_pb2,
+    work_pool_service_pb2_grpc,
 )
 
 from .errors import from_rpc_error
@@ -45,6 +54,7 @@ CHANNEL_OPTIONS: list[tuple[str, int]] = [
 ]
 
 _Response = TypeVar("_Response", bound=Message)
+_Item = TypeVar("_Item")
 
 
 class FlowRunUpdate(TypedDict, total=False):
@@ -63,7 +73,8 @@ _UPDATABLE_FLOW_RUN_FIELDS = frozenset(FlowRunUpdate.__annotations__)
 
 
 class FlowrunClient:
-    """Async client for FlowService and FlowRunService.
+    """Async client for FlowService, FlowRunService, DeploymentService, WorkPoolService
+    and TaskRunService.
 
     Use it as an async context manager so that a channel it opened is closed:
 
@@ -90,6 +101,9 @@ class FlowrunClient:
         self._timeout = timeout
         self._flows = flow_service_pb2_grpc.FlowServiceStub(self._channel)
         self._flow_runs = flow_run_service_pb2_grpc.FlowRunServiceStub(self._channel)
+        self._deployments = deployment_service_pb2_grpc.DeploymentServiceStub(self._channel)
+        self._work_pools = work_pool_service_pb2_grpc.WorkPoolServiceStub(self._channel)
+        self._task_runs = task_run_service_pb2_grpc.TaskRunServiceStub(self._channel)
 
     async def __aenter__(self) -> FlowrunClient:
         return self
@@ -173,7 +187,7 @@ class FlowrunClient:
         response = await self._call(self._flows.ListFlows, request)
         return list(response.flows), response.next_page_token
 
-    async def iter_flows(
+    def iter_flows(
         self,
         *,
         flow_filter: filters_pb2.FlowFilter | None = None,
@@ -185,19 +199,13 @@ class FlowrunClient:
 
         Tokens are stable under concurrent inserts, so no flow is skipped or repeated.
         """
-        page_token = ""
-        while True:
-            flows, page_token = await self.list_flows(
-                flow_filter=flow_filter,
-                flow_run_filter=flow_run_filter,
-                sort=sort,
-                page_size=page_size,
-                page_token=page_token,
-            )
-            for flow in flows:
-                yield flow
-            if not page_token:
-                return
+        return _iter_pages(
+            self.list_flows,
+            flow_filter=flow_filter,
+            flow_run_filter=flow_run_filter,
+            sort=sort,
+            page_size=page_size,
+        )
 
     async def count_flows(
         self,
@@ -249,6 +257,7 @@ class FlowrunClient:
         idempotency_key: str = "",
         empirical_policy: flow_run_pb2.FlowRunPolicy | None = None,
         flow_version: str = "",
+        work_pool_name: str = "",
         work_queue_name: str = "",
         job_variables: Mapping[str, Any] | None = None,
         deployment_id: str = "",
@@ -258,7 +267,9 @@ class FlowrunClient:
         """Create a run of a flow; the bool is False when `idempotency_key` matched an existing run.
 
         With no `state` the run starts PENDING. Retrying with the same idempotency key
-        is safe: the first run is returned unchanged.
+        is safe: the first run is returned unchanged. `work_pool_name` and
+        `work_queue_name` queue the run by name (an empty queue name with a pool name
+        means the pool's default queue).
         """
         request = flow_run_service_pb2.CreateFlowRunRequest(
             flow_id=flow_id,
@@ -271,6 +282,7 @@ class FlowrunClient:
             idempotency_key=idempotency_key,
             empirical_policy=empirical_policy,
             flow_version=flow_version,
+            work_pool_name=work_pool_name,
             work_queue_name=work_queue_name,
             job_variables=_struct_or_none(job_variables),
             deployment_id=deployment_id,
@@ -313,7 +325,7 @@ class FlowrunClient:
         response = await self._call(self._flow_runs.ListFlowRuns, request)
         return list(response.flow_runs), response.next_page_token
 
-    async def iter_flow_runs(
+    def iter_flow_runs(
         self,
         *,
         flow_filter: filters_pb2.FlowFilter | None = None,
@@ -325,19 +337,13 @@ class FlowrunClient:
 
         Tokens are stable under concurrent inserts, so no run is skipped or repeated.
         """
-        page_token = ""
-        while True:
-            flow_runs, page_token = await self.list_flow_runs(
-                flow_filter=flow_filter,
-                flow_run_filter=flow_run_filter,
-                sort=sort,
-                page_size=page_size,
-                page_token=page_token,
-            )
-            for flow_run in flow_runs:
-                yield flow_run
-            if not page_token:
-                return
+        return _iter_pages(
+            self.list_flow_runs,
+            flow_filter=flow_filter,
+            flow_run_filter=flow_run_filter,
+            sort=sort,
+            page_size=page_size,
+        )
 
     async def count_flow_runs(
         self,
@@ -396,13 +402,7 @@ class FlowrunClient:
         rest. Pass a fresh UUID as `transition_id` and reuse it when retrying after a
         timeout, so a proposal that was already applied is not applied twice.
         """
-        if isinstance(state, state_pb2.StateCreate):
-            if name or message:
-                raise TypeError("name and message apply only when state is a StateType")
-            proposed = state_pb2.StateCreate()
-            proposed.CopyFrom(state)  # the caller's message is not ours to change
-        else:
-            proposed = state_pb2.StateCreate(type=state, name=name, message=message)
+        proposed = _proposed_state(state, name, message)
         if transition_id is not None:
             proposed.state_details.transition_id = transition_id
         request = flow_run_service_pb2.SetFlowRunStateRequest(
@@ -449,6 +449,307 @@ class FlowrunClient:
         """Delete one state from a run's history."""
         request = flow_run_service_pb2.DeleteFlowRunStateRequest(state_id=state_id)
         await self._call(self._flow_runs.DeleteFlowRunState, request)
+
+    # DeploymentService
+
+    async def create_deployment(
+        self,
+        flow_id: str,
+        name: str,
+        *,
+        version: str = "",
+        work_pool_name: str = "",
+        work_queue_name: str = "",
+        paused: bool = False,
+        tags: Iterable[str] = (),
+        labels: Mapping[str, Any] | None = None,
+        parameters: Mapping[str, Any] | None = None,
+        job_variables: Mapping[str, Any] | None = None,
+        concurrency_limit: int | None = None,
+        collision_strategy: deployment_pb2.CollisionStrategy = deployment_pb2.COLLISION_STRATEGY_UNSPECIFIED,
+        grace_period_seconds: int | None = None,
+    ) -> deployment_pb2.Deployment:
+        """Create a deployment of a flow and return it.
+
+        Not idempotent: an existing (flow, name) raises. `concurrency_limit` None means
+        unlimited; `collision_strategy` and `grace_period_seconds` (60 s to 24 h, None for
+        the server default) tune how that limit behaves.
+        """
+        options = None
+        if collision_strategy or grace_period_seconds is not None:
+            options = deployment_pb2.ConcurrencyOptions(
+                collision_strategy=collision_strategy,
+                grace_period=(
+                    None if grace_period_seconds is None else duration_pb2.Duration(seconds=grace_period_seconds)
+                ),
+            )
+        request = deployment_service_pb2.CreateDeploymentRequest(
+            flow_id=flow_id,
+            name=name,
+            version=version,
+            work_pool_name=work_pool_name,
+            work_queue_name=work_queue_name,
+            paused=paused,
+            tags=tags,
+            labels=_struct_or_none(labels),
+            parameters=_struct_or_none(parameters),
+            job_variables=_struct_or_none(job_variables),
+            concurrency_limit=concurrency_limit,
+            concurrency_options=options,
+        )
+        return (await self._call(self._deployments.CreateDeployment, request)).deployment
+
+    async def get_deployment(self, deployment_id: str) -> deployment_pb2.Deployment:
+        """Return one deployment with its active slot count."""
+        request = deployment_service_pb2.GetDeploymentRequest(deployment_id=deployment_id)
+        return (await self._call(self._deployments.GetDeployment, request)).deployment
+
+    async def list_deployments(
+        self,
+        *,
+        deployment_filter: filters_pb2.DeploymentFilter | None = None,
+        page_size: int = 0,
+        page_token: str = "",
+    ) -> tuple[list[deployment_pb2.Deployment], str]:
+        """Return one page of deployments, by name, and the next page token ("" on the last page)."""
+        request = deployment_service_pb2.ListDeploymentsRequest(
+            deployment_filter=deployment_filter, page_size=page_size, page_token=page_token
+        )
+        response = await self._call(self._deployments.ListDeployments, request)
+        return list(response.deployments), response.next_page_token
+
+    async def delete_deployment(self, deployment_id: str) -> None:
+        """Delete a deployment and its slot leases; its runs are kept."""
+        request = deployment_service_pb2.DeleteDeploymentRequest(deployment_id=deployment_id)
+        await self._call(self._deployments.DeleteDeployment, request)
+
+    async def renew_concurrency_lease(
+        self, lease_id: str
+    ) -> deployment_service_pb2.RenewConcurrencyLeaseResponse:
+        """Extend a concurrency slot's lease by its deployment's grace period.
+
+        `lease_id` is a run state's state_details.deployment_concurrency_lease_id. The
+        response holds the new `expiration` and the `ttl` applied. An expired or
+        released lease raises NotFoundError: the slot is gone.
+        """
+        request = deployment_service_pb2.RenewConcurrencyLeaseRequest(lease_id=lease_id)
+        return await self._call(self._deployments.RenewConcurrencyLease, request)
+
+    # WorkPoolService
+
+    async def create_work_pool(
+        self,
+        name: str,
+        *,
+        type: str = "",
+        description: str = "",
+        is_paused: bool = False,
+        concurrency_limit: int | None = None,
+    ) -> work_pool_pb2.WorkPool:
+        """Create a work pool with its queue "default" and return it.
+
+        Not idempotent: an existing name raises. An empty `type` means "process".
+        """
+        request = work_pool_service_pb2.CreateWorkPoolRequest(
+            name=name,
+            type=type,
+            description=description,
+            is_paused=is_paused,
+            concurrency_limit=concurrency_limit,
+        )
+        return (await self._call(self._work_pools.CreateWorkPool, request)).work_pool
+
+    async def get_work_pool(self, name: str) -> work_pool_pb2.WorkPool:
+        """Return one work pool by name."""
+        request = work_pool_service_pb2.GetWorkPoolRequest(name=name)
+        return (await self._call(self._work_pools.GetWorkPool, request)).work_pool
+
+    async def list_work_pools(
+        self,
+        *,
+        work_pool_filter: filters_pb2.WorkPoolFilter | None = None,
+        page_size: int = 0,
+        page_token: str = "",
+    ) -> tuple[list[work_pool_pb2.WorkPool], str]:
+        """Return one page of work pools, by name, and the next page token ("" on the last page)."""
+        request = work_pool_service_pb2.ListWorkPoolsRequest(
+            work_pool_filter=work_pool_filter, page_size=page_size, page_token=page_token
+        )
+        response = await self._call(self._work_pools.ListWorkPools, request)
+        return list(response.work_pools), response.next_page_token
+
+    async def delete_work_pool(self, name: str) -> None:
+        """Delete a work pool and its queues; runs and deployments on them are kept."""
+        request = work_pool_service_pb2.DeleteWorkPoolRequest(name=name)
+        await self._call(self._work_pools.DeleteWorkPool, request)
+
+    async def create_work_queue(
+        self,
+        work_pool_name: str,
+        name: str,
+        *,
+        priority: int = 0,
+        concurrency_limit: int | None = None,
+        is_paused: bool = False,
+        description: str = "",
+    ) -> work_pool_pb2.WorkQueue:
+        """Add a queue to a work pool and return it.
+
+        Not idempotent: an existing name in the pool raises. `priority` 0 means 1 (highest).
+        """
+        request = work_pool_service_pb2.CreateWorkQueueRequest(
+            work_pool_name=work_pool_name,
+            name=name,
+            priority=priority,
+            concurrency_limit=concurrency_limit,
+            is_paused=is_paused,
+            description=description,
+        )
+        return (await self._call(self._work_pools.CreateWorkQueue, request)).work_queue
+
+    async def get_work_queue(self, work_pool_name: str, name: str) -> work_pool_pb2.WorkQueue:
+        """Return one work queue by pool name and queue name."""
+        request = work_pool_service_pb2.GetWorkQueueRequest(work_pool_name=work_pool_name, name=name)
+        return (await self._call(self._work_pools.GetWorkQueue, request)).work_queue
+
+    async def list_work_queues(
+        self,
+        work_pool_name: str,
+        *,
+        work_queue_filter: filters_pb2.WorkQueueFilter | None = None,
+        page_size: int = 0,
+        page_token: str = "",
+    ) -> tuple[list[work_pool_pb2.WorkQueue], str]:
+        """Return one page of a pool's queues, by priority then name, and the next page token."""
+        request = work_pool_service_pb2.ListWorkQueuesRequest(
+            work_pool_name=work_pool_name,
+            work_queue_filter=work_queue_filter,
+            page_size=page_size,
+            page_token=page_token,
+        )
+        response = await self._call(self._work_pools.ListWorkQueues, request)
+        return list(response.work_queues), response.next_page_token
+
+    async def delete_work_queue(self, work_pool_name: str, name: str) -> None:
+        """Delete a work queue (not the pool's default queue); runs on it are kept."""
+        request = work_pool_service_pb2.DeleteWorkQueueRequest(work_pool_name=work_pool_name, name=name)
+        await self._call(self._work_pools.DeleteWorkQueue, request)
+
+    # TaskRunService
+
+    async def create_task_run(
+        self,
+        flow_run_id: str,
+        task_key: str,
+        *,
+        dynamic_key: str = "",
+        name: str = "",
+        task_inputs: Mapping[str, Iterable[task_run_pb2.TaskRunInput]] | None = None,
+        tags: Iterable[str] = (),
+        labels: Mapping[str, Any] | None = None,
+        state: state_pb2.StateCreate | None = None,
+        empirical_policy: task_run_pb2.TaskRunPolicy | None = None,
+        cache_key: str = "",
+        cache_expiration: datetime | None = None,
+        task_version: str = "",
+    ) -> tuple[task_run_pb2.TaskRun, bool]:
+        """Get or create the task run for (flow_run_id, task_key, dynamic_key); the bool is
+        True if this call created it.
+
+        An existing task run is returned unchanged. `task_inputs` maps each argument name
+        to the TaskRunInput messages its value came from. With no `state` the task run
+        starts PENDING. A naive `cache_expiration` is taken as UTC.
+        """
+        inputs = {
+            argument: task_run_pb2.TaskRunInputs(inputs=sources)
+            for argument, sources in (task_inputs or {}).items()
+        }
+        request = task_run_service_pb2.CreateTaskRunRequest(
+            flow_run_id=flow_run_id,
+            task_key=task_key,
+            dynamic_key=dynamic_key,
+            name=name,
+            task_inputs=inputs,
+            tags=tags,
+            labels=_struct_or_none(labels),
+            state=state,
+            empirical_policy=empirical_policy,
+            cache_key=cache_key,
+            cache_expiration=_timestamp_or_none(cache_expiration),
+            task_version=task_version,
+        )
+        response = await self._call(self._task_runs.CreateTaskRun, request)
+        return response.task_run, response.created
+
+    async def get_task_run(self, task_run_id: str) -> task_run_pb2.TaskRun:
+        """Return one task run with its current state."""
+        request = task_run_service_pb2.GetTaskRunRequest(task_run_id=task_run_id)
+        return (await self._call(self._task_runs.GetTaskRun, request)).task_run
+
+    async def list_task_runs(
+        self,
+        *,
+        task_run_filter: filters_pb2.TaskRunFilter | None = None,
+        sort: filters_pb2.TaskRunSort = filters_pb2.TASK_RUN_SORT_UNSPECIFIED,
+        page_size: int = 0,
+        page_token: str = "",
+    ) -> tuple[list[task_run_pb2.TaskRun], str]:
+        """Return one page of task runs and the next page token ("" on the last page)."""
+        request = task_run_service_pb2.ListTaskRunsRequest(
+            task_run_filter=task_run_filter, sort=sort, page_size=page_size, page_token=page_token
+        )
+        response = await self._call(self._task_runs.ListTaskRuns, request)
+        return list(response.task_runs), response.next_page_token
+
+    async def set_task_run_state(
+        self,
+        task_run_id: str,
+        state: state_pb2.StateCreate | state_pb2.StateType,
+        *,
+        force: bool = False,
+        name: str = "",
+        message: str = "",
+    ) -> task_run_service_pb2.SetTaskRunStateResponse:
+        """Record a new state for a task run and return the outcome.
+
+        As with set_flow_run_state, the outcome (ACCEPT, or REJECT when persisted result
+        data would be lost) is in the response's `status`, not raised, and `state` is a
+        StateCreate or a StateType completed by `name` and `message`.
+        """
+        request = task_run_service_pb2.SetTaskRunStateRequest(
+            task_run_id=task_run_id, state=_proposed_state(state, name, message), force=force
+        )
+        return await self._call(self._task_runs.SetTaskRunState, request)
+
+
+async def _iter_pages(
+    list_page: Callable[..., Awaitable[tuple[list[_Item], str]]], /, **arguments: Any
+) -> AsyncIterator[_Item]:
+    """Yield every item of a paged list method, following next_page_token lazily.
+
+    `list_page` is one of the client's list_* methods; `arguments` are passed to every
+    call along with the current page_token.
+    """
+    page_token = ""
+    while True:
+        items, page_token = await list_page(**arguments, page_token=page_token)
+        for item in items:
+            yield item
+        if not page_token:
+            return
+
+
+def _proposed_state(
+    state: state_pb2.StateCreate | state_pb2.StateType, name: str, message: str
+) -> state_pb2.StateCreate:
+    """A StateCreate to propose: a copy of `state`, or one built from a StateType."""
+    if isinstance(state, state_pb2.StateCreate):
+        if name or message:
+            raise TypeError("name and message apply only when state is a StateType")
+        proposed = state_pb2.StateCreate()
+        proposed.CopyFrom(state)  # the caller's message is not ours to change
+        return proposed
+    return state_pb2.StateCreate(type=state, name=name, message=message)
 
 
 def _struct(value: Mapping[str, Any]) -> struct_pb2.Struct:
