@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from server.db.dialect import Dialect
 from server.db.engine import WRITE_OPTION
+from server.repositories import Repositories
 
 
 class Database:
@@ -44,8 +45,6 @@ class UnitOfWork:
         self._gate: asyncio.Lock | None = database._sqlite_write_gate if write else None
 
     async def __aenter__(self) -> UnitOfWork:
-        from server.repositories import Repositories  # repositories depend on this module
-
         if self._gate is not None:
             await self._gate.acquire()
         try:

@@ -78,7 +78,7 @@ class OrchestrationContext:
         self.run.state = proposed
         self.validated_state = proposed
         self._saved_policy = self.run.empirical_policy.to_json()
-        await self.repos.flow_runs.save_transition(self.run, proposed, self.now)
+        await self.repos.flow_runs.save_transition(self.run, proposed, self._saved_policy, self.now)
 
     async def finish(self) -> None:
         """After every rule exited: writes policy changes made after validation (pause

@@ -225,14 +225,14 @@ class FlowRunRepository(Repository):
             run = flow_run_from_row(sql.as_mapping(await pg.fetchrow(sql.READ_RUN_FOR_UPDATE, flow_run_id)))
         return run
 
-    async def save_transition(self, run: FlowRun, state: State, now: datetime) -> None:
+    async def save_transition(self, run: FlowRun, state: State, policy: dict[str, Any], now: datetime) -> None:
         """Appends `state` to the run's history and writes the run's orchestrated columns
-        (state pointer, denormalized state, timing bookkeeping, policy): one statement on
-        PostgreSQL (the INSERT rides in a CTE), two on SQLite. The statements are built
-        once; each call only binds values."""
+        (state pointer, denormalized state, timing bookkeeping, and `policy`, the run's
+        policy as JSON): one statement on PostgreSQL (the INSERT rides in a CTE), two on
+        SQLite. The statements are built once; each call only binds values."""
         columns = {name: getattr(run, name) for name in ORCHESTRATED_COLUMNS}
         columns["state_type"] = run.state_type.value if run.state_type else None
-        columns["empirical_policy"] = run.empirical_policy.to_json()
+        columns["empirical_policy"] = policy
         columns["updated"] = now
         state_row = state_values(run.id, state, now)
         if self.dialect.is_sqlite:
