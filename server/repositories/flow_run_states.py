@@ -28,12 +28,16 @@ def state_from_row(row: Any, prefix: str = "") -> State:
     )
 
 
-def state_values(flow_run_id: str, state: State, now: datetime) -> dict[str, Any]:
-    """Column values for a new history row. Unpersisted result placeholders are not stored."""
+STATE_PREFIX = "current_state_"  # label prefix of the current state's columns in run reads
+
+
+def state_values(state: State, now: datetime, **owner: str) -> dict[str, Any]:
+    """Column values for a new history row of a flow run or task run (`owner` names it:
+    flow_run_id= or task_run_id=). Unpersisted result placeholders are not stored."""
     return {
+        **owner,
         "id": state.id,
         "created": now,
-        "flow_run_id": flow_run_id,
         "type": state.type.value,
         "timestamp": state.timestamp,
         "name": state.name,
@@ -44,9 +48,6 @@ def state_values(flow_run_id: str, state: State, now: datetime) -> dict[str, Any
 
 
 class FlowRunStateRepository(Repository):
-    async def insert(self, flow_run_id: str, state: State, now: datetime) -> None:
-        await self.connection.execute(flow_run_state.insert().values(state_values(flow_run_id, state, now)))
-
     async def get(self, state_id: str) -> State | None:
         row = (await self.connection.execute(select(flow_run_state).where(flow_run_state.c.id == state_id))).first()
         return state_from_row(row) if row else None

@@ -20,11 +20,10 @@ from server.domain.states import State, StateType
 from server.repositories import orchestration_sql as sql
 from server.repositories.base import Repository
 from server.repositories.filters import flow_run_where
-from server.repositories.flow_run_states import state_from_row, state_values
+from server.repositories.flow_run_states import STATE_PREFIX, state_from_row, state_values
 from server.domain.names import random_run_name
 from server.repositories.paging import fetch_page, flow_run_sort_key
 
-STATE_PREFIX = "current_state_"
 _state_columns = [column.label(f"{STATE_PREFIX}{column.name}") for column in flow_run_state.c]
 
 # Columns that orchestration changes; written back in one UPDATE after a transition.
@@ -234,7 +233,7 @@ class FlowRunRepository(Repository):
         columns["state_type"] = run.state_type.value if run.state_type else None
         columns["empirical_policy"] = policy
         columns["updated"] = now
-        state_row = state_values(run.id, state, now)
+        state_row = state_values(state, now, flow_run_id=run.id)
         if self.dialect.is_sqlite:
             await self.connection.execute(INSERT_STATE, state_row)
             await self.connection.execute(SAVE_RUN, {f"run_{name}": value for name, value in columns.items()} | {"run_key": run.id})

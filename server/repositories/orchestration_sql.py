@@ -11,8 +11,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from server.db.tables import flow_run, flow_run_state
+from server.repositories.flow_run_states import STATE_PREFIX
 
-STATE_PREFIX = "current_state_"
 
 READ_RUN_FOR_UPDATE = (
     "SELECT "

@@ -14,8 +14,8 @@ from sqlalchemy.exc import IntegrityError
 from server import errors
 from server.db.dialect import is_foreign_key_violation
 from server.db.tables import task_run, task_run_state
-from server.domain.filters import PageRequest, TaskRunFilter
-from server.domain.states import State, StateType, is_persisted_data
+from server.domain.filters import PageRequest, TaskRunFilter, fingerprint
+from server.domain.states import State, StateType
 from server.domain.task_runs import (
     TaskRun,
     TaskRunCreate,
@@ -25,11 +25,10 @@ from server.domain.task_runs import (
     upstream_task_run_ids,
 )
 from server.repositories.base import Repository
-from server.repositories.flow_run_states import state_from_row
+from server.repositories.flow_run_states import STATE_PREFIX, state_from_row, state_values
 from server.repositories.paging import fetch_page, task_run_sort_key
 from server.repositories.filters import task_run_where
 
-STATE_PREFIX = "current_state_"
 _state_columns = [column.label(f"{STATE_PREFIX}{column.name}") for column in task_run_state.c]
 
 # Columns that orchestration changes; written back in one UPDATE after a transition.
@@ -176,19 +175,7 @@ class TaskRunRepository(Repository):
     async def insert_state(self, task_run_id: str, state: State, now: datetime) -> None:
         """Appends a state to the task run's history. Unpersisted result placeholders are
         not stored."""
-        await self.connection.execute(
-            task_run_state.insert().values(
-                id=state.id,
-                created=now,
-                task_run_id=task_run_id,
-                type=state.type.value,
-                timestamp=state.timestamp,
-                name=state.name,
-                message=state.message,
-                state_details=state.state_details.to_json(),
-                data=state.data if is_persisted_data(state.data) else None,
-            )
-        )
+        await self.connection.execute(task_run_state.insert().values(state_values(state, now, task_run_id=task_run_id)))
 
     async def list(
         self, task_run_filter: TaskRunFilter | None, sort: TaskRunSort, page: PageRequest, *, secret: str
@@ -200,7 +187,7 @@ class TaskRunRepository(Repository):
             task_run_sort_key(sort),
             page,
             secret=secret,
-            fingerprint=repr(("task_runs", task_run_filter)),
+            fingerprint=fingerprint("task_runs", task_run_filter),
         )
         return [task_run_from_row(row) for row in rows], token
 
