@@ -60,8 +60,8 @@ MINIMAL_POLICY: Policy = (
     ReleaseFlowConcurrencySlots,
 )
 
-#: Applied after either policy, always.
-GLOBAL_POLICY: Policy = (
+#: The bookkeeping flow runs and task runs share: state columns and timing.
+RUN_BOOKKEEPING: Policy = (
     book.EnsureFlowRunStateTimestampIsUnique,
     book.SetRunStateType,
     book.SetRunStateName,
@@ -71,6 +71,11 @@ GLOBAL_POLICY: Policy = (
     book.IncrementRunTime,
     book.SetExpectedStartTime,
     book.SetNextScheduledStartTime,
+)
+
+#: Applied after either policy, always.
+GLOBAL_POLICY: Policy = (
+    *RUN_BOOKKEEPING,
     book.UpdateStateDetails,
     UpdateSubflowParentTask,
     book.UpdateSubflowStateDetails,

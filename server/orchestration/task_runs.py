@@ -19,11 +19,10 @@ from typing import TYPE_CHECKING
 from server import errors
 from server.domain.states import State, StateType
 from server.domain.task_runs import TaskRun
-from server.orchestration import bookkeeping as book
 from server.orchestration.context import OrchestrationContext
 from server.orchestration.engine import orchestrate
 from server.orchestration.minimal_rules import PreventResultDataLoss
-from server.orchestration.policies import Policy
+from server.orchestration.policies import RUN_BOOKKEEPING, Policy
 from server.orchestration.rules import GlobalTransform
 
 if TYPE_CHECKING:
@@ -71,15 +70,7 @@ TASK_RUN_POLICY: Policy = (PreventResultDataLoss,)
 
 #: The task-run bookkeeping, after the policy, always.
 TASK_RUN_GLOBAL_POLICY: Policy = (
-    book.EnsureFlowRunStateTimestampIsUnique,  # generic despite its name
-    book.SetRunStateType,
-    book.SetRunStateName,
-    book.SetRunStateTimestamp,
-    book.SetStartTime,
-    book.SetEndTime,
-    book.IncrementRunTime,
-    book.SetExpectedStartTime,
-    book.SetNextScheduledStartTime,
+    *RUN_BOOKKEEPING,
     UpdateTaskRunStateDetails,
     IncrementTaskRunCount,
 )

@@ -174,13 +174,19 @@ def proposed_state(message: state_pb2.StateCreate, field: str, now: datetime, vi
     )
 
 
-def policy(message: flow_run_pb2.FlowRunPolicy, field: str, violations: Violations) -> FlowRunPolicy:
+def retry_settings(message: Message, field: str, violations: Violations) -> tuple[int | None, float | None]:
+    """(retries, retry_delay in seconds) of a flow-run or task-run policy; unset is None."""
     retries = message.retries if message.HasField("retries") else None
     if retries is not None and retries < 0:
         violations.add(f"{field}.retries", "must not be negative")
     retry_delay = message.retry_delay.ToTimedelta().total_seconds() if message.HasField("retry_delay") else None
     if retry_delay is not None and retry_delay < 0:
         violations.add(f"{field}.retry_delay", "must not be negative")
+    return retries, retry_delay
+
+
+def policy(message: flow_run_pb2.FlowRunPolicy, field: str, violations: Violations) -> FlowRunPolicy:
+    retries, retry_delay = retry_settings(message, field, violations)
     retry_type = None
     if message.HasField("retry_type"):
         retry_type = RETRY_TYPES.get(message.retry_type)
@@ -303,12 +309,7 @@ def flow_run_update(resource: flow_run_pb2.FlowRun, paths: list[str], max_parame
 
 
 def task_run_policy(message: task_run_pb2.TaskRunPolicy, field: str, violations: Violations) -> TaskRunPolicy:
-    retries = message.retries if message.HasField("retries") else None
-    if retries is not None and retries < 0:
-        violations.add(f"{field}.retries", "must not be negative")
-    retry_delay = message.retry_delay.ToTimedelta().total_seconds() if message.HasField("retry_delay") else None
-    if retry_delay is not None and retry_delay < 0:
-        violations.add(f"{field}.retry_delay", "must not be negative")
+    retries, retry_delay = retry_settings(message, field, violations)
     jitter = message.retry_jitter_factor if message.HasField("retry_jitter_factor") else None
     if jitter is not None and jitter < 0:
         violations.add(f"{field}.retry_jitter_factor", "must not be negative")
