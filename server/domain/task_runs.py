@@ -122,24 +122,3 @@ def upstream_task_run_ids(task_inputs: TaskInputs) -> list[str]:
             if item.get("input_type") == "task_run" and item.get("id"):
                 upstream[str(item["id"])] = None
     return list(upstream)
-
-
-@dataclass(slots=True)
-class TaskRunDependency:
-    id: str
-    name: str
-    upstream_task_run_ids: list[str]
-    state: State | None
-    expected_start_time: datetime | None
-    start_time: datetime | None
-    end_time: datetime | None
-    total_run_time: float
-    state_type: str | None
-    state_timestamp: datetime | None
-
-    def estimated_run_time(self, now: datetime) -> timedelta:
-        return estimated_run_time(self.total_run_time, self.state_type, self.state_timestamp, now)
-
-    @property
-    def untrackable_result(self) -> bool:
-        return bool(self.state and self.state.state_details.untrackable_result)

@@ -19,10 +19,8 @@ from server.domain.states import State, StateType
 from server.domain.task_runs import (
     TaskRun,
     TaskRunCreate,
-    TaskRunDependency,
     TaskRunPolicy,
     TaskRunSort,
-    upstream_task_run_ids,
 )
 from server.repositories.base import Repository
 from server.repositories.flow_run_states import STATE_PREFIX, state_from_row, state_values
@@ -191,30 +189,8 @@ class TaskRunRepository(Repository):
         )
         return [task_run_from_row(row) for row in rows], token
 
-    async def dependencies(self, flow_run_id: str) -> list[TaskRunDependency]:
-        """Every task run of the flow run (newest id first) with the task runs it
-        depends on: the union of all task_inputs entries that name a task run,
-        "__parents__" included.
-
-        Inputs that are parameters, constants or flow-run results are ignored. The
-        reference types its answer as task-run results only, so any such input makes
-        its whole call fail (HTTP 500); flowrun deliberately skips them instead."""
+    async def of_flow_run(self, flow_run_id: str) -> list[TaskRun]:
+        """Every task run of the flow run with its current state, newest id first (the
+        dependency map's order)."""
         query = _run_with_state().where(task_run.c.flow_run_id == flow_run_id).order_by(task_run.c.id.desc())
-        result = []
-        for row in await self.connection.execute(query):
-            run = task_run_from_row(row)
-            result.append(
-                TaskRunDependency(
-                    id=run.id,
-                    name=run.name,
-                    upstream_task_run_ids=upstream_task_run_ids(run.task_inputs),
-                    state=run.state,
-                    expected_start_time=run.expected_start_time,
-                    start_time=run.start_time,
-                    end_time=run.end_time,
-                    total_run_time=run.total_run_time,
-                    state_type=run.state_type,
-                    state_timestamp=run.state_timestamp,
-                )
-            )
-        return result
+        return [task_run_from_row(row) for row in await self.connection.execute(query)]

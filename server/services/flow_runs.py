@@ -106,7 +106,7 @@ class FlowRunService(flow_run_service_pb2_grpc.FlowRunServiceServicer):
         async with self._db.unit_of_work(write=False) as uow:
             if await uow.repos.flow_runs.get(flow_run_id) is None:
                 raise errors.flow_run_not_found(flow_run_id)
-            dependencies = await uow.repos.task_runs.dependencies(flow_run_id)
+            dependencies = await uow.repos.task_runs.of_flow_run(flow_run_id)
         now = clock.now()
         return pb.GetTaskRunDependenciesResponse(
             dependencies=[to_proto.task_run_dependency(item, now) for item in dependencies]

@@ -25,7 +25,7 @@ from server.domain.flow_runs import FlowRun, FlowRunPolicy
 from server.domain.flows import Flow
 from server.domain.graphs import Graph
 from server.domain.states import State, StateDetails, StateType
-from server.domain.task_runs import TaskInputs, TaskRun, TaskRunDependency, TaskRunPolicy
+from server.domain.task_runs import TaskInputs, TaskRun, TaskRunPolicy, upstream_task_run_ids
 from server.domain.work_pools import WorkPool, WorkQueue
 from server.orchestration.context import OrchestrationContext, SetStateStatus
 
@@ -198,14 +198,17 @@ def flow_run(value: FlowRun, now: datetime) -> flow_run_pb2.FlowRun:
     return message
 
 
-def task_run_dependency(value: TaskRunDependency, now: datetime) -> graph_pb2.TaskRunDependency:
+def task_run_dependency(value: TaskRun, now: datetime) -> graph_pb2.TaskRunDependency:
+    """A task run as an entry of its flow run's dependency map: the task runs it depends
+    on (upstream_task_run_ids: parameters, constants and flow-run inputs are skipped,
+    where the reference fails the whole call) and its timing."""
     message = graph_pb2.TaskRunDependency(
         task_run_id=value.id,
         name=value.name,
-        upstream_task_run_ids=value.upstream_task_run_ids,
+        upstream_task_run_ids=upstream_task_run_ids(value.task_inputs),
         total_run_time=duration(value.total_run_time),
         estimated_run_time=duration(value.estimated_run_time(now)),
-        untrackable_result=value.untrackable_result,
+        untrackable_result=bool(value.state and value.state.state_details.untrackable_result),
     )
     if value.state is not None:
         message.state.CopyFrom(state(value.state))
