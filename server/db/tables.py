@@ -53,6 +53,41 @@ def _run_columns() -> list[Column]:
     ]
 
 
+def _state_history(name: str, *, owner: str) -> Table:
+    """The append-only state history of a flow run or task run: one row per state,
+    timestamps unique per run (the history's order)."""
+    owner_id = f"{owner}_id"
+    return Table(
+        name,
+        metadata,
+        Column("id", UUIDText, primary_key=True),
+        Column("created", Timestamp, nullable=False),
+        Column(owner_id, UUIDText, ForeignKey(f"{owner}.id", ondelete="CASCADE"), nullable=False),
+        Column("type", String(16), nullable=False),
+        Column("timestamp", Timestamp, nullable=False),
+        Column("name", String, nullable=False),
+        Column("message", Text),
+        Column("state_details", JSONColumn, nullable=False),
+        Column("data", JSONColumn),
+        UniqueConstraint(owner_id, "timestamp"),
+    )
+
+
+# Columns of a flow run or task run that orchestration writes back after a transition.
+ORCHESTRATED_RUN_COLUMNS = (
+    "state_id",
+    "state_type",
+    "state_name",
+    "state_timestamp",
+    "run_count",
+    "expected_start_time",
+    "next_scheduled_start_time",
+    "start_time",
+    "end_time",
+    "total_run_time",
+)
+
+
 flow = Table(
     "flow",
     metadata,
@@ -99,20 +134,7 @@ flow_run = Table(
     Index("ix_flow_run__tags", "tags", postgresql_using="gin"),
 )
 
-flow_run_state = Table(
-    "flow_run_state",
-    metadata,
-    Column("id", UUIDText, primary_key=True),
-    Column("created", Timestamp, nullable=False),
-    Column("flow_run_id", UUIDText, ForeignKey("flow_run.id", ondelete="CASCADE"), nullable=False),
-    Column("type", String(16), nullable=False),
-    Column("timestamp", Timestamp, nullable=False),
-    Column("name", String, nullable=False),
-    Column("message", Text),
-    Column("state_details", JSONColumn, nullable=False),
-    Column("data", JSONColumn),
-    UniqueConstraint("flow_run_id", "timestamp"),
-)
+flow_run_state = _state_history("flow_run_state", owner="flow_run")
 
 task_run = Table(
     "task_run",
@@ -134,20 +156,7 @@ task_run = Table(
     UniqueConstraint("flow_run_id", "task_key", "dynamic_key"),
 )
 
-task_run_state = Table(
-    "task_run_state",
-    metadata,
-    Column("id", UUIDText, primary_key=True),
-    Column("created", Timestamp, nullable=False),
-    Column("task_run_id", UUIDText, ForeignKey("task_run.id", ondelete="CASCADE"), nullable=False),
-    Column("type", String(16), nullable=False),
-    Column("timestamp", Timestamp, nullable=False),
-    Column("name", String, nullable=False),
-    Column("message", Text),
-    Column("state_details", JSONColumn, nullable=False),
-    Column("data", JSONColumn),
-    UniqueConstraint("task_run_id", "timestamp"),
-)
+task_run_state = _state_history("task_run_state", owner="task_run")
 
 work_pool = Table(
     "work_pool",

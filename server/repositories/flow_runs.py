@@ -13,7 +13,7 @@ from sqlalchemy.exc import IntegrityError
 from server import errors
 from server.db.driver import asyncpg_connection
 from server.db.dialect import is_foreign_key_violation
-from server.db.tables import deployment, flow, flow_run, flow_run_state, task_run, work_pool, work_queue
+from server.db.tables import ORCHESTRATED_RUN_COLUMNS, deployment, flow, flow_run, flow_run_state, task_run, work_pool, work_queue
 from server.domain.filters import FlowRunSort, ListFilters, PageRequest, fingerprint
 from server.domain.flow_runs import FlowRun, FlowRunCreate, FlowRunPolicy
 from server.domain.states import State, StateType
@@ -26,19 +26,6 @@ from server.repositories.paging import fetch_page, flow_run_sort_key
 
 _state_columns = [column.label(f"{STATE_PREFIX}{column.name}") for column in flow_run_state.c]
 
-# Columns that orchestration changes; written back in one UPDATE after a transition.
-ORCHESTRATED_COLUMNS = (
-    "state_id",
-    "state_type",
-    "state_name",
-    "state_timestamp",
-    "run_count",
-    "expected_start_time",
-    "next_scheduled_start_time",
-    "start_time",
-    "end_time",
-    "total_run_time",
-)
 
 
 QUEUE_PREFIX = "current_queue_"
@@ -61,7 +48,7 @@ def _run_with_state() -> Select:
 
 # The SetState writes, built once: only their bound values change per call. SQLite runs
 # these SQLAlchemy statements; PostgreSQL one plain statement through asyncpg.
-RUN_WRITE_COLUMNS = (*ORCHESTRATED_COLUMNS, "empirical_policy", "updated")
+RUN_WRITE_COLUMNS = (*ORCHESTRATED_RUN_COLUMNS, "empirical_policy", "updated")
 INSERT_STATE = flow_run_state.insert()
 SAVE_RUN = update(flow_run).where(flow_run.c.id == bindparam("run_key")).values(
     {name: bindparam(f"run_{name}") for name in RUN_WRITE_COLUMNS}
@@ -229,7 +216,7 @@ class FlowRunRepository(Repository):
         (state pointer, denormalized state, timing bookkeeping, and `policy`, the run's
         policy as JSON): one statement on PostgreSQL (the INSERT rides in a CTE), two on
         SQLite. The statements are built once; each call only binds values."""
-        columns = {name: getattr(run, name) for name in ORCHESTRATED_COLUMNS}
+        columns = {name: getattr(run, name) for name in ORCHESTRATED_RUN_COLUMNS}
         columns["state_type"] = run.state_type.value if run.state_type else None
         columns["empirical_policy"] = policy
         columns["updated"] = now

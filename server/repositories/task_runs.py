@@ -13,7 +13,7 @@ from sqlalchemy.exc import IntegrityError
 
 from server import errors
 from server.db.dialect import is_foreign_key_violation
-from server.db.tables import task_run, task_run_state
+from server.db.tables import ORCHESTRATED_RUN_COLUMNS, task_run, task_run_state
 from server.domain.filters import PageRequest, TaskRunFilter, fingerprint
 from server.domain.states import State, StateType
 from server.domain.task_runs import (
@@ -29,18 +29,6 @@ from server.repositories.filters import task_run_where
 
 _state_columns = [column.label(f"{STATE_PREFIX}{column.name}") for column in task_run_state.c]
 
-# Columns that orchestration changes; written back in one UPDATE after a transition.
-ORCHESTRATED_COLUMNS = (
-    "state_id",
-    "state_name",
-    "state_timestamp",
-    "run_count",
-    "expected_start_time",
-    "next_scheduled_start_time",
-    "start_time",
-    "end_time",
-    "total_run_time",
-)
 
 
 def _run_with_state() -> Select:
@@ -165,7 +153,7 @@ class TaskRunRepository(Repository):
 
     async def save_orchestration(self, run: TaskRun, now: datetime) -> None:
         """Writes back what orchestration changed, in one UPDATE."""
-        values: dict[str, Any] = {name: getattr(run, name) for name in ORCHESTRATED_COLUMNS}
+        values: dict[str, Any] = {name: getattr(run, name) for name in ORCHESTRATED_RUN_COLUMNS}
         values["state_type"] = run.state_type.value if run.state_type else None
         values["updated"] = now
         await self.connection.execute(update(task_run).where(task_run.c.id == run.id).values(values))
