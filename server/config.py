@@ -54,12 +54,21 @@ class Settings(BaseSettings):
     page_token_secret: str = "flowrun-page-token"
     graph_max_nodes: int = Field(default=10_000, ge=1)
     graph_max_artifacts: int = Field(default=10_000, ge=0)
+    # States in one graph (GetFlowRunGraph); task runs in one dependency map
+    # (GetTaskRunDependencies) are bounded by graph_max_nodes.
+    graph_max_states: int = Field(default=10_000, ge=1)
     # A deployment concurrency lease's lifetime when the deployment sets no grace period.
     deployment_lease_seconds: int = Field(default=300, ge=1)
     # How long a run rejected to "AwaitingConcurrencySlot" waits before trying again.
     deployment_slot_wait_seconds: int = Field(default=30, ge=0)
     # How often the reaper deletes expired leases (their slots are free already).
     lease_reap_interval_seconds: float = Field(default=10.0, gt=0)
+
+    @cached_property
+    def page_max_bytes(self) -> int:
+        """The byte budget of one List page: the message limit less room for the page
+        token and the response's own framing (server/repositories/paging.py)."""
+        return self.max_message_bytes - min(64 * 1024, self.max_message_bytes // 4)
 
     @cached_property
     def is_sqlite(self) -> bool:

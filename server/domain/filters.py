@@ -217,6 +217,7 @@ class PageRequest:
     offset: int = 0
     limit: int = 200
     page_token: str = ""
+    max_bytes: int | None = None  # cut the page before its rows outgrow this (paging.fetch_page)
 
 
 def fingerprint(*parts: Any) -> str:

@@ -4,7 +4,12 @@ Nodes are the run's task runs, except that a task run standing for a subflow run
 replaced by the subflow run. Edges come from task_inputs entries that carry an id and
 name a node of the graph: "__parents__" entries are encapsulating edges, all others
 parent/child edges. Edges are found among all nodes, before the `since` cut; `since`
-and the node limit apply to the nodes returned, as in the reference.
+apply to the nodes returned, as in the reference.
+
+Bounded work: every query has a LIMIT. The node limit applies to the nodes returned and,
+separately, to the nodes cut by `since` (whose inputs and start times are read for edges);
+the state limit to the run's states. Past a limit the read stops at limit + 1 rows and the
+graph is refused (TooLarge: FAILED_PRECONDITION) rather than served in part.
 
 Differences from the reference, on purpose: edge lists are de-duplicated and ordered by
 the other node's start time (then id) on both databases; nodes with equal start and end
@@ -48,7 +53,7 @@ _END_TIME = func.coalesce(
 
 
 class GraphRepository(Repository):
-    async def read(self, flow_run_id: str, since: datetime | None, max_nodes: int) -> Graph:
+    async def read(self, flow_run_id: str, since: datetime | None, max_nodes: int, max_states: int) -> Graph:
         run = (
             await self.connection.execute(
                 select(flow_run.c.start_time, flow_run.c.expected_start_time, flow_run.c.end_time).where(
@@ -59,13 +64,19 @@ class GraphRepository(Repository):
         if run is None:
             raise errors.flow_run_not_found(flow_run_id)
         nodes = await self._nodes(flow_run_id, since, max_nodes)
-        states = [
-            GraphState(id=row.id, timestamp=row.timestamp, type=StateType(row.type), name=row.name)
-            for row in await self.connection.execute(
+        state_rows = list(
+            await self.connection.execute(
                 select(flow_run_state.c.id, flow_run_state.c.timestamp, flow_run_state.c.type, flow_run_state.c.name)
                 .where(flow_run_state.c.flow_run_id == flow_run_id)
                 .order_by(flow_run_state.c.timestamp, flow_run_state.c.id)
+                .limit(max_states + 1)
             )
+        )
+        if len(state_rows) > max_states:
+            raise _too_large(flow_run_id, f"more than {max_states} states")
+        states = [
+            GraphState(id=row.id, timestamp=row.timestamp, type=StateType(row.type), name=row.name)
+            for row in state_rows
         ]
         return Graph(
             start_time=run.start_time or run.expected_start_time,
@@ -98,10 +109,7 @@ class GraphRepository(Repository):
             kept_query = kept_query.where(or_(_END_TIME.is_(None), _END_TIME >= since))
         rows = list(await self.connection.execute(kept_query))
         if len(rows) > max_nodes:
-            raise errors.TooLarge(
-                f"The graph of flow run {flow_run_id} has more than {max_nodes} nodes.",
-                metadata={"flow_run_id": flow_run_id},
-            )
+            raise _too_large(flow_run_id, f"more than {max_nodes} nodes")
         nodes = {row.id: _node(row) for row in rows}
 
         # Every node's inputs and start time, for edges; nodes cut by `since` count too.
@@ -112,8 +120,12 @@ class GraphRepository(Repository):
                 select(_NODE_ID.label("id"), _START_TIME.label("start_time"), task_run.c.task_inputs)
                 .select_from(_FROM)
                 .where(*of_run, _END_TIME < since)
+                .limit(max_nodes + 1)
             )
-            for row in await self.connection.execute(cut_query):
+            cut_rows = list(await self.connection.execute(cut_query))
+            if len(cut_rows) > max_nodes:
+                raise _too_large(flow_run_id, f"more than {max_nodes} nodes that ended before `since`")
+            for row in cut_rows:
                 inputs[row.id] = row.task_inputs or {}
                 start_times[row.id] = row.start_time
 
@@ -141,6 +153,10 @@ class GraphRepository(Repository):
             node.child_ids = by_start_time(node.child_ids)
             node.encapsulating_ids = by_start_time(node.encapsulating_ids)
         return list(nodes.values())
+
+
+def _too_large(flow_run_id: str, what: str) -> errors.TooLarge:
+    return errors.TooLarge(f"The graph of flow run {flow_run_id} has {what}.", metadata={"flow_run_id": flow_run_id})
 
 
 def _node(row: Any) -> GraphNode:

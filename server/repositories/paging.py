@@ -5,6 +5,12 @@ A page token records the (sort key, id) of the last row served, so the next page
 `WHERE (key, id) > (last key, last id)` (or `<` for descending orders): no OFFSET scan,
 and rows inserted or deleted meanwhile neither repeat nor hide other rows.
 
+A page is also cut by size: with `PageRequest.max_bytes` set, rows are kept while the
+estimated encoded size of the kept rows stays within it (at least one row is always kept),
+and the token then points after the last row kept. The estimate (`estimated_bytes`) is a
+deliberate over-count of the protobuf encoding of the row's values, so a page that fits the
+estimate fits the gRPC message limit; it costs one walk over the values, not a conversion.
+
 A token is base64url (no padding) of a compact JSON payload followed by a 16-byte
 HMAC-SHA256 of it. The payload holds a format version, a hash of the query's filters
 (the caller's `fingerprint`), the sort name and the last key and id. A token is only
@@ -18,6 +24,8 @@ import binascii
 import hashlib
 import hmac
 import json
+import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -187,12 +195,60 @@ async def fetch_page(
         query = query.offset(page.offset)
     rows = list((await connection.execute(query.limit(page.limit + 1))).all())
 
-    if len(rows) <= page.limit:
-        return rows, ""
+    more = len(rows) > page.limit
     rows = rows[: page.limit]
+    if page.max_bytes is not None:
+        kept = rows_within(rows, page.max_bytes)
+        more = more or kept < len(rows)
+        rows = rows[:kept]
+    if not more:
+        return rows, ""
     last = rows[-1]._mapping
     token = _encode(last[_KEY_LABEL], last[_ID_LABEL], sort_key, secret=secret, fingerprint=fingerprint)
     return rows, token
+
+
+# -- page size in bytes ------------------------------------------------------------------
+
+# Upper bounds of protobuf framing: a field tag and a length prefix (at most 5 + 5 bytes
+# below 2**35), a google.protobuf.Value wrapper around each JSON value, a map entry around
+# each Struct field. Scalars that are not text are charged as a fixed-width field.
+_FIELD_OVERHEAD = 6
+_SCALAR_BYTES = 12
+_MAP_ENTRY_OVERHEAD = 14
+_LIST_ITEM_OVERHEAD = 8
+_ROW_OVERHEAD = 64
+
+
+def estimated_bytes(value: Any) -> int:
+    """An over-count of the encoded size of one column value once it is a proto field."""
+    if value is None:
+        return 0
+    if isinstance(value, str):
+        return len(value.encode()) + _FIELD_OVERHEAD
+    if isinstance(value, bytes | bytearray):
+        return len(value) + _FIELD_OVERHEAD
+    if isinstance(value, dict):
+        return _FIELD_OVERHEAD + sum(
+            _MAP_ENTRY_OVERHEAD + estimated_bytes(str(key)) + estimated_bytes(item) for key, item in value.items()
+        )
+    if isinstance(value, list | tuple):
+        return _FIELD_OVERHEAD + sum(_LIST_ITEM_OVERHEAD + estimated_bytes(item) for item in value)
+    return _SCALAR_BYTES
+
+
+def rows_within(rows: Iterable[Row], max_bytes: int) -> int:
+    """How many leading rows fit in `max_bytes` by `estimated_bytes`; at least one, so a
+    single row larger than the budget is still served (or fails at the message limit)
+    rather than paging forever on empty pages."""
+    total = 0
+    kept = 0
+    for row in rows:
+        total += _ROW_OVERHEAD + sum(estimated_bytes(value) for value in row)
+        if kept and total > max_bytes:
+            break
+        kept += 1
+    return kept
 
 
 # -- tokens -----------------------------------------------------------------------------
@@ -246,18 +302,33 @@ def _decode(token: str, sort_key: SortKey, *, secret: str, fingerprint: str) -> 
         raise _invalid("page token has an unsupported version")
     if sort_name != sort_key.name or fingerprint_hash != _fingerprint_hash(fingerprint):
         raise _invalid("page token belongs to a different query (filters or sort changed)")
-    if not isinstance(last_id, str):
-        raise _invalid("page token is malformed")
+    # A well-signed token can still carry a cursor the database cannot bind (a forged or
+    # stale secret, a future format): check its types here, so it is INVALID_ARGUMENT
+    # naming page_token and never a bind error (INTERNAL).
+    last_id = _uuid_text(last_id)
     if sort_key.is_time:
         if not isinstance(key, int) or isinstance(key, bool):
-            raise _invalid("page token is malformed")
+            raise _invalid("page token has a sort key of the wrong type")
         try:
             key = _EPOCH + key * _MICROSECOND
         except OverflowError:
-            raise _invalid("page token is malformed") from None
-    elif not isinstance(key, str):
-        raise _invalid("page token is malformed")
+            raise _invalid("page token has a sort key out of range") from None
+        if not FAR_PAST <= key <= FAR_FUTURE:
+            raise _invalid("page token has a sort key out of range")
+    elif isinstance(sort_key.expression.type, UUIDText):
+        key = _uuid_text(key)
+    elif not isinstance(key, str) or "\x00" in key:
+        raise _invalid("page token has a sort key of the wrong type")
     return key, last_id
+
+
+def _uuid_text(value: Any) -> str:
+    if not isinstance(value, str):
+        raise _invalid("page token has a cursor that is not a UUID")
+    try:
+        return str(uuid.UUID(value))
+    except ValueError:
+        raise _invalid("page token has a cursor that is not a UUID") from None
 
 
 def _invalid(description: str) -> InvalidArgument:
@@ -266,4 +337,3 @@ def _invalid(description: str) -> InvalidArgument:
 
 def _b64encode(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
-

@@ -177,8 +177,10 @@ class TaskRunRepository(Repository):
         )
         return [task_run_from_row(row) for row in rows], token
 
-    async def of_flow_run(self, flow_run_id: str) -> list[TaskRun]:
-        """Every task run of the flow run with its current state, newest id first (the
-        dependency map's order)."""
-        query = _run_with_state().where(task_run.c.flow_run_id == flow_run_id).order_by(task_run.c.id.desc())
+    async def of_flow_run(self, flow_run_id: str, *, limit: int) -> list[TaskRun]:
+        """The flow run's first `limit` task runs with their current state, newest id first
+        (the dependency map's order)."""
+        query = (
+            _run_with_state().where(task_run.c.flow_run_id == flow_run_id).order_by(task_run.c.id.desc()).limit(limit)
+        )
         return [task_run_from_row(row) for row in await self.connection.execute(query)]

@@ -14,7 +14,7 @@ from server.domain.states import State, StateType
 from server.orchestration.context import OrchestrationContext, current_context
 from server.orchestration.engine import orchestrate
 from server.orchestration.policies import MINIMAL_POLICY
-from server.services import filters_from_proto, from_proto, to_proto
+from server.services import filters_from_proto, from_proto, pages, to_proto
 
 UPDATABLE_FLOW_RUN_FIELDS = frozenset(
     {"name", "flow_version", "parameters", "empirical_policy", "tags", "infrastructure_pid", "job_variables"}
@@ -56,7 +56,7 @@ class FlowRunService(flow_run_service_pb2_grpc.FlowRunServiceServicer):
     async def ListFlowRuns(self, request: pb.ListFlowRunsRequest, context) -> pb.ListFlowRunsResponse:
         filters = filters_from_proto.list_filters(request)
         sort = filters_from_proto.flow_run_sort(request.sort)
-        page = filters_from_proto.page_request(request)
+        page = pages.page_request(request, self._settings)
         async with self._db.unit_of_work(write=False) as uow:
             runs, token = await uow.repos.flow_runs.list(filters, sort, page, secret=self._settings.page_token_secret)
         now = clock.now()
@@ -106,7 +106,12 @@ class FlowRunService(flow_run_service_pb2_grpc.FlowRunServiceServicer):
         async with self._db.unit_of_work(write=False) as uow:
             if await uow.repos.flow_runs.get(flow_run_id) is None:
                 raise errors.flow_run_not_found(flow_run_id)
-            dependencies = await uow.repos.task_runs.of_flow_run(flow_run_id)
+            limit = self._settings.graph_max_nodes
+            dependencies = await uow.repos.task_runs.of_flow_run(flow_run_id, limit=limit + 1)
+        if len(dependencies) > limit:
+            raise errors.TooLarge(
+                f"Flow run {flow_run_id} has more than {limit} task runs.", metadata={"flow_run_id": flow_run_id}
+            )
         now = clock.now()
         return pb.GetTaskRunDependenciesResponse(
             dependencies=[to_proto.task_run_dependency(item, now) for item in dependencies]
@@ -116,7 +121,9 @@ class FlowRunService(flow_run_service_pb2_grpc.FlowRunServiceServicer):
         flow_run_id = from_proto.required_uuid(request.flow_run_id, "flow_run_id")
         since = from_proto.optional_utc(request, "since")
         async with self._db.unit_of_work(write=False) as uow:
-            graph = await uow.repos.graphs.read(flow_run_id, since, self._settings.graph_max_nodes)
+            graph = await uow.repos.graphs.read(
+                flow_run_id, since, self._settings.graph_max_nodes, self._settings.graph_max_states
+            )
         return pb.GetFlowRunGraphResponse(graph=to_proto.graph(graph))
 
     async def GetFlowRunState(self, request: pb.GetFlowRunStateRequest, context) -> pb.GetFlowRunStateResponse:
@@ -129,7 +136,7 @@ class FlowRunService(flow_run_service_pb2_grpc.FlowRunServiceServicer):
 
     async def ListFlowRunStates(self, request: pb.ListFlowRunStatesRequest, context) -> pb.ListFlowRunStatesResponse:
         flow_run_id = from_proto.required_uuid(request.flow_run_id, "flow_run_id")
-        page = filters_from_proto.page_request(request, default_size=STATE_PAGE_DEFAULT, max_size=STATE_PAGE_MAX)
+        page = pages.page_request(request, self._settings, default_size=STATE_PAGE_DEFAULT, max_size=STATE_PAGE_MAX)
         async with self._db.unit_of_work(write=False) as uow:
             states, token = await uow.repos.states.list_for_run(
                 flow_run_id, page, secret=self._settings.page_token_secret
