@@ -118,7 +118,8 @@ class DeploymentServiceServicer:
 
     def ListDeployments(self, request, context):
         """ListDeployments returns deployments matching the filter, by name, one page at a
-        time (page_size 0 means 200, capped at 200; opaque page tokens as in ListFlows).
+        time (page_size 0 means 200, capped at 200; opaque page tokens as in ListFlows; a
+        page too large for one message is cut short, as in ListFlows).
 
         No side effects. Errors: INVALID_ARGUMENT.
         """

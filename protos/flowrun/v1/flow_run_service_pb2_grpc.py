@@ -143,7 +143,9 @@ class FlowRunServiceServicer:
         """ListFlowRuns returns runs matching the filters, in `sort` order (id descending by
         default), one page at a time. Paging works as in FlowService.ListFlows: page_size
         (0 means 200, capped at 200) with opaque page tokens bound to the filters and
-        sort and stable under inserts, or offset + limit (0 to 200, default 200).
+        sort and stable under inserts, or offset + limit (0 to 200, default 200). A page
+        whose runs would not fit in one response message (large parameters) is cut short:
+        it holds fewer items and a next_page_token that continues right after the last one.
 
         No side effects. Errors: INVALID_ARGUMENT (bad filter value, negative page_size
         or offset, limit outside 0..200, both limit and page_size set, offset with a
@@ -225,7 +227,10 @@ class FlowRunServiceServicer:
         """GetTaskRunDependencies returns every task run of a flow run with the task runs it
         depends on and its timing.
 
-        No side effects. Errors: INVALID_ARGUMENT, NOT_FOUND (no such flow run).
+        No side effects. Limits: at most 10,000 task runs (the server setting
+        graph_max_nodes); a larger run is refused whole, never cut. Errors:
+        INVALID_ARGUMENT, NOT_FOUND (no such flow run), FAILED_PRECONDITION (reason
+        TOO_LARGE: more task runs than the limit).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -235,9 +240,11 @@ class FlowRunServiceServicer:
         """GetFlowRunGraph returns the graph of a flow run's task runs and subflow runs,
         keeping nodes that ended at or after `since` or have not ended.
 
-        No side effects. Limits: at most 10,000 nodes and 10,000 artifacts (server
-        settings). Errors: INVALID_ARGUMENT, NOT_FOUND, FAILED_PRECONDITION (the graph has
-        more nodes than the limit).
+        No side effects. Limits (server settings): at most 10,000 nodes returned
+        (graph_max_nodes), at most as many nodes that ended before `since` (read for their
+        edges), 10,000 states (graph_max_states) and 10,000 artifacts. A graph past a limit
+        is refused whole, never cut. Errors: INVALID_ARGUMENT, NOT_FOUND,
+        FAILED_PRECONDITION (reason TOO_LARGE: the graph is past a limit).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -255,7 +262,8 @@ class FlowRunServiceServicer:
     def ListFlowRunStates(self, request, context):
         """ListFlowRunStates returns a run's state history ordered by timestamp, oldest
         first, one page at a time (page_size 0 means 200; capped at 1,000). An unknown run
-        has an empty history.
+        has an empty history. A page too large for one message is cut short, as in
+        ListFlowRuns.
 
         No side effects. Errors: INVALID_ARGUMENT (flow_run_id not a UUID, negative
         page_size, page token from another run).

@@ -135,6 +135,10 @@ class FlowServiceServicer:
         values are capped at 200; follow next_page_token, empty on the last page) or
         Prefect's `offset` + `limit` (limit 0 to 200, default 200). A page token is opaque,
         bound to the filters and sort it came from, and stable under concurrent inserts.
+        Every List RPC cuts a page that would not fit in one response message (the
+        server's max_message_bytes) short: fewer items, and a next_page_token that
+        continues right after the last item returned, with either paging style. A token
+        whose content the server cannot use is INVALID_ARGUMENT naming page_token.
 
         No side effects. Errors: INVALID_ARGUMENT (bad filter value, negative page_size
         or offset, limit outside 0..200, both limit and page_size set, offset with a

@@ -101,7 +101,8 @@ class TaskRunServiceServicer:
     def ListTaskRuns(self, request, context):
         """ListTaskRuns returns task runs matching the filter, in `sort` order (id descending
         by default), one page at a time (page_size 0 means 200, capped at 200; opaque page
-        tokens bound to the filter and sort).
+        tokens bound to the filter and sort). A page too large for one message is cut
+        short, with a next_page_token that continues after its last item.
 
         No side effects. Errors: INVALID_ARGUMENT.
         """
