@@ -19,6 +19,7 @@ from server.db.engine import create_engine
 from server.db.migrate import migrate
 from server.db.unit_of_work import Database
 from server.error_mapping import ErrorMappingInterceptor
+from server.health import DatabaseHealth
 from server.lease_reaper import LeaseReaper
 from server.orchestration.context import SlotSettings
 from server.orchestration.interceptor import OrchestrationInterceptor
@@ -78,19 +79,23 @@ class App:
     database: Database
     settings: Settings
     reaper: LeaseReaper
+    monitor: DatabaseHealth
 
     async def start(self) -> None:
-        """Starts serving, then reports SERVING once the database answers."""
+        """Starts serving, then reports SERVING once the database answers; from then on
+        health follows the database (server/health.py)."""
         await self.server.start()
         await self.database.ping()
         for name in ("", *FLOWRUN_SERVICES):
             await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
+        self.monitor.start(health_pb2.HealthCheckResponse.SERVING)
         self.reaper.start()
         log.info("flowrun listening on %s:%d", self.settings.host, self.port)
 
     async def stop(self, grace: float | None = None) -> None:
         """NOT_SERVING first, so load balancers stop sending; then drain; then close."""
         await self.health.enter_graceful_shutdown()
+        await self.monitor.stop()
         await self.reaper.stop()
         await self.server.stop(self.settings.shutdown_grace_seconds if grace is None else grace)
         await self.database.dispose()
@@ -121,7 +126,16 @@ async def build_app(settings: Settings, *, reuse_port: bool = False) -> App:
     if port == 0:
         raise RuntimeError(f"could not bind {settings.host}:{settings.port}")
     reaper = LeaseReaper(database, settings.lease_reap_interval_seconds)
-    return App(server=server, port=port, health=health_servicer, database=database, settings=settings, reaper=reaper)
+    monitor = DatabaseHealth(health_servicer, database, ("", *FLOWRUN_SERVICES), settings.health_check_interval_seconds)
+    return App(
+        server=server,
+        port=port,
+        health=health_servicer,
+        database=database,
+        settings=settings,
+        reaper=reaper,
+        monitor=monitor,
+    )
 
 
 def run(main: Coroutine[object, object, None]) -> None:

@@ -63,6 +63,8 @@ class Settings(BaseSettings):
     deployment_slot_wait_seconds: int = Field(default=30, ge=0)
     # How often the reaper deletes expired leases (their slots are free already).
     lease_reap_interval_seconds: float = Field(default=10.0, gt=0)
+    # How often health pings the database (server/health.py); a ping slower than this fails.
+    health_check_interval_seconds: float = Field(default=5.0, gt=0)
 
     @cached_property
     def page_max_bytes(self) -> int:

@@ -5,12 +5,16 @@ every handle in a `finally`, even when the test fails."""
 from __future__ import annotations
 
 import asyncio
+import atexit
 import contextlib
 import os
 import queue
 import re
+import shutil
+import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -102,6 +106,20 @@ class ServerProcess:
             return ""
         return "\n--- server log (tail) ---\n" + self.log_path.read_bytes()[-size:].decode(errors="replace")
 
+    def internal_errors(self) -> list[str]:
+        """One line per INTERNAL the server logged: its error id and the exception that
+        caused it (the last line of the traceback), for a failing test to show."""
+        if self.log_path is None or not self.log_path.exists():
+            return []
+        found, current = [], None
+        for line in self.log_path.read_text(errors="replace").splitlines():
+            if " internal error " in line:
+                current = line.split(" internal error ", 1)[1]
+            elif current is not None and line and not line.startswith((" ", "Traceback", "The above", "During handling")):
+                found.append(f"{current}: {line}")
+                current = None
+        return found
+
     def stop(self, timeout: float = 10.0) -> None:
         """SIGTERM, then SIGKILL if it has not exited within `timeout`. Idempotent."""
         try:
@@ -165,3 +183,82 @@ async def running_servers(
         remaining = max(deadline - time.monotonic(), 1.0)
         await asyncio.gather(*(wait_for_health(server.address, remaining) for server in servers))
         yield [server.address for server in servers]
+
+
+# --- a PostgreSQL of one's own ----------------------------------------------------------
+
+
+def postgres_bindir() -> Path:
+    """Where initdb and pg_ctl live: `pg_config --bindir` (Debian keeps them off PATH)."""
+    with contextlib.suppress(OSError, subprocess.CalledProcessError):
+        bindir = Path(subprocess.run(["pg_config", "--bindir"], capture_output=True, text=True, check=True).stdout.strip())
+        if (bindir / "initdb").exists():
+            return bindir
+    initdb = shutil.which("initdb")
+    if initdb is None:
+        raise RuntimeError("the fault tests need PostgreSQL's initdb and pg_ctl (pg_config --bindir, or on PATH)")
+    return Path(initdb).parent
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind((HOST, 0))
+        return probe.getsockname()[1]
+
+
+class PrivatePostgres:
+    """A throwaway PostgreSQL cluster (initdb into a temporary directory, a free loopback
+    port, TCP only, trust auth, fsync off) that fault tests stop and restart at will
+    without disturbing the shared server the rest of the suite and its session-wide
+    connection pools use. initdb refuses to run as root, so as root every PostgreSQL
+    command runs as the `postgres` user. `destroy()` (also registered with atexit) stops
+    it and deletes its files, whatever state it is in."""
+
+    def __init__(self) -> None:
+        self.bindir = postgres_bindir()
+        self.root = Path(tempfile.mkdtemp(prefix="flowrun-pg-"))
+        self.data = self.root / "data"
+        self.log = self.root / "postgresql.log"
+        self.port = free_port()
+        self._as_postgres = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+        if self._as_postgres:
+            shutil.chown(self.root, "postgres")
+        atexit.register(self.destroy)
+        self._pg("initdb", "-D", str(self.data), "-U", "postgres", "-A", "trust", "-E", "UTF8", "--no-sync")
+
+    def _pg(self, tool: str, *args: str, timeout: float = 60) -> None:
+        result = subprocess.run(
+            [*self._as_postgres, str(self.bindir / tool), *args], capture_output=True, text=True, timeout=timeout
+        )
+        if result.returncode != 0:
+            raise RuntimeError(f"{tool} {' '.join(args)} failed ({result.returncode}): {result.stderr[-2000:]}")
+
+    def _ctl(self, *args: str) -> None:
+        options = f"-p {self.port} -c listen_addresses={HOST} -c unix_socket_directories='' -c fsync=off"
+        self._pg("pg_ctl", "-D", str(self.data), "-l", str(self.log), "-o", options, "-w", "-t", "60", *args)
+
+    def start(self) -> None:
+        self._ctl("start")
+
+    def stop(self, mode: str = "fast") -> None:
+        """mode "fast" ends every session (clients see admin shutdown); "immediate" is a crash."""
+        self._ctl("stop", "-m", mode)
+
+    def restart(self, mode: str = "fast") -> None:
+        self._ctl("restart", "-m", mode)
+
+    def is_running(self) -> bool:
+        return (self.data / "postmaster.pid").exists()
+
+    def ensure_running(self) -> None:
+        if not self.is_running():
+            self.start()
+
+    def url(self, database: str = "postgres", driver: str = "postgresql") -> str:
+        return f"{driver}://postgres@{HOST}:{self.port}/{database}"
+
+    def destroy(self) -> None:
+        if self.data.exists() and self.is_running():
+            with contextlib.suppress(Exception):
+                self.stop("immediate")
+        shutil.rmtree(self.root, ignore_errors=True)
