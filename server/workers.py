@@ -10,9 +10,17 @@ becomes a supervisor that serves nothing itself. It
 3. spawns N workers, fresh interpreters that inherit no gRPC or event-loop state, each
    building the whole app and listening on the same host:port with SO_REUSEPORT;
 4. prints the one "flowrun serving on HOST:PORT" line when every worker serves;
-5. forwards SIGTERM/SIGINT to the workers and waits for their graceful stop (then kills
-   them), and if a worker dies on its own it stops the others and exits non-zero: the
-   service is either whole or gone, never half alive.
+5. replaces a worker that dies on its own (SIGKILL, OOM, a crash): the others keep
+   serving meanwhile, and the kernel gives the dead worker's share of new connections to
+   them until the replacement listens. A replacement that dies before serving is tried
+   again after a pause that doubles each time; after MAX_FAILED_STARTS such deaths in a
+   row the supervisor stops the rest and exits non-zero, so whatever restarts services
+   sees a service that cannot start instead of a worker restarting forever;
+6. forwards SIGTERM/SIGINT to the workers and waits for their graceful stop (then kills
+   them).
+
+A worker whose supervisor dies (SIGKILL leaves it no chance to stop them) notices its
+pipe closing and stops too: no orphan keeps serving the port.
 
 The workers share nothing but the database, which is where every guarantee already
 lives (row locks, unique constraints, slot counts), exactly as with separate replicas.
@@ -55,6 +63,12 @@ MAX_DEFAULT_WORKERS = 8
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 # Beyond the shutdown grace: time for a worker to close its pool and exit before SIGKILL.
 STOP_MARGIN_SECONDS = 5.0
+# Replacing dead workers: the pause before retrying one that died before serving doubles
+# from RESTART_DELAY_SECONDS up to MAX_RESTART_DELAY_SECONDS; MAX_FAILED_STARTS such
+# deaths in a row (of any workers) and the supervisor gives up.
+RESTART_DELAY_SECONDS = 0.5
+MAX_RESTART_DELAY_SECONDS = 10.0
+MAX_FAILED_STARTS = 5
 
 
 class WorkersError(Exception):
@@ -108,7 +122,7 @@ def _container_cpu_quota() -> float | None:
 def serve(settings: Settings, count: int) -> int:
     """Runs `count` workers on settings.host:settings.port until SIGTERM or SIGINT.
     Returns the exit status: 0 after a requested stop in which every worker stopped
-    cleanly, 1 otherwise (a worker died, or one had to be killed)."""
+    cleanly, 1 otherwise (workers kept dying before serving, or one had to be killed)."""
     signals = _StopSignals()
     workers: list[Worker] = []
     try:
@@ -116,14 +130,15 @@ def serve(settings: Settings, count: int) -> int:
             port = reservation.getsockname()[1]
             if settings.migrate_on_start:
                 run(_migrate(settings))
+            worker_settings = settings.model_copy(update={"port": port, "migrate_on_start": False})
             if signals.received is None:
-                workers = _spawn(settings.model_copy(update={"port": port, "migrate_on_start": False}), count)
+                workers = _spawn(worker_settings, count)
             serving = bool(workers) and _wait_until_serving(workers, signals)
         # Closed: the workers listen on the port now (or are about to be stopped).
         if serving:
             print(f"flowrun serving on {settings.host}:{port}", flush=True)
             log.info("%d workers serving on %s:%d, pids %s", count, settings.host, port, [w.pid for w in workers])
-            requested = _supervise(workers, signals)
+            requested = _supervise(worker_settings, workers, signals)
         else:
             requested = signals.received is not None
         clean = _stop(workers, settings.shutdown_grace_seconds + STOP_MARGIN_SECONDS)
@@ -172,6 +187,7 @@ class Worker:
     index: int
     process: BaseProcess
     channel: Connection  # the supervisor's end: "serving" arrives here; its closing tells the worker to go
+    serving: bool = False
 
     @property
     def pid(self) -> int | None:
@@ -211,15 +227,16 @@ class _StopSignals:
 
 
 def _spawn(settings: Settings, count: int) -> list[Worker]:
+    return [_spawn_one(settings, index) for index in range(count)]
+
+
+def _spawn_one(settings: Settings, index: int) -> Worker:
     context = multiprocessing.get_context("spawn")
-    workers = []
-    for index in range(count):
-        ours, theirs = context.Pipe()
-        process = context.Process(target=_worker_main, args=(settings, index, theirs), name=f"flowrun-worker-{index}")
-        process.start()
-        theirs.close()
-        workers.append(Worker(index, process, ours))
-    return workers
+    ours, theirs = context.Pipe()
+    process = context.Process(target=_worker_main, args=(settings, index, theirs), name=f"flowrun-worker-{index}")
+    process.start()
+    theirs.close()
+    return Worker(index, process, ours)
 
 
 def _wait_until_serving(workers: list[Worker], signals: _StopSignals) -> bool:
@@ -237,19 +254,51 @@ def _wait_until_serving(workers: list[Worker], signals: _StopSignals) -> bool:
                 worker.process.join()
                 log.error("%s before serving; stopping the others", worker.describe_exit())
                 return False
+            worker.serving = True
     return True
 
 
-def _supervise(workers: list[Worker], signals: _StopSignals) -> bool:
-    """Waits for a stop signal (True) or the first worker to exit on its own (False)."""
-    exits = {worker.process.sentinel: worker for worker in workers}
-    for ready in wait([*exits, signals]):
-        if ready is not signals:
-            exits[ready].process.join()
-            log.error("%s while serving; stopping the others", exits[ready].describe_exit())
-            return False
-    log.info("%s: stopping %d workers", signal.Signals(signals.received).name, len(workers))
-    return True
+def _supervise(settings: Settings, workers: list[Worker], signals: _StopSignals) -> bool:
+    """Serves until a stop signal (True), replacing in `workers` every worker that exits
+    on its own; False when replacements died before serving MAX_FAILED_STARTS times in a
+    row."""
+    failed_starts = 0
+    respawn_at: dict[int, float] = {}  # worker index -> when its replacement starts
+    while True:
+        for index, when in sorted(respawn_at.items()):
+            if when <= time.monotonic():
+                del respawn_at[index]
+                workers[index].channel.close()
+                workers[index] = _spawn_one(settings, index)
+        running = [worker for worker in workers if worker.process.exitcode is None]
+        timeout = max(min(respawn_at.values()) - time.monotonic(), 0) if respawn_at else None
+        ready = wait(
+            [signals, *(w.process.sentinel for w in running), *(w.channel for w in running if not w.serving)], timeout
+        )
+        if signals.received is not None:
+            log.info("%s: stopping %d workers", signal.Signals(signals.received).name, len(workers))
+            return True
+        for worker in running:
+            if not worker.serving and worker.channel in ready:
+                with contextlib.suppress(EOFError):  # it died before serving: its sentinel says so
+                    worker.channel.recv()
+                    worker.serving = True
+                    failed_starts = 0
+                    log.info("worker %d (pid %s) replaced and serving", worker.index, worker.pid)
+            if worker.process.sentinel not in ready:
+                continue
+            worker.process.join()
+            if worker.serving:
+                log.error("%s while serving; replacing it", worker.describe_exit())
+                respawn_at[worker.index] = time.monotonic()
+                continue
+            failed_starts += 1
+            if failed_starts >= MAX_FAILED_STARTS:
+                log.error("%s before serving, %d in a row; giving up", worker.describe_exit(), failed_starts)
+                return False
+            delay = min(RESTART_DELAY_SECONDS * 2 ** (failed_starts - 1), MAX_RESTART_DELAY_SECONDS)
+            log.error("%s before serving; trying again in %.1f s", worker.describe_exit(), delay)
+            respawn_at[worker.index] = time.monotonic() + delay
 
 
 def _stop(workers: list[Worker], timeout: float) -> bool:
