@@ -5,12 +5,14 @@ RetryInfo where they help). Outermost interceptor, so it sees every error."""
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 import uuid
 
 import asyncpg
 import grpc
 from google.protobuf import any_pb2, duration_pb2
+from google.protobuf.message import Message
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
@@ -18,6 +20,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
 from server import errors
 from server.db.dialect import is_unique_violation, sqlstate
+from server.services.validation import request_violations
 
 log = logging.getLogger("flowrun.errors")
 
@@ -26,6 +29,13 @@ RETRY_CONFLICT_SECONDS = 0.05
 RETRY_UNAVAILABLE_SECONDS = 1.0
 CONFLICT_SQLSTATES = {"40001", "40P01", "55P03"}  # serialization, deadlock, lock not available
 UNAVAILABLE_SQLSTATE_CLASSES = ("08", "57P")  # connection exceptions, admin shutdown / cannot connect
+# Error details travel in trailers, which gRPC caps at 16 KiB in all (with grpc-message,
+# percent-encoded, beside them). A status is cut to fit well under that: the first
+# violations, each text shortened, and the message to MAX_MESSAGE_BYTES.
+MAX_MESSAGE_BYTES = 512
+MAX_DETAIL_TEXT_BYTES = 200
+MAX_REPORTED_VIOLATIONS = 10
+MAX_STATUS_BYTES = 4096
 
 
 def _pack(message) -> any_pb2.Any:
@@ -34,13 +44,46 @@ def _pack(message) -> any_pb2.Any:
     return packed
 
 
+def _cut(text: str, limit: int) -> str:
+    """`text` shortened to at most `limit` UTF-8 bytes, marked with "..." when cut."""
+    data = text.encode()
+    if len(data) <= limit:
+        return text
+    return data[: limit - 3].decode(errors="ignore") + "..."
+
+
 def _status(code: grpc.StatusCode, message: str, reason: str, metadata: dict[str, str], *extra) -> grpc.Status:
+    metadata = {_cut(key, 64): _cut(value, MAX_DETAIL_TEXT_BYTES) for key, value in list(metadata.items())[:10]}
     status = status_pb2.Status(
         code=getattr(code_pb2, code.name),
-        message=message,
+        message=_cut(message, MAX_MESSAGE_BYTES),
         details=[_pack(error_details_pb2.ErrorInfo(reason=reason, domain=DOMAIN, metadata=metadata)), *map(_pack, extra)],
     )
     return rpc_status.to_status(status)
+
+
+def _invalid_argument(exc: errors.InvalidArgument) -> grpc.Status:
+    """INVALID_ARGUMENT with a BadRequest of the first violations (at most
+    MAX_REPORTED_VIOLATIONS, fewer if the details would pass MAX_STATUS_BYTES); the
+    message and ErrorInfo metadata (omitted_violations) say how many were left out."""
+    all_violations = [
+        (_cut(field, MAX_DETAIL_TEXT_BYTES), _cut(text, MAX_DETAIL_TEXT_BYTES)) for field, text in exc.violations
+    ]
+    for count in range(min(len(all_violations), MAX_REPORTED_VIOLATIONS), -1, -1):
+        shown, omitted = all_violations[:count], len(all_violations) - count
+        metadata = dict(exc.metadata)
+        message, suffix = exc.message, ""
+        if omitted:
+            metadata["omitted_violations"] = str(omitted)
+            message = "; ".join(f"{field}: {text}" for field, text in shown)
+            suffix = f"{'; and' if shown else ''} {omitted} violations not shown".lstrip()
+        message = _cut(message, MAX_MESSAGE_BYTES - len(suffix)) + suffix
+        violations = [error_details_pb2.BadRequest.FieldViolation(field=field, description=text) for field, text in shown]
+        extra = [error_details_pb2.BadRequest(field_violations=violations)] if violations else []
+        status = _status(grpc.StatusCode.INVALID_ARGUMENT, message, exc.reason, metadata, *extra)
+        if len(dict(status.trailing_metadata)[rpc_status.GRPC_DETAILS_METADATA_KEY]) <= MAX_STATUS_BYTES:
+            break
+    return status
 
 
 def _retry_info(seconds: float) -> error_details_pb2.RetryInfo:
@@ -75,16 +118,7 @@ def _is_unavailable(exc: BaseException) -> bool:
 
 def to_grpc_status(exc: BaseException, method: str) -> grpc.Status:
     if isinstance(exc, errors.InvalidArgument):
-        violations = [
-            error_details_pb2.BadRequest.FieldViolation(field=field, description=text) for field, text in exc.violations
-        ]
-        return _status(
-            grpc.StatusCode.INVALID_ARGUMENT,
-            exc.message,
-            exc.reason,
-            exc.metadata,
-            error_details_pb2.BadRequest(field_violations=violations),
-        )
+        return _invalid_argument(exc)
     if isinstance(exc, errors.NotFound):
         return _status(grpc.StatusCode.NOT_FOUND, exc.message, exc.reason, exc.metadata)
     if isinstance(exc, errors.AlreadyExists):
@@ -122,17 +156,69 @@ def to_grpc_status(exc: BaseException, method: str) -> grpc.Status:
     )
 
 
+class Rejected:
+    """What the request deserializer hands the handler instead of a request that must not
+    reach a servicer: bytes that are not the request message, or a message holding what
+    no field may hold (server/services/validation.py). The handler raises `error`."""
+
+    __slots__ = ("error",)
+
+    def __init__(self, error: errors.InvalidArgument) -> None:
+        self.error = error
+
+
+def _malformed(exc: Exception) -> errors.InvalidArgument:
+    text = str(exc)
+    if "MaxDepth" in text or isinstance(exc, RecursionError):
+        why = "messages nest deeper than 100 levels"
+    elif "UTF-8" in text:
+        why = "a string field is not valid UTF-8"
+    else:
+        why = "the wire format is corrupt"
+    return errors.MalformedRequest(f"The request body is not a valid encoding of the request message: {why}")
+
+
+def _checking(deserializer):
+    """Wraps a request deserializer so that it never raises (grpc.aio would answer
+    UNKNOWN): undecodable bytes and invalid field values become a Rejected marker."""
+    if deserializer is None:
+        return None
+
+    def deserialize(data: bytes):
+        try:
+            request = deserializer(data)
+        except Exception as exc:  # noqa: BLE001 - DecodeError, RecursionError: the client's bytes
+            return Rejected(_malformed(exc))
+        violations = request_violations(request) if isinstance(request, Message) else []
+        if violations:
+            return Rejected(errors.InvalidArgument(violations))
+        return request
+
+    return deserialize
+
+
+async def _abort(context: grpc.aio.ServicerContext, exc: BaseException, method: str) -> None:
+    remaining = context.time_remaining()
+    if remaining is not None and remaining <= 0:
+        status = _status(grpc.StatusCode.DEADLINE_EXCEEDED, "The deadline passed", "DEADLINE_EXCEEDED", {})
+    else:
+        status = to_grpc_status(exc, method)
+    await context.abort(status.code, status.details, status.trailing_metadata)
+
+
 class ErrorMappingInterceptor(grpc.aio.ServerInterceptor):
     """Turns every exception escaping a unary handler into a status with details. Aborts
-    the handler made itself (context.abort) and cancellations pass through. The wrapped
-    handler of each method is built once, not per call."""
+    the handler made itself (context.abort) and cancellations pass through. Every
+    handler, streaming ones too, gets a request deserializer that turns undecodable or
+    invalid requests into INVALID_ARGUMENT instead of UNKNOWN. The wrapped handler of
+    each method is built once, not per call."""
 
     def __init__(self) -> None:
         self._wrapped: dict[str, tuple[grpc.RpcMethodHandler, grpc.RpcMethodHandler]] = {}
 
     async def intercept_service(self, continuation, handler_call_details):
         handler = await continuation(handler_call_details)
-        if handler is None or handler.unary_unary is None:
+        if handler is None:
             return handler
         method = handler_call_details.method
         cached = self._wrapped.get(method)
@@ -142,23 +228,74 @@ class ErrorMappingInterceptor(grpc.aio.ServerInterceptor):
 
 
 def _mapped(handler: grpc.RpcMethodHandler, method: str) -> grpc.RpcMethodHandler:
-    inner = handler.unary_unary
+    serializers = {
+        "request_deserializer": _checking(handler.request_deserializer),
+        "response_serializer": handler.response_serializer,
+    }
+    if handler.unary_unary is not None:
+        return grpc.unary_unary_rpc_method_handler(_mapped_unary(handler.unary_unary, method), **serializers)
+    if handler.unary_stream is not None:
+        return grpc.unary_stream_rpc_method_handler(_checked_unary_stream(handler.unary_stream, method), **serializers)
+    if handler.stream_unary is not None:
+        return grpc.stream_unary_rpc_method_handler(_checked_stream(handler.stream_unary, method), **serializers)
+    return grpc.stream_stream_rpc_method_handler(_checked_stream(handler.stream_stream, method), **serializers)
 
+
+def _mapped_unary(inner, method: str):
     async def mapped(request, context: grpc.aio.ServicerContext):
         try:
+            if isinstance(request, Rejected):
+                raise request.error
             return await inner(request, context)
         except (asyncio.CancelledError, grpc.aio.AbortError):
             raise
         except Exception as exc:
-            remaining = context.time_remaining()
-            if remaining is not None and remaining <= 0:
-                status = _status(grpc.StatusCode.DEADLINE_EXCEEDED, "The deadline passed", "DEADLINE_EXCEEDED", {})
-            else:
-                status = to_grpc_status(exc, method)
-            await context.abort(status.code, status.details, status.trailing_metadata)
+            await _abort(context, exc, method)
 
-    return grpc.unary_unary_rpc_method_handler(
-        mapped,
-        request_deserializer=handler.request_deserializer,
-        response_serializer=handler.response_serializer,
-    )
+    return mapped
+
+
+def _checked_unary_stream(inner, method: str):
+    """A server-streaming handler (a coroutine that writes, or an async generator) that
+    first turns a rejected request into its status."""
+    if inspect.isasyncgenfunction(inner):
+
+        async def streamed(request, context):
+            if isinstance(request, Rejected):
+                await _abort(context, request.error, method)
+            async for response in inner(request, context):
+                yield response
+
+        return streamed
+
+    async def written(request, context):
+        if isinstance(request, Rejected):
+            await _abort(context, request.error, method)
+        return await inner(request, context)
+
+    return written
+
+
+def _checked_stream(inner, method: str):
+    """A client-streaming handler whose request iterator turns the first rejected request
+    into its status (a coroutine or an async generator, as `inner` is: grpc.aio tells
+    them apart by the function's kind)."""
+
+    async def requests(request_iterator, context):
+        async for request in request_iterator:
+            if isinstance(request, Rejected):
+                await _abort(context, request.error, method)
+            yield request
+
+    if inspect.isasyncgenfunction(inner):
+
+        async def streamed(request_iterator, context):
+            async for response in inner(requests(request_iterator, context), context):
+                yield response
+
+        return streamed
+
+    async def written(request_iterator, context):
+        return await inner(requests(request_iterator, context), context)
+
+    return written

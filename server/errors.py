@@ -99,3 +99,14 @@ def work_queue_not_found(work_pool_name: str, work_queue_name: str) -> NotFound:
 
 def lease_not_found(lease_id: str) -> NotFound:
     return NotFound("LEASE_NOT_FOUND", f"Concurrency lease {lease_id} not found or expired", lease_id=lease_id)
+
+
+class MalformedRequest(InvalidArgument):
+    """The request body is not a valid encoding of the method's request message."""
+
+    reason = "MALFORMED_REQUEST"
+
+    def __init__(self, message: str) -> None:
+        super().__init__([])
+        self.message = message
+        self.args = (message,)

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1e\x66lowrun/v1/error_details.proto\x12\nflowrun.v1*\x83\x05\n\x0b\x45rrorReason\x12\x1c\n\x18\x45RROR_REASON_UNSPECIFIED\x10\x00\x12\x1f\n\x1b\x45RROR_REASON_FLOW_NOT_FOUND\x10\x01\x12#\n\x1f\x45RROR_REASON_FLOW_RUN_NOT_FOUND\x10\x02\x12)\n%ERROR_REASON_FLOW_RUN_STATE_NOT_FOUND\x10\x03\x12#\n\x1f\x45RROR_REASON_TASK_RUN_NOT_FOUND\x10\x04\x12!\n\x1d\x45RROR_REASON_INVALID_ARGUMENT\x10\x05\x12#\n\x1f\x45RROR_REASON_INVALID_PAGE_TOKEN\x10\x06\x12$\n ERROR_REASON_FAILED_PRECONDITION\x10\x07\x12\x19\n\x15\x45RROR_REASON_CONFLICT\x10\x08\x12%\n!ERROR_REASON_DATABASE_UNAVAILABLE\x10\t\x12\"\n\x1e\x45RROR_REASON_DEADLINE_EXCEEDED\x10\n\x12\x19\n\x15\x45RROR_REASON_INTERNAL\x10\x0b\x12\x1a\n\x16\x45RROR_REASON_TOO_LARGE\x10\x0c\x12%\n!ERROR_REASON_DEPLOYMENT_NOT_FOUND\x10\r\x12$\n ERROR_REASON_WORK_POOL_NOT_FOUND\x10\x0e\x12%\n!ERROR_REASON_WORK_QUEUE_NOT_FOUND\x10\x0f\x12 \n\x1c\x45RROR_REASON_LEASE_NOT_FOUND\x10\x10\x12\x1f\n\x1b\x45RROR_REASON_ALREADY_EXISTS\x10\x11\x42x\n\x0e\x64\x65v.flowrun.v1B\x11\x45rrorDetailsProtoP\x01Z6github.com/flowrun/flowrun/gen/go/flowrun/v1;flowrunv1\xaa\x02\nFlowrun.V1\xea\x02\x0b\x46lowrun::V1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1e\x66lowrun/v1/error_details.proto\x12\nflowrun.v1*\xa7\x05\n\x0b\x45rrorReason\x12\x1c\n\x18\x45RROR_REASON_UNSPECIFIED\x10\x00\x12\x1f\n\x1b\x45RROR_REASON_FLOW_NOT_FOUND\x10\x01\x12#\n\x1f\x45RROR_REASON_FLOW_RUN_NOT_FOUND\x10\x02\x12)\n%ERROR_REASON_FLOW_RUN_STATE_NOT_FOUND\x10\x03\x12#\n\x1f\x45RROR_REASON_TASK_RUN_NOT_FOUND\x10\x04\x12!\n\x1d\x45RROR_REASON_INVALID_ARGUMENT\x10\x05\x12#\n\x1f\x45RROR_REASON_INVALID_PAGE_TOKEN\x10\x06\x12$\n ERROR_REASON_FAILED_PRECONDITION\x10\x07\x12\x19\n\x15\x45RROR_REASON_CONFLICT\x10\x08\x12%\n!ERROR_REASON_DATABASE_UNAVAILABLE\x10\t\x12\"\n\x1e\x45RROR_REASON_DEADLINE_EXCEEDED\x10\n\x12\x19\n\x15\x45RROR_REASON_INTERNAL\x10\x0b\x12\x1a\n\x16\x45RROR_REASON_TOO_LARGE\x10\x0c\x12%\n!ERROR_REASON_DEPLOYMENT_NOT_FOUND\x10\r\x12$\n ERROR_REASON_WORK_POOL_NOT_FOUND\x10\x0e\x12%\n!ERROR_REASON_WORK_QUEUE_NOT_FOUND\x10\x0f\x12 \n\x1c\x45RROR_REASON_LEASE_NOT_FOUND\x10\x10\x12\x1f\n\x1b\x45RROR_REASON_ALREADY_EXISTS\x10\x11\x12\"\n\x1e\x45RROR_REASON_MALFORMED_REQUEST\x10\x12\x42x\n\x0e\x64\x65v.flowrun.v1B\x11\x45rrorDetailsProtoP\x01Z6github.com/flowrun/flowrun/gen/go/flowrun/v1;flowrunv1\xaa\x02\nFlowrun.V1\xea\x02\x0b\x46lowrun::V1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,5 +33,5 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._loaded_options = None
   _globals['DESCRIPTOR']._serialized_options = b'\n\016dev.flowrun.v1B\021ErrorDetailsProtoP\001Z6github.com/flowrun/flowrun/gen/go/flowrun/v1;flowrunv1\252\002\nFlowrun.V1\352\002\013Flowrun::V1'
   _globals['_ERRORREASON']._serialized_start=47
-  _globals['_ERRORREASON']._serialized_end=690
+  _globals['_ERRORREASON']._serialized_end=726
 # @@protoc_insertion_point(module_scope)
