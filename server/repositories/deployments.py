@@ -116,7 +116,8 @@ class DeploymentRepository(Repository):
                 metadata={"flow_id": new.flow_id, "name": new.name},
             )
         created = await self.get(row.id, now)
-        assert created is not None
+        if created is None:  # not expected (our own insert): retriable, never an assert
+            raise errors.Conflict("The deployment changed concurrently; retry")
         return created
 
     async def get(self, deployment_id: str, now: datetime) -> Deployment | None:

@@ -175,13 +175,15 @@ class FlowRunRepository(Repository):
             if work_queue_id is None:  # a new run has no state: the inserted row is all of it
                 return flow_run_from_row(inserted), True
             run = await self.get(inserted.id)  # with its queue's and pool's names
-            assert run is not None
+            if run is None:  # not expected (our own insert): retriable, never an assert
+                raise errors.Conflict("The flow run changed concurrently; retry")
             return run, True
         query = _run_with_state().where(
             flow_run.c.flow_id == new.flow_id, flow_run.c.idempotency_key == new.idempotency_key
         )
         row = (await self.connection.execute(query)).first()
-        assert row is not None, "the run holding the idempotency key vanished inside our transaction"
+        if row is None:  # the run holding the key was deleted after our insert met it (READ COMMITTED)
+            raise errors.Conflict("The flow run holding the idempotency key changed concurrently; retry")
         return flow_run_from_row(row), False
 
     async def get(self, flow_run_id: str) -> FlowRun | None:

@@ -9,6 +9,7 @@ from typing import Any
 
 from sqlalchemy import delete, func, select, update
 
+from server import errors
 from server.db.tables import flow
 from server.domain.filters import FlowSort, ListFilters, PageRequest, fingerprint
 from server.domain.flows import Flow, FlowCreate
@@ -42,7 +43,8 @@ class FlowRepository(Repository):
         if row is not None:
             return flow_from_row(row), True
         existing = await self.get_by_name(new.name)
-        assert existing is not None, "a conflicting flow vanished inside our transaction"
+        if existing is None:  # the flow holding the name was deleted after our insert met it (READ COMMITTED)
+            raise errors.Conflict("The flow of that name changed concurrently; retry")
         return existing, False
 
     async def get(self, flow_id: str) -> Flow | None:

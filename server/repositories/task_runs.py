@@ -128,7 +128,8 @@ class TaskRunRepository(Repository):
             task_run.c.dynamic_key == new.dynamic_key,
         )
         row = (await self.connection.execute(query)).first()
-        assert row is not None, "the task run holding the key vanished inside our transaction"
+        if row is None:  # the task run holding the key was deleted after our insert met it (READ COMMITTED)
+            raise errors.Conflict("The task run holding that key changed concurrently; retry")
         return task_run_from_row(row), False
 
     async def get(self, task_run_id: str) -> TaskRun | None:

@@ -187,7 +187,8 @@ class WorkPoolRepository(Repository):
                 metadata={"work_pool_name": new.work_pool_name, "work_queue_name": new.name},
             )
         queue = await self.get_queue(new.work_pool_name, new.name)
-        assert queue is not None
+        if queue is None:  # not expected (our own insert): retriable, never an assert
+            raise errors.Conflict("The work queue changed concurrently; retry")
         return queue
 
     async def get_queue(self, work_pool_name: str, name: str) -> WorkQueue:
