@@ -66,7 +66,7 @@ SERVICE_FILES = (
     work_pool_service_pb2,
 )
 DEADLINE_SECONDS = 10.0
-RESEED_EVERY = 1000
+RESEED_EVERY = 250
 MAX_DETAILS_BYTES = 8 * 1024
 FORBIDDEN_CODES = {
     grpc.StatusCode.INTERNAL: "INTERNAL",
@@ -132,6 +132,7 @@ class Report:
     requests: int = 0
     histogram: Counter = field(default_factory=Counter)
     by_kind: Counter = field(default_factory=Counter)
+    by_kind_code: Counter = field(default_factory=Counter)
     findings: list[Finding] = field(default_factory=list)
     log_errors: list[str] = field(default_factory=list)
     seed_calls: int = 0
@@ -148,12 +149,18 @@ class Report:
         width = max((len(name) for name in self.histogram), default=2)
         for code, count in sorted(self.histogram.items(), key=lambda item: -item[1]):
             lines.append(f"  {code:<{width}}  {count:>7}")
+        for kind in sorted(self.by_kind):
+            codes = {code: n for (k, code), n in sorted(self.by_kind_code.items(), key=lambda item: -item[1]) if k == kind}
+            lines.append(f"  {kind} bodies: {codes}")
         lines.append(f"  server healthy at the end: {'yes' if self.healthy_at_end else 'NO'}")
         lines.append(f"  findings: {len(self.findings)}; server log errors: {len(self.log_errors)}")
         groups: dict[tuple, list[Finding]] = {}
         for finding in self.findings:
             groups.setdefault(finding.key(), []).append(finding)
-        for (problem, method, code, message), items in sorted(groups.items(), key=lambda item: -len(item[1]))[:examples]:
+        # INTERNAL first, then the other problems; the most frequent first within each.
+        order = {"INTERNAL": 0, "UNKNOWN": 1}
+        ranked = sorted(groups.items(), key=lambda item: (order.get(item[0][0], 2), -len(item[1])))
+        for (problem, method, code, message), items in ranked[:examples]:
             lines.append(f"  - {len(items)} x {problem} in {method} [{code}]: {message}")
             lines.append(f"      e.g. ({items[0].kind}) {items[0].request[:400]}")
         for text in self.log_errors[:5]:
@@ -194,8 +201,11 @@ def describe(body: Body) -> str:
 class Client:
     """The synchronous side: sends bodies, checks answers, keeps the pool filled."""
 
-    def __init__(self, channel: grpc.Channel, methods: list[Method], pool: Pool, report: Report) -> None:
+    def __init__(
+        self, channel: grpc.Channel, methods: list[Method], pool: Pool, report: Report, max_message_bytes: int
+    ) -> None:
         self.channel = channel
+        self.max_message_bytes = max_message_bytes
         self.methods = {method.path: method for method in methods}
         self.pool = pool
         self.report = report
@@ -213,6 +223,8 @@ class Client:
     def _check_error(self, method: Method, body: Body, error: grpc.RpcError) -> None:
         code = error.code()
         message = error.details() or ""
+        if code == grpc.StatusCode.RESOURCE_EXHAUSTED and len(body.data) > self.max_message_bytes:
+            return  # the documented request size limit (Settings.max_message_bytes), enforced by gRPC
         if code in FORBIDDEN_CODES:
             self._find(FORBIDDEN_CODES[code], method, body, code.name, message)
             return
@@ -273,9 +285,11 @@ class Client:
                 data = future.result()
             except grpc.RpcError as error:
                 self.report.histogram[error.code().name] += 1
+                self.report.by_kind_code[body.kind, error.code().name] += 1
                 self._check_error(method, body, error)
             else:
                 self.report.histogram["OK"] += 1
+                self.report.by_kind_code[body.kind, "OK"] += 1
                 self._check_ok(method, body, data)
 
     def rpc(self, path: str, request: Message) -> Message | None:
@@ -417,7 +431,7 @@ async def fuzz(database_url: str, backend: str, count: int, seed: int = 0) -> Re
 
         def run() -> None:
             with grpc.insecure_channel(f"127.0.0.1:{app.port}") as channel:
-                client = Client(channel, methods, pool, report)
+                client = Client(channel, methods, pool, report, settings.max_message_bytes)
                 drive(client, methods, count, seed)
                 report.healthy_at_end = client.healthy()
 

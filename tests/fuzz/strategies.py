@@ -198,8 +198,10 @@ def _forged_tokens(pool: Pool) -> st.SearchStrategy[str]:
     return st.one_of(forged(), forged(), HOSTILE_STRINGS)
 
 
-def _string_strategy(field_descriptor: FieldDescriptor, pool: Pool) -> st.SearchStrategy[str]:
+def _string_strategy(field_descriptor: FieldDescriptor, pool: Pool, tame: bool) -> st.SearchStrategy[str]:
     name = field_descriptor.name
+    if tame:
+        return _tame_string(field_descriptor, pool)
     container = field_descriptor.containing_type.name
     if name == "page_token":
         return _forged_tokens(pool)
@@ -220,10 +222,12 @@ def _string_strategy(field_descriptor: FieldDescriptor, pool: Pool) -> st.Search
     return HOSTILE_STRINGS
 
 
-def _scalar_strategy(field_descriptor: FieldDescriptor, pool: Pool) -> st.SearchStrategy[Any]:
+def _scalar_strategy(field_descriptor: FieldDescriptor, pool: Pool, tame: bool = False) -> st.SearchStrategy[Any]:
     kind = field_descriptor.type
     if kind == FieldDescriptor.TYPE_STRING:
-        return _string_strategy(field_descriptor, pool)
+        return _string_strategy(field_descriptor, pool, tame)
+    if tame:
+        return _tame_scalar(field_descriptor)
     if kind == FieldDescriptor.TYPE_BYTES:
         return st.binary(max_size=64)
     if kind == FieldDescriptor.TYPE_BOOL:
@@ -324,12 +328,105 @@ def set_struct(target: struct_pb2.Struct, value: dict[str, Any]) -> None:
         set_value(target.fields[key], item)
 
 
+# -- tame values ----------------------------------------------------------------------------
+# Valid-looking requests (ids and names that exist, known enums, small numbers, times
+# near now) get past validation and exercise the orchestration, filters and paging.
+
+TAME_TEXT = st.text(alphabet="abcdefghijklmnopqrstuvwxyz0123456789-_ .", min_size=1, max_size=12)
+TAME_JSON = st.recursive(
+    st.one_of(st.none(), st.booleans(), st.integers(-1000, 1000), st.floats(-1e6, 1e6), TAME_TEXT),
+    lambda children: st.one_of(st.lists(children, max_size=3), st.dictionaries(TAME_TEXT, children, max_size=3)),
+    max_leaves=6,
+)
+
+
+ID_KINDS = {
+    "flow_id": "flow",
+    "flow_run_id": "flow_run",
+    "child_flow_run_id": "flow_run",
+    "task_run_id": "task_run",
+    "parent_task_run_id": "task_run",
+    "deployment_id": "deployment",
+    "state_id": "state",
+    "lease_id": "lease",
+    "deployment_concurrency_lease_id": "lease",
+}
+
+NAME_KINDS = {
+    "work_pool_name": "work_pool",
+    "work_queue_name": "work_queue",
+    "idempotency_key": "idempotency_key",
+    "GetFlowByNameRequest.name": "flow",
+    "CreateFlowRequest.name": "flow",
+    "GetWorkPoolRequest.name": "work_pool",
+    "DeleteWorkPoolRequest.name": "work_pool",
+    "GetWorkQueueRequest.name": "work_queue",
+    "DeleteWorkQueueRequest.name": "work_queue",
+    "CreateWorkQueueRequest.name": "work_queue",
+}
+
+
+def _tame_string(field_descriptor: FieldDescriptor, pool: Pool) -> st.SearchStrategy[str]:
+    name = field_descriptor.name
+    container = field_descriptor.containing_type.name
+    if name == "page_token":
+        return _pick(lambda: pool.page_tokens).map(lambda token: token or "")
+    if name.endswith("_id") or name.endswith("_ids") or name == "id" or container in ("IdFilter", "CreatedByFilter"):
+        kind = ID_KINDS.get(name.removesuffix("s"))
+        known = _pick((lambda: pool.ids.get(kind) or pool.all_ids()) if kind else pool.all_ids)
+        return st.tuples(known, st.uuids().map(str), st.integers(0, 9)).map(
+            lambda parts: parts[0] if parts[0] and parts[2] else parts[1]
+        )
+    if name.endswith("name") or name in ("idempotency_key", "like"):
+        kind = NAME_KINDS.get(name) or NAME_KINDS.get(f"{container}.{name}")
+        known = _pick((lambda: pool.names.get(kind) or pool.all_names()) if kind else pool.all_names)
+        return st.tuples(known, TAME_TEXT, st.integers(0, 3)).map(
+            lambda parts: parts[0] if parts[0] and parts[2] else parts[1]
+        )
+    if name == "paths":
+        return st.sampled_from(["tags", "name", "parameters", "job_variables", "empirical_policy", "flow_version"])
+    return TAME_TEXT
+
+
+def _tame_scalar(field_descriptor: FieldDescriptor) -> st.SearchStrategy[Any]:
+    kind = field_descriptor.type
+    if kind == FieldDescriptor.TYPE_BOOL:
+        return st.booleans()
+    if kind in (FieldDescriptor.TYPE_DOUBLE, FieldDescriptor.TYPE_FLOAT):
+        return st.floats(0, 100)
+    if kind == FieldDescriptor.TYPE_ENUM:
+        return st.sampled_from([value.number for value in field_descriptor.enum_type.values if value.number])
+    if kind == FieldDescriptor.TYPE_BYTES:
+        return st.binary(max_size=8)
+    return st.integers(0, 5)
+
+
+def _fill_tame_well_known(draw, message: Message) -> bool:
+    name = message.DESCRIPTOR.full_name
+    if name == "google.protobuf.Timestamp":
+        message.seconds, message.nanos = draw(st.integers(1_700_000_000, 1_900_000_000)), draw(st.integers(0, 999_999))
+    elif name == "google.protobuf.Duration":
+        message.seconds = draw(st.integers(0, 3600))
+    elif name == "google.protobuf.Struct":
+        set_struct(message, draw(st.dictionaries(TAME_TEXT, TAME_JSON, max_size=4)))
+    elif name == "google.protobuf.Value":
+        set_value(message, draw(TAME_JSON))
+    elif name == "google.protobuf.ListValue":
+        for item in draw(st.lists(TAME_JSON, max_size=3)):
+            set_value(message.values.add(), item)
+    else:
+        return False
+    return True
+
+
 # -- messages -----------------------------------------------------------------------------
 
 
-def _fill_well_known(draw, message: Message) -> bool:
+def _fill_well_known(draw, message: Message, tame: bool) -> bool:
     """Fills `message` if it is a well-known type the server reads; True if it was."""
     name = message.DESCRIPTOR.full_name
+    if tame:
+        return _fill_tame_well_known(draw, message)
     if name == "google.protobuf.Timestamp":
         message.seconds, message.nanos = draw(_timestamp_parts())
     elif name == "google.protobuf.Duration":
@@ -346,58 +443,66 @@ def _fill_well_known(draw, message: Message) -> bool:
     return True
 
 
-def _fill(draw, message: Message, pool: Pool, depth: int) -> None:
+def _fill(draw, message: Message, pool: Pool, depth: int, tame: bool) -> None:
     if depth:
         message.SetInParent()
-    if _fill_well_known(draw, message):
+    if _fill_well_known(draw, message, tame):
         return
     for field_descriptor in message.DESCRIPTOR.fields:
-        # Fields are set about half the time near the top, less often further down.
-        if draw(st.integers(0, depth + 1)) != 0:
+        # Fields are set about half the time near the top, less often further down; a tame
+        # request sets its top-level fields four times in five (most are required).
+        if tame and depth == 0:
+            if draw(st.integers(0, 4)) == 0:
+                continue
+        elif draw(st.integers(0, depth + 1)) != 0:
             continue
-        _fill_field(draw, message, field_descriptor, pool, depth)
+        _fill_field(draw, message, field_descriptor, pool, depth, tame)
 
 
-def _fill_field(draw, message: Message, field_descriptor: FieldDescriptor, pool: Pool, depth: int) -> None:
+def _fill_field(
+    draw, message: Message, field_descriptor: FieldDescriptor, pool: Pool, depth: int, tame: bool
+) -> None:
     name = field_descriptor.name
     submessage_type = field_descriptor.message_type
     if submessage_type is not None and submessage_type.GetOptions().map_entry:
         key_field, value_field = submessage_type.fields_by_name["key"], submessage_type.fields_by_name["value"]
         target = getattr(message, name)
         for _ in range(draw(st.integers(0, 3))):
-            key = draw(_scalar_strategy(key_field, pool))
+            key = draw(_scalar_strategy(key_field, pool, tame))
             if value_field.message_type is None:
-                target[key] = draw(_scalar_strategy(value_field, pool))
+                target[key] = draw(_scalar_strategy(value_field, pool, tame))
             elif depth < MAX_DEPTH:
-                _fill(draw, target[key], pool, depth + 1)
+                _fill(draw, target[key], pool, depth + 1, tame)
         return
     if field_descriptor.is_repeated:
         container = getattr(message, name)
         if submessage_type is not None:
             for _ in range(draw(st.integers(0, 3)) if depth < MAX_DEPTH else 0):
-                _fill(draw, container.add(), pool, depth + 1)
+                _fill(draw, container.add(), pool, depth + 1, tame)
             return
-        element = _scalar_strategy(field_descriptor, pool)
-        if draw(st.integers(0, 15)) == 0:  # hundreds of values: limits and error-detail sizes
+        element = _scalar_strategy(field_descriptor, pool, tame)
+        if not tame and draw(st.integers(0, 15)) == 0:  # hundreds of values: limits and error-detail sizes
             value = draw(element)
+            if isinstance(value, str):
+                value = value[:80]  # a thousand 100 kB strings would only test the message size limit
             container.extend([value] * draw(st.sampled_from([201, 300, 1001])))
         else:
             container.extend(draw(st.lists(element, max_size=4)))
         return
     if submessage_type is not None:
         if depth < MAX_DEPTH:
-            _fill(draw, getattr(message, name), pool, depth + 1)
+            _fill(draw, getattr(message, name), pool, depth + 1, tame)
         return
-    setattr(message, name, draw(_scalar_strategy(field_descriptor, pool)))
+    setattr(message, name, draw(_scalar_strategy(field_descriptor, pool, tame)))
 
 
-def message_strategy(descriptor: Descriptor, pool: Pool) -> st.SearchStrategy[Message]:
+def message_strategy(descriptor: Descriptor, pool: Pool, *, tame: bool = False) -> st.SearchStrategy[Message]:
     message_class = message_factory.GetMessageClass(descriptor)
 
     @st.composite
     def build(draw):
         message = message_class()
-        _fill(draw, message, pool, 0)
+        _fill(draw, message, pool, 0, tame)
         return message
 
     return build()
@@ -405,7 +510,8 @@ def message_strategy(descriptor: Descriptor, pool: Pool) -> st.SearchStrategy[Me
 
 @dataclass(frozen=True)
 class Body:
-    """One request body: its kind ("message", "bytes" or "corrupted"), the bytes sent,
+    """One request body: its kind ("message": hostile values; "tame": valid-looking ones;
+    "bytes": random; "corrupted": a message's encoding damaged), the bytes sent,
     and the message they encode when there is one (for reports)."""
 
     kind: str
@@ -428,14 +534,17 @@ def _mutate(draw, data: bytes) -> bytes:
 
 
 def request_bodies(input_descriptor: Descriptor, pool: Pool) -> st.SearchStrategy[Body]:
-    messages = message_strategy(input_descriptor, pool)
+    hostile, tame = message_strategy(input_descriptor, pool), message_strategy(input_descriptor, pool, tame=True)
 
     @st.composite
     def body(draw):
         roll = draw(st.integers(0, 9))
         if roll == 0:
             return Body("bytes", draw(st.binary(max_size=256)))
-        message = draw(messages)
+        if roll >= 6:
+            message = draw(tame)
+            return Body("tame", message.SerializeToString(), message)
+        message = draw(hostile)
         try:
             data = message.SerializeToString()
         except Exception:  # noqa: BLE001 - e.g. a nesting deeper than the encoder allows
