@@ -13,6 +13,7 @@ from .errors import (
     UnavailableError,
     from_rpc_error,
 )
+from .retry import RetryPolicy
 
 __all__ = [
     "AbortedError",
@@ -24,6 +25,7 @@ __all__ = [
     "InvalidArgumentError",
     "NotFoundError",
     "ResourceExhaustedError",
+    "RetryPolicy",
     "UnavailableError",
     "from_rpc_error",
 ]

@@ -18,7 +18,7 @@ from google.protobuf.message import Message
 
 from flowrun.v1 import flow_run_service_pb2, flow_service_pb2, state_pb2
 
-from .client import DEFAULT_TARGET, FlowrunClient
+from .client import DEFAULT_TARGET, FlowrunClient, RetryPolicy
 from .errors import FlowrunError
 
 _Command = Callable[[FlowrunClient, argparse.Namespace], Awaitable[Message]]
@@ -44,7 +44,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 async def _run(command: _Command, args: argparse.Namespace) -> Message:
     # The channel is created here, inside the event loop that asyncio.run started.
-    async with FlowrunClient(args.target, timeout=args.timeout) as client:
+    retry = RetryPolicy(max_attempts=args.max_attempts) if args.max_attempts > 1 else None
+    async with FlowrunClient(args.target, timeout=args.timeout, retry=retry) as client:
         return await command(client, args)
 
 
@@ -54,6 +55,8 @@ def _print_error(error: FlowrunError) -> None:
         print(f"  {field}: {description}", file=sys.stderr)
     if error.retry_delay is not None:
         print(f"  retry after {error.retry_delay:g}s", file=sys.stderr)
+    if error.attempts > 1:
+        print(f"  failed after {error.attempts} attempts", file=sys.stderr)
 
 
 # Commands: each makes one call and returns the RPC's response message.
@@ -114,6 +117,13 @@ _STATE_TYPE_NAMES = [
 ]
 
 
+def _attempts(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value
+
+
 def _state_type(text: str) -> int:
     """Accept `running`, `RUNNING` or `STATE_TYPE_RUNNING`."""
     name = text.strip().upper()
@@ -136,7 +146,16 @@ def _parser() -> argparse.ArgumentParser:
         help="server address host:port (default: $FLOWRUN_TARGET or %(default)s)",
     )
     parser.add_argument(
-        "--timeout", type=float, default=30.0, help="deadline per call in seconds (default: 30)"
+        "--timeout", type=float, default=30.0, help="deadline per call in seconds, retries included (default: 30)"
+    )
+    parser.add_argument(
+        "--max-attempts",
+        type=_attempts,
+        default=RetryPolicy().max_attempts,
+        help="tries per call when a retry is safe, 1 for none (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--no-retry", dest="max_attempts", action="store_const", const=1, help="same as --max-attempts 1"
     )
     resources = parser.add_subparsers(dest="resource", required=True, metavar="RESOURCE")
 

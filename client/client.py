@@ -7,6 +7,7 @@ else, so each method maps one to one onto an RPC documented in protos/flowrun/v1
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from datetime import datetime
 from types import TracebackType
@@ -38,8 +39,9 @@ from flowrun.v1 import (
 )
 
 from .errors import from_rpc_error
+from .retry import NO_RETRIES, RetryPolicy, retryable
 
-__all__ = ["DEFAULT_TARGET", "FlowRunUpdate", "FlowrunClient"]
+__all__ = ["DEFAULT_TARGET", "FlowRunUpdate", "FlowrunClient", "RetryPolicy"]
 
 DEFAULT_TARGET = "127.0.0.1:50051"
 
@@ -47,10 +49,13 @@ DEFAULT_TARGET = "127.0.0.1:50051"
 # drops idle flows) without tripping the server's ping policy, which allows one ping
 # every 10 s: a ping every 30 s stays well inside it. Results can be large (a page of
 # 200 runs with parameters of up to 512 KiB each), hence 16 MiB instead of gRPC's 4.
+# gRPC's transparent retries resend a request that never reached a handler; every other
+# retry is FlowrunClient's own (client/retry.py says why there is no retryPolicy).
 CHANNEL_OPTIONS: list[tuple[str, int]] = [
     ("grpc.keepalive_time_ms", 30_000),
     ("grpc.keepalive_timeout_ms", 10_000),
     ("grpc.max_receive_message_length", 16 * 1024 * 1024),
+    ("grpc.enable_retries", 1),
 ]
 
 _Response = TypeVar("_Response", bound=Message)
@@ -82,9 +87,16 @@ class FlowrunClient:
             flow, created = await client.create_flow("etl")
 
     Pass `channel` to share one channel between clients or to use TLS; the client then
-    leaves closing it to you. `timeout` (seconds, None for no deadline) applies to every
-    call. Failed calls raise a FlowrunError subclass chained to the grpc.aio.AioRpcError.
-    The client is built on grpc.aio, so create it inside a running event loop.
+    leaves closing it to you. `timeout` (seconds, None for no deadline) is the deadline of
+    every call, retries included. Failed calls raise a FlowrunError subclass chained to
+    the grpc.aio.AioRpcError of the last attempt.
+
+    Calls are retried by `retry` (a RetryPolicy; None turns retries off): ABORTED always
+    (the server rolled back), UNAVAILABLE for calls that are safe to repeat, with
+    exponential backoff and jitter that waits at least the server's RetryInfo delay;
+    see client/retry.py. set_flow_run_state sends a transition id (a fresh UUID unless
+    you give one), the same in every attempt, so a retried transition is not applied
+    twice. The client is built on grpc.aio, so create it inside a running event loop.
     """
 
     def __init__(
@@ -93,8 +105,10 @@ class FlowrunClient:
         *,
         channel: grpc.aio.Channel | None = None,
         timeout: float | None = 30.0,
+        retry: RetryPolicy | None = RetryPolicy(),
     ) -> None:
         self._owns_channel = channel is None
+        self._retry = retry or NO_RETRIES
         if channel is None:
             channel = grpc.aio.insecure_channel(target, options=CHANNEL_OPTIONS)
         self._channel = channel
@@ -124,11 +138,28 @@ class FlowrunClient:
     async def _call(
         self, method: Callable[..., Awaitable[_Response]], request: Message
     ) -> _Response:
-        """Invoke one unary RPC with the client's deadline and typed errors."""
-        try:
-            return await method(request, timeout=self._timeout)
-        except grpc.aio.AioRpcError as exc:
-            raise from_rpc_error(exc) from exc
+        """Invoke one unary RPC with the client's deadline, retries and typed errors.
+
+        The same `request` is sent in every attempt. Each attempt gets the time left
+        until the call's deadline; no retry starts that could not end before it.
+        """
+        policy = self._retry
+        deadline = None if self._timeout is None else policy.clock() + self._timeout
+        attempt = 0
+        while True:
+            attempt += 1
+            timeout = None if deadline is None else max(deadline - policy.clock(), 0.0)
+            try:
+                return await method(request, timeout=timeout)
+            except grpc.aio.AioRpcError as exc:
+                error = from_rpc_error(exc)
+                error.attempts = attempt
+                if attempt >= policy.max_attempts or not retryable(exc.code(), request):
+                    raise error from exc
+                delay = policy.delay(attempt, error.retry_delay)
+                if deadline is not None and policy.clock() + delay >= deadline:
+                    raise error from exc
+            await policy.sleep(delay)
 
     # FlowService
 
@@ -399,12 +430,21 @@ class FlowrunClient:
         Orchestration outcomes (ACCEPT, REJECT, WAIT, ABORT) are in the response's
         `status`, not raised: only bad input and faults raise. `state` is either a full
         StateCreate or a StateType value, in which case `name` and `message` fill in the
-        rest. Pass a fresh UUID as `transition_id` and reuse it when retrying after a
-        timeout, so a proposal that was already applied is not applied twice.
+        rest.
+
+        The proposal carries a transition id: `transition_id`, else the one in `state`,
+        else a fresh UUID. The client's own retries resend it unchanged; reuse it
+        yourself when you resend after a call that failed (a timeout), so a proposal
+        that was already applied is not applied twice: the server then answers REJECT
+        with the current state and reason "This run has already made this state
+        transition.". With `force` the server skips that check, so a forced proposal is
+        retried only after ABORTED (nothing was applied).
         """
         proposed = _proposed_state(state, name, message)
         if transition_id is not None:
             proposed.state_details.transition_id = transition_id
+        elif not proposed.state_details.transition_id:
+            proposed.state_details.transition_id = str(uuid.uuid4())
         request = flow_run_service_pb2.SetFlowRunStateRequest(
             flow_run_id=flow_run_id, state=proposed, force=force
         )

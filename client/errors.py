@@ -54,6 +54,8 @@ class FlowrunError(Exception):
         self.metadata = metadata or {}
         self.field_violations = field_violations or []
         self.retry_delay = retry_delay
+        # How many times the call was sent before it failed (FlowrunClient retries).
+        self.attempts = 1
 
     def __str__(self) -> str:
         text = f"{self.code.name}: {self.message}"
