@@ -23,6 +23,7 @@ Each test owns its processes and database, and stops and drops them whatever hap
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import time
@@ -30,6 +31,9 @@ import time
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from server import workers
+from server.config import Settings
+from tests import dying_workers
 from tests.fault_load import Load, killed_server_problem, new_flow, stopping_server_problem, verify, wait_until
 from tests.servers import ServerProcess, wait_for_health
 from tests.test_workers import alive, fresh_database, worker_pids
@@ -115,6 +119,7 @@ async def test_a_killed_supervisor_leaves_no_orphans_and_a_new_server_takes_over
     async with fresh_database("postgres", tmp_path) as url:
         grace = {"FLOWRUN_SHUTDOWN_GRACE_SECONDS": str(ORPHAN_GRACE_SECONDS)}
         first = await started(url, tmp_path / "first.log", WORKERS, grace)
+        pids: list[int] = []
         try:
             load = Load(await new_flow(first.address, "kill-supervisor"), CLIENTS, stopping_server_problem)
             running = await under_load(load, first.address)
@@ -133,6 +138,9 @@ async def test_a_killed_supervisor_leaves_no_orphans_and_a_new_server_takes_over
                 await running
         finally:
             first.stop()
+            for pid in pids:  # orphans, if the test failed
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
         second = await started(url, tmp_path / "second.log", WORKERS)
         try:
             await finish_and_verify(load, second, f"the supervisor killed under {CLIENTS} clients", capsys)
@@ -161,3 +169,30 @@ async def test_a_killed_sqlite_server_loses_nothing(tmp_path, capsys):
             await finish_and_verify(load, second, f"an SQLite server killed under {CLIENTS} clients", capsys)
         finally:
             second.stop()
+
+
+# --- a worker that cannot start: the supervisor gives up ----------------------------------
+
+
+def test_the_supervisor_gives_up_on_a_worker_that_cannot_start(monkeypatch):
+    """A worker dies while serving and is replaced; every replacement dies before it
+    serves (as when the database is gone for good): after MAX_FAILED_STARTS in a row,
+    with a growing pause between tries, the supervisor gives up (False: serve() then
+    stops the rest and exits 1) instead of restarting it forever."""
+    monkeypatch.setattr(workers, "RESTART_DELAY_SECONDS", 0.01)
+    monkeypatch.setattr(workers, "_worker_main", dying_workers.serve_then_die)
+    settings = Settings(database_url="sqlite+aiosqlite:///unused.db")
+    first = workers._spawn_one(settings, 0)
+    first.serving = True
+    monkeypatch.setattr(workers, "_worker_main", dying_workers.die_before_serving)
+    spawned = []
+    spawn = workers._spawn_one
+    monkeypatch.setattr(workers, "_spawn_one", lambda *args: spawned.append(spawn(*args)) or spawned[-1])
+    signals = workers._StopSignals()
+    try:
+        assert workers._supervise(settings, [first], signals) is False
+    finally:
+        signals.close()
+        workers._stop([first, *spawned], 5)
+    assert first.process.exitcode == 3
+    assert [worker.process.exitcode for worker in spawned] == [4] * workers.MAX_FAILED_STARTS
