@@ -14,6 +14,7 @@ from flowrun.v1 import flow_run_service_pb2, flow_run_service_pb2_grpc, flow_ser
 from flowrun.v1 import task_run_service_pb2, task_run_service_pb2_grpc
 from flowrun.v1 import deployment_service_pb2, deployment_service_pb2_grpc
 from flowrun.v1 import work_pool_service_pb2, work_pool_service_pb2_grpc
+from server.cancellation import CancellationShieldInterceptor
 from server.config import Settings
 from server.db.engine import create_engine
 from server.db.migrate import migrate
@@ -52,10 +53,17 @@ def server_options(settings: Settings, *, reuse_port: bool = False) -> list[tupl
     ping every min_client_ping_interval_ms even without calls in flight, so idle
     keepalive pings never earn a GOAWAY "too_many_pings". SO_REUSEPORT stays off unless
     this process is one of several workers sharing the port (server/workers.py): with it
-    on, a second server started on a busy port would silently share it."""
+    on, a second server started on a busy port would silently share it.
+
+    Memory for readers that stop reading: a response is queued whole in the server until
+    the peer's HTTP/2 window lets it out, so what bounds it is the response size
+    (max_response_bytes; List pages are cut to fit) times the calls in flight
+    (max_streams_per_connection per connection if set, max_concurrent_rpcs in all). HTTP/2
+    flow-control options (lookahead, BDP probing, write buffer) only govern what the
+    server reads or batches and measured no difference (bench/slow_readers.py)."""
     options = [
         ("grpc.max_receive_message_length", settings.max_message_bytes),
-        ("grpc.max_send_message_length", settings.max_message_bytes),
+        ("grpc.max_send_message_length", min(settings.max_message_bytes, settings.max_response_bytes)),
         ("grpc.keepalive_time_ms", settings.keepalive_time_ms),
         ("grpc.keepalive_timeout_ms", settings.keepalive_timeout_ms),
         ("grpc.keepalive_permit_without_calls", 1),
@@ -63,6 +71,8 @@ def server_options(settings: Settings, *, reuse_port: bool = False) -> list[tupl
         ("grpc.http2.max_pings_without_data", 0),
         ("grpc.so_reuseport", int(reuse_port)),
     ]
+    if settings.max_streams_per_connection:
+        options.append(("grpc.max_concurrent_streams", settings.max_streams_per_connection))
     if settings.max_connection_age_ms:
         options += [
             ("grpc.max_connection_age_ms", settings.max_connection_age_ms),
@@ -107,7 +117,11 @@ async def build_app(settings: Settings, *, reuse_port: bool = False) -> App:
         await migrate(database)
     server = grpc.aio.server(
         # First is outermost: errors see everything the orchestration step raises.
-        interceptors=[ErrorMappingInterceptor(), OrchestrationInterceptor(database, slot_settings(settings))],
+        interceptors=[
+            CancellationShieldInterceptor(),
+            ErrorMappingInterceptor(),
+            OrchestrationInterceptor(database, slot_settings(settings)),
+        ],
         options=server_options(settings, reuse_port=reuse_port),
         maximum_concurrent_rpcs=settings.max_concurrent_rpcs,
     )

@@ -42,6 +42,15 @@ class Settings(BaseSettings):
 
     # gRPC transport.
     max_message_bytes: int = Field(default=8 * 1024 * 1024, ge=1024)
+    # Largest response (grpc.max_send_message_length, and the byte budget List pages are
+    # cut to). A response waiting for a reader that stopped reading stays in memory, about
+    # three times its size (bench/slow_readers.py), so this bounds memory per stalled call.
+    max_response_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)
+    # Concurrent calls on one HTTP/2 connection (grpc.max_concurrent_streams); unset is
+    # unlimited. Caps what one client can pin with calls it never reads, but a gRPC client
+    # that opens more calls at once on a new connection gets UNAVAILABLE (REFUSED_STREAM)
+    # for the excess, so it is off unless set.
+    max_streams_per_connection: int | None = Field(default=None, ge=1)
     keepalive_time_ms: int = Field(default=60_000, ge=1000)
     keepalive_timeout_ms: int = Field(default=20_000, ge=1000)
     min_client_ping_interval_ms: int = Field(default=10_000, ge=1000)
@@ -68,9 +77,10 @@ class Settings(BaseSettings):
 
     @cached_property
     def page_max_bytes(self) -> int:
-        """The byte budget of one List page: the message limit less room for the page
+        """The byte budget of one List page: the response limit less room for the page
         token and the response's own framing (server/repositories/paging.py)."""
-        return self.max_message_bytes - min(64 * 1024, self.max_message_bytes // 4)
+        limit = min(self.max_message_bytes, self.max_response_bytes)
+        return limit - min(64 * 1024, limit // 4)
 
     @cached_property
     def is_sqlite(self) -> bool:
