@@ -101,8 +101,24 @@ def _is_conflict(exc: BaseException) -> bool:
     return "database is locked" in text or "database table is locked" in text
 
 
+def _broke_the_connection(exc: BaseException) -> bool:
+    """asyncpg's own state machine gave up on the connection ("cannot switch to state
+    ...; another operation is in progress"), seen when PostgreSQL restarts mid-call;
+    SQLAlchemy wraps it twice. Nothing was committed and the connection is discarded."""
+    seen: BaseException | None = exc
+    for _ in range(4):
+        if seen is None:
+            return False
+        if isinstance(seen, asyncpg.InternalClientError):
+            return True
+        seen = getattr(seen, "orig", None) or seen.__cause__
+    return False
+
+
 def _is_unavailable(exc: BaseException) -> bool:
     if isinstance(exc, (ConnectionError, PoolTimeoutError, OSError, asyncpg.InterfaceError)):
+        return True
+    if _broke_the_connection(exc):
         return True
     if (sqlstate(exc) or "").startswith(UNAVAILABLE_SQLSTATE_CLASSES):
         return True
