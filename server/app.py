@@ -14,6 +14,7 @@ from flowrun.v1 import flow_run_service_pb2, flow_run_service_pb2_grpc, flow_ser
 from flowrun.v1 import task_run_service_pb2, task_run_service_pb2_grpc
 from flowrun.v1 import deployment_service_pb2, deployment_service_pb2_grpc
 from flowrun.v1 import work_pool_service_pb2, work_pool_service_pb2_grpc
+from server.cancellation import CancellationShieldInterceptor
 from server.config import Settings
 from server.db.engine import create_engine
 from server.db.migrate import migrate
@@ -116,7 +117,11 @@ async def build_app(settings: Settings, *, reuse_port: bool = False) -> App:
         await migrate(database)
     server = grpc.aio.server(
         # First is outermost: errors see everything the orchestration step raises.
-        interceptors=[ErrorMappingInterceptor(), OrchestrationInterceptor(database, slot_settings(settings))],
+        interceptors=[
+            CancellationShieldInterceptor(),
+            ErrorMappingInterceptor(),
+            OrchestrationInterceptor(database, slot_settings(settings)),
+        ],
         options=server_options(settings, reuse_port=reuse_port),
         maximum_concurrent_rpcs=settings.max_concurrent_rpcs,
     )

@@ -19,6 +19,9 @@ def create_engine(settings: Settings) -> AsyncEngine:
         return _sqlite_engine(settings, url)
     return create_async_engine(
         url,
+        # The unit of work owns every transaction (server/db/unit_of_work.py): it sends
+        # BEGIN/COMMIT/ROLLBACK itself, so SQLAlchemy's adapter never starts one of its own.
+        isolation_level="AUTOCOMMIT",
         pool_size=settings.db_pool_size,
         max_overflow=settings.db_max_overflow,
         pool_timeout=settings.db_pool_timeout_seconds,

@@ -1,18 +1,49 @@
 """The unit of work: one connection, one transaction, the repositories bound to it.
 
 Servicers and the orchestration interceptor open one per RPC; nothing else touches
-connections. A clean exit commits, any exception rolls everything back."""
+connections. A clean exit commits, any exception rolls everything back.
+
+Cancellation safety. gRPC cancels a handler's task when its client cancels or its
+deadline passes, at whatever await the handler is in, including the commit or the
+rollback. Ending a unit of work therefore runs in a task of its own that a
+cancellation cannot interrupt (asyncio.shield): the transaction is committed or rolled
+back, the connection goes back to the pool only if it is provably outside a
+transaction (else it is discarded), and the SQLite write gate is released only after
+all that. The cancelled caller never sees an answer, so nothing unacknowledged can
+look acknowledged, and nothing acknowledged can be left uncommitted. RPC handlers are
+not cancelled mid-statement at all (server/cancellation.py): a unit of work whose call
+was abandoned rolls back at its end instead of committing. The shielded ending covers
+everything else that can be cancelled: shutdown, and the server's background loops.
+
+PostgreSQL transactions belong to this module, not to SQLAlchemy's adapter: the engine
+runs in AUTOCOMMIT (server/db/engine.py) and the unit of work sends BEGIN, COMMIT and
+ROLLBACK itself on the asyncpg connection, using asyncpg's public API only. So SQLAlchemy
+statements and the plain asyncpg statements of the SetState hot path share one
+transaction, and whether a connection is inside one is read from the server's own
+report (`is_in_transaction()`), never from bookkeeping that a cancellation can tear."""
 
 from __future__ import annotations
 
 import asyncio
+import logging
+from collections.abc import Coroutine
 from types import TracebackType
+from typing import Any
 
+import asyncpg
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from server import errors
+from server.cancellation import call_abandoned
 from server.db.dialect import Dialect
 from server.db.engine import WRITE_OPTION
 from server.repositories import Repositories
+
+log = logging.getLogger("flowrun.db")
+
+# Tasks that end units of work whose callers were cancelled: referenced until done, so
+# the event loop cannot drop them half-way.
+_endings: set[asyncio.Task[None]] = set()
 
 
 class Database:
@@ -23,7 +54,10 @@ class Database:
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
         self.dialect = Dialect(engine.dialect.name)
-        self._sqlite_write_gate = asyncio.Lock() if self.dialect.is_sqlite else None
+        self.sqlite_write_gate = asyncio.Lock() if self.dialect.is_sqlite else None
+        # A dead pooled connection fails its BEGIN at once; after a database restart every
+        # pooled connection is dead, so opening tries at most this many before giving up.
+        self.open_attempts = engine.pool.size() + 2 if hasattr(engine.pool, "size") else 2
 
     def unit_of_work(self, *, write: bool) -> UnitOfWork:
         return UnitOfWork(self, write=write)
@@ -42,25 +76,21 @@ class UnitOfWork:
         self.dialect = database.dialect
         self.write = write
         self.connection: AsyncConnection | None = None
-        self._gate: asyncio.Lock | None = database._sqlite_write_gate if write else None
+        self.driver: asyncpg.Connection | None = None  # PostgreSQL only
+        self._gate: asyncio.Lock | None = database.sqlite_write_gate if write else None
 
     async def __aenter__(self) -> UnitOfWork:
+        if call_abandoned():
+            raise asyncio.CancelledError("the client went away; not opening a unit of work")
         if self._gate is not None:
             await self._gate.acquire()
         try:
-            connection = await self.database.engine.connect()
-            try:
-                if self.write:
-                    connection = await connection.execution_options(**{WRITE_OPTION: True})
-                await connection.begin()
-            except BaseException:
-                await connection.close()
-                raise
+            await self._open()
         except BaseException:
-            self._release_gate()
+            await _shielded(self._end(commit=False))
             raise
-        self.connection = connection
-        self.repos = Repositories(connection, self.dialect)
+        assert self.connection is not None
+        self.repos = Repositories(self.connection, self.dialect, self.driver)
         return self
 
     async def __aexit__(
@@ -69,20 +99,94 @@ class UnitOfWork:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        connection = self.connection
-        assert connection is not None
-        try:
-            if exc_type is None:
-                await connection.commit()
-            else:
-                await connection.rollback()
-        finally:
+        abandoned = call_abandoned()
+        await _shielded(self._end(commit=exc_type is None and not abandoned))
+        if abandoned and exc_type is None:
+            raise asyncio.CancelledError("the client went away; rolled back")
+
+    async def _open(self) -> None:
+        if self.dialect.is_sqlite:
+            connection = self.connection = await self.database.engine.connect()
+            if self.write:
+                connection = self.connection = await connection.execution_options(**{WRITE_OPTION: True})
+            await connection.begin()  # BEGIN [IMMEDIATE], from the engine's begin event
+            return
+        for attempt in range(1, self.database.open_attempts + 1):
+            self.connection = await self.database.engine.connect()
+            self.driver = (await self.connection.get_raw_connection()).driver_connection
+            if self.driver.is_in_transaction():  # never expected; never trusted either
+                log.error("a pooled connection was inside a transaction; discarding it")
+                await self._discard()
+                continue
             try:
-                await connection.close()
-            finally:
-                self._release_gate()
+                await self.driver.execute("BEGIN")
+                return
+            except (OSError, asyncpg.InterfaceError, asyncpg.PostgresConnectionError, asyncpg.AdminShutdownError):
+                # Dead before anything was sent but BEGIN: safe to try another connection.
+                await self._discard()
+                if attempt == self.database.open_attempts:
+                    raise
+
+    async def _end(self, *, commit: bool) -> None:
+        """Commit or roll back, then return the connection clean or discard it; always
+        release the SQLite write gate last. A failed commit raises; a failed rollback
+        only discards the connection, so the error that caused it is the one reported."""
+        try:
+            if self.connection is None:
+                return
+            try:
+                await self._finish_transaction(commit)
+            except BaseException:
+                await self._discard()
+                if commit:
+                    raise
+                log.debug("rollback failed; connection discarded", exc_info=True)
+                return
+            if self.driver is not None and self.driver.is_in_transaction():
+                await self._discard()
+            else:
+                await self.connection.close()
+        finally:
+            self._release_gate()
+
+    async def _finish_transaction(self, commit: bool) -> None:
+        assert self.connection is not None
+        if self.driver is None:
+            await (self.connection.commit() if commit else self.connection.rollback())
+        elif not commit:
+            # Sent whether or not a transaction seems open: after a cancelled statement the
+            # connection's view is stale until it settles, and asyncpg settles it first.
+            await self.driver.execute("ROLLBACK")
+        elif not self.driver.is_in_transaction() or await self.driver.execute("COMMIT") != "COMMIT":
+            # PostgreSQL answers COMMIT of a failed transaction with ROLLBACK: never acknowledge that.
+            raise errors.Conflict("The transaction could not be committed; nothing was written; retry")
+
+    async def _discard(self) -> None:
+        """Closes the connection for good instead of pooling it."""
+        connection, self.connection, self.driver = self.connection, None, None
+        if connection is None:
+            return
+        try:
+            await connection.invalidate()
+        finally:
+            await connection.close()
 
     def _release_gate(self) -> None:
         if self._gate is not None and self._gate.locked():
             self._gate.release()
             self._gate = None
+
+
+async def _shielded(ending: Coroutine[Any, Any, None]) -> None:
+    """Runs `ending` to completion even if the caller is cancelled meanwhile: the caller
+    still gets its CancelledError at once, the ending goes on in its own task."""
+    task = asyncio.ensure_future(ending)
+    _endings.add(task)
+    task.add_done_callback(_endings.discard)
+    task.add_done_callback(_log_failed_ending)
+    await asyncio.shield(task)
+
+
+def _log_failed_ending(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.debug("ending a unit of work failed: %r", task.exception())

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from functools import cached_property
 
+import asyncpg
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from server.db.dialect import Dialect
@@ -21,9 +22,10 @@ class Repositories:
     """The repositories bound to one unit of work's connection, made on first use (a
     SetState touches two of them; building all of them per call would be waste)."""
 
-    def __init__(self, connection: AsyncConnection, dialect: Dialect) -> None:
+    def __init__(self, connection: AsyncConnection, dialect: Dialect, driver: asyncpg.Connection | None) -> None:
         self._connection = connection
         self._dialect = dialect
+        self._driver = driver
 
     @cached_property
     def flows(self) -> FlowRepository:
@@ -31,7 +33,7 @@ class Repositories:
 
     @cached_property
     def flow_runs(self) -> FlowRunRepository:
-        return FlowRunRepository(self._connection, self._dialect)
+        return FlowRunRepository(self._connection, self._dialect, self._driver)
 
     @cached_property
     def states(self) -> FlowRunStateRepository:

@@ -11,7 +11,6 @@ from sqlalchemy import Select, bindparam, delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 
 from server import errors
-from server.db.driver import asyncpg_connection
 from server.db.dialect import is_foreign_key_violation
 from server.db.tables import ORCHESTRATED_RUN_COLUMNS, deployment, flow, flow_run, flow_run_state, task_run, work_pool, work_queue
 from server.domain.filters import FlowRunSort, ListFilters, PageRequest, fingerprint
@@ -204,7 +203,8 @@ class FlowRunRepository(Repository):
         return flow_run_from_row(row) if row else None
 
     async def _get_for_orchestration_pg(self, flow_run_id: str) -> FlowRun | None:
-        pg = await asyncpg_connection(self.connection)
+        pg = self.driver
+        assert pg is not None, "the PostgreSQL unit of work provides its asyncpg connection"
         record = await pg.fetchrow(sql.READ_RUN_FOR_UPDATE + sql.LOCK, flow_run_id)
         if record is None:
             return None
@@ -227,8 +227,8 @@ class FlowRunRepository(Repository):
             await self.connection.execute(INSERT_STATE, state_row)
             await self.connection.execute(SAVE_RUN, {f"run_{name}": value for name, value in columns.items()} | {"run_key": run.id})
         else:
-            pg = await asyncpg_connection(self.connection)
-            await pg.execute(
+            assert self.driver is not None, "the PostgreSQL unit of work provides its asyncpg connection"
+            await self.driver.execute(
                 _WRITE_TRANSITION, *sql.write_transition_args(state_row, columns, RUN_WRITE_COLUMNS, run.id)
             )
 
