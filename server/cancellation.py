@@ -10,37 +10,22 @@ or stalled writes here.
 So the outermost interceptor runs each unary handler in a task of its own and only
 *abandons* it when the call is cancelled: the caller gets its CANCELLED or
 DEADLINE_EXCEEDED at once, the handler carries on to its next boundary, and the unit of
-work it is in rolls back instead of committing (server/db/unit_of_work.py asks
-`call_abandoned()`), and opens no new one. Nothing is cut in half, and nothing the client
-was not told about is committed."""
+work it is in rolls back instead of committing and opens no new one (it asks
+server/call_scope.py). Nothing is cut in half, and nothing the client was not told about
+is committed."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from contextvars import ContextVar
 
 import grpc
 
+from server.call_scope import CallScope, enter
+
 log = logging.getLogger("flowrun.cancellation")
-
-
-class _CallScope:
-    __slots__ = ("abandoned",)
-
-    def __init__(self) -> None:
-        self.abandoned = False
-
-
-_current: ContextVar[_CallScope | None] = ContextVar("flowrun_call_scope", default=None)
 # Handler tasks whose callers went away: referenced until they finish.
 _abandoned: set[asyncio.Task] = set()
-
-
-def call_abandoned() -> bool:
-    """True once the client of the call this code runs for has cancelled or timed out."""
-    scope = _current.get()
-    return scope is not None and scope.abandoned
 
 
 class CancellationShieldInterceptor(grpc.aio.ServerInterceptor):
@@ -64,12 +49,12 @@ class CancellationShieldInterceptor(grpc.aio.ServerInterceptor):
 def _shielded(handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
     inner = handler.unary_unary
 
-    async def scoped(request, context, scope: _CallScope):
-        _current.set(scope)  # the task runs in a copy of the context: this stays inside it
+    async def scoped(request, context, scope: CallScope):
+        enter(scope)  # the task runs in a copy of the context: this stays inside it
         return await inner(request, context)
 
     async def shielded(request, context):
-        scope = _CallScope()
+        scope = CallScope()
         task = asyncio.ensure_future(scoped(request, context, scope))
         try:
             return await asyncio.shield(task)

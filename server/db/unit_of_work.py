@@ -34,7 +34,7 @@ import asyncpg
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from server import errors
-from server.cancellation import call_abandoned
+from server.call_scope import call_abandoned
 from server.db.dialect import Dialect
 from server.db.engine import WRITE_OPTION
 from server.repositories import Repositories
