@@ -28,3 +28,8 @@ def call_abandoned() -> bool:
     """True once the client of the current call has cancelled or its deadline passed."""
     scope = _current.get()
     return scope is not None and scope.abandoned
+
+
+def in_call() -> bool:
+    """True in code that runs for an RPC (inside the cancellation interceptor's task)."""
+    return _current.get() is not None

@@ -34,7 +34,7 @@ import asyncpg
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from server import errors
-from server.call_scope import call_abandoned
+from server.call_scope import call_abandoned, in_call
 from server.db.dialect import Dialect
 from server.db.engine import WRITE_OPTION
 from server.repositories import Repositories
@@ -179,7 +179,13 @@ class UnitOfWork:
 
 async def _shielded(ending: Coroutine[Any, Any, None]) -> None:
     """Runs `ending` to completion even if the caller is cancelled meanwhile: the caller
-    still gets its CancelledError at once, the ending goes on in its own task."""
+    still gets its CancelledError at once, the ending goes on in its own task. Inside an
+    RPC that task is not needed: a handler's task is never cancelled there, only
+    abandoned (server/cancellation.py), so the ending runs inline and the hot path pays
+    for no extra task."""
+    if in_call():
+        await ending
+        return
     task = asyncio.ensure_future(ending)
     _endings.add(task)
     task.add_done_callback(_endings.discard)
