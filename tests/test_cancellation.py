@@ -2,7 +2,7 @@
 
 gRPC cancels a handler's task when the client cancels or its deadline passes, at
 whatever await the handler is in. Thousands of writes with deadlines of 1 to 30 ms
-and explicit cancels, on both databases; afterwards:
+and explicit cancels, between undisturbed calls, on both databases; afterwards:
 - every write the server answered (every ACCEPT, every created run) is in the database,
   read back over a connection of its own;
 - no connection is left inside a transaction (PostgreSQL: pg_stat_activity);
@@ -75,12 +75,16 @@ async def fresh_app(request, tmp_path) -> AsyncIterator[App]:
 
 
 async def _call_with_fault(start, request, rng: random.Random) -> object | None:
-    """Half of the calls get a deadline of 1 to 30 ms; the other half are cancelled by the
-    client after 0 to 30 ms. Returns the response when it arrived in time."""
-    if rng.random() < 0.5:
+    """A third of the calls get a deadline of 1 to 30 ms, a third are cancelled by the
+    client after 0 to 30 ms, a third run undisturbed between them (so that, however
+    loaded the machine, plenty is acknowledged while the faults hit). Returns the
+    response when it arrived in time."""
+    fault = rng.randrange(3)
+    if fault == 0:
         call = start(request, timeout=rng.uniform(0.001, 0.030))
     else:
         call = start(request, timeout=PROMPT_SECONDS)
+    if fault == 1:
         await asyncio.sleep(rng.uniform(0, 0.03))
         call.cancel()
     try:
@@ -170,7 +174,7 @@ async def test_cancelled_and_timed_out_writes_lose_nothing_and_leak_nothing(fres
     tally = Tally()
     run_ids = await _hammer(fresh_app, tally, seed=20261202)
     print(f"\n{fresh_app.database.dialect.name}: {sorted(tally.codes.items())}")
-    assert tally.codes.get("interrupted", 0) >= CALLS // 20, "the faults hardly hit: the test proves little"
+    assert tally.codes.get("interrupted", 0) >= CALLS // 50, "the faults hardly hit: the test proves little"
     assert len(tally.acknowledged_states) >= CALLS // 20, "hardly anything was acknowledged: the test proves little"
 
     await asyncio.sleep(0.2)  # let the server finish the handlers the client walked away from
