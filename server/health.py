@@ -14,12 +14,13 @@ stopping server back to SERVING."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Iterable
 from typing import Protocol
 
 from grpc_health.v1 import health, health_pb2
+
+from server.periodic import Periodic
 
 log = logging.getLogger("flowrun.health")
 
@@ -47,7 +48,7 @@ class DatabaseHealth:
         self.services = tuple(services)
         self.interval = interval
         self.status: int | None = None
-        self._task: asyncio.Task[None] | None = None
+        self._loop = Periodic("flowrun-health", interval, self.check)
 
     async def database_answers(self) -> bool:
         for attempt in range(2):
@@ -79,23 +80,11 @@ class DatabaseHealth:
         sets SERVING after its own ping), so an unchanged outcome publishes nothing."""
         if status is not None:
             self.status = status
-        self._task = asyncio.create_task(self._run(), name="flowrun-health")
-
-    async def _run(self) -> None:
-        while True:
-            await asyncio.sleep(self.interval)
-            try:
-                await self.check()
-            except Exception:  # never let one bad check end the monitor
-                log.exception("health check crashed")
+        self._loop.start()
 
     @property
     def running(self) -> bool:
-        return self._task is not None and not self._task.done()
+        return self._loop.running
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await self._loop.stop()

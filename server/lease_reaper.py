@@ -7,12 +7,11 @@ never overlap, and replicas deleting the same rows concurrently is harmless."""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 
 from server import clock
 from server.db.unit_of_work import Database
+from server.periodic import Periodic
 
 log = logging.getLogger("flowrun.lease_reaper")
 BATCH = 1_000
@@ -21,8 +20,7 @@ BATCH = 1_000
 class LeaseReaper:
     def __init__(self, database: Database, interval_seconds: float) -> None:
         self._database = database
-        self._interval = interval_seconds
-        self._task: asyncio.Task | None = None
+        self._loop = Periodic("flowrun-lease-reaper", interval_seconds, self._reap_and_report)
 
     async def reap_once(self) -> int:
         """Deletes expired leases in batches; the number deleted."""
@@ -34,23 +32,13 @@ class LeaseReaper:
             if deleted < BATCH:
                 return total
 
+    async def _reap_and_report(self) -> None:
+        deleted = await self.reap_once()
+        if deleted:
+            log.info("deleted %d expired concurrency leases", deleted)
+
     def start(self) -> None:
-        self._task = asyncio.create_task(self._loop(), name="flowrun-lease-reaper")
+        self._loop.start()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
-
-    async def _loop(self) -> None:
-        while True:
-            await asyncio.sleep(self._interval)
-            try:
-                deleted = await self.reap_once()
-            except Exception:  # the database may be briefly away; try again next time
-                log.warning("lease reaping failed", exc_info=True)
-            else:
-                if deleted:
-                    log.info("deleted %d expired concurrency leases", deleted)
+        await self._loop.stop()

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import asyncpg
@@ -19,6 +19,7 @@ import pytest
 from flowrun.v1 import flow_run_service_pb2_grpc, flow_service_pb2_grpc
 from server.app import App, build_app
 from server.config import Settings
+from tests.servers import PrivatePostgres
 
 POSTGRES_ADMIN_URL = os.environ.get("FLOWRUN_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 BACKENDS = ("sqlite", "postgres")
@@ -65,6 +66,18 @@ async def database_url(request, tmp_path_factory) -> AsyncIterator[str]:
 
 def settings_for(database_url: str, **overrides) -> Settings:
     return Settings(database_url=database_url, host="127.0.0.1", port=0, shutdown_grace_seconds=1, **overrides)
+
+
+@pytest.fixture(scope="module")
+def private_postgres() -> Iterator[PrivatePostgres]:
+    """A throw-away PostgreSQL cluster of the module's own (tests/servers.py), for tests
+    that stop or restart the database: the shared server's connections are never hit."""
+    postgres = PrivatePostgres()
+    try:
+        postgres.start()
+        yield postgres
+    finally:
+        postgres.destroy()
 
 
 @pytest.fixture(scope="session")

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 
 import asyncpg
 import pytest
@@ -37,16 +37,6 @@ ROUNDS = int(os.environ.get("FLOWRUN_TEST_FAULT_ROUNDS", "2"))
 START_TIMEOUT_SECONDS = 60
 RECOVERY_TIMEOUT_SECONDS = 60
 FINISH_TIMEOUT_SECONDS = 120
-
-
-@pytest.fixture(scope="module")
-def private_postgres() -> Iterator[PrivatePostgres]:
-    postgres = PrivatePostgres()
-    try:
-        postgres.start()
-        yield postgres
-    finally:
-        postgres.destroy()
 
 
 @pytest.fixture

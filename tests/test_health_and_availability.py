@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Iterator
 
 import grpc
 import pytest
@@ -17,7 +16,6 @@ from flowrun.v1 import flow_service_pb2_grpc
 from server.app import FLOWRUN_SERVICES, build_app
 from server.health import DatabaseHealth
 from tests.conftest import settings_for
-from tests.servers import PrivatePostgres
 from tests.rich_errors import expect_error
 
 SERVICES = ("", "flowrun.v1.FlowService", "flowrun.v1.FlowRunService")
@@ -51,8 +49,10 @@ async def test_graceful_shutdown_reports_not_serving_before_draining(database_ur
 
 
 async def test_unreachable_database_is_unavailable_and_not_serving():
-    """PostgreSQL down (nothing listens on port 1)."""
-    app = await build_app(settings_for("postgresql+asyncpg://postgres@127.0.0.1:1/flowrun", migrate_on_start=False))
+    """PostgreSQL down (nothing listens on port 1). With a configured page-token secret,
+    as without one build_app would read the database's key (server/shared_secrets.py)."""
+    url = "postgresql+asyncpg://postgres@127.0.0.1:1/flowrun"
+    app = await build_app(settings_for(url, migrate_on_start=False, page_token_secret="configured"))
     await app.server.start()  # serve without the database: App.start would refuse
     try:
         async with grpc.aio.insecure_channel(f"127.0.0.1:{app.port}") as channel:
@@ -177,16 +177,6 @@ async def test_app_stop_stops_the_monitor(tmp_path):
     assert app.monitor.running
     await app.stop(grace=0)
     assert not app.monitor.running
-
-
-@pytest.fixture(scope="module")
-def private_postgres() -> Iterator[PrivatePostgres]:
-    postgres = PrivatePostgres()
-    try:
-        postgres.start()
-        yield postgres
-    finally:
-        postgres.destroy()
 
 
 async def test_watch_follows_postgresql_going_down_and_coming_back(private_postgres):
