@@ -62,6 +62,12 @@ def _status(code: grpc.StatusCode, message: str, reason: str, metadata: dict[str
     return rpc_status.to_status(status)
 
 
+def error_status(code: grpc.StatusCode, message: str, reason: str, metadata: dict[str, str] | None = None) -> grpc.Status:
+    """A status with its ErrorInfo, for a call refused before any handler runs
+    (server/auth.py: UNAUTHENTICATED, PERMISSION_DENIED)."""
+    return _status(code, message, reason, metadata or {})
+
+
 def _invalid_argument(exc: errors.InvalidArgument) -> grpc.Status:
     """INVALID_ARGUMENT with a BadRequest of the first violations (at most
     MAX_REPORTED_VIOLATIONS, fewer if the details would pass MAX_STATUS_BYTES); the
