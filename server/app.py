@@ -30,6 +30,7 @@ from server.services.flow_runs import FlowRunService
 from server.services.flows import FlowService
 from server.services.task_runs import TaskRunService
 from server.services.work_pools import WorkPoolService
+from server.shared_secrets import resolve_page_token_secret
 
 log = logging.getLogger("flowrun.server")
 
@@ -115,6 +116,8 @@ async def build_app(settings: Settings, *, reuse_port: bool = False) -> App:
     database = Database(create_engine(settings))
     if settings.migrate_on_start:
         await migrate(database)
+    # No built-in signing key: unless configured, the one kept in the database.
+    settings = await resolve_page_token_secret(database, settings)
     server = grpc.aio.server(
         # First is outermost: errors see everything the orchestration step raises.
         interceptors=[

@@ -60,7 +60,10 @@ class Settings(BaseSettings):
 
     # API limits.
     max_parameter_bytes: int = Field(default=512 * 1024, ge=0)
-    page_token_secret: str = "flowrun-page-token"
+    # The key page tokens are signed with (HMAC-SHA256). Unset (or empty): a random key the
+    # first server generates and keeps in the database, shared by every replica and worker
+    # (server/shared_secrets.py); build_app resolves it, so servers see it set.
+    page_token_secret: str | None = Field(default=None, repr=False)
     graph_max_nodes: int = Field(default=10_000, ge=1)
     graph_max_artifacts: int = Field(default=10_000, ge=0)
     # States in one graph (GetFlowRunGraph); task runs in one dependency map

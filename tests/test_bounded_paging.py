@@ -31,7 +31,6 @@ from tests.rich_errors import expect_error
 MESSAGE_LIMIT = 1024 * 1024
 ITEMS = 24  # ~2.4 MB of parameters in all: more than two full messages
 PARAMETER_BYTES = 100_000
-SECRET = "flowrun-page-token"  # the default Settings.page_token_secret
 
 
 @pytest.fixture(scope="module")
@@ -177,9 +176,10 @@ def _open(token: str) -> dict:
     return json.loads(raw[:-16])
 
 
-def _seal(payload: dict) -> str:
+def _seal(payload: dict, app: App) -> str:
+    """Signs `payload` with the key `app` signs page tokens with (the database's own)."""
     body = json.dumps(payload, separators=(",", ":")).encode()
-    mac = hmac.new(SECRET.encode(), body, hashlib.sha256).digest()[:16]
+    mac = hmac.new(app.settings.page_token_secret.encode(), body, hashlib.sha256).digest()[:16]
     return base64.urlsafe_b64encode(body + mac).rstrip(b"=").decode()
 
 
@@ -199,7 +199,7 @@ def _seal(payload: dict) -> str:
         (filters_pb2.FLOW_RUN_SORT_START_TIME_DESC, {"k": None}),
     ],
 )
-async def test_signed_token_with_unbindable_cursor_is_invalid_page_token(runs, flows, unique, sort, change):
+async def test_signed_token_with_unbindable_cursor_is_invalid_page_token(app, runs, flows, unique, sort, change):
     flow = (await flows.CreateFlow(flows_pb.CreateFlowRequest(name=f"tok-{unique}"))).flow
     for _ in range(2):
         await runs.CreateFlowRun(runs_pb.CreateFlowRunRequest(flow_id=flow.id))
@@ -208,17 +208,17 @@ async def test_signed_token_with_unbindable_cursor_is_invalid_page_token(runs, f
     )
     token = (await runs.ListFlowRuns(request)).next_page_token
     payload = _open(token)
-    request.page_token = _seal(payload)
+    request.page_token = _seal(payload, app)
     assert len((await runs.ListFlowRuns(request)).flow_runs) == 1  # re-sealing alone changes nothing
 
-    request.page_token = _seal(payload | change)
+    request.page_token = _seal(payload | change, app)
     error = await expect_error(runs.ListFlowRuns(request))
     assert error.code == grpc.StatusCode.INVALID_ARGUMENT
     assert error.reason == "INVALID_PAGE_TOKEN"
     assert list(error.field_violations) == ["page_token"]
 
 
-async def test_state_history_token_with_non_uuid_cursor_is_invalid(runs, flows, unique):
+async def test_state_history_token_with_non_uuid_cursor_is_invalid(app, runs, flows, unique):
     flow = (await flows.CreateFlow(flows_pb.CreateFlowRequest(name=f"hist-{unique}"))).flow
     run = (await runs.CreateFlowRun(runs_pb.CreateFlowRunRequest(flow_id=flow.id))).flow_run
     await runs.SetFlowRunState(
@@ -228,6 +228,6 @@ async def test_state_history_token_with_non_uuid_cursor_is_invalid(runs, flows, 
     )
     request = runs_pb.ListFlowRunStatesRequest(flow_run_id=run.id, page_size=1)
     payload = _open((await runs.ListFlowRunStates(request)).next_page_token)
-    request.page_token = _seal(payload | {"i": "'; drop table flow_run; --"})
+    request.page_token = _seal(payload | {"i": "'; drop table flow_run; --"}, app)
     error = await expect_error(runs.ListFlowRunStates(request))
     assert (error.code, list(error.field_violations)) == (grpc.StatusCode.INVALID_ARGUMENT, ["page_token"])

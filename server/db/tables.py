@@ -216,3 +216,14 @@ concurrency_lease = Table(
     Column("expiration", Timestamp, nullable=False, index=True),
     Index("ix_concurrency_lease__deployment_id_expiration", "deployment_id", "expiration"),
 )
+
+# Keys the server generates once and every replica and worker shares, by name (the
+# page-token signing key when FLOWRUN_PAGE_TOKEN_SECRET is unset). Never updated: the
+# first process to insert a name wins and every other one reads its value.
+server_secret = Table(
+    "server_secret",
+    metadata,
+    Column("name", String, primary_key=True),
+    Column("value", Text, nullable=False),
+    Column("created", Timestamp, nullable=False),
+)

@@ -14,6 +14,7 @@ from server.repositories.flow_run_states import FlowRunStateRepository
 from server.repositories.flow_runs import FlowRunRepository
 from server.repositories.flows import FlowRepository
 from server.repositories.graphs import GraphRepository
+from server.repositories.server_secrets import ServerSecretRepository
 from server.repositories.task_runs import TaskRunRepository
 from server.repositories.work_pools import WorkPoolRepository
 
@@ -58,3 +59,7 @@ class Repositories:
     @cached_property
     def leases(self) -> ConcurrencyLeaseRepository:
         return ConcurrencyLeaseRepository(self._connection, self._dialect)
+
+    @cached_property
+    def server_secrets(self) -> ServerSecretRepository:
+        return ServerSecretRepository(self._connection, self._dialect)

@@ -426,7 +426,7 @@ async def fuzz(database_url: str, backend: str, count: int, seed: int = 0) -> Re
     await app.start()
     started = time.monotonic()
     try:
-        pool = Pool(page_token_secret=settings.page_token_secret)
+        pool = Pool(page_token_secret=app.settings.page_token_secret)  # the key it resolved at start
         methods = discover_methods()
 
         def run() -> None:

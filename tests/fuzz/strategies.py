@@ -95,7 +95,7 @@ class Pool:
     ids: dict[str, list[str]] = field(default_factory=dict)  # kind -> ids
     names: dict[str, list[str]] = field(default_factory=dict)  # kind -> names
     page_tokens: list[str] = field(default_factory=list)
-    page_token_secret: str = "flowrun-page-token"
+    page_token_secret: str = ""  # the server's key (App.settings), so forged tokens pass the MAC
 
     def add_id(self, kind: str, value: str) -> None:
         if value:
@@ -166,7 +166,8 @@ TOKEN_VALUES = st.one_of(
 def _forged_tokens(pool: Pool) -> st.SearchStrategy[str]:
     """Real tokens, tokens with a character changed or cut, random base64, and tokens
     whose payload was rewritten with hostile values and signed again with the server's
-    (known, default) secret, so that they pass the MAC and reach the cursor."""
+    secret (the harness reads it from the app under fuzz), so that they pass the MAC and
+    reach the cursor."""
     real = _pick(lambda: pool.page_tokens)
 
     @st.composite
