@@ -300,13 +300,15 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
 
 
 async def _caller(authenticator: Authenticator, context: grpc.aio.ServicerContext) -> Caller:
+    """The call's caller; aborts the call with UNAUTHENTICATED if there is none."""
     try:
         return authenticator.authenticate(context.invocation_metadata() or (), context.auth_context)
     except Unauthenticated as exc:
-        log.debug("unauthenticated call from %s: %s", context.peer(), exc.message)
-        status = error_status(grpc.StatusCode.UNAUTHENTICATED, exc.message, "UNAUTHENTICATED")
-        await context.abort(status.code, status.details, status.trailing_metadata)
-        raise  # not reached: abort raises
+        failure = exc
+    log.debug("unauthenticated call from %s: %s", context.peer(), failure.message)
+    status = error_status(grpc.StatusCode.UNAUTHENTICATED, failure.message, "UNAUTHENTICATED")
+    await context.abort(status.code, status.details, status.trailing_metadata)  # raises
+    raise AssertionError("context.abort returned")
 
 
 def _denied(caller: Caller, method: str, required: Role, *, forced: bool = False) -> grpc.Status:
