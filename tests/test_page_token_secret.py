@@ -17,7 +17,7 @@ from contextlib import asynccontextmanager
 
 import grpc
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select
 
 from flowrun.v1 import flow_service_pb2 as flows_pb
 from flowrun.v1 import flow_service_pb2_grpc
@@ -182,3 +182,16 @@ async def test_server_processes_started_together_share_the_key(fresh_url, tmp_pa
                 assert len((await second_page(reader, token)).flows) == 1
                 await assert_refused(reader, resign(token, OLD_DEFAULT))
     assert len(await stored_keys(fresh_url)) == 1
+
+
+async def test_deleting_the_stored_key_replaces_it_at_the_next_start(fresh_url):
+    """The README's rotation: DELETE the row, restart; old tokens are refused."""
+    async with serving(fresh_url) as (before, flows):
+        token = await first_page_token(flows)
+    async with before.database.engine.connect() as connection:  # disposed engines reconnect
+        await connection.execute(delete(server_secret).where(server_secret.c.name == PAGE_TOKEN_SECRET))
+        await connection.commit()
+    async with serving(fresh_url) as (after, flows):
+        assert after.settings.page_token_secret != before.settings.page_token_secret
+        assert await stored_keys(fresh_url) == [after.settings.page_token_secret]
+        await assert_refused(flows, token)
