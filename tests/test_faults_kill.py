@@ -16,6 +16,15 @@ and every run in the database must be whole: its state pointer on the last entry
 SCHEDULED, PENDING, RUNNING, COMPLETED history, every acknowledged state in it, no
 transition written twice, one run per idempotency key.
 
+Half of the clients run their runs in a deployment limited to LIMIT concurrency slots,
+so slots are contended when the kill comes (a run turned away waits in SCHEDULED
+"AwaitingConcurrencySlot" and its client proposes PENDING again). The slots are checked
+on the database itself (tests/fault_load.py `check_slots`) in snapshot after snapshot
+throughout, once the load is stopped after the kill (and the restart), and once it has
+finished: the deployment's PENDING/RUNNING/CANCELLING runs are exactly the holders of
+its live leases, never more than LIMIT, no lease belongs to a run that is not active, and
+each active run's state names its one lease.
+
 A killed process answers nothing, so the failed calls here are the client library's own
 UNAVAILABLE, without details; any error the server itself sent must still carry RetryInfo.
 Each test owns its processes and database, and stops and drops them whatever happens."""
@@ -34,11 +43,29 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from server import workers
 from server.config import Settings
 from tests import dying_workers
-from tests.fault_load import Load, killed_server_problem, new_flow, stopping_server_problem, verify, wait_until
+from tests.fault_load import (
+    SLOT_ENV,
+    ActiveRun,
+    ErrorCheck,
+    LeaseRow,
+    Load,
+    SlotFigures,
+    SlotWatch,
+    killed_server_problem,
+    new_flow,
+    new_limited_deployment,
+    slot_problems,
+    stopping_server_problem,
+    verify,
+    verify_slots,
+    wait_until,
+)
 from tests.servers import ServerProcess, wait_for_health
 from tests.test_workers import alive, fresh_database, worker_pids
 
 CLIENTS = 16
+LIMITED_CLIENTS = 8  # their runs belong to a deployment with LIMIT slots
+LIMIT = 3
 WORKERS = 2
 START_TIMEOUT_SECONDS = 60
 # Liveness bounds (not speed tests): generous for a loaded 2-core machine.
@@ -51,6 +78,7 @@ ORPHAN_TIMEOUT_SECONDS = ORPHAN_GRACE_SECONDS + 20
 
 
 async def started(database_url: str, log_path, workers: int = 1, env: dict[str, str] | None = None) -> ServerProcess:
+    env = {**SLOT_ENV, **(env or {})}
     server = ServerProcess(database_url, log_path=log_path, args=["--workers", str(workers)], env=env)
     try:
         await asyncio.to_thread(server.wait_until_serving, START_TIMEOUT_SECONDS)
@@ -61,6 +89,13 @@ async def started(database_url: str, log_path, workers: int = 1, env: dict[str, 
     return server
 
 
+async def new_load(address: str, name: str, error_problem: ErrorCheck) -> Load:
+    """A load on a new flow, LIMITED_CLIENTS of whose clients run in a deployment with LIMIT slots."""
+    flow_id = await new_flow(address, name)
+    deployment_id = await new_limited_deployment(address, flow_id, f"{name}-limited", LIMIT)
+    return Load(flow_id, CLIENTS, error_problem, deployment_id=deployment_id, limited_clients=LIMITED_CLIENTS)
+
+
 async def under_load(load: Load, address: str) -> asyncio.Task:
     """Starts the load and returns once every client finished a lifecycle."""
     running = asyncio.create_task(load.run(address))
@@ -68,16 +103,28 @@ async def under_load(load: Load, address: str) -> asyncio.Task:
     return running
 
 
-async def finish_and_verify(load: Load, server: ServerProcess, title: str, capsys) -> None:
-    """Every client finishes its lifecycle through `server`; then the books must balance."""
+async def finish_and_verify(
+    load: Load, server: ServerProcess, title: str, capsys, watch: SlotWatch, slots_wrong: list[str]
+) -> None:
+    """Every client finishes its lifecycle through `server`; then the books must balance
+    and the slots be consistent (`slots_wrong`: what the check after the kill found)."""
     await load.finish(server.address, FINISH_TIMEOUT_SECONDS)
     wrong = await verify(server.address, load, complete=True)
+    await watch.stop()
+    slots_wrong = [
+        *slots_wrong,
+        *await verify_slots(server.database_url, load, LIMIT, "after finishing"),
+        *watch.wrong,
+    ]
+    load.figures.slots.append(watch.render())
     with capsys.disabled():
         print("\n" + load.figures.render(title))
     assert not load.figures.problems, "\n".join(
         [*load.figures.problems[:20], "INTERNAL errors in the server log:", *server.internal_errors()]
     )
     assert not wrong, "\n".join(wrong[:20])
+    assert not slots_wrong, "\n".join(slots_wrong[:20])
+    assert load.figures.slot_waits, "no run was turned away for a slot: the slots were never contended"
 
 
 async def refuses_connections(address: str) -> bool:
@@ -92,8 +139,10 @@ async def refuses_connections(address: str) -> bool:
 async def test_a_killed_worker_is_replaced_under_load(tmp_path, capsys):
     async with fresh_database("postgres", tmp_path) as url:
         server = await started(url, tmp_path / "server.log", WORKERS)
+        watch = None
         try:
-            load = Load(await new_flow(server.address, "kill-worker"), CLIENTS, killed_server_problem)
+            load = await new_load(server.address, "kill-worker", killed_server_problem)
+            watch = await SlotWatch(url, load.deployment_id, LIMIT).start()
             running = await under_load(load, server.address)
             try:
                 victim, survivor = worker_pids(server)
@@ -108,10 +157,14 @@ async def test_a_killed_worker_is_replaced_under_load(tmp_path, capsys):
                 load.stop()
                 await running
             assert load.figures.errors, "no call failed: the kill hit no call in flight"
-            await finish_and_verify(load, server, f"a worker killed under {CLIENTS} clients", capsys)
+            slots_wrong = await verify_slots(url, load, LIMIT, "after the kill")
+            await finish_and_verify(load, server, f"a worker killed under {CLIENTS} clients", capsys, watch, slots_wrong)
             server.process.send_signal(signal.SIGTERM)
             assert await asyncio.to_thread(server.process.wait, 30) == 0, server.log_tail()
         finally:
+            if watch is not None:  # already stopped unless the test failed: keep its error
+                with contextlib.suppress(Exception):
+                    await watch.stop()
             server.stop()
 
 
@@ -120,8 +173,10 @@ async def test_a_killed_supervisor_leaves_no_orphans_and_a_new_server_takes_over
         grace = {"FLOWRUN_SHUTDOWN_GRACE_SECONDS": str(ORPHAN_GRACE_SECONDS)}
         first = await started(url, tmp_path / "first.log", WORKERS, grace)
         pids: list[int] = []
+        watch = None
         try:
-            load = Load(await new_flow(first.address, "kill-supervisor"), CLIENTS, stopping_server_problem)
+            load = await new_load(first.address, "kill-supervisor", stopping_server_problem)
+            watch = await SlotWatch(url, load.deployment_id, LIMIT).start()
             running = await under_load(load, first.address)
             try:
                 pids = worker_pids(first)
@@ -136,23 +191,30 @@ async def test_a_killed_supervisor_leaves_no_orphans_and_a_new_server_takes_over
             finally:
                 load.stop()
                 await running
+            second = await started(url, tmp_path / "second.log", WORKERS)
+            try:
+                slots_wrong = await verify_slots(url, load, LIMIT, "after the kill and restart")
+                title = f"the supervisor killed under {CLIENTS} clients"
+                await finish_and_verify(load, second, title, capsys, watch, slots_wrong)
+            finally:
+                second.stop()
         finally:
+            if watch is not None:  # already stopped unless the test failed: keep its error
+                with contextlib.suppress(Exception):
+                    await watch.stop()
             first.stop()
             for pid in pids:  # orphans, if the test failed
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)
-        second = await started(url, tmp_path / "second.log", WORKERS)
-        try:
-            await finish_and_verify(load, second, f"the supervisor killed under {CLIENTS} clients", capsys)
-        finally:
-            second.stop()
 
 
 async def test_a_killed_sqlite_server_loses_nothing(tmp_path, capsys):
     async with fresh_database("sqlite", tmp_path) as url:
         first = await started(url, tmp_path / "first.log")
+        watch = None
         try:
-            load = Load(await new_flow(first.address, "kill-sqlite"), CLIENTS, killed_server_problem)
+            load = await new_load(first.address, "kill-sqlite", killed_server_problem)
+            watch = await SlotWatch(url, load.deployment_id, LIMIT).start()
             running = await under_load(load, first.address)
             try:
                 first.process.kill()
@@ -161,14 +223,43 @@ async def test_a_killed_sqlite_server_loses_nothing(tmp_path, capsys):
             finally:
                 load.stop()
                 await running
-        finally:
             first.stop()
-        assert load.figures.errors, "no call failed: the kill hit no call in flight"
-        second = await started(url, tmp_path / "second.log")
-        try:
-            await finish_and_verify(load, second, f"an SQLite server killed under {CLIENTS} clients", capsys)
+            assert load.figures.errors, "no call failed: the kill hit no call in flight"
+            second = await started(url, tmp_path / "second.log")
+            try:
+                slots_wrong = await verify_slots(url, load, LIMIT, "after the kill and restart")
+                title = f"an SQLite server killed under {CLIENTS} clients"
+                await finish_and_verify(load, second, title, capsys, watch, slots_wrong)
+            finally:
+                second.stop()
         finally:
-            second.stop()
+            if watch is not None:  # already stopped unless the test failed: keep its error
+                with contextlib.suppress(Exception):
+                    await watch.stop()
+            first.stop()
+
+
+def test_the_slot_check_reports_every_inconsistency():
+    """`slot_problems` (what `check_slots` applies to each snapshot) on made-up rows: a
+    consistent snapshot passes, and each broken invariant is reported."""
+    runs = [ActiveRun("r1", "PENDING", "l1"), ActiveRun("r2", "RUNNING", "l2")]
+    leases = [LeaseRow("l1", "r1", "PENDING", True), LeaseRow("l2", "r2", "RUNNING", True)]
+    figures, wrong = slot_problems(2, runs, leases)
+    assert (figures, wrong) == (SlotFigures(limit=2, active=2, leases=2, expired=0), [])
+
+    def reported(limit: int, runs: list[ActiveRun], leases: list[LeaseRow]) -> str:
+        wrong = slot_problems(limit, runs, leases)[1]
+        assert len(wrong) == 1, wrong
+        return wrong[0]
+
+    assert reported(1, runs, leases).startswith("(b) 2 live leases, over the limit of 1")
+    assert reported(2, runs, leases[:1]).startswith("(a) run r2 is RUNNING but holds no live lease")
+    completed = LeaseRow("l3", "r3", "COMPLETED", True)
+    assert reported(3, runs, [*leases, completed]).startswith("(c) lease l3 belongs to run r3, which is not active")
+    assert "(d) run r2 holds 2 leases" in slot_problems(3, runs, [*leases, LeaseRow("l4", "r2", "RUNNING", True)])[1]
+    assert reported(2, [runs[0], ActiveRun("r2", "RUNNING", None)], leases).startswith("(d) run r2 holds lease l2")
+    expired = slot_problems(2, runs, [leases[0], LeaseRow("l2", "r2", "RUNNING", False)])[1]
+    assert expired == ["(a) run r2 is RUNNING but holds no live lease", "lease l2 of run r2 expired (no lease should, in a test)"]
 
 
 # --- a worker that cannot start: the supervisor gives up ----------------------------------
