@@ -20,6 +20,7 @@ from flowrun.v1 import flow_run_service_pb2, flow_service_pb2, state_pb2
 
 from .client import DEFAULT_TARGET, FlowrunClient, RetryPolicy
 from .errors import FlowrunError
+from .tls import TlsConfig, TlsConfigError
 
 _Command = Callable[[FlowrunClient, argparse.Namespace], Awaitable[Message]]
 
@@ -31,6 +32,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         response = asyncio.run(_run(args.command, args))
     except FlowrunError as error:
         _print_error(error)
+        return 1
+    except TlsConfigError as error:
+        print(f"error: {error}", file=sys.stderr)
         return 1
     print(
         json_format.MessageToJson(
@@ -45,8 +49,15 @@ def main(argv: Sequence[str] | None = None) -> int:
 async def _run(command: _Command, args: argparse.Namespace) -> Message:
     # The channel is created here, inside the event loop that asyncio.run started.
     retry = RetryPolicy(max_attempts=args.max_attempts) if args.max_attempts > 1 else None
-    async with FlowrunClient(args.target, timeout=args.timeout, retry=retry) as client:
+    async with FlowrunClient(args.target, timeout=args.timeout, retry=retry, tls=_tls(args)) as client:
         return await command(client, args)
+
+
+def _tls(args: argparse.Namespace) -> TlsConfig | None:
+    """TLS when asked (--tls) or when any TLS file is given, by option or environment."""
+    if not (args.tls or args.ca_file or args.cert_file or args.key_file):
+        return None
+    return TlsConfig(args.ca_file, args.cert_file, args.key_file, server_name=args.server_name)
 
 
 def _print_error(error: FlowrunError) -> None:
@@ -157,6 +168,24 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--no-retry", dest="max_attempts", action="store_const", const=1, help="same as --max-attempts 1"
     )
+    tls = parser.add_argument_group("TLS", "any of these files turns TLS on")
+    tls.add_argument("--tls", action="store_true", help="TLS, verifying the server with the system's CAs")
+    tls.add_argument(
+        "--ca-file",
+        default=os.environ.get("FLOWRUN_TLS_CA_FILE") or None,
+        help="PEM CA that signed the server's certificate (default: $FLOWRUN_TLS_CA_FILE)",
+    )
+    tls.add_argument(
+        "--cert-file",
+        default=os.environ.get("FLOWRUN_TLS_CERT_FILE") or None,
+        help="this client's PEM certificate, for a server that requires one (default: $FLOWRUN_TLS_CERT_FILE)",
+    )
+    tls.add_argument(
+        "--key-file",
+        default=os.environ.get("FLOWRUN_TLS_KEY_FILE") or None,
+        help="the key of --cert-file, unencrypted PEM (default: $FLOWRUN_TLS_KEY_FILE)",
+    )
+    tls.add_argument("--server-name", help="verify the server's certificate for this name instead of the target's host")
     resources = parser.add_subparsers(dest="resource", required=True, metavar="RESOURCE")
 
     flow = resources.add_parser("flow", help="flows").add_subparsers(

@@ -40,8 +40,9 @@ from flowrun.v1 import (
 
 from .errors import from_rpc_error
 from .retry import NO_RETRIES, RetryPolicy, retryable
+from .tls import TlsConfig
 
-__all__ = ["DEFAULT_TARGET", "FlowRunUpdate", "FlowrunClient", "RetryPolicy"]
+__all__ = ["DEFAULT_TARGET", "FlowRunUpdate", "FlowrunClient", "RetryPolicy", "TlsConfig"]
 
 DEFAULT_TARGET = "127.0.0.1:50051"
 
@@ -86,10 +87,11 @@ class FlowrunClient:
         async with FlowrunClient("127.0.0.1:50051") as client:
             flow, created = await client.create_flow("etl")
 
-    Pass `channel` to share one channel between clients or to use TLS; the client then
-    leaves closing it to you. `timeout` (seconds, None for no deadline) is the deadline of
-    every call, retries included. Failed calls raise a FlowrunError subclass chained to
-    the grpc.aio.AioRpcError of the last attempt.
+    Pass `tls` (a TlsConfig: the server's CA file, and for mTLS this client's certificate
+    and key files) to connect over TLS. Pass `channel` to share one channel between
+    clients; the client then leaves closing it to you. `timeout` (seconds, None for no
+    deadline) is the deadline of every call, retries included. Failed calls raise a
+    FlowrunError subclass chained to the grpc.aio.AioRpcError of the last attempt.
 
     Calls are retried by `retry` (a RetryPolicy; None turns retries off): ABORTED always
     (the server rolled back), UNAVAILABLE for calls that are safe to repeat, with
@@ -106,10 +108,13 @@ class FlowrunClient:
         channel: grpc.aio.Channel | None = None,
         timeout: float | None = 30.0,
         retry: RetryPolicy | None = RetryPolicy(),
+        tls: TlsConfig | None = None,
     ) -> None:
         self._owns_channel = channel is None
         self._retry = retry or NO_RETRIES
-        if channel is None:
+        if channel is None and tls is not None:
+            channel = grpc.aio.secure_channel(target, tls.credentials(), options=CHANNEL_OPTIONS + tls.channel_options())
+        elif channel is None:
             channel = grpc.aio.insecure_channel(target, options=CHANNEL_OPTIONS)
         self._channel = channel
         self._timeout = timeout

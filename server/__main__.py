@@ -11,6 +11,7 @@ import sys
 from server import workers
 from server.app import build_app, run
 from server.config import Settings
+from server.tls import TlsError, check_settings
 
 
 def positive_int(text: str) -> int:
@@ -39,6 +40,10 @@ async def serve(settings: Settings) -> None:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):  # before anyone can learn our port
         loop.add_signal_handler(signum, stop.set)
+    app = None
+    # SIGHUP re-reads the TLS files (no restart, no dropped calls); before the app exists
+    # there is nothing to re-read, but the signal must not end the process.
+    loop.add_signal_handler(signal.SIGHUP, lambda: app and app.reload_certificates())
     app = await build_app(settings)
     await app.start()
     print(f"flowrun serving on {settings.host}:{app.port}", flush=True)
@@ -62,12 +67,13 @@ def main(argv: list[str] | None = None) -> None:
     settings = Settings(**overrides)
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     try:
+        check_settings(settings)  # a clear message now rather than from every worker
         count = workers.resolve_workers(settings)
         if count == 1:
             run(serve(settings))  # one process, exactly as without workers: no supervisor, no fork
         else:
             sys.exit(workers.serve(settings, count))
-    except workers.WorkersError as exc:
+    except (workers.WorkersError, TlsError) as exc:
         sys.exit(f"flowrun-server: error: {exc}")
 
 

@@ -30,6 +30,7 @@ from server.services.flow_runs import FlowRunService
 from server.services.flows import FlowService
 from server.services.task_runs import TaskRunService
 from server.services.work_pools import WorkPoolService
+from server.tls import ServerCertificates, server_certificates
 from server.shared_secrets import resolve_page_token_secret
 
 log = logging.getLogger("flowrun.server")
@@ -91,6 +92,13 @@ class App:
     settings: Settings
     reaper: LeaseReaper
     monitor: DatabaseHealth
+    # TLS on the port (None: plaintext); .mutual: clients present certificates (mTLS).
+    tls: ServerCertificates | None = None
+
+    def reload_certificates(self) -> None:
+        """SIGHUP: re-read the TLS files now (they are also re-read when they change)."""
+        if self.tls is not None:
+            self.tls.reload()
 
     async def start(self) -> None:
         """Starts serving, then reports SERVING once the database answers; from then on
@@ -101,7 +109,8 @@ class App:
             await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
         self.monitor.start(health_pb2.HealthCheckResponse.SERVING)
         self.reaper.start()
-        log.info("flowrun listening on %s:%d", self.settings.host, self.port)
+        transport = "plaintext" if self.tls is None else "mTLS" if self.tls.mutual else "TLS"
+        log.info("flowrun listening on %s:%d (%s)", self.settings.host, self.port, transport)
 
     async def stop(self, grace: float | None = None) -> None:
         """NOT_SERVING first, so load balancers stop sending; then drain; then close."""
@@ -113,6 +122,7 @@ class App:
 
 
 async def build_app(settings: Settings, *, reuse_port: bool = False) -> App:
+    tls = server_certificates(settings)  # first: raises TlsError on incomplete settings or bad files
     database = Database(create_engine(settings))
     if settings.migrate_on_start:
         await migrate(database)
@@ -139,7 +149,8 @@ async def build_app(settings: Settings, *, reuse_port: bool = False) -> App:
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     if settings.reflection:
         enable_reflection((*FLOWRUN_SERVICES, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name), server)
-    port = server.add_insecure_port(f"{settings.host}:{settings.port}")
+    address = f"{settings.host}:{settings.port}"
+    port = server.add_secure_port(address, tls.credentials()) if tls else server.add_insecure_port(address)
     if port == 0:
         raise RuntimeError(f"could not bind {settings.host}:{settings.port}")
     reaper = LeaseReaper(database, settings.lease_reap_interval_seconds)
@@ -152,6 +163,7 @@ async def build_app(settings: Settings, *, reuse_port: bool = False) -> App:
         settings=settings,
         reaper=reaper,
         monitor=monitor,
+        tls=tls,
     )
 
 

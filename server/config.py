@@ -6,7 +6,7 @@ from functools import cached_property
 from pathlib import Path
 
 from platformdirs import user_data_dir
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -39,6 +39,13 @@ class Settings(BaseSettings):
     sqlite_busy_timeout_ms: int = Field(default=30_000, ge=0)
     # PostgreSQL lock_timeout for the SetState row lock; 0 waits forever.
     lock_timeout_ms: int = Field(default=10_000, ge=0)
+
+    # TLS (server/tls.py): a PEM certificate (chain) and its unencrypted key, both or
+    # neither; with a client CA file, clients must present a certificate it signed (mTLS).
+    # The files are re-read when they change and on SIGHUP.
+    tls_cert_file: Path | None = None
+    tls_key_file: Path | None = None
+    tls_client_ca_file: Path | None = None
 
     # gRPC transport.
     max_message_bytes: int = Field(default=8 * 1024 * 1024, ge=1024)
@@ -77,6 +84,11 @@ class Settings(BaseSettings):
     lease_reap_interval_seconds: float = Field(default=10.0, gt=0)
     # How often health pings the database (server/health.py); a ping slower than this fails.
     health_check_interval_seconds: float = Field(default=5.0, gt=0)
+
+    @field_validator("tls_cert_file", "tls_key_file", "tls_client_ca_file", mode="before")
+    @classmethod
+    def _empty_path_is_unset(cls, value: object) -> object:
+        return None if value == "" else value
 
     @cached_property
     def page_max_bytes(self) -> int:

@@ -125,6 +125,7 @@ def serve(settings: Settings, count: int) -> int:
     cleanly, 1 otherwise (workers kept dying before serving, or one had to be killed)."""
     signals = _StopSignals()
     workers: list[Worker] = []
+    previous_sighup = signal.signal(signal.SIGHUP, lambda _signum, _frame: _forward_sighup(workers))
     try:
         with reserve_port(settings.host, settings.port) as reservation:
             port = reservation.getsockname()[1]
@@ -147,7 +148,18 @@ def serve(settings: Settings, count: int) -> int:
         _stop(workers, 0)
         raise
     finally:
+        signal.signal(signal.SIGHUP, previous_sighup)
         signals.close()
+
+
+def _forward_sighup(workers: list[Worker]) -> None:
+    """SIGHUP re-reads the TLS files: the supervisor serves nothing, so it passes the signal
+    on to every worker that is serving. One still starting has no handler yet (SIGHUP
+    would end it) and reads the files as it starts anyway."""
+    for worker in workers:
+        if worker.serving and worker.pid is not None and worker.process.exitcode is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(worker.pid, signal.SIGHUP)
 
 
 def reserve_port(host: str, port: int) -> socket.socket:
@@ -343,6 +355,8 @@ async def _serve_worker(settings: Settings, channel: Connection) -> None:
     loop = asyncio.get_running_loop()
     for signum in STOP_SIGNALS:
         loop.add_signal_handler(signum, stop.set)
+    app = None
+    loop.add_signal_handler(signal.SIGHUP, lambda: app and app.reload_certificates())  # from the supervisor
 
     def supervisor_gone() -> None:
         # The supervisor never writes after startup, so readable means end of file: it
