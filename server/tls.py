@@ -26,6 +26,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import re
 import ssl
 import threading
 from dataclasses import dataclass
@@ -73,6 +74,8 @@ class ServerCertificates:
         loaded = self._load()  # at start a bad file is fatal: raises TlsError
         self.initial = loaded.configuration
         self.fingerprint = loaded.fingerprint
+        required = ", client certificates required" if self.mutual else ""
+        log.info("TLS certificate %s (sha256 %s)%s", cert_file, self.fingerprint, required)
 
     @property
     def mutual(self) -> bool:
@@ -132,9 +135,7 @@ class ServerCertificates:
             return
         self._pending = loaded.configuration
         self.fingerprint = loaded.fingerprint
-        log.info(
-            "TLS certificate %s loaded (sha256 %s); new connections use it", self.cert_file, loaded.fingerprint
-        )
+        log.info("TLS certificate %s loaded (sha256 %s); new connections use it", self.cert_file, loaded.fingerprint)
 
     def _stat(self) -> tuple[tuple[int, ...], ...]:
         """What changes whenever a file's contents may have: ctime moves on every write,
@@ -166,14 +167,19 @@ class ServerCertificates:
                     f"FLOWRUN_TLS_CLIENT_CA_FILE {self.client_ca_file}: not PEM CA certificates ({exc})"
                 ) from exc
         # load_cert_chain read the files by name: serve only what it checked.
-        if (_read(self.cert_file, "FLOWRUN_TLS_CERT_FILE"), _read(self.key_file, "FLOWRUN_TLS_KEY_FILE")) != (cert, key):
+        reread = _read(self.cert_file, "FLOWRUN_TLS_CERT_FILE"), _read(self.key_file, "FLOWRUN_TLS_KEY_FILE")
+        if reread != (cert, key):
             raise _ChangedWhileReading(f"{self.cert_file} or {self.key_file} changed while being read")
-        try:
-            der = ssl.PEM_cert_to_DER_cert(cert.decode("ascii"))
-        except ValueError as exc:  # text around the PEM block that OpenSSL skips and this does not
-            raise TlsError(f"FLOWRUN_TLS_CERT_FILE {self.cert_file}: {exc}") from exc
+        # The fingerprint of the first certificate, the server's own (a chain may follow).
+        first = _FIRST_PEM_CERTIFICATE.search(cert)
+        if first is None:
+            raise TlsError(f"FLOWRUN_TLS_CERT_FILE {self.cert_file}: no PEM certificate")
+        der = ssl.PEM_cert_to_DER_cert(first.group().decode("ascii"))
         configuration = grpc.ssl_server_certificate_configuration([(key, cert)], root_certificates=client_ca)
-        return _Loaded(configuration, hashlib.sha256(der).hexdigest().upper())
+        return _Loaded(configuration, hashlib.sha256(der).digest().hex(":").upper())
+
+
+_FIRST_PEM_CERTIFICATE = re.compile(rb"-----BEGIN CERTIFICATE-----[A-Za-z0-9+/=\s]+-----END CERTIFICATE-----")
 
 
 def _read(path: Path, setting: str) -> bytes:

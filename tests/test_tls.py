@@ -24,6 +24,7 @@ from pathlib import Path
 import grpc
 import pytest
 from cryptography import x509
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.serialization import Encoding
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
@@ -64,9 +65,7 @@ async def serving(settings: Settings) -> AsyncIterator[App]:
         await app.stop(grace=0)
 
 
-def channel_credentials(
-    ca: Path | bytes, cert: Path | None = None, key: Path | None = None
-) -> grpc.ChannelCredentials:
+def channel_credentials(ca: Path | bytes, cert: Path | None = None, key: Path | None = None) -> grpc.ChannelCredentials:
     return grpc.ssl_channel_credentials(
         ca if isinstance(ca, bytes) else ca.read_bytes(),
         key.read_bytes() if key else None,
@@ -112,6 +111,11 @@ async def served_certificate(port: int, files: TlsFiles | None = None) -> x509.C
 
 def common_name(certificate: x509.Certificate) -> str:
     return certificate.subject.get_attributes_for_oid(x509.NameOID.COMMON_NAME)[0].value
+
+
+def fingerprint(certificate: x509.Certificate) -> str:
+    """As the server logs it, and as `openssl x509 -noout -fingerprint -sha256` prints it."""
+    return certificate.fingerprint(hashes.SHA256()).hex(":").upper()
 
 
 # --- plaintext, TLS, mTLS ----------------------------------------------------------------------
@@ -194,7 +198,9 @@ async def test_handlers_read_the_verified_client_subject_from_the_auth_context(t
     server.add_generic_rpc_handlers(
         [grpc.method_handlers_generic_handler("test.Peer", {"WhoAmI": grpc.unary_unary_rpc_method_handler(whoami)})]
     )
-    port = server.add_secure_port(f"{HOST}:0", ServerCertificates(files.server_cert, files.server_key, files.ca).credentials())
+    port = server.add_secure_port(
+        f"{HOST}:0", ServerCertificates(files.server_cert, files.server_key, files.ca).credentials()
+    )
     await server.start()
     try:
         credentials = channel_credentials(files.ca, files.client_cert, files.client_key)
@@ -330,7 +336,7 @@ async def test_sighup_rereads_the_certificate_in_a_server_process(tmp_path, work
         rotated.write(files.server_cert, files.server_key)
         server.process.send_signal(signal.SIGHUP)
         # Logged by every worker at the signal, before any new connection asked.
-        await asyncio.to_thread(wait_for_log, log, "loaded (sha256", workers)
+        await asyncio.to_thread(wait_for_log, log, f"loaded (sha256 {fingerprint(rotated.certificate)})", workers)
         assert server.process.poll() is None
         served = [await served_certificate(port) for _ in range(4)]
         assert {certificate.serial_number for certificate in served} == {rotated.serial} != {old.serial_number}
@@ -365,6 +371,21 @@ def test_tls_settings_must_be_complete_and_files_good(tmp_path):
         with pytest.raises(TlsError, match=message):
             server_certificates(base.model_copy(update=overrides))
     assert Settings(tls_cert_file="", tls_key_file="").tls_cert_file is None  # empty variables are unset
+
+
+async def test_a_certificate_chain_file_with_text_around_it_is_served(tmp_path):
+    """What tools write: text before the PEM block (openssl pkcs12's "Bag Attributes"),
+    the server's certificate, then the intermediates. The server presents its own."""
+    files = write_tls_files(tmp_path / "certs")
+    leaf = x509.load_pem_x509_certificate(files.server_cert.read_bytes())
+    files.server_cert.write_bytes(
+        b"Bag Attributes\n    friendlyName: flowrun\n" + files.server_cert.read_bytes() + files.ca.read_bytes()
+    )
+    async with serving(tls_settings(tmp_path, files, mutual=False)) as app:
+        assert app.tls is not None and app.tls.fingerprint == fingerprint(leaf)
+        assert (await served_certificate(app.port)).serial_number == leaf.serial_number
+        async with secure_channel(app.port, channel_credentials(files.ca)) as channel:
+            assert await check(channel) == health_pb2.HealthCheckResponse.SERVING
 
 
 def test_the_server_refuses_to_start_with_half_the_tls_settings(tmp_path):
@@ -405,9 +426,14 @@ async def test_python_client_over_mtls(mtls_app):
 async def run_cli(*args: str, env: dict[str, str] | None = None) -> tuple[int, str, str]:
     environment = {k: v for k, v in os.environ.items() if not k.startswith("FLOWRUN_TLS_")}
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "client.cli", *args,
-        cwd=REPO, env={**environment, **(env or {})},
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        sys.executable,
+        "-m",
+        "client.cli",
+        *args,
+        cwd=REPO,
+        env={**environment, **(env or {})},
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
     )
     stdout, stderr = await asyncio.wait_for(process.communicate(), 60)
     return process.returncode, stdout.decode(), stderr.decode()
@@ -417,8 +443,16 @@ async def test_cli_over_mtls_with_options_and_with_environment_variables(mtls_ap
     app, files = mtls_app
     target = ["--target", f"localhost:{app.port}", "--no-retry"]
     code, out, err = await run_cli(
-        *target, "--ca-file", str(files.ca), "--cert-file", str(files.client_cert), "--key-file", str(files.client_key),
-        "flow", "create", "cli-over-mtls",
+        *target,
+        "--ca-file",
+        str(files.ca),
+        "--cert-file",
+        str(files.client_cert),
+        "--key-file",
+        str(files.client_key),
+        "flow",
+        "create",
+        "cli-over-mtls",
     )
     assert code == 0, err
     assert '"name": "cli-over-mtls"' in out
@@ -433,5 +467,7 @@ async def test_cli_over_mtls_with_options_and_with_environment_variables(mtls_ap
     # Without a client certificate the server does not let the CLI in.
     code, out, err = await run_cli(*target, "--ca-file", str(files.ca), "flow", "list")
     assert code == 1 and "UNAVAILABLE" in err.upper(), err
-    code, out, err = await run_cli(*target, "--ca-file", str(files.ca), "--cert-file", str(files.client_cert), "flow", "list")
+    code, out, err = await run_cli(
+        *target, "--ca-file", str(files.ca), "--cert-file", str(files.client_cert), "flow", "list"
+    )
     assert code == 1 and "needs its key" in err, err
