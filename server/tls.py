@@ -74,8 +74,6 @@ class ServerCertificates:
         loaded = self._load()  # at start a bad file is fatal: raises TlsError
         self.initial = loaded.configuration
         self.fingerprint = loaded.fingerprint
-        required = ", client certificates required" if self.mutual else ""
-        log.info("TLS certificate %s (sha256 %s)%s", cert_file, self.fingerprint, required)
 
     @property
     def mutual(self) -> bool:
@@ -87,6 +85,8 @@ class ServerCertificates:
         return (self.cert_file, self.key_file, *((self.client_ca_file,) if self.client_ca_file else ()))
 
     def credentials(self) -> grpc.ServerCredentials:
+        required = ", client certificates required" if self.mutual else ""
+        log.info("TLS certificate %s (sha256 %s)%s", self.cert_file, self.fingerprint, required)
         return grpc.dynamic_ssl_server_credentials(self.initial, self.fetch, require_client_authentication=self.mutual)
 
     def fetch(self) -> grpc.ServerCertificateConfiguration | None:
