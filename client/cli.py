@@ -19,6 +19,7 @@ from google.protobuf.message import Message
 from flowrun.v1 import flow_run_service_pb2, flow_service_pb2, state_pb2
 
 from .client import DEFAULT_TARGET, FlowrunClient, RetryPolicy
+from . import token_commands
 from .errors import FlowrunError
 from .tls import TlsConfig, TlsConfigError
 
@@ -28,6 +29,8 @@ _Command = Callable[[FlowrunClient, argparse.Namespace], Awaitable[Message]]
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one command; return 0 on success and 1 when the call failed."""
     args = _parser().parse_args(argv)
+    if args.resource == "token":
+        return token_commands.run(args)
     try:
         response = asyncio.run(_run(args.command, args))
     except FlowrunError as error:
@@ -49,7 +52,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 async def _run(command: _Command, args: argparse.Namespace) -> Message:
     # The channel is created here, inside the event loop that asyncio.run started.
     retry = RetryPolicy(max_attempts=args.max_attempts) if args.max_attempts > 1 else None
-    async with FlowrunClient(args.target, timeout=args.timeout, retry=retry, tls=_tls(args)) as client:
+    client = FlowrunClient(args.target, timeout=args.timeout, retry=retry, tls=_tls(args), token=args.token)
+    async with client:
         return await command(client, args)
 
 
@@ -186,7 +190,13 @@ def _parser() -> argparse.ArgumentParser:
         help="the key of --cert-file, unencrypted PEM (default: $FLOWRUN_TLS_KEY_FILE)",
     )
     tls.add_argument("--server-name", help="verify the server's certificate for this name instead of the target's host")
+    parser.add_argument(
+        "--token",
+        default=os.environ.get("FLOWRUN_TOKEN") or None,
+        help="bearer token sent with every call (default: $FLOWRUN_TOKEN)",
+    )
     resources = parser.add_subparsers(dest="resource", required=True, metavar="RESOURCE")
+    token_commands.add_parser(resources)
 
     flow = resources.add_parser("flow", help="flows").add_subparsers(
         dest="action", required=True, metavar="ACTION"

@@ -90,8 +90,10 @@ class FlowrunClient:
     Pass `tls` (a TlsConfig: the server's CA file, and for mTLS this client's certificate
     and key files) to connect over TLS. Pass `channel` to share one channel between
     clients; the client then leaves closing it to you. `timeout` (seconds, None for no
-    deadline) is the deadline of every call, retries included. Failed calls raise a
-    FlowrunError subclass chained to the grpc.aio.AioRpcError of the last attempt.
+    deadline) is the deadline of every call, retries included. `token` is sent as
+    `authorization: Bearer <token>` on every call (servers with FLOWRUN_AUTH_TOKENS_FILE).
+    Failed calls raise a FlowrunError subclass chained to the grpc.aio.AioRpcError of the
+    last attempt.
 
     Calls are retried by `retry` (a RetryPolicy; None turns retries off): ABORTED always
     (the server rolled back), UNAVAILABLE for calls that are safe to repeat, with
@@ -109,7 +111,11 @@ class FlowrunClient:
         timeout: float | None = 30.0,
         retry: RetryPolicy | None = RetryPolicy(),
         tls: TlsConfig | None = None,
+        token: str | None = None,
     ) -> None:
+        # The bearer token goes in every call's metadata, which works on plaintext and TLS
+        # channels alike (grpc's call credentials refuse plaintext channels).
+        self._metadata = (("authorization", f"Bearer {token}"),) if token else None
         self._owns_channel = channel is None
         self._retry = retry or NO_RETRIES
         if channel is None and tls is not None:
@@ -155,7 +161,7 @@ class FlowrunClient:
             attempt += 1
             timeout = None if deadline is None else max(deadline - policy.clock(), 0.0)
             try:
-                return await method(request, timeout=timeout)
+                return await method(request, timeout=timeout, metadata=self._metadata)
             except grpc.aio.AioRpcError as exc:
                 error = from_rpc_error(exc)
                 error.attempts = attempt

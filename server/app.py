@@ -14,6 +14,7 @@ from flowrun.v1 import flow_run_service_pb2, flow_run_service_pb2_grpc, flow_ser
 from flowrun.v1 import task_run_service_pb2, task_run_service_pb2_grpc
 from flowrun.v1 import deployment_service_pb2, deployment_service_pb2_grpc
 from flowrun.v1 import work_pool_service_pb2, work_pool_service_pb2_grpc
+from server.auth import AuthInterceptor, authenticator_from_settings
 from server.cancellation import CancellationShieldInterceptor
 from server.config import Settings
 from server.db.engine import create_engine
@@ -123,14 +124,17 @@ class App:
 
 async def build_app(settings: Settings, *, reuse_port: bool = False) -> App:
     tls = server_certificates(settings)  # first: raises TlsError on incomplete settings or bad files
+    authenticator = authenticator_from_settings(settings)  # raises on a bad tokens file; warns when open
     database = Database(create_engine(settings))
     if settings.migrate_on_start:
         await migrate(database)
     # No built-in signing key: unless configured, the one kept in the database.
     settings = await resolve_page_token_secret(database, settings)
     server = grpc.aio.server(
-        # First is outermost: errors see everything the orchestration step raises.
+        # First is outermost: no call runs before its caller is known (and audited), and
+        # errors see everything the orchestration step raises.
         interceptors=[
+            AuthInterceptor(authenticator),
             CancellationShieldInterceptor(),
             ErrorMappingInterceptor(),
             OrchestrationInterceptor(database, slot_settings(settings)),

@@ -47,6 +47,12 @@ class Settings(BaseSettings):
     tls_key_file: Path | None = None
     tls_client_ca_file: Path | None = None
 
+    # Authentication (server/auth.py): the tokens file (server/auth_tokens.py; re-read when
+    # it changes). Without it and without a client CA every caller is an anonymous admin;
+    # require_auth refuses to start that way.
+    auth_tokens_file: Path | None = None
+    require_auth: bool = False
+
     # gRPC transport.
     max_message_bytes: int = Field(default=8 * 1024 * 1024, ge=1024)
     # Largest response (grpc.max_send_message_length, and the byte budget List pages are
@@ -85,7 +91,7 @@ class Settings(BaseSettings):
     # How often health pings the database (server/health.py); a ping slower than this fails.
     health_check_interval_seconds: float = Field(default=5.0, gt=0)
 
-    @field_validator("tls_cert_file", "tls_key_file", "tls_client_ca_file", mode="before")
+    @field_validator("tls_cert_file", "tls_key_file", "tls_client_ca_file", "auth_tokens_file", mode="before")
     @classmethod
     def _empty_path_is_unset(cls, value: object) -> object:
         return None if value == "" else value

@@ -11,6 +11,8 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
+import sys
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -169,7 +171,7 @@ async def test_tokens_created_and_revoked_while_the_server_runs(secured: Secured
     assert await outcome(secured.channel, method, b"", secured.tokens[Role.READER]) is None
 
 
-async def test_the_python_client_and_the_cli_send_the_token(secured: Secured, unique, capsys):
+async def test_the_python_client_and_the_cli_send_the_token(secured: Secured, unique):
     async with FlowrunClient(secured.target, token=secured.tokens[Role.WRITER]) as client:
         flow, created = await client.create_flow(f"auth-client-{unique}")
         assert created
@@ -179,11 +181,26 @@ async def test_the_python_client_and_the_cli_send_the_token(secured: Secured, un
         assert caught.value.__cause__.code() == grpc.StatusCode.UNAUTHENTICATED
     async with FlowrunClient(secured.target, token=secured.tokens[Role.READER]) as client:
         assert (await client.get_flow(flow.id)).name == flow.name
-    base = ["--target", secured.target, "--no-retry"]
-    assert await asyncio.to_thread(cli.main, [*base, "--token", secured.tokens[Role.READER], "flow", "get", flow.id]) == 0
-    assert json.loads(capsys.readouterr().out)["flow"]["id"] == flow.id
-    assert await asyncio.to_thread(cli.main, [*base, "flow", "get", flow.id]) == 1
-    assert "Authentication required" in capsys.readouterr().err
+    # The command line in its own process (grpc.aio wants one event loop per process).
+    code, out, _ = await flowrun_command(secured, "--token", secured.tokens[Role.READER], "flow", "get", flow.id)
+    assert code == 0 and json.loads(out)["flow"]["id"] == flow.id
+    code, out, _ = await flowrun_command(secured, "flow", "get", flow.id, env={"FLOWRUN_TOKEN": secured.tokens[Role.READER]})
+    assert code == 0 and json.loads(out)["flow"]["id"] == flow.id
+    code, _, err = await flowrun_command(secured, "flow", "get", flow.id)
+    assert code == 1 and "Authentication required" in err
+
+
+async def flowrun_command(secured: Secured, *args: str, env: dict[str, str] | None = None) -> tuple[int, str, str]:
+    environment = {key: value for key, value in os.environ.items() if not key.startswith("FLOWRUN_")}
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "client.cli", "--target", secured.target, "--no-retry", *args,
+        env={**environment, **(env or {})},
+        cwd=Path(__file__).resolve().parent.parent,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(process.communicate(), timeout=60)
+    return process.returncode, out.decode(), err.decode()
 
 
 def test_the_cli_token_commands(tmp_path, capsys, monkeypatch):
