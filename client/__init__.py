@@ -9,11 +9,14 @@ from .errors import (
     InternalError,
     InvalidArgumentError,
     NotFoundError,
+    PermissionDeniedError,
     ResourceExhaustedError,
+    UnauthenticatedError,
     UnavailableError,
     from_rpc_error,
 )
 from .retry import RetryPolicy
+from .tls import TlsConfig
 
 __all__ = [
     "AbortedError",
@@ -24,8 +27,11 @@ __all__ = [
     "InternalError",
     "InvalidArgumentError",
     "NotFoundError",
+    "PermissionDeniedError",
     "ResourceExhaustedError",
     "RetryPolicy",
+    "TlsConfig",
+    "UnauthenticatedError",
     "UnavailableError",
     "from_rpc_error",
 ]

@@ -96,6 +96,15 @@ class ResourceExhaustedError(FlowrunError):
     """A request or result exceeds a documented size limit (RESOURCE_EXHAUSTED)."""
 
 
+class UnauthenticatedError(FlowrunError):
+    """No credentials, or ones the server does not know (UNAUTHENTICATED)."""
+
+
+class PermissionDeniedError(FlowrunError):
+    """The caller's role does not allow the method; `metadata["required_role"]` says which
+    would (PERMISSION_DENIED)."""
+
+
 class InternalError(FlowrunError):
     """An unexpected server fault; the details are in the server log only (INTERNAL)."""
 
@@ -108,6 +117,8 @@ _CLASS_BY_CODE: dict[grpc.StatusCode, type[FlowrunError]] = {
     grpc.StatusCode.UNAVAILABLE: UnavailableError,
     grpc.StatusCode.DEADLINE_EXCEEDED: DeadlineExceededError,
     grpc.StatusCode.RESOURCE_EXHAUSTED: ResourceExhaustedError,
+    grpc.StatusCode.UNAUTHENTICATED: UnauthenticatedError,
+    grpc.StatusCode.PERMISSION_DENIED: PermissionDeniedError,
     grpc.StatusCode.INTERNAL: InternalError,
 }
 

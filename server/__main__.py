@@ -10,6 +10,7 @@ import sys
 
 from server import workers
 from server.app import build_app, run
+from server.auth import AuthConfigError, authenticator_from_settings
 from server.config import Settings
 from server.tls import TlsError, check_settings
 
@@ -72,8 +73,9 @@ def main(argv: list[str] | None = None) -> None:
         if count == 1:
             run(serve(settings))  # one process, exactly as without workers: no supervisor, no fork
         else:
+            authenticator_from_settings(settings)  # refuse here, not once per dying worker
             sys.exit(workers.serve(settings, count))
-    except (workers.WorkersError, TlsError) as exc:
+    except (workers.WorkersError, TlsError, AuthConfigError) as exc:
         sys.exit(f"flowrun-server: error: {exc}")
 
 

@@ -24,9 +24,8 @@ from google.protobuf import descriptor_pool, message_factory
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
-from client import FlowrunClient
+from client import FlowrunClient, PermissionDeniedError, UnauthenticatedError
 from client import cli
-from client.errors import FlowrunError
 from flowrun.v1 import flow_run_service_pb2, flow_service_pb2, state_pb2
 from server import auth_tokens
 from server.app import App, build_app
@@ -176,11 +175,14 @@ async def test_the_python_client_and_the_cli_send_the_token(secured: Secured, un
         flow, created = await client.create_flow(f"auth-client-{unique}")
         assert created
     async with FlowrunClient(secured.target, retry=None) as client:
-        with pytest.raises(FlowrunError) as caught:
+        with pytest.raises(UnauthenticatedError) as caught:
             await client.get_flow(flow.id)
         assert caught.value.__cause__.code() == grpc.StatusCode.UNAUTHENTICATED
     async with FlowrunClient(secured.target, token=secured.tokens[Role.READER]) as client:
         assert (await client.get_flow(flow.id)).name == flow.name
+        with pytest.raises(PermissionDeniedError) as denied:
+            await client.delete_flow(flow.id)
+        assert denied.value.metadata["required_role"] == "admin"
     # The command line in its own process (grpc.aio wants one event loop per process).
     code, out, _ = await flowrun_command(secured, "--token", secured.tokens[Role.READER], "flow", "get", flow.id)
     assert code == 0 and json.loads(out)["flow"]["id"] == flow.id

@@ -7,6 +7,8 @@ import json
 import logging
 import os
 import stat
+import subprocess
+import sys
 
 import pytest
 
@@ -230,6 +232,24 @@ def test_certificate_subjects_map_to_callers(tmp_path):
 def test_require_auth_refuses_to_start_without_authentication():
     with pytest.raises(AuthConfigError, match="FLOWRUN_REQUIRE_AUTH"):
         authenticator_from_settings(Settings(require_auth=True))
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_the_server_refuses_to_start_with_one_line_and_no_traceback(tmp_path, workers):
+    """`flowrun-server` says why it will not start, once, before any worker exists."""
+    environment = {key: value for key, value in os.environ.items() if not key.startswith("FLOWRUN_")}
+    environment |= {
+        "FLOWRUN_REQUIRE_AUTH": "true",
+        "FLOWRUN_WORKERS": workers,
+        "FLOWRUN_PORT": "0",
+        "FLOWRUN_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'flowrun.db'}",
+    }
+    done = subprocess.run(
+        [sys.executable, "-m", "server"], env=environment, capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode == 1
+    assert "flowrun-server: error:" in done.stderr and "FLOWRUN_REQUIRE_AUTH" in done.stderr
+    assert "Traceback" not in done.stderr
 
 
 def test_an_open_server_beyond_loopback_warns_loudly(tmp_path, caplog):
