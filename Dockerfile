@@ -2,6 +2,12 @@
 #   docker build -t flowrun .
 #   docker run -p 50051:50051 flowrun                      # embedded SQLite in /data
 #   docker run -p 50051:50051 -e FLOWRUN_DATABASE_URL=postgresql+asyncpg://user@db/flowrun flowrun
+#   docker run -p 50051:50051 -v "$PWD/certs:/certs:ro" \
+#     -e FLOWRUN_TLS_CERT_FILE=/certs/server.pem -e FLOWRUN_TLS_KEY_FILE=/certs/server-key.pem \
+#     -e FLOWRUN_TLS_CLIENT_CA_FILE=/certs/ca.pem flowrun      # mutual TLS; SIGHUP re-reads the files
+#   docker run -p 50051:50051 -v "$PWD/flowrun-auth:/etc/flowrun:ro" \
+#     -e FLOWRUN_AUTH_TOKENS_FILE=/etc/flowrun/tokens.jsonl -e FLOWRUN_REQUIRE_AUTH=true flowrun
+#   (tokens: `flowrun token create NAME --role ROLE --file flowrun-auth/tokens.jsonl`)
 FROM python:3.11-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
@@ -27,5 +33,9 @@ ENV FLOWRUN_HOST=0.0.0.0 \
 VOLUME ["/data"]
 EXPOSE 50051
 
+# TLS: set FLOWRUN_TLS_CERT_FILE and FLOWRUN_TLS_KEY_FILE (and FLOWRUN_TLS_CLIENT_CA_FILE for
+# mutual TLS) to PEM files mounted read-only, e.g. under /certs, readable by uid 10001.
+# Authentication: FLOWRUN_AUTH_TOKENS_FILE (a mounted directory, so token changes reach the
+# server); without it the server listens on 0.0.0.0 unauthenticated and warns loudly.
 # Exec form: the server is PID 1 and gets SIGTERM directly for a graceful shutdown.
 CMD ["flowrun-server"]
