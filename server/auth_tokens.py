@@ -62,9 +62,14 @@ class Entry:
         return json.dumps(fields, ensure_ascii=False)
 
 
+TOKEN_PREFIX = "flowrun_"
+
+
 def new_token() -> str:
-    """A new bearer token: 32 random bytes, URL-safe base64 (43 characters)."""
-    return secrets.token_urlsafe(TOKEN_BYTES)
+    """A new bearer token: `flowrun_` and 32 random bytes in URL-safe base64 (51
+    characters). The prefix lets secret scanners recognise a leaked token, and keeps a
+    token from starting with "-", which command lines would take for an option."""
+    return TOKEN_PREFIX + secrets.token_urlsafe(TOKEN_BYTES)
 
 
 def token_hash(token: str) -> str:

@@ -106,7 +106,9 @@ def test_create_list_revoke_and_the_file_holds_only_hashes(tmp_path):
 
 
 def test_tokens_differ():
-    assert len({auth_tokens.new_token() for _ in range(100)}) == 100
+    tokens = {auth_tokens.new_token() for _ in range(1000)}
+    assert len(tokens) == 1000
+    assert all(token.startswith("flowrun_") for token in tokens)  # never "-...": argparse would take it for an option
 
 
 @pytest.mark.parametrize(
