@@ -7,6 +7,7 @@ FLOWRUN_TEST_POSTGRES_URL at a server where the default does not fit."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -53,9 +54,16 @@ async def drop_postgres_database(name: str) -> None:
 
 @pytest.fixture(scope="session", params=BACKENDS)
 async def database_url(request, tmp_path_factory) -> AsyncIterator[str]:
-    if request.param == "sqlite":
-        path: Path = tmp_path_factory.mktemp("sqlite") / "flowrun.db"
-        yield f"sqlite+aiosqlite:///{path}"
+    async with fresh_database(request.param, tmp_path_factory.mktemp("sqlite")) as url:
+        yield url
+
+
+@contextlib.asynccontextmanager
+async def fresh_database(backend: str, directory: Path) -> AsyncIterator[str]:
+    """A database of its own on `backend`: an SQLite file in `directory`, or a PostgreSQL
+    database created now and dropped afterwards."""
+    if backend == "sqlite":
+        yield f"sqlite+aiosqlite:///{directory / 'flowrun.db'}"
         return
     name, url = await create_postgres_database()
     try:

@@ -27,7 +27,7 @@ from flowrun.v1 import flow_run_service_pb2 as runs_pb
 from flowrun.v1 import flow_run_service_pb2_grpc, flow_service_pb2, flow_service_pb2_grpc, state_pb2
 from server.app import App, build_app
 from server.db.tables import flow_run, flow_run_state
-from tests.conftest import BACKENDS, create_postgres_database, drop_postgres_database, settings_for
+from tests.conftest import BACKENDS, fresh_database, settings_for
 
 CALLS = 2_000
 CONCURRENCY = 4
@@ -56,22 +56,13 @@ class Tally:
 async def fresh_app(request, tmp_path) -> AsyncIterator[App]:
     """A server of its own on a database of its own: its connections are the only ones
     the leak checks see, and a leak cannot spill into other tests."""
-    if request.param == "sqlite":
-        app = await build_app(settings_for(f"sqlite+aiosqlite:///{tmp_path / 'flowrun.db'}"))
+    async with fresh_database(request.param, tmp_path) as url:
+        app = await build_app(settings_for(url))
         await app.start()
         try:
             yield app
         finally:
             await app.stop(grace=0)
-        return
-    name, url = await create_postgres_database()
-    app = await build_app(settings_for(url))
-    await app.start()
-    try:
-        yield app
-    finally:
-        await app.stop(grace=0)
-        await drop_postgres_database(name)
 
 
 async def _call_with_fault(start, request, rng: random.Random) -> object | None:

@@ -27,7 +27,7 @@ from server.db.migrate import migrate
 from server.db.tables import server_secret
 from server.db.unit_of_work import Database
 from server.shared_secrets import PAGE_TOKEN_SECRET, resolve_page_token_secret
-from tests.conftest import create_postgres_database, drop_postgres_database, settings_for
+from tests.conftest import fresh_database, settings_for
 from tests.rich_errors import expect_error
 from tests.servers import running_servers
 
@@ -44,14 +44,8 @@ def no_configured_secret(monkeypatch) -> None:
 @pytest.fixture
 async def fresh_url(backend: str, tmp_path) -> AsyncIterator[str]:
     """A database of its own, on the same backend as `database_url`."""
-    if backend == "sqlite":
-        yield f"sqlite+aiosqlite:///{tmp_path / 'fresh.db'}"
-        return
-    name, url = await create_postgres_database()
-    try:
+    async with fresh_database(backend, tmp_path) as url:
         yield url
-    finally:
-        await drop_postgres_database(name)
 
 
 @asynccontextmanager

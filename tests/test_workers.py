@@ -28,7 +28,7 @@ from flowrun.v1 import flow_run_service_pb2 as runs_pb
 from flowrun.v1 import flow_run_service_pb2_grpc
 from server import workers
 from server.config import Settings
-from tests.conftest import BACKENDS, create_postgres_database, drop_postgres_database
+from tests.conftest import BACKENDS, fresh_database
 from tests.servers import ServerProcess, wait_for_health
 from tests.test_concurrency import (
     ABORT,
@@ -117,17 +117,6 @@ def alive(pid: int) -> bool:
 
 # --- fixtures -----------------------------------------------------------------------------
 
-
-@contextlib.asynccontextmanager
-async def fresh_database(backend: str, tmp_path: Path) -> AsyncIterator[str]:
-    if backend == "sqlite":
-        yield f"sqlite+aiosqlite:///{tmp_path / 'flowrun.db'}"
-        return
-    name, url = await create_postgres_database()
-    try:
-        yield url
-    finally:
-        await drop_postgres_database(name)
 
 
 @contextlib.asynccontextmanager
