@@ -126,6 +126,7 @@ class UnitOfWork:
                 await self._discard()
                 if attempt == self.database.open_attempts:
                     raise
+        raise ConnectionError("no pooled connection was usable")  # UNAVAILABLE, with RetryInfo
 
     async def _end(self, *, commit: bool) -> None:
         """Commit or roll back, then return the connection clean or discard it; always
