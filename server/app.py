@@ -106,9 +106,8 @@ class App:
         health follows the database (server/health.py)."""
         await self.server.start()
         await self.database.ping()
-        for name in ("", *FLOWRUN_SERVICES):
-            await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
-        self.monitor.start(health_pb2.HealthCheckResponse.SERVING)
+        await self.monitor.publish(health_pb2.HealthCheckResponse.SERVING)
+        self.monitor.start()
         self.reaper.start()
         transport = "plaintext" if self.tls is None else "mTLS" if self.tls.mutual else "TLS"
         log.info("flowrun listening on %s:%d (%s)", self.settings.host, self.port, transport)

@@ -75,11 +75,8 @@ class DatabaseHealth:
         """One check: ping, then publish SERVING or NOT_SERVING."""
         await self.publish(SERVING if await self.database_answers() else NOT_SERVING)
 
-    def start(self, status: int | None = None) -> None:
-        """Starts checking every interval. `status`: what is published already (App.start
-        sets SERVING after its own ping), so an unchanged outcome publishes nothing."""
-        if status is not None:
-            self.status = status
+    def start(self) -> None:
+        """Starts checking every interval; an unchanged outcome publishes nothing."""
         self._loop.start()
 
     @property

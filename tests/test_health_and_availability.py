@@ -124,7 +124,8 @@ async def test_every_service_is_not_serving_while_the_database_fails_and_serving
     database = FakeDatabase()
     servicer = await serving_servicer()
     monitor = DatabaseHealth(servicer, database, ALL_SERVICES, INTERVAL)
-    monitor.start(SERVING)
+    await monitor.publish(SERVING)
+    monitor.start()
     try:
         database.mode = failure
         await wait_for_statuses(servicer, {NOT_SERVING})
@@ -155,7 +156,8 @@ async def test_graceful_shutdown_is_final_even_while_the_monitor_runs():
     database = FakeDatabase()
     servicer = await serving_servicer()
     monitor = DatabaseHealth(servicer, database, ALL_SERVICES, INTERVAL)
-    monitor.start(SERVING)
+    await monitor.publish(SERVING)
+    monitor.start()
     try:
         database.mode = "down"
         await wait_for_statuses(servicer, {NOT_SERVING})
