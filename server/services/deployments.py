@@ -7,7 +7,7 @@ from flowrun.v1 import deployment_service_pb2_grpc
 from server import clock, errors
 from server.config import Settings
 from server.db.unit_of_work import Database
-from server.services import filters_from_proto, from_proto, pages, to_proto
+from server.services import filters_from_proto, from_proto, to_proto
 
 
 class DeploymentService(deployment_service_pb2_grpc.DeploymentServiceServicer):
@@ -37,7 +37,7 @@ class DeploymentService(deployment_service_pb2_grpc.DeploymentServiceServicer):
 
     async def ListDeployments(self, request: pb.ListDeploymentsRequest, context) -> pb.ListDeploymentsResponse:
         deployment_filter = filters_from_proto.deployment_filter(request, "deployment_filter")
-        page = pages.page_request(request, self._settings)
+        page = filters_from_proto.page_request(request, max_bytes=self._settings.page_max_bytes)
         async with self._db.unit_of_work(write=False) as uow:
             deployments, token = await uow.repos.deployments.list(
                 deployment_filter, page, clock.now(), secret=self._settings.page_token_secret

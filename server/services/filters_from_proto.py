@@ -166,12 +166,17 @@ def _sort(table: dict[int, Any], value: int, enum_name: str) -> Any:
         raise InvalidArgument.field("sort", f"unknown {enum_name} value {value}") from None
 
 
-def page_request(request: Any, *, default_size: int = 200, max_size: int = 200) -> PageRequest:
+def page_request(
+    request: Any, *, max_bytes: int | None = None, default_size: int = 200, max_size: int = 200
+) -> PageRequest:
     """The paging fields of a List request. `page_size` (AIP-158): 0 means default_size,
     larger than max_size is capped, negative is invalid. `limit` (Prefect): unset means
     default_size, else it must be 0..max_size. `offset` must not be negative and cannot
     be combined with `page_token`, nor `limit` with `page_size`. Requests without
-    `offset` / `limit` fields (ListFlowRunStates) are fine."""
+    `offset` / `limit` fields (ListFlowRunStates) are fine. `max_bytes` is the server's
+    byte budget for one page (Settings.page_max_bytes): the repository cuts the page
+    early rather than build a response past the message limit, and its next_page_token
+    continues after the last item returned (server/repositories/paging.py)."""
     fields = request.DESCRIPTOR.fields_by_name
     page_size = request.page_size
     page_token = request.page_token
@@ -201,7 +206,7 @@ def page_request(request: Any, *, default_size: int = 200, max_size: int = 200) 
         size = min(page_size, max_size)
     else:
         size = default_size
-    return PageRequest(offset=offset, limit=size, page_token=page_token)
+    return PageRequest(offset=offset, limit=size, page_token=page_token, max_bytes=max_bytes)
 
 
 class _Reader:

@@ -14,7 +14,7 @@ from server.domain.states import State, StateType
 from server.orchestration.context import OrchestrationContext, current_context
 from server.orchestration.engine import orchestrate
 from server.orchestration.policies import MINIMAL_POLICY
-from server.services import filters_from_proto, from_proto, pages, to_proto
+from server.services import filters_from_proto, from_proto, to_proto
 
 UPDATABLE_FLOW_RUN_FIELDS = frozenset(
     {"name", "flow_version", "parameters", "empirical_policy", "tags", "infrastructure_pid", "job_variables"}
@@ -56,7 +56,7 @@ class FlowRunService(flow_run_service_pb2_grpc.FlowRunServiceServicer):
     async def ListFlowRuns(self, request: pb.ListFlowRunsRequest, context) -> pb.ListFlowRunsResponse:
         filters = filters_from_proto.list_filters(request)
         sort = filters_from_proto.flow_run_sort(request.sort)
-        page = pages.page_request(request, self._settings)
+        page = filters_from_proto.page_request(request, max_bytes=self._settings.page_max_bytes)
         async with self._db.unit_of_work(write=False) as uow:
             runs, token = await uow.repos.flow_runs.list(filters, sort, page, secret=self._settings.page_token_secret)
         now = clock.now()
@@ -136,7 +136,9 @@ class FlowRunService(flow_run_service_pb2_grpc.FlowRunServiceServicer):
 
     async def ListFlowRunStates(self, request: pb.ListFlowRunStatesRequest, context) -> pb.ListFlowRunStatesResponse:
         flow_run_id = from_proto.required_uuid(request.flow_run_id, "flow_run_id")
-        page = pages.page_request(request, self._settings, default_size=STATE_PAGE_DEFAULT, max_size=STATE_PAGE_MAX)
+        page = filters_from_proto.page_request(
+            request, max_bytes=self._settings.page_max_bytes, default_size=STATE_PAGE_DEFAULT, max_size=STATE_PAGE_MAX
+        )
         async with self._db.unit_of_work(write=False) as uow:
             states, token = await uow.repos.states.list_for_run(
                 flow_run_id, page, secret=self._settings.page_token_secret

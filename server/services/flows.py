@@ -7,7 +7,7 @@ from flowrun.v1 import flow_service_pb2_grpc
 from server import clock, errors
 from server.config import Settings
 from server.db.unit_of_work import Database
-from server.services import filters_from_proto, from_proto, pages, to_proto
+from server.services import filters_from_proto, from_proto, to_proto
 
 MAX_DELETE_IDS = 200
 UPDATABLE_FLOW_FIELDS = frozenset({"tags"})
@@ -44,7 +44,7 @@ class FlowService(flow_service_pb2_grpc.FlowServiceServicer):
     async def ListFlows(self, request: pb.ListFlowsRequest, context) -> pb.ListFlowsResponse:
         filters = filters_from_proto.list_filters(request)
         sort = filters_from_proto.flow_sort(request.sort)
-        page = pages.page_request(request, self._settings)
+        page = filters_from_proto.page_request(request, max_bytes=self._settings.page_max_bytes)
         async with self._db.unit_of_work(write=False) as uow:
             flows, token = await uow.repos.flows.list(filters, sort, page, secret=self._settings.page_token_secret)
         return pb.ListFlowsResponse(flows=[to_proto.flow(flow) for flow in flows], next_page_token=token)

@@ -14,7 +14,7 @@ from server.config import Settings
 from server.db.unit_of_work import Database
 from server.domain.states import State, StateType
 from server.orchestration.task_runs import orchestrate_task_run, set_task_run_state
-from server.services import filters_from_proto, from_proto, pages, to_proto
+from server.services import filters_from_proto, from_proto, to_proto
 
 
 class TaskRunService(task_run_service_pb2_grpc.TaskRunServiceServicer):
@@ -43,7 +43,7 @@ class TaskRunService(task_run_service_pb2_grpc.TaskRunServiceServicer):
     async def ListTaskRuns(self, request: pb.ListTaskRunsRequest, context) -> pb.ListTaskRunsResponse:
         task_run_filter = filters_from_proto.task_run_filter(request, "task_run_filter")
         sort = filters_from_proto.task_run_sort(request.sort)
-        page = pages.page_request(request, self._settings)
+        page = filters_from_proto.page_request(request, max_bytes=self._settings.page_max_bytes)
         async with self._db.unit_of_work(write=False) as uow:
             runs, token = await uow.repos.task_runs.list(
                 task_run_filter, sort, page, secret=self._settings.page_token_secret

@@ -7,7 +7,7 @@ from flowrun.v1 import work_pool_service_pb2_grpc
 from server import clock, errors
 from server.config import Settings
 from server.db.unit_of_work import Database
-from server.services import filters_from_proto, from_proto, pages, to_proto
+from server.services import filters_from_proto, from_proto, to_proto
 
 
 class WorkPoolService(work_pool_service_pb2_grpc.WorkPoolServiceServicer):
@@ -31,7 +31,7 @@ class WorkPoolService(work_pool_service_pb2_grpc.WorkPoolServiceServicer):
 
     async def ListWorkPools(self, request: pb.ListWorkPoolsRequest, context) -> pb.ListWorkPoolsResponse:
         work_pool_filter = filters_from_proto.work_pool_filter(request, "work_pool_filter")
-        page = pages.page_request(request, self._settings)
+        page = filters_from_proto.page_request(request, max_bytes=self._settings.page_max_bytes)
         async with self._db.unit_of_work(write=False) as uow:
             pools, token = await uow.repos.work_pools.list(
                 work_pool_filter, page, secret=self._settings.page_token_secret
@@ -61,7 +61,7 @@ class WorkPoolService(work_pool_service_pb2_grpc.WorkPoolServiceServicer):
     async def ListWorkQueues(self, request: pb.ListWorkQueuesRequest, context) -> pb.ListWorkQueuesResponse:
         pool_name = from_proto.required_text(request.work_pool_name, "work_pool_name")
         work_queue_filter = filters_from_proto.work_queue_filter(request, "work_queue_filter")
-        page = pages.page_request(request, self._settings)
+        page = filters_from_proto.page_request(request, max_bytes=self._settings.page_max_bytes)
         async with self._db.unit_of_work(write=False) as uow:
             queues, token = await uow.repos.work_pools.list_queues(
                 pool_name, work_queue_filter, page, secret=self._settings.page_token_secret
