@@ -36,6 +36,7 @@ import contextlib
 import os
 import signal
 import time
+from collections.abc import AsyncIterator
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -61,7 +62,8 @@ from tests.fault_load import (
     wait_until,
 )
 from tests.servers import ServerProcess, wait_for_health
-from tests.test_workers import alive, fresh_database, worker_pids
+from tests.conftest import fresh_database
+from tests.test_workers import alive, worker_pids
 
 CLIENTS = 16
 LIMITED_CLIENTS = 8  # their runs belong to a deployment with LIMIT slots
@@ -103,6 +105,20 @@ async def under_load(load: Load, address: str) -> asyncio.Task:
     return running
 
 
+@contextlib.asynccontextmanager
+async def watched_load(url: str, address: str, name: str, problem) -> AsyncIterator[tuple[Load, SlotWatch]]:
+    """A new load on `address` with the slot watch beside it. The watch is stopped on the
+    way out whatever happened (finish_and_verify stops it first and reports what it saw;
+    stopping again does nothing), so a failing test leaves no watcher behind."""
+    load = await new_load(address, name, problem)
+    watch = await SlotWatch(url, load.deployment_id, LIMIT).start()
+    try:
+        yield load, watch
+    finally:
+        with contextlib.suppress(Exception):  # the test's own error, if any, is the one to keep
+            await watch.stop()
+
+
 async def finish_and_verify(
     load: Load, server: ServerProcess, title: str, capsys, watch: SlotWatch, slots_wrong: list[str]
 ) -> None:
@@ -139,32 +155,28 @@ async def refuses_connections(address: str) -> bool:
 async def test_a_killed_worker_is_replaced_under_load(tmp_path, capsys):
     async with fresh_database("postgres", tmp_path) as url:
         server = await started(url, tmp_path / "server.log", WORKERS)
-        watch = None
         try:
-            load = await new_load(server.address, "kill-worker", killed_server_problem)
-            watch = await SlotWatch(url, load.deployment_id, LIMIT).start()
-            running = await under_load(load, server.address)
-            try:
-                victim, survivor = worker_pids(server)
-                os.kill(victim, signal.SIGKILL)
-                load.mark_recovery()
-                await wait_until(load.recovered, RECOVERY_TIMEOUT_SECONDS, "answering again", [running])
-                await wait_until(
-                    lambda: len(worker_pids(server)) == WORKERS, RECOVERY_TIMEOUT_SECONDS, "replaced", [running]
-                )
-                assert survivor in worker_pids(server) and victim not in worker_pids(server)
-            finally:
-                load.stop()
-                await running
-            assert load.figures.errors, "no call failed: the kill hit no call in flight"
-            slots_wrong = await verify_slots(url, load, LIMIT, "after the kill")
-            await finish_and_verify(load, server, f"a worker killed under {CLIENTS} clients", capsys, watch, slots_wrong)
+            async with watched_load(url, server.address, "kill-worker", killed_server_problem) as (load, watch):
+                running = await under_load(load, server.address)
+                try:
+                    victim, survivor = worker_pids(server)
+                    os.kill(victim, signal.SIGKILL)
+                    load.mark_recovery()
+                    await wait_until(load.recovered, RECOVERY_TIMEOUT_SECONDS, "answering again", [running])
+                    await wait_until(
+                        lambda: len(worker_pids(server)) == WORKERS, RECOVERY_TIMEOUT_SECONDS, "replaced", [running]
+                    )
+                    assert survivor in worker_pids(server) and victim not in worker_pids(server)
+                finally:
+                    load.stop()
+                    await running
+                assert load.figures.errors, "no call failed: the kill hit no call in flight"
+                slots_wrong = await verify_slots(url, load, LIMIT, "after the kill")
+                title = f"a worker killed under {CLIENTS} clients"
+                await finish_and_verify(load, server, title, capsys, watch, slots_wrong)
             server.process.send_signal(signal.SIGTERM)
             assert await asyncio.to_thread(server.process.wait, 30) == 0, server.log_tail()
         finally:
-            if watch is not None:  # already stopped unless the test failed: keep its error
-                with contextlib.suppress(Exception):
-                    await watch.stop()
             server.stop()
 
 
@@ -173,35 +185,30 @@ async def test_a_killed_supervisor_leaves_no_orphans_and_a_new_server_takes_over
         grace = {"FLOWRUN_SHUTDOWN_GRACE_SECONDS": str(ORPHAN_GRACE_SECONDS)}
         first = await started(url, tmp_path / "first.log", WORKERS, grace)
         pids: list[int] = []
-        watch = None
         try:
-            load = await new_load(first.address, "kill-supervisor", stopping_server_problem)
-            watch = await SlotWatch(url, load.deployment_id, LIMIT).start()
-            running = await under_load(load, first.address)
-            try:
-                pids = worker_pids(first)
-                assert len(pids) == WORKERS
-                first.process.kill()
-                await asyncio.to_thread(first.process.wait)
-                deadline = time.monotonic() + ORPHAN_TIMEOUT_SECONDS
-                while any(alive(pid) for pid in pids) and time.monotonic() < deadline:
-                    await asyncio.sleep(0.1)
-                assert not [pid for pid in pids if alive(pid)], "orphaned workers kept running"
-                assert await refuses_connections(first.address), "something still serves the dead supervisor's port"
-            finally:
-                load.stop()
-                await running
-            second = await started(url, tmp_path / "second.log", WORKERS)
-            try:
-                slots_wrong = await verify_slots(url, load, LIMIT, "after the kill and restart")
-                title = f"the supervisor killed under {CLIENTS} clients"
-                await finish_and_verify(load, second, title, capsys, watch, slots_wrong)
-            finally:
-                second.stop()
+            async with watched_load(url, first.address, "kill-supervisor", stopping_server_problem) as (load, watch):
+                running = await under_load(load, first.address)
+                try:
+                    pids = worker_pids(first)
+                    assert len(pids) == WORKERS
+                    first.process.kill()
+                    await asyncio.to_thread(first.process.wait)
+                    deadline = time.monotonic() + ORPHAN_TIMEOUT_SECONDS
+                    while any(alive(pid) for pid in pids) and time.monotonic() < deadline:
+                        await asyncio.sleep(0.1)
+                    assert not [pid for pid in pids if alive(pid)], "orphaned workers kept running"
+                    assert await refuses_connections(first.address), "something still serves the dead supervisor's port"
+                finally:
+                    load.stop()
+                    await running
+                second = await started(url, tmp_path / "second.log", WORKERS)
+                try:
+                    slots_wrong = await verify_slots(url, load, LIMIT, "after the kill and restart")
+                    title = f"the supervisor killed under {CLIENTS} clients"
+                    await finish_and_verify(load, second, title, capsys, watch, slots_wrong)
+                finally:
+                    second.stop()
         finally:
-            if watch is not None:  # already stopped unless the test failed: keep its error
-                with contextlib.suppress(Exception):
-                    await watch.stop()
             first.stop()
             for pid in pids:  # orphans, if the test failed
                 with contextlib.suppress(ProcessLookupError):
@@ -211,31 +218,26 @@ async def test_a_killed_supervisor_leaves_no_orphans_and_a_new_server_takes_over
 async def test_a_killed_sqlite_server_loses_nothing(tmp_path, capsys):
     async with fresh_database("sqlite", tmp_path) as url:
         first = await started(url, tmp_path / "first.log")
-        watch = None
         try:
-            load = await new_load(first.address, "kill-sqlite", killed_server_problem)
-            watch = await SlotWatch(url, load.deployment_id, LIMIT).start()
-            running = await under_load(load, first.address)
-            try:
-                first.process.kill()
-                await asyncio.to_thread(first.process.wait)
-                await asyncio.sleep(0.5)  # let the clients run into the dead server
-            finally:
-                load.stop()
-                await running
-            first.stop()
-            assert load.figures.errors, "no call failed: the kill hit no call in flight"
-            second = await started(url, tmp_path / "second.log")
-            try:
-                slots_wrong = await verify_slots(url, load, LIMIT, "after the kill and restart")
-                title = f"an SQLite server killed under {CLIENTS} clients"
-                await finish_and_verify(load, second, title, capsys, watch, slots_wrong)
-            finally:
-                second.stop()
+            async with watched_load(url, first.address, "kill-sqlite", killed_server_problem) as (load, watch):
+                running = await under_load(load, first.address)
+                try:
+                    first.process.kill()
+                    await asyncio.to_thread(first.process.wait)
+                    await asyncio.sleep(0.5)  # let the clients run into the dead server
+                finally:
+                    load.stop()
+                    await running
+                first.stop()
+                assert load.figures.errors, "no call failed: the kill hit no call in flight"
+                second = await started(url, tmp_path / "second.log")
+                try:
+                    slots_wrong = await verify_slots(url, load, LIMIT, "after the kill and restart")
+                    title = f"an SQLite server killed under {CLIENTS} clients"
+                    await finish_and_verify(load, second, title, capsys, watch, slots_wrong)
+                finally:
+                    second.stop()
         finally:
-            if watch is not None:  # already stopped unless the test failed: keep its error
-                with contextlib.suppress(Exception):
-                    await watch.stop()
             first.stop()
 
 
