@@ -49,11 +49,11 @@ async def capture_set_state(database_url: str, run_number: int) -> list[tuple[st
     from server.db.engine import create_engine
     from server.db.unit_of_work import Database
     from server.domain.states import State, StateType
-    from server.orchestration.context import OrchestrationContext
-    from server.orchestration.engine import orchestrate
-    from server.orchestration.policies import policy_for
+    from server.orchestration.policies import FLOW_RUNS
+    from server.orchestration.transitions import set_state
 
-    database = Database(create_engine(Settings(database_url=database_url)))
+    settings = Settings(database_url=database_url)
+    database = Database(create_engine(settings))
     captured: list[tuple[str, list]] = []
     recording = False
     originals = {name: getattr(asyncpg.Connection, name) for name in ("fetchrow", "execute")}
@@ -82,14 +82,9 @@ async def capture_set_state(database_url: str, run_number: int) -> list[tuple[st
             now = datetime.now(timezone.utc)
             for proposed_type in (StateType.PENDING, StateType.RUNNING):
                 recording = proposed_type == StateType.RUNNING
-                run = await uow.repos.flow_runs.get_for_orchestration(run_id)
-                assert run is not None, f"seeded run {run_number} not found"
                 proposed = State(type=proposed_type, name=proposed_type.default_name, timestamp=now)
-                context = OrchestrationContext(
-                    run=run, initial_state=run.state, proposed_state=proposed, repos=uow.repos, now=now
-                )
-                await orchestrate(context, policy_for(proposed_type == StateType.PENDING), context.validate)
-                await context.finish()
+                force = proposed_type == StateType.PENDING
+                await set_state(uow.repos, FLOW_RUNS, run_id, proposed, now, force=force, settings=settings)
                 now = datetime.now(timezone.utc)
             recording = False
             raise Rollback

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import Coroutine
 from dataclasses import dataclass
@@ -23,9 +24,11 @@ from server.db.unit_of_work import Database
 from server.error_mapping import ErrorMappingInterceptor
 from server.health import DatabaseHealth
 from server.lease_reaper import LeaseReaper
-from server.orchestration.context import SlotSettings
-from server.orchestration.interceptor import OrchestrationInterceptor
+from server.orchestration.interceptor import OrchestratedMethod, OrchestrationInterceptor
+from server.orchestration.policies import FLOW_RUNS
+from server.orchestration.task_runs import TASK_RUNS
 from server.reflection import enable_reflection
+from server.services import from_proto
 from server.services.deployments import DeploymentService
 from server.services.flow_runs import FlowRunService
 from server.services.flows import FlowService
@@ -45,10 +48,17 @@ FLOWRUN_SERVICES = (
 )
 
 
-def slot_settings(settings: Settings) -> SlotSettings:
-    return SlotSettings(
-        lease_seconds=settings.deployment_lease_seconds, slot_wait_seconds=settings.deployment_slot_wait_seconds
-    )
+def orchestrated_methods() -> dict[str, OrchestratedMethod]:
+    """The SetState methods whose transaction, lock and policy the orchestration
+    interceptor provides, by full method path."""
+    flow_runs = flow_run_service_pb2.DESCRIPTOR.services_by_name["FlowRunService"].full_name
+    task_runs = task_run_service_pb2.DESCRIPTOR.services_by_name["TaskRunService"].full_name
+    return {
+        f"/{flow_runs}/SetFlowRunState": OrchestratedMethod(FLOW_RUNS, from_proto.set_state_request),
+        f"/{task_runs}/SetTaskRunState": OrchestratedMethod(
+            TASK_RUNS, functools.partial(from_proto.set_state_request, id_field="task_run_id")
+        ),
+    }
 
 
 def server_options(settings: Settings, *, reuse_port: bool = False) -> list[tuple[str, int]]:
@@ -136,7 +146,7 @@ async def build_app(settings: Settings, *, reuse_port: bool = False) -> App:
             AuthInterceptor(authenticator),
             CancellationShieldInterceptor(),
             ErrorMappingInterceptor(),
-            OrchestrationInterceptor(database, slot_settings(settings)),
+            OrchestrationInterceptor(database, settings, orchestrated_methods()),
         ],
         options=server_options(settings, reuse_port=reuse_port),
         maximum_concurrent_rpcs=settings.max_concurrent_rpcs,

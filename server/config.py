@@ -78,7 +78,6 @@ class Settings(BaseSettings):
     # (server/shared_secrets.py); build_app resolves it, so servers see it set.
     page_token_secret: str | None = Field(default=None, repr=False)
     graph_max_nodes: int = Field(default=10_000, ge=1)
-    graph_max_artifacts: int = Field(default=10_000, ge=0)
     # States in one graph (GetFlowRunGraph); task runs in one dependency map
     # (GetTaskRunDependencies) are bounded by graph_max_nodes.
     graph_max_states: int = Field(default=10_000, ge=1)

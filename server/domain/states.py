@@ -34,7 +34,6 @@ class StateType(StrEnum):
 TERMINAL_STATES = frozenset(
     {StateType.COMPLETED, StateType.FAILED, StateType.CANCELLED, StateType.CRASHED}
 )
-ALL_STATES = frozenset(StateType)
 
 _DATETIME_DETAILS = ("scheduled_time", "cache_expiration", "pause_timeout")
 

@@ -8,7 +8,7 @@ from datetime import timedelta
 
 from server.domain.states import StateType
 from server.orchestration.context import OrchestrationContext
-from server.orchestration.rules import GlobalTransform
+from server.orchestration.rules import GlobalTransform, Policy
 
 ONE_MICROSECOND = timedelta(microseconds=1)
 
@@ -141,3 +141,17 @@ class RemoveResumingIndicator(GlobalTransform):
         policy = context.run.empirical_policy
         if policy.resuming and (proposed.type == StateType.RUNNING or proposed.is_terminal):
             policy.resuming = False
+
+
+#: The bookkeeping flow runs and task runs share: state columns and timing.
+RUN_BOOKKEEPING: Policy = (
+    EnsureFlowRunStateTimestampIsUnique,
+    SetRunStateType,
+    SetRunStateName,
+    SetRunStateTimestamp,
+    SetStartTime,
+    SetEndTime,
+    IncrementRunTime,
+    SetExpectedStartTime,
+    SetNextScheduledStartTime,
+)

@@ -1,26 +1,20 @@
-"""The orchestration context: everything rules see and change for one proposed state."""
+"""The orchestration context (everything rules see and change for one proposed state)
+and the explicit result a state change ends with."""
 
 from __future__ import annotations
 
-from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from server.domain.flow_runs import FlowRun
 from server.domain.states import State, StateType
+from server.domain.task_runs import TaskRun
 
 if TYPE_CHECKING:
+    from server.config import Settings
     from server.repositories import Repositories
-
-
-@dataclass(frozen=True, slots=True)
-class SlotSettings:
-    """Server settings the deployment concurrency rules need."""
-
-    lease_seconds: int = 300  # a lease's lifetime when the deployment sets no grace period
-    slot_wait_seconds: int = 30  # how long AwaitingConcurrencySlot waits before trying again
 
 
 class SetStateStatus(StrEnum):
@@ -30,19 +24,39 @@ class SetStateStatus(StrEnum):
     WAIT = "WAIT"
 
 
+class RunStore(Protocol):
+    """Where a run's state changes are written: the flow-run or the task-run repository."""
+
+    async def save_transition(self, run: Any, state: State, policy: dict[str, Any], now: datetime) -> None: ...
+
+    async def save_policy(self, run_id: str, policy: dict[str, Any], now: datetime) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class TransitionResult:
+    """How one proposal ended, read once every rule and transform has exited: what the
+    client is told. `state` is the run's current state afterwards (the new one when it
+    was written, else the one it kept; None for a run that still has none)."""
+
+    status: SetStateStatus
+    state: State | None
+    reason: str | None = None
+    delay_seconds: int | None = None
+
+
 @dataclass(eq=False)
 class OrchestrationContext:
-    """One proposal for one locked run. Rules change the proposal only through the
-    mutators on OrchestrationRule; bookkeeping transforms change `run` directly."""
+    """One proposal for one locked run (a flow run or a task run). Rules change the
+    proposal only through the mutators on OrchestrationRule; bookkeeping transforms
+    change `run` directly."""
 
-    run: FlowRun
+    run: FlowRun | TaskRun | Any  # flow-run rules only ever see flow runs, task-run rules task runs
     initial_state: State | None
     proposed_state: State | None
     repos: Repositories
+    store: RunStore
     now: datetime
-    force: bool = False
-    parameters: dict[str, Any] = field(default_factory=dict)
-    slots: SlotSettings = SlotSettings()
+    settings: Settings
     validated_state: State | None = None
     status: SetStateStatus = SetStateStatus.ACCEPT
     reason: str | None = None
@@ -61,15 +75,10 @@ class OrchestrationContext:
     def proposed_type(self) -> StateType | None:
         return self.proposed_state.type if self.proposed_state else None
 
-    @property
-    def state_written(self) -> bool:
-        """True once validation stored a new state."""
-        return self.validated_state is not None and self.validated_state is not self.initial_state
-
     async def validate(self) -> None:
         """Stores the (possibly replaced) proposal as the run's new current state together
-        with the run's bookkeeping (one statement on PostgreSQL), or keeps the current
-        state when the proposal was nullified (REJECT to current, WAIT, ABORT)."""
+        with the run's bookkeeping, or keeps the current state when the proposal was
+        nullified (REJECT to current, WAIT, ABORT)."""
         proposed = self.proposed_state
         if proposed is None:
             self.validated_state = self.initial_state
@@ -78,30 +87,16 @@ class OrchestrationContext:
         self.run.state = proposed
         self.validated_state = proposed
         self._saved_policy = self.run.empirical_policy.to_json()
-        await self.repos.flow_runs.save_transition(self.run, proposed, self._saved_policy, self.now)
+        await self.store.save_transition(self.run, proposed, self._saved_policy, self.now)
 
-    async def finish(self) -> None:
+    async def finish(self) -> TransitionResult:
         """After every rule exited: writes policy changes made after validation (pause
-        keys, the resuming flag, a restored policy). Most transitions make none."""
+        keys, the resuming flag, a restored policy; most transitions make none) and
+        returns the outcome."""
         policy = self.run.empirical_policy.to_json()
         if policy != self._saved_policy:
-            await self.repos.flow_runs.save_policy(self.run.id, policy, self.now)
-
-
-_current: ContextVar[OrchestrationContext | None] = ContextVar("flowrun_orchestration", default=None)
-
-
-def current_context() -> OrchestrationContext:
-    """The context the orchestration interceptor prepared for this call."""
-    context = _current.get()
-    if context is None:
-        raise RuntimeError("SetFlowRunState was called without the orchestration interceptor")
-    return context
-
-
-def bind_context(context: OrchestrationContext):
-    return _current.set(context)
-
-
-def unbind_context(token) -> None:
-    _current.reset(token)
+            await self.store.save_policy(self.run.id, policy, self.now)
+            self._saved_policy = policy
+        return TransitionResult(
+            status=self.status, state=self.validated_state, reason=self.reason, delay_seconds=self.delay_seconds
+        )

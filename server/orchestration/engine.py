@@ -3,45 +3,37 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Awaitable, Callable
 
-from server.orchestration.context import OrchestrationContext
-from server.orchestration.policies import GLOBAL_POLICY, Policy
 from server.domain.states import StateType
-from server.orchestration.rules import GlobalTransform
+from server.orchestration.context import OrchestrationContext
+from server.orchestration.rules import GlobalTransform, Policy
 
 
 @functools.cache
 def _compiled(
-    policy: Policy, global_policy: Policy, from_type: StateType | None, to_type: StateType | None
+    policy: Policy, bookkeeping: Policy, from_type: StateType | None, to_type: StateType | None
 ) -> tuple[tuple[type, bool], ...]:
     """The steps that apply to one intended transition, worked out once per transition:
     rules declared for it, and every transform."""
     return tuple(
         (step, issubclass(step, GlobalTransform))
-        for step in (*policy, *global_policy)
+        for step in (*policy, *bookkeeping)
         if issubclass(step, GlobalTransform) or step.applies(from_type, to_type)
     )
 
 
-async def orchestrate(
-    context: OrchestrationContext,
-    policy: Policy,
-    validate: Callable[[], Awaitable[None]],
-    global_policy: Policy = GLOBAL_POLICY,
-) -> None:
-    """Enter the policy's applicable rules in order, then the global bookkeeping (flow
-    runs' unless another is given: task runs have their own); let `validate` store the
-    outcome; exit everything in reverse. A rule's before-hook error aborts the proposal
-    and is re-raised once every rule has exited."""
+async def orchestrate(context: OrchestrationContext, policy: Policy, bookkeeping: Policy) -> None:
+    """Enter the policy's applicable rules in order, then the bookkeeping transforms;
+    store the outcome (context.validate); exit everything in reverse. A rule's
+    before-hook error aborts the proposal and is re-raised once every rule has exited."""
     from_type, to_type = context.initial_type, context.proposed_type
     stack = [
         step(context) if is_transform else step(context, from_type, to_type)
-        for step, is_transform in _compiled(policy, global_policy, from_type, to_type)
+        for step, is_transform in _compiled(policy, bookkeeping, from_type, to_type)
     ]
     for step in stack:
         await step.enter()
-    await validate()
+    await context.validate()
     for step in reversed(stack):
         await step.exit()
     if context.orchestration_error is not None:

@@ -1,74 +1,84 @@
-"""The orchestration interceptor: wraps exactly SetFlowRunState so that the servicer runs
-inside one transaction that holds the run's lock and has applied the policy."""
+"""The orchestration interceptor: gives each SetState call its transaction, row lock and
+policy, then lets the servicer describe the finished result.
+
+For a SetState method it decodes the request, opens a write unit of work, runs
+transitions.set_state (lock, load, policy, persist, write back) and commits; only then
+does it call the servicer, which turns the TransitionResult (transition_result()) into
+the response. Every other method passes through untouched."""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
+from contextvars import ContextVar
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
 import grpc
 
-from server import clock, errors
+from server import clock
+from server.config import Settings
 from server.db.unit_of_work import Database
-from server.orchestration.context import OrchestrationContext, SlotSettings, bind_context, unbind_context
-from server.orchestration.engine import orchestrate
-from server.orchestration.policies import policy_for
-from server.services import from_proto
+from server.domain.states import State
+from server.orchestration.context import TransitionResult
+from server.orchestration.transitions import RunKind, set_state
 
-SET_FLOW_RUN_STATE = "/flowrun.v1.FlowRunService/SetFlowRunState"
+#: (request, now) -> (run id, stamped proposal, force); raises InvalidArgument.
+DecodeSetState = Callable[[Any, datetime], tuple[str, State, bool]]
+
+
+@dataclass(frozen=True)
+class OrchestratedMethod:
+    """One SetState method: which runs it changes and how its request is read."""
+
+    kind: RunKind
+    decode: DecodeSetState
+
+
+_result: ContextVar[TransitionResult | None] = ContextVar("flowrun_transition_result", default=None)
+
+
+def transition_result() -> TransitionResult:
+    """The committed outcome of this SetState call, for its servicer to describe."""
+    result = _result.get()
+    if result is None:
+        raise RuntimeError("a SetState method was called without the orchestration interceptor")
+    return result
 
 
 class OrchestrationInterceptor(grpc.aio.ServerInterceptor):
-    """For SetFlowRunState: open a write unit of work, lock and load the run with its
-    current state, build the context, run the policy with the servicer as the
-    validation step (it stores the outcome and builds the response), write the run's
-    bookkeeping back and commit. Any exception rolls the whole transition back. Every
-    other method passes through untouched."""
-
-    def __init__(self, database: Database, slots: SlotSettings) -> None:
+    def __init__(self, database: Database, settings: Settings, methods: Mapping[str, OrchestratedMethod]) -> None:
         self._database = database
-        self._slots = slots
-        self._wrapped: tuple[grpc.RpcMethodHandler, grpc.RpcMethodHandler] | None = None
+        self._settings = settings
+        self._methods = dict(methods)
+        self._wrapped: dict[str, tuple[grpc.RpcMethodHandler, grpc.RpcMethodHandler]] = {}
 
     async def intercept_service(self, continuation, handler_call_details):
         handler = await continuation(handler_call_details)
-        if handler is None or handler_call_details.method != SET_FLOW_RUN_STATE:
+        method = self._methods.get(handler_call_details.method)
+        if handler is None or method is None:
             return handler
-        if self._wrapped is None or self._wrapped[0] is not handler:  # built once, not per call
-            self._wrapped = (handler, self._orchestrated(handler))
-        return self._wrapped[1]
+        wrapped = self._wrapped.get(handler_call_details.method)
+        if wrapped is None or wrapped[0] is not handler:  # built once per method, not per call
+            wrapped = (handler, self._orchestrated(handler, method))
+            self._wrapped[handler_call_details.method] = wrapped
+        return wrapped[1]
 
-    def _orchestrated(self, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
+    def _orchestrated(self, handler: grpc.RpcMethodHandler, method: OrchestratedMethod) -> grpc.RpcMethodHandler:
         servicer = handler.unary_unary
         database = self._database
-        slots = self._slots
+        settings = self._settings
 
         async def orchestrated(request, context):
             now = clock.now()
-            flow_run_id, proposed, force = from_proto.set_state_request(request, now)
+            run_id, proposed, force = method.decode(request, now)
             async with database.unit_of_work(write=True) as uow:
-                run = await uow.repos.flow_runs.get_for_orchestration(flow_run_id)
-                if run is None:
-                    raise errors.flow_run_not_found(flow_run_id)
-                orchestration = OrchestrationContext(
-                    run=run,
-                    initial_state=run.state,
-                    proposed_state=proposed,
-                    repos=uow.repos,
-                    now=now,
-                    force=force,
-                    slots=slots,
-                )
-                response = None
-
-                async def validate() -> None:  # the servicer stores the outcome
-                    nonlocal response
-                    response = await servicer(request, context)
-
-                token = bind_context(orchestration)
-                try:
-                    await orchestrate(orchestration, policy_for(force), validate)
-                finally:
-                    unbind_context(token)
-                await orchestration.finish()
-            return response
+                result = await set_state(uow.repos, method.kind, run_id, proposed, now, force=force, settings=settings)
+            token = _result.set(result)
+            try:
+                return await servicer(request, context)
+            finally:
+                _result.reset(token)
 
         return grpc.unary_unary_rpc_method_handler(
             orchestrated,

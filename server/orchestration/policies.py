@@ -1,10 +1,14 @@
-"""Policies: ordered lists of rules and transforms. The order is the priority: earlier
-rules see the original proposal first, and bookkeeping runs last.
+"""Flow-run policies: ordered lists of rules and transforms. The order is the priority:
+earlier rules see the original proposal first, and bookkeeping runs last. FLOW_RUNS ties
+them to the flow-run repository for set_state.
 
 Adding a rule means adding it to a list here; the interceptor never changes."""
 
 from __future__ import annotations
 
+from operator import attrgetter
+
+from server import errors
 from server.orchestration import bookkeeping as book
 from server.orchestration.core_rules import (
     CopyScheduledTime,
@@ -19,15 +23,14 @@ from server.orchestration.lease_rules import PreserveDeploymentConcurrencyLeaseI
 from server.orchestration.minimal_rules import BypassCancellingFlowRunsWithNoInfra, PreventResultDataLoss
 from server.orchestration.pause_rules import HandlePausingFlows, HandleResumingPausedFlows
 from server.orchestration.retry_rules import RetryFailedFlows
-from server.orchestration.rules import GlobalTransform, OrchestrationRule
+from server.orchestration.rules import Policy
 from server.orchestration.slot_rules import (
     ReleaseFlowConcurrencySlots,
     SecureFlowConcurrencySlots,
     ValidateDeploymentConcurrencyAtRunning,
 )
 from server.orchestration.subflow_rules import UpdateSubflowParentTask
-
-Policy = tuple[type[OrchestrationRule] | type[GlobalTransform], ...]
+from server.orchestration.transitions import RunKind
 
 #: Used for unforced proposals: Prefect's CoreFlowPolicy, in its order.
 CORE_POLICY: Policy = (
@@ -60,22 +63,9 @@ MINIMAL_POLICY: Policy = (
     ReleaseFlowConcurrencySlots,
 )
 
-#: The bookkeeping flow runs and task runs share: state columns and timing.
-RUN_BOOKKEEPING: Policy = (
-    book.EnsureFlowRunStateTimestampIsUnique,
-    book.SetRunStateType,
-    book.SetRunStateName,
-    book.SetRunStateTimestamp,
-    book.SetStartTime,
-    book.SetEndTime,
-    book.IncrementRunTime,
-    book.SetExpectedStartTime,
-    book.SetNextScheduledStartTime,
-)
-
 #: Applied after either policy, always.
 GLOBAL_POLICY: Policy = (
-    *RUN_BOOKKEEPING,
+    *book.RUN_BOOKKEEPING,
     book.UpdateStateDetails,
     UpdateSubflowParentTask,
     book.UpdateSubflowStateDetails,
@@ -86,3 +76,11 @@ GLOBAL_POLICY: Policy = (
 
 def policy_for(force: bool) -> Policy:
     return MINIMAL_POLICY if force else CORE_POLICY
+
+
+FLOW_RUNS = RunKind(
+    store=attrgetter("flow_runs"),
+    not_found=errors.flow_run_not_found,
+    policy=policy_for,
+    bookkeeping=GLOBAL_POLICY,
+)

@@ -121,11 +121,6 @@ class OrchestrationRule:
         context.status = SetStateStatus.ABORT
         context.reason = reason
 
-    def rename_state(self, name: str) -> None:
-        self._ensure_not_validated()
-        if self.context.proposed_state is not None:
-            self.context.proposed_state.name = name
-
 
 class GlobalTransform:
     """A bookkeeping step that applies to every transition."""
@@ -149,3 +144,7 @@ class GlobalTransform:
     async def exit(self) -> None:
         if self.context.orchestration_error is None:
             await self.after_transition(self.context)
+
+
+#: An ordered list of rules and transforms; the order is the priority.
+Policy = tuple[type[OrchestrationRule] | type[GlobalTransform], ...]

@@ -47,7 +47,7 @@ class SecureFlowConcurrencySlots(OrchestrationRule):
         if policy.limit == 0:
             self.abort_transition("The deployment concurrency limit is 0. The flow will deadlock if submitted again.")
             return
-        ttl = policy.lease_seconds(context.slots.lease_seconds)
+        ttl = policy.lease_seconds(context.settings.deployment_lease_seconds)
         held = initial.state_details.deployment_concurrency_lease_id if initial else None
         if held and await leases.renew(held, run.id, context.now, ttl):
             proposed.state_details.deployment_concurrency_lease_id = held
@@ -63,7 +63,7 @@ class SecureFlowConcurrencySlots(OrchestrationRule):
                 type=StateType.SCHEDULED,
                 name="AwaitingConcurrencySlot",
                 timestamp=context.now,
-                state_details=StateDetails(scheduled_time=context.now + timedelta(seconds=context.slots.slot_wait_seconds)),
+                state_details=StateDetails(scheduled_time=context.now + timedelta(seconds=context.settings.deployment_slot_wait_seconds)),
             )
             self.reject_transition(waiting, LIMIT_REACHED)
 
@@ -93,7 +93,7 @@ class ValidateDeploymentConcurrencyAtRunning(OrchestrationRule):
         policy = await leases.slot_policy(run.deployment_id, lock=False)
         if policy is None or policy.limit is None:
             return
-        ttl = policy.lease_seconds(context.slots.lease_seconds)
+        ttl = policy.lease_seconds(context.settings.deployment_lease_seconds)
         if await leases.renew(lease_id, run.id, context.now, ttl):
             return
         await leases.release(lease_id, run.id)  # expired but not yet reaped

@@ -3,8 +3,11 @@ run (the run's parent_task_run_id), whose state mirrors the subflow's."""
 
 from __future__ import annotations
 
+from server import errors
 from server.orchestration.context import OrchestrationContext
 from server.orchestration.rules import GlobalTransform
+from server.orchestration.task_runs import TASK_RUNS
+from server.orchestration.transitions import set_state
 
 
 class UpdateSubflowParentTask(GlobalTransform):
@@ -13,20 +16,18 @@ class UpdateSubflowParentTask(GlobalTransform):
     run, in the same transaction (spec 4.8 item 11).
 
     Runs without a parent task return on the first check. A parent task run that no
-    longer exists is skipped: the reference would fail the subflow's own transition
-    with a 404 instead."""
+    longer exists is skipped (set_state checks before it writes anything): the
+    reference would fail the subflow's own transition with a 404 instead."""
 
     async def after_transition(self, context: OrchestrationContext) -> None:
         parent_task_run_id = context.run.parent_task_run_id
         if not parent_task_run_id or self.nullified or context.validated_state is None:
             return
-        # Imported here: the task-run orchestration imports the policies, which list
-        # this transform.
-        from server.orchestration.task_runs import orchestrate_task_run
-
-        parent = await context.repos.task_runs.get_for_orchestration(parent_task_run_id)
-        if parent is None:
-            return
         mirrored = context.validated_state.fresh_copy(context.now)
         mirrored.state_details.child_flow_run_id = context.run.id
-        await orchestrate_task_run(context.repos, parent, mirrored, context.now, force=True)
+        try:
+            await set_state(
+                context.repos, TASK_RUNS, parent_task_run_id, mirrored, context.now, force=True, settings=context.settings
+            )
+        except errors.NotFound:
+            return

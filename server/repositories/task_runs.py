@@ -152,17 +152,20 @@ class TaskRunRepository(Repository):
             return await self.get(task_run_id)
         return run
 
-    async def save_orchestration(self, run: TaskRun, now: datetime) -> None:
-        """Writes back what orchestration changed, in one UPDATE."""
+    async def save_transition(self, run: TaskRun, state: State, policy: dict[str, Any], now: datetime) -> None:
+        """Appends `state` to the task run's history and writes the run's orchestrated
+        columns (state pointer, denormalized state, timing bookkeeping, and `policy`)."""
+        await self.connection.execute(task_run_state.insert().values(state_values(state, now, task_run_id=run.id)))
         values: dict[str, Any] = {name: getattr(run, name) for name in ORCHESTRATED_RUN_COLUMNS}
         values["state_type"] = run.state_type.value if run.state_type else None
+        values["empirical_policy"] = policy
         values["updated"] = now
         await self.connection.execute(update(task_run).where(task_run.c.id == run.id).values(values))
 
-    async def insert_state(self, task_run_id: str, state: State, now: datetime) -> None:
-        """Appends a state to the task run's history. Unpersisted result placeholders are
-        not stored."""
-        await self.connection.execute(task_run_state.insert().values(state_values(state, now, task_run_id=task_run_id)))
+    async def save_policy(self, task_run_id: str, policy: dict[str, Any], now: datetime) -> None:
+        await self.connection.execute(
+            update(task_run).where(task_run.c.id == task_run_id).values(empirical_policy=policy, updated=now)
+        )
 
     async def list(
         self, task_run_filter: TaskRunFilter | None, sort: TaskRunSort, page: PageRequest, *, secret: str

@@ -1,5 +1,6 @@
 """FlowRunService: runs, their state histories, and SetFlowRunState (whose transaction,
-lock and policy the orchestration interceptor provides)."""
+lock and policy the orchestration interceptor provides; the servicer only describes the
+result)."""
 
 from __future__ import annotations
 
@@ -11,9 +12,9 @@ from server import clock, errors
 from server.config import Settings
 from server.db.unit_of_work import Database
 from server.domain.states import State, StateType
-from server.orchestration.context import OrchestrationContext, current_context
-from server.orchestration.engine import orchestrate
-from server.orchestration.policies import MINIMAL_POLICY
+from server.orchestration.interceptor import transition_result
+from server.orchestration.policies import FLOW_RUNS
+from server.orchestration.transitions import set_state
 from server.services import filters_from_proto, from_proto, to_proto
 
 UPDATABLE_FLOW_RUN_FIELDS = frozenset(
@@ -37,12 +38,10 @@ class FlowRunService(flow_run_service_pb2_grpc.FlowRunServiceServicer):
                 work_queue_id = await uow.repos.work_pools.queue_id_for_run(new.work_pool_name, new.work_queue_name)
             run, created = await uow.repos.flow_runs.create(new, now, work_queue_id=work_queue_id)
             if created:
-                initial = new.state or State(type=StateType.PENDING, name="Pending", timestamp=now)
-                orchestration = OrchestrationContext(
-                    run=run, initial_state=None, proposed_state=initial, repos=uow.repos, now=now, force=True
+                initial = new.state or State(type=StateType.PENDING, name=StateType.PENDING.default_name, timestamp=now)
+                await set_state(
+                    uow.repos, FLOW_RUNS, run.id, initial, now, force=True, settings=self._settings, created=run
                 )
-                await orchestrate(orchestration, MINIMAL_POLICY, orchestration.validate)
-                await orchestration.finish()
         return pb.CreateFlowRunResponse(flow_run=to_proto.flow_run(run, now), created=created)
 
     async def GetFlowRun(self, request: pb.GetFlowRunRequest, context) -> pb.GetFlowRunResponse:
@@ -93,11 +92,9 @@ class FlowRunService(flow_run_service_pb2_grpc.FlowRunServiceServicer):
         return pb.DeleteFlowRunResponse()
 
     async def SetFlowRunState(self, request: pb.SetFlowRunStateRequest, context) -> pb.SetFlowRunStateResponse:
-        """Runs inside the orchestration interceptor, which has locked the run and applied
-        the policy's before-steps: store the outcome and describe it."""
-        orchestration = current_context()
-        await orchestration.validate()
-        return to_proto.set_state_response(orchestration)
+        """The orchestration interceptor has already set the state and committed: describe
+        the result."""
+        return to_proto.set_state_response(transition_result(), pb.SetFlowRunStateResponse)
 
     async def GetTaskRunDependencies(
         self, request: pb.GetTaskRunDependenciesRequest, context

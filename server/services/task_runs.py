@@ -1,9 +1,6 @@
-"""TaskRunService: task runs of flow runs and their orchestrated state changes.
-
-SetTaskRunState orchestrates here, inside its own unit of work, rather than in the
-orchestration interceptor: task-run orchestration is also run by the subflow after-hook
-inside a flow run's transition, so it is one function (orchestration.task_runs) that
-both call, and the interceptor stays dedicated to SetFlowRunState."""
+"""TaskRunService: task runs of flow runs and their orchestrated state changes
+(SetTaskRunState's transaction, lock and policy come from the orchestration
+interceptor, as SetFlowRunState's do)."""
 
 from __future__ import annotations
 
@@ -13,7 +10,9 @@ from server import clock, errors
 from server.config import Settings
 from server.db.unit_of_work import Database
 from server.domain.states import State, StateType
-from server.orchestration.task_runs import orchestrate_task_run, set_task_run_state
+from server.orchestration.interceptor import transition_result
+from server.orchestration.task_runs import TASK_RUNS
+from server.orchestration.transitions import set_state
 from server.services import filters_from_proto, from_proto, to_proto
 
 
@@ -29,7 +28,9 @@ class TaskRunService(task_run_service_pb2_grpc.TaskRunServiceServicer):
             run, created = await uow.repos.task_runs.create(new, now)
             if created:
                 initial = new.state or State(type=StateType.PENDING, name=StateType.PENDING.default_name, timestamp=now)
-                await orchestrate_task_run(uow.repos, run, initial, now, force=True)
+                await set_state(
+                    uow.repos, TASK_RUNS, run.id, initial, now, force=True, settings=self._settings, created=run
+                )
         return pb.CreateTaskRunResponse(task_run=to_proto.task_run(run, now), created=created)
 
     async def GetTaskRun(self, request: pb.GetTaskRunRequest, context) -> pb.GetTaskRunResponse:
@@ -52,8 +53,6 @@ class TaskRunService(task_run_service_pb2_grpc.TaskRunServiceServicer):
         return pb.ListTaskRunsResponse(task_runs=[to_proto.task_run(run, now) for run in runs], next_page_token=token)
 
     async def SetTaskRunState(self, request: pb.SetTaskRunStateRequest, context) -> pb.SetTaskRunStateResponse:
-        now = clock.now()
-        task_run_id, proposed, force = from_proto.set_state_request(request, now, "task_run_id")
-        async with self._db.unit_of_work(write=True) as uow:
-            orchestration = await set_task_run_state(uow.repos, task_run_id, proposed, now, force=force)
-        return to_proto.set_state_response(orchestration, pb.SetTaskRunStateResponse)
+        """The orchestration interceptor has already set the state and committed: describe
+        the result."""
+        return to_proto.set_state_response(transition_result(), pb.SetTaskRunStateResponse)

@@ -14,7 +14,6 @@ from flowrun.v1 import (
     deployment_service_pb2,
     flow_pb2,
     flow_run_pb2,
-    flow_run_service_pb2,
     graph_pb2,
     state_pb2,
     task_run_pb2,
@@ -27,7 +26,7 @@ from server.domain.graphs import Graph
 from server.domain.states import State, StateDetails, StateType
 from server.domain.task_runs import TaskInputs, TaskRun, TaskRunPolicy, upstream_task_run_ids
 from server.domain.work_pools import WorkPool, WorkQueue
-from server.orchestration.context import OrchestrationContext, SetStateStatus
+from server.orchestration.context import TransitionResult, SetStateStatus
 
 STATE_TYPES = {state_type: state_pb2.StateType.Value(f"STATE_TYPE_{state_type.value}") for state_type in StateType}
 SET_STATE_STATUSES = {
@@ -219,24 +218,22 @@ def task_run_dependency(value: TaskRun, now: datetime) -> graph_pb2.TaskRunDepen
     return message
 
 
-def set_state_response(
-    context: OrchestrationContext, response_type: Any = flow_run_service_pb2.SetFlowRunStateResponse
-) -> Any:
+def set_state_response(result: TransitionResult, response_type: Any) -> Any:
     """The orchestration outcome: status, resulting state and the matching details (as
     a SetFlowRunStateResponse, or the same-shaped SetTaskRunStateResponse)."""
-    message = response_type(status=SET_STATE_STATUSES[context.status])
-    if context.validated_state is not None:
-        message.state.CopyFrom(state(context.validated_state))
-    reason = context.reason or ""
-    if context.status == SetStateStatus.ACCEPT:
+    message = response_type(status=SET_STATE_STATUSES[result.status])
+    if result.state is not None:
+        message.state.CopyFrom(state(result.state))
+    reason = result.reason or ""
+    if result.status == SetStateStatus.ACCEPT:
         message.accept.SetInParent()
-    elif context.status == SetStateStatus.REJECT:
+    elif result.status == SetStateStatus.REJECT:
         message.reject.reason = reason
-    elif context.status == SetStateStatus.ABORT:
+    elif result.status == SetStateStatus.ABORT:
         message.abort.reason = reason
     else:
         message.wait.reason = reason
-        message.wait.delay.FromTimedelta(timedelta(seconds=context.delay_seconds or 0))
+        message.wait.delay.FromTimedelta(timedelta(seconds=result.delay_seconds or 0))
     return message
 
 

@@ -1,0 +1,73 @@
+"""The one way a run's state changes: lock and load the run, run the policy around
+storing the proposal, write the run back, and return an explicit result.
+
+Every state change goes through `set_state`: SetFlowRunState and SetTaskRunState (from
+the orchestration interceptor, which gives it its transaction), the initial states of
+CreateFlowRun and CreateTaskRun, and the subflow rule that mirrors a subflow's state
+onto its parent task run. What differs between flow runs and task runs is a RunKind."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, Protocol
+
+from server.domain.states import State
+from server.errors import NotFound
+from server.orchestration.context import OrchestrationContext, RunStore, TransitionResult
+from server.orchestration.engine import orchestrate
+from server.orchestration.rules import Policy
+
+if TYPE_CHECKING:
+    from server.config import Settings
+    from server.repositories import Repositories
+
+
+class LockingStore(RunStore, Protocol):
+    """A run repository as set_state uses it: it also locks and loads a run."""
+
+    async def get_for_orchestration(self, run_id: str) -> Any: ...
+
+
+@dataclass(frozen=True)
+class RunKind:
+    """What differs between flow runs and task runs when their state changes."""
+
+    store: Callable[[Repositories], LockingStore]
+    not_found: Callable[[str], NotFound]
+    policy: Callable[[bool], Policy]  # force -> the rules to apply
+    bookkeeping: Policy  # applied after the policy, always
+
+
+async def set_state(
+    repos: Repositories,
+    kind: RunKind,
+    run_id: str,
+    proposed: State,
+    now: datetime,
+    *,
+    force: bool,
+    settings: Settings,
+    created: Any = None,
+) -> TransitionResult:
+    """Orchestrates `proposed` for the run `run_id` inside the caller's unit of work:
+    locks and loads the run (or takes `created`, a run this transaction just inserted,
+    which no one else can see yet), applies the policy and bookkeeping, stores the
+    outcome, and returns it once every after-step has run. Raises the kind's NotFound
+    for an unknown run; any other exception leaves the caller to roll back."""
+    store = kind.store(repos)
+    run = created if created is not None else await store.get_for_orchestration(run_id)
+    if run is None:
+        raise kind.not_found(run_id)
+    context = OrchestrationContext(
+        run=run,
+        initial_state=run.state,
+        proposed_state=proposed,
+        repos=repos,
+        store=store,
+        now=now,
+        settings=settings,
+    )
+    await orchestrate(context, kind.policy(force), kind.bookkeeping)
+    return await context.finish()
