@@ -12,7 +12,9 @@ from sqlalchemy.dialects.postgresql import UUID as PgUUID
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator
 
-JSONColumn = JSON().with_variant(JSONB(), "postgresql")
+# None is SQL NULL on every path (never the JSON value null), as the asyncpg hot path
+# writes it, so "no data" has one encoding on both databases (migration 0005).
+JSONColumn = JSON(none_as_null=True).with_variant(JSONB(none_as_null=True), "postgresql")
 
 
 class Timestamp(TypeDecorator[datetime]):
