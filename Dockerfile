@@ -8,7 +8,8 @@
 #   docker run -p 50051:50051 -v "$PWD/flowrun-auth:/etc/flowrun:ro" \
 #     -e FLOWRUN_AUTH_TOKENS_FILE=/etc/flowrun/tokens.jsonl -e FLOWRUN_REQUIRE_AUTH=true flowrun
 #   (tokens: `flowrun token create NAME --role ROLE --file flowrun-auth/tokens.jsonl`)
-FROM python:3.11-slim
+# An exact tag: the same Python patch release and Debian base on every build (bump it on purpose).
+FROM python:3.11.17-slim-bookworm
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
@@ -16,11 +17,16 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 
 WORKDIR /src
+# The runtime dependencies exactly as locked (scripts/lock writes the file from uv.lock), every
+# file checked against its hash; in their own layer, so a code change does not reinstall them.
+COPY requirements-runtime.txt ./
+RUN pip install --require-hashes --no-deps -r requirements-runtime.txt
+# Then flowrun itself, resolving nothing: its dependencies are all in place.
 COPY pyproject.toml README.md ./
 COPY protos ./protos
 COPY server ./server
 COPY client ./client
-RUN pip install . && rm -rf /src
+RUN pip install --no-deps . && rm -rf /src
 
 RUN useradd --create-home --uid 10001 flowrun && mkdir /data && chown flowrun /data
 USER flowrun

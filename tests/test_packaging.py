@@ -1,16 +1,23 @@
 """What the Docker image runs, without Docker: the package built as a wheel, installed
 apart from the source tree, serving through its `flowrun-server` entry point (which
-migrates a fresh database), answering health and a call, and stopping cleanly on SIGTERM."""
+migrates a fresh database), answering health and a call, and stopping cleanly on SIGTERM;
+and what the Dockerfile installs: an exact base image and only the hashed runtime lock."""
 
 from __future__ import annotations
 
 import asyncio
 import os
+import re
+import shlex
 import subprocess
 import sys
+import tomllib
 import zipfile
 
 import grpc
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
+from packaging.version import Version
 
 from flowrun.v1 import flow_service_pb2, flow_service_pb2_grpc
 from tests.servers import REPO, ServerProcess, wait_for_health
@@ -74,3 +81,58 @@ async def test_the_installed_package_serves_migrates_and_stops(tmp_path):
         assert await asyncio.to_thread(server.process.wait, 20) == 0
     finally:
         server.stop()
+
+
+def dockerfile_instructions() -> list[tuple[str, str]]:
+    """The Dockerfile as (INSTRUCTION, arguments), continuation lines joined, comments dropped."""
+    text = (REPO / "Dockerfile").read_text().replace("\\\n", " ")
+    lines = [line.strip() for line in text.splitlines()]
+    return [tuple(line.split(None, 1)) for line in lines if line and not line.startswith("#")]
+
+
+def runtime_lock() -> dict[str, tuple[Version, str]]:
+    """requirements-runtime.txt: name -> (exact version, the whole requirement with its hashes)."""
+    entries = (REPO / "requirements-runtime.txt").read_text().replace("\\\n", " ").splitlines()
+    locked = {}
+    for entry in entries:
+        if entry.strip() and not entry.lstrip().startswith("#"):
+            requirement = Requirement(entry.split(" --hash=")[0])
+            (pin,) = requirement.specifier
+            assert pin.operator == "==", entry
+            locked[canonicalize_name(requirement.name)] = (Version(pin.version), entry)
+    return locked
+
+
+def test_the_image_is_built_from_an_exact_base_and_the_runtime_lock_only():
+    """Why: a floating base tag or an unlocked `pip install .` gives a different image on every
+    build. The image must start from an exact Python patch release and install the runtime
+    dependencies only from the hashed lock, then flowrun itself without resolving anything."""
+    steps = dockerfile_instructions()
+    (base,) = [arguments for instruction, arguments in steps if instruction == "FROM"]
+    assert re.fullmatch(r"python:3\.11\.\d+-slim-[a-z]+(@sha256:[0-9a-f]{64})?", base), base
+
+    installs = [arguments for instruction, arguments in steps if instruction == "RUN" and "pip install" in arguments]
+    assert len(installs) == 2, installs
+    from_lock, project = (shlex.split(command.split("&&")[0]) for command in installs)
+    assert from_lock[from_lock.index("-r") + 1] == "requirements-runtime.txt"
+    assert {"--require-hashes", "--no-deps"} <= set(from_lock), from_lock
+    assert {"--no-deps", "."} <= set(project), project
+    copied = [arguments.split() for instruction, arguments in steps if instruction == "COPY"]
+    assert ["requirements-runtime.txt", "./"] in copied
+    assert steps.index(("COPY", "requirements-runtime.txt ./")) < steps.index(("RUN", installs[0]))
+
+
+def test_the_runtime_lock_holds_every_runtime_dependency_and_no_dev_tool():
+    """Why: the image installs with --no-deps, so a runtime dependency missing from the lock
+    (or locked at a version pyproject.toml no longer allows) only shows when the server starts."""
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    locked = runtime_lock()
+    for line in project["dependencies"]:
+        requirement = Requirement(line)
+        assert canonicalize_name(requirement.name) in locked, f"{line} is not in requirements-runtime.txt"
+        version, entry = locked[canonicalize_name(requirement.name)]
+        assert requirement.specifier.contains(version, prereleases=True), f"{entry} does not satisfy {line}"
+    for version, entry in locked.values():
+        assert "--hash=sha256:" in entry, entry
+    for line in project["optional-dependencies"]["dev"]:
+        assert canonicalize_name(Requirement(line).name) not in locked, f"dev tool {line} is in the runtime lock"
