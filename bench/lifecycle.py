@@ -30,7 +30,7 @@ import multiprocessing as mp
 import os
 import time
 from collections import Counter, defaultdict
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import benchlib
@@ -546,7 +546,7 @@ def main(argv: list[str] | None = None) -> None:
         "benchmark": args.mode,
         "machine": benchlib.machine_info(),
         "git": benchlib.git_info(),
-        "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "started": datetime.now(UTC).isoformat(timespec="seconds"),
         "config": {
             "clients": client_counts,
             "duration_s": args.duration,
@@ -593,7 +593,7 @@ def main(argv: list[str] | None = None) -> None:
                 report["seed"]["seconds"] = round(time.monotonic() - started, 1)
                 print(f"seeded {args.read_rows:,} runs in {report['seed']['seconds']}s")
             else:
-                report["seed"] = {"runs": None, "now": datetime.now(timezone.utc).isoformat()}
+                report["seed"] = {"runs": None, "now": datetime.now(UTC).isoformat()}
             config["now"] = report["seed"]["now"]
         results = []
         for clients in client_counts:

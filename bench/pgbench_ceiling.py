@@ -27,7 +27,7 @@ import resource
 import subprocess
 import sys
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import benchlib
@@ -79,13 +79,13 @@ async def capture_set_state(database_url: str, run_number: int) -> list[tuple[st
             # Force the run to PENDING first (not captured), so the replayed step is
             # the PENDING -> RUNNING transition under the core policy, which touches
             # the most columns.
-            now = datetime.now(timezone.utc)
+            now = datetime.now(UTC)
             for proposed_type in (StateType.PENDING, StateType.RUNNING):
                 recording = proposed_type == StateType.RUNNING
                 proposed = State(type=proposed_type, name=proposed_type.default_name, timestamp=now)
                 force = proposed_type == StateType.PENDING
                 await set_state(uow.repos, FLOW_RUNS, run_id, proposed, now, force=force, settings=settings)
-                now = datetime.now(timezone.utc)
+                now = datetime.now(UTC)
             recording = False
             raise Rollback
     except Rollback:

@@ -14,7 +14,7 @@ import hashlib
 import json
 import random
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import benchlib  # noqa: F401  (puts the repository on sys.path)
 
@@ -143,7 +143,7 @@ async def seed_runs(database_url: str, count: int, *, flows: int = 20, batch: in
     ANALYZE on PostgreSQL so that the planner sees the real table."""
     rng = random.Random(seed)
     random.seed(seed)  # random_run_name
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     engine = create_engine(Settings(database_url=database_url))
     flow_ids = [str(uuid.uuid4()) for _ in range(flows)]
     states_written = 0

@@ -18,8 +18,8 @@ from google.protobuf.message import Message
 
 from flowrun.v1 import flow_run_service_pb2, flow_service_pb2, state_pb2
 
-from .client import DEFAULT_TARGET, FlowrunClient, RetryPolicy
 from . import token_commands
+from .client import DEFAULT_TARGET, FlowrunClient, RetryPolicy
 from .errors import FlowrunError
 from .tls import TlsConfig, TlsConfigError
 

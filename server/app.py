@@ -11,10 +11,18 @@ from dataclasses import dataclass
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
-from flowrun.v1 import flow_run_service_pb2, flow_run_service_pb2_grpc, flow_service_pb2, flow_service_pb2_grpc
-from flowrun.v1 import task_run_service_pb2, task_run_service_pb2_grpc
-from flowrun.v1 import deployment_service_pb2, deployment_service_pb2_grpc
-from flowrun.v1 import work_pool_service_pb2, work_pool_service_pb2_grpc
+from flowrun.v1 import (
+    deployment_service_pb2,
+    deployment_service_pb2_grpc,
+    flow_run_service_pb2,
+    flow_run_service_pb2_grpc,
+    flow_service_pb2,
+    flow_service_pb2_grpc,
+    task_run_service_pb2,
+    task_run_service_pb2_grpc,
+    work_pool_service_pb2,
+    work_pool_service_pb2_grpc,
+)
 from server.auth import AuthInterceptor, authenticator_from_settings
 from server.cancellation import CancellationShieldInterceptor
 from server.config import Settings
@@ -34,8 +42,8 @@ from server.services.flow_runs import FlowRunService
 from server.services.flows import FlowService
 from server.services.task_runs import TaskRunService
 from server.services.work_pools import WorkPoolService
-from server.tls import ServerCertificates, server_certificates
 from server.shared_secrets import resolve_page_token_secret
+from server.tls import ServerCertificates, server_certificates
 
 log = logging.getLogger("flowrun.server")
 

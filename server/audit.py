@@ -85,7 +85,7 @@ def _resource_id(message: Message) -> str:
     field = message.DESCRIPTOR.fields_by_name.get("id")
     if field is None or field.type != FieldDescriptor.TYPE_STRING:
         return ""
-    return _text(getattr(message, "id"))
+    return _text(message.id)
 
 
 def record(

@@ -209,7 +209,7 @@ def _checking(deserializer):
     def deserialize(data: bytes):
         try:
             request = deserializer(data)
-        except Exception as exc:  # noqa: BLE001 - DecodeError, RecursionError: the client's bytes
+        except Exception as exc:  # DecodeError, RecursionError: the client's bytes
             return Rejected(_malformed(exc))
         violations = request_violations(request) if isinstance(request, Message) else []
         if violations:

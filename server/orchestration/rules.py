@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from server.domain.states import State, StateType, TERMINAL_STATES
+from server.domain.states import TERMINAL_STATES, State, StateType
 from server.orchestration.context import OrchestrationContext, SetStateStatus
 
 StateSet = frozenset[StateType | None]

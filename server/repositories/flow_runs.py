@@ -12,15 +12,24 @@ from sqlalchemy.exc import IntegrityError
 
 from server import errors
 from server.db.dialect import is_foreign_key_violation
-from server.db.tables import ORCHESTRATED_RUN_COLUMNS, deployment, flow, flow_run, flow_run_state, task_run, work_pool, work_queue
+from server.db.tables import (
+    ORCHESTRATED_RUN_COLUMNS,
+    deployment,
+    flow,
+    flow_run,
+    flow_run_state,
+    task_run,
+    work_pool,
+    work_queue,
+)
 from server.domain.filters import FlowRunSort, ListFilters, PageRequest, fingerprint
 from server.domain.flow_runs import FlowRun, FlowRunCreate, FlowRunPolicy
+from server.domain.names import random_run_name
 from server.domain.states import State, StateType
 from server.repositories import orchestration_sql as sql
 from server.repositories.base import Repository
 from server.repositories.filters import flow_run_where
 from server.repositories.flow_run_states import STATE_PREFIX, state_from_row, state_values
-from server.domain.names import random_run_name
 from server.repositories.paging import fetch_page, flow_run_sort_key
 
 _state_columns = [column.label(f"{STATE_PREFIX}{column.name}") for column in flow_run_state.c]

@@ -13,7 +13,6 @@ from typing import Any
 from server.db.tables import flow_run, flow_run_state
 from server.repositories.flow_run_states import STATE_PREFIX
 
-
 READ_RUN_FOR_UPDATE = (
     "SELECT "
     + ", ".join(f"flow_run.{column.name}" for column in flow_run.c)

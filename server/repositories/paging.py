@@ -27,7 +27,7 @@ import json
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import ColumnElement, Row, Select, func, literal, tuple_
@@ -48,9 +48,9 @@ _ID_LABEL = "_page_id"
 
 # Stand-ins for NULL sort times, so rows without the time come last in either direction
 # (the ends of google.protobuf.Timestamp's range).
-FAR_FUTURE = datetime(9999, 12, 31, 23, 59, 59, 999999, tzinfo=timezone.utc)
-FAR_PAST = datetime(1, 1, 1, tzinfo=timezone.utc)
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+FAR_FUTURE = datetime(9999, 12, 31, 23, 59, 59, 999999, tzinfo=UTC)
+FAR_PAST = datetime(1, 1, 1, tzinfo=UTC)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)
 
 
@@ -264,7 +264,7 @@ def _mac(secret: str, payload: bytes) -> bytes:
 
 def _encode(key: Any, last_id: str, sort_key: SortKey, *, secret: str, fingerprint: str) -> str:
     if sort_key.is_time:
-        key = (key.astimezone(timezone.utc) - _EPOCH) // _MICROSECOND
+        key = (key.astimezone(UTC) - _EPOCH) // _MICROSECOND
     payload = {
         "v": TOKEN_VERSION,
         "f": _fingerprint_hash(fingerprint),

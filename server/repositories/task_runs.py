@@ -23,9 +23,9 @@ from server.domain.task_runs import (
     TaskRunSort,
 )
 from server.repositories.base import Repository
+from server.repositories.filters import task_run_where
 from server.repositories.flow_run_states import STATE_PREFIX, state_from_row, state_values
 from server.repositories.paging import fetch_page, task_run_sort_key
-from server.repositories.filters import task_run_where
 
 _state_columns = [column.label(f"{STATE_PREFIX}{column.name}") for column in task_run_state.c]
 

@@ -14,12 +14,11 @@ starts every violation path.
 from __future__ import annotations
 
 import re
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
 from flowrun.v1 import filters_pb2, state_pb2
-
 from server.domain.filters import (
     AND,
     OR,
@@ -280,7 +279,7 @@ class _Reader:
         if not msg.HasField(field):
             return None
         try:
-            return getattr(msg, field).ToDatetime(tzinfo=timezone.utc)
+            return getattr(msg, field).ToDatetime(tzinfo=UTC)
         except (ValueError, OverflowError):
             self.fail(f"{path}.{field}", "timestamp out of range")
             return None

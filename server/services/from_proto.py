@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from google.protobuf.json_format import MessageToDict
@@ -72,7 +72,7 @@ def required_uuid(value: str, field: str) -> str:
 
 
 def utc(message: Message) -> datetime:
-    return message.ToDatetime(tzinfo=timezone.utc)
+    return message.ToDatetime(tzinfo=UTC)
 
 
 def optional_utc(parent: Message, field: str) -> datetime | None:

@@ -26,7 +26,7 @@ from server.domain.graphs import Graph
 from server.domain.states import State, StateDetails, StateType
 from server.domain.task_runs import TaskInputs, TaskRun, TaskRunPolicy, upstream_task_run_ids
 from server.domain.work_pools import WorkPool, WorkQueue
-from server.orchestration.context import TransitionResult, SetStateStatus
+from server.orchestration.context import SetStateStatus, TransitionResult
 
 STATE_TYPES = {state_type: state_pb2.StateType.Value(f"STATE_TYPE_{state_type.value}") for state_type in StateType}
 SET_STATE_STATUSES = {
