@@ -105,30 +105,22 @@ async def _run_get(client: FlowrunClient, args: argparse.Namespace) -> Message:
 
 async def _run_list(client: FlowrunClient, args: argparse.Namespace) -> Message:
     flow_runs, next_page_token = await client.list_flow_runs(limit=args.limit)
-    return flow_run_service_pb2.ListFlowRunsResponse(
-        flow_runs=flow_runs, next_page_token=next_page_token
-    )
+    return flow_run_service_pb2.ListFlowRunsResponse(flow_runs=flow_runs, next_page_token=next_page_token)
 
 
 async def _run_set_state(client: FlowrunClient, args: argparse.Namespace) -> Message:
-    return await client.set_flow_run_state(
-        args.id, args.type, force=args.force, name=args.name, message=args.message
-    )
+    return await client.set_flow_run_state(args.id, args.type, force=args.force, name=args.name, message=args.message)
 
 
 async def _run_states(client: FlowrunClient, args: argparse.Namespace) -> Message:
     states, next_page_token = await client.list_flow_run_states(args.id)
-    return flow_run_service_pb2.ListFlowRunStatesResponse(
-        states=states, next_page_token=next_page_token
-    )
+    return flow_run_service_pb2.ListFlowRunStatesResponse(states=states, next_page_token=next_page_token)
 
 
 # Argument parsing
 
 _STATE_TYPE_NAMES = [
-    name.removeprefix("STATE_TYPE_")
-    for name in state_pb2.StateType.keys()
-    if name != "STATE_TYPE_UNSPECIFIED"
+    name.removeprefix("STATE_TYPE_") for name in state_pb2.StateType.keys() if name != "STATE_TYPE_UNSPECIFIED"
 ]
 
 
@@ -145,9 +137,7 @@ def _state_type(text: str) -> int:
     if not name.startswith("STATE_TYPE_"):
         name = "STATE_TYPE_" + name
     if name == "STATE_TYPE_UNSPECIFIED" or name not in state_pb2.StateType.keys():
-        raise argparse.ArgumentTypeError(
-            f"unknown state type {text!r} (choose from {', '.join(_STATE_TYPE_NAMES)})"
-        )
+        raise argparse.ArgumentTypeError(f"unknown state type {text!r} (choose from {', '.join(_STATE_TYPE_NAMES)})")
     return state_pb2.StateType.Value(name)
 
 
@@ -198,9 +188,7 @@ def _parser() -> argparse.ArgumentParser:
     resources = parser.add_subparsers(dest="resource", required=True, metavar="RESOURCE")
     token_commands.add_parser(resources)
 
-    flow = resources.add_parser("flow", help="flows").add_subparsers(
-        dest="action", required=True, metavar="ACTION"
-    )
+    flow = resources.add_parser("flow", help="flows").add_subparsers(dest="action", required=True, metavar="ACTION")
     create = flow.add_parser("create", help="get or create a flow by name")
     create.add_argument("name")
     create.add_argument("--tag", action="append", default=[], help="tag (repeatable)")
@@ -212,18 +200,12 @@ def _parser() -> argparse.ArgumentParser:
     list_.add_argument("--limit", type=int, help="maximum flows, 0 to 200 (default: 200)")
     list_.set_defaults(command=_flow_list)
 
-    run = resources.add_parser("run", help="flow runs").add_subparsers(
-        dest="action", required=True, metavar="ACTION"
-    )
+    run = resources.add_parser("run", help="flow runs").add_subparsers(dest="action", required=True, metavar="ACTION")
     create = run.add_parser("create", help="create a run of a flow")
     create.add_argument("flow_id")
     create.add_argument("--name", default="", help="run name (default: a random slug)")
-    create.add_argument(
-        "--idempotency-key", default="", help="return the existing run for this key instead"
-    )
-    create.add_argument(
-        "--state", type=_state_type, help="initial state type (default: PENDING)"
-    )
+    create.add_argument("--idempotency-key", default="", help="return the existing run for this key instead")
+    create.add_argument("--state", type=_state_type, help="initial state type (default: PENDING)")
     create.set_defaults(command=_run_create)
     get = run.add_parser("get", help="show one run with its current state")
     get.add_argument("id")
@@ -233,9 +215,7 @@ def _parser() -> argparse.ArgumentParser:
     list_.set_defaults(command=_run_list)
     set_state = run.add_parser("set-state", help="propose a state; prints the outcome")
     set_state.add_argument("id")
-    set_state.add_argument(
-        "type", type=_state_type, help=f"state type: {', '.join(_STATE_TYPE_NAMES)}"
-    )
+    set_state.add_argument("type", type=_state_type, help=f"state type: {', '.join(_STATE_TYPE_NAMES)}")
     set_state.add_argument("--force", action="store_true", help="skip the core policy")
     set_state.add_argument("--name", default="", help="state name (default: from the type)")
     set_state.add_argument("--message", default="", help="state message")

@@ -119,7 +119,9 @@ class FlowrunClient:
         self._owns_channel = channel is None
         self._retry = retry or NO_RETRIES
         if channel is None and tls is not None:
-            channel = grpc.aio.secure_channel(target, tls.credentials(), options=CHANNEL_OPTIONS + tls.channel_options())
+            channel = grpc.aio.secure_channel(
+                target, tls.credentials(), options=CHANNEL_OPTIONS + tls.channel_options()
+            )
         elif channel is None:
             channel = grpc.aio.insecure_channel(target, options=CHANNEL_OPTIONS)
         self._channel = channel
@@ -146,9 +148,7 @@ class FlowrunClient:
         if self._owns_channel:
             await self._channel.close()
 
-    async def _call(
-        self, method: Callable[..., Awaitable[_Response]], request: Message
-    ) -> _Response:
+    async def _call(self, method: Callable[..., Awaitable[_Response]], request: Message) -> _Response:
         """Invoke one unary RPC with the client's deadline, retries and typed errors.
 
         The same `request` is sent in every attempt. Each attempt gets the time left
@@ -185,9 +185,7 @@ class FlowrunClient:
 
         An existing flow is returned unchanged: tags and labels only apply to a new one.
         """
-        request = flow_service_pb2.CreateFlowRequest(
-            name=name, tags=tags, labels=_struct_or_none(labels)
-        )
+        request = flow_service_pb2.CreateFlowRequest(name=name, tags=tags, labels=_struct_or_none(labels))
         response = await self._call(self._flows.CreateFlow, request)
         return response.flow, response.created
 
@@ -256,9 +254,7 @@ class FlowrunClient:
         flow_run_filter: filters_pb2.FlowRunFilter | None = None,
     ) -> int:
         """Count the flows matching the filters."""
-        request = flow_service_pb2.CountFlowsRequest(
-            flow_filter=flow_filter, flow_run_filter=flow_run_filter
-        )
+        request = flow_service_pb2.CountFlowsRequest(flow_filter=flow_filter, flow_run_filter=flow_run_filter)
         return (await self._call(self._flows.CountFlows, request)).count
 
     async def update_flow(self, flow_id: str, *, tags: Iterable[str]) -> flow_pb2.Flow:
@@ -394,14 +390,10 @@ class FlowrunClient:
         flow_run_filter: filters_pb2.FlowRunFilter | None = None,
     ) -> int:
         """Count the runs matching the filters."""
-        request = flow_run_service_pb2.CountFlowRunsRequest(
-            flow_filter=flow_filter, flow_run_filter=flow_run_filter
-        )
+        request = flow_run_service_pb2.CountFlowRunsRequest(flow_filter=flow_filter, flow_run_filter=flow_run_filter)
         return (await self._call(self._flow_runs.CountFlowRuns, request)).count
 
-    async def update_flow_run(
-        self, flow_run_id: str, **fields: Unpack[FlowRunUpdate]
-    ) -> flow_run_pb2.FlowRun:
+    async def update_flow_run(self, flow_run_id: str, **fields: Unpack[FlowRunUpdate]) -> flow_run_pb2.FlowRun:
         """Change exactly the fields given and return the run.
 
         The update mask lists the given keyword names, so `name=""` really clears the
@@ -456,29 +448,21 @@ class FlowrunClient:
             proposed.state_details.transition_id = transition_id
         elif not proposed.state_details.transition_id:
             proposed.state_details.transition_id = str(uuid.uuid4())
-        request = flow_run_service_pb2.SetFlowRunStateRequest(
-            flow_run_id=flow_run_id, state=proposed, force=force
-        )
+        request = flow_run_service_pb2.SetFlowRunStateRequest(flow_run_id=flow_run_id, state=proposed, force=force)
         return await self._call(self._flow_runs.SetFlowRunState, request)
 
-    async def get_task_run_dependencies(
-        self, flow_run_id: str
-    ) -> list[graph_pb2.TaskRunDependency]:
+    async def get_task_run_dependencies(self, flow_run_id: str) -> list[graph_pb2.TaskRunDependency]:
         """Return every task run of a flow run with the task runs it depends on."""
         request = flow_run_service_pb2.GetTaskRunDependenciesRequest(flow_run_id=flow_run_id)
         response = await self._call(self._flow_runs.GetTaskRunDependencies, request)
         return list(response.dependencies)
 
-    async def get_flow_run_graph(
-        self, flow_run_id: str, *, since: datetime | None = None
-    ) -> graph_pb2.FlowRunGraph:
+    async def get_flow_run_graph(self, flow_run_id: str, *, since: datetime | None = None) -> graph_pb2.FlowRunGraph:
         """Return a run's task-run and subflow graph, keeping nodes that ended at or after `since`.
 
         A naive `since` is taken as UTC.
         """
-        request = flow_run_service_pb2.GetFlowRunGraphRequest(
-            flow_run_id=flow_run_id, since=_timestamp_or_none(since)
-        )
+        request = flow_run_service_pb2.GetFlowRunGraphRequest(flow_run_id=flow_run_id, since=_timestamp_or_none(since))
         return (await self._call(self._flow_runs.GetFlowRunGraph, request)).graph
 
     async def get_flow_run_state(self, state_id: str) -> state_pb2.State:
@@ -574,9 +558,7 @@ class FlowrunClient:
         request = deployment_service_pb2.DeleteDeploymentRequest(deployment_id=deployment_id)
         await self._call(self._deployments.DeleteDeployment, request)
 
-    async def renew_concurrency_lease(
-        self, lease_id: str
-    ) -> deployment_service_pb2.RenewConcurrencyLeaseResponse:
+    async def renew_concurrency_lease(self, lease_id: str) -> deployment_service_pb2.RenewConcurrencyLeaseResponse:
         """Extend a concurrency slot's lease by its deployment's grace period.
 
         `lease_id` is a run state's state_details.deployment_concurrency_lease_id. The
@@ -712,8 +694,7 @@ class FlowrunClient:
         starts PENDING. A naive `cache_expiration` is taken as UTC.
         """
         inputs = {
-            argument: task_run_pb2.TaskRunInputs(inputs=sources)
-            for argument, sources in (task_inputs or {}).items()
+            argument: task_run_pb2.TaskRunInputs(inputs=sources) for argument, sources in (task_inputs or {}).items()
         }
         request = task_run_service_pb2.CreateTaskRunRequest(
             flow_run_id=flow_run_id,

@@ -62,10 +62,7 @@ class FlowrunError(Exception):
         return f"{text} ({self.reason})" if self.reason else text
 
     def __repr__(self) -> str:
-        return (
-            f"{type(self).__name__}(code={self.code.name}, message={self.message!r}, "
-            f"reason={self.reason!r})"
-        )
+        return f"{type(self).__name__}(code={self.code.name}, message={self.message!r}, reason={self.reason!r})"
 
 
 class NotFoundError(FlowrunError):
@@ -182,8 +179,7 @@ def _apply_details(error: FlowrunError, status: status_pb2.Status) -> None:
             bad_request = error_details_pb2.BadRequest()
             detail.Unpack(bad_request)
             error.field_violations = [
-                (violation.field, violation.description)
-                for violation in bad_request.field_violations
+                (violation.field, violation.description) for violation in bad_request.field_violations
             ]
         elif detail.Is(error_details_pb2.RetryInfo.DESCRIPTOR):
             retry_info = error_details_pb2.RetryInfo()

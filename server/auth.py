@@ -121,7 +121,9 @@ class TokenTable:
         except OSError:
             return
         if mode & 0o022:
-            log.warning("the tokens file %s is writable by others: anyone who can write it can make an admin", self.path)
+            log.warning(
+                "the tokens file %s is writable by others: anyone who can write it can make an admin", self.path
+            )
 
     def refresh(self, *, now: bool = False) -> None:
         """Re-reads the file if it changed; looks at most once per check period unless

@@ -57,12 +57,17 @@ def _status(code: grpc.StatusCode, message: str, reason: str, metadata: dict[str
     status = status_pb2.Status(
         code=getattr(code_pb2, code.name),
         message=_cut(message, MAX_MESSAGE_BYTES),
-        details=[_pack(error_details_pb2.ErrorInfo(reason=reason, domain=DOMAIN, metadata=metadata)), *map(_pack, extra)],
+        details=[
+            _pack(error_details_pb2.ErrorInfo(reason=reason, domain=DOMAIN, metadata=metadata)),
+            *map(_pack, extra),
+        ],
     )
     return rpc_status.to_status(status)
 
 
-def error_status(code: grpc.StatusCode, message: str, reason: str, metadata: dict[str, str] | None = None) -> grpc.Status:
+def error_status(
+    code: grpc.StatusCode, message: str, reason: str, metadata: dict[str, str] | None = None
+) -> grpc.Status:
     """A status with its ErrorInfo, for a call refused before any handler runs
     (server/auth.py: UNAUTHENTICATED, PERMISSION_DENIED)."""
     return _status(code, message, reason, metadata or {})
@@ -84,7 +89,9 @@ def _invalid_argument(exc: errors.InvalidArgument) -> grpc.Status:
             message = "; ".join(f"{field}: {text}" for field, text in shown)
             suffix = f"{'; and' if shown else ''} {omitted} violations not shown".lstrip()
         message = _cut(message, MAX_MESSAGE_BYTES - len(suffix)) + suffix
-        violations = [error_details_pb2.BadRequest.FieldViolation(field=field, description=text) for field, text in shown]
+        violations = [
+            error_details_pb2.BadRequest.FieldViolation(field=field, description=text) for field, text in shown
+        ]
         extra = [error_details_pb2.BadRequest(field_violations=violations)] if violations else []
         status = _status(grpc.StatusCode.INVALID_ARGUMENT, message, exc.reason, metadata, *extra)
         if len(dict(status.trailing_metadata)[rpc_status.GRPC_DETAILS_METADATA_KEY]) <= MAX_STATUS_BYTES:
@@ -93,7 +100,9 @@ def _invalid_argument(exc: errors.InvalidArgument) -> grpc.Status:
 
 
 def _retry_info(seconds: float) -> error_details_pb2.RetryInfo:
-    return error_details_pb2.RetryInfo(retry_delay=duration_pb2.Duration(nanos=int(seconds * 1e9) % 10**9, seconds=int(seconds)))
+    return error_details_pb2.RetryInfo(
+        retry_delay=duration_pb2.Duration(nanos=int(seconds * 1e9) % 10**9, seconds=int(seconds))
+    )
 
 
 def _is_conflict(exc: BaseException) -> bool:
@@ -150,7 +159,9 @@ def to_grpc_status(exc: BaseException, method: str) -> grpc.Status:
     if isinstance(exc, errors.TooLarge):
         return _status(grpc.StatusCode.FAILED_PRECONDITION, exc.message, exc.reason, exc.metadata)
     if isinstance(exc, errors.Conflict):
-        return _status(grpc.StatusCode.ABORTED, exc.message, exc.reason, exc.metadata, _retry_info(RETRY_CONFLICT_SECONDS))
+        return _status(
+            grpc.StatusCode.ABORTED, exc.message, exc.reason, exc.metadata, _retry_info(RETRY_CONFLICT_SECONDS)
+        )
     if _is_conflict(exc):
         return _status(
             grpc.StatusCode.ABORTED,

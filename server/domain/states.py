@@ -31,9 +31,7 @@ class StateType(StrEnum):
         return self in TERMINAL_STATES
 
 
-TERMINAL_STATES = frozenset(
-    {StateType.COMPLETED, StateType.FAILED, StateType.CANCELLED, StateType.CRASHED}
-)
+TERMINAL_STATES = frozenset({StateType.COMPLETED, StateType.FAILED, StateType.CANCELLED, StateType.CRASHED})
 
 _DATETIME_DETAILS = ("scheduled_time", "cache_expiration", "pause_timeout")
 

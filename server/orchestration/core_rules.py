@@ -30,7 +30,9 @@ class PreventDuplicateTransitions(OrchestrationRule):
     state_details.transition_id; answering with the current state instead of applying it
     twice makes that retry safe. Only the immediately current state is compared."""
 
-    async def before_transition(self, initial: State | None, proposed: State | None, context: OrchestrationContext) -> None:
+    async def before_transition(
+        self, initial: State | None, proposed: State | None, context: OrchestrationContext
+    ) -> None:
         if initial is None or proposed is None:
             return
         initial_id = initial.state_details.transition_id
@@ -49,7 +51,9 @@ class HandleFlowTerminalStateTransitions(OrchestrationRule):
 
     saved_policy: FlowRunPolicy | None = None
 
-    async def before_transition(self, initial: State | None, proposed: State | None, context: OrchestrationContext) -> None:
+    async def before_transition(
+        self, initial: State | None, proposed: State | None, context: OrchestrationContext
+    ) -> None:
         if initial is None or proposed is None:
             return
         run = context.run
@@ -62,11 +66,7 @@ class HandleFlowTerminalStateTransitions(OrchestrationRule):
         if completed_with_result and not proposed.is_terminal:
             self.reject_transition(None, "Run is already COMPLETED.")
             return
-        if (
-            completed_with_result
-            and proposed.type == StateType.COMPLETED
-            and not has_persisted_result(proposed.data)
-        ):
+        if completed_with_result and proposed.type == StateType.COMPLETED and not has_persisted_result(proposed.data):
             self.reject_transition(None, DATA_LOSS_REASON)
             return
         if proposed.type == StateType.SCHEDULED and not run.deployment_id:
@@ -88,7 +88,9 @@ class EnforceCancellingToCancelledTransition(OrchestrationRule):
     FROM_STATES = frozenset({StateType.CANCELLING})
     TO_STATES = ALL_ORCHESTRATION_STATES - {StateType.CANCELLED}
 
-    async def before_transition(self, initial: State | None, proposed: State | None, context: OrchestrationContext) -> None:
+    async def before_transition(
+        self, initial: State | None, proposed: State | None, context: OrchestrationContext
+    ) -> None:
         self.reject_transition(None, "Cannot transition flows that are cancelling to a state other than Cancelled.")
 
 
@@ -102,7 +104,9 @@ class PreventPendingTransitions(OrchestrationRule):
     FROM_STATES = frozenset({StateType.PENDING, StateType.CANCELLING, StateType.RUNNING, StateType.CANCELLED})
     TO_STATES = frozenset({StateType.PENDING})
 
-    async def before_transition(self, initial: State | None, proposed: State | None, context: OrchestrationContext) -> None:
+    async def before_transition(
+        self, initial: State | None, proposed: State | None, context: OrchestrationContext
+    ) -> None:
         if initial is None or proposed is None:
             return
         if initial.type == StateType.PENDING and initial.name != proposed.name and proposed.name != "Pending":
@@ -111,9 +115,7 @@ class PreventPendingTransitions(OrchestrationRule):
                 initial.state_details.deployment_concurrency_lease_id
             )
             return
-        self.abort_transition(
-            f"This run is in a {initial.type.value} state and cannot transition to a PENDING state."
-        )
+        self.abort_transition(f"This run is in a {initial.type.value} state and cannot transition to a PENDING state.")
 
 
 # Deployment concurrency slots (issue "Deployment concurrency") come here in the policy:
@@ -122,12 +124,14 @@ class PreventPendingTransitions(OrchestrationRule):
 
 
 class EnsureOnlyScheduledFlowsMarkedLate(OrchestrationRule):
-    """"Late" is a SCHEDULED run that missed its time. Only a run that is still waiting
+    """ "Late" is a SCHEDULED run that missed its time. Only a run that is still waiting
     for its time can be late, and only once."""
 
     TO_STATES = frozenset({StateType.SCHEDULED})
 
-    async def before_transition(self, initial: State | None, proposed: State | None, context: OrchestrationContext) -> None:
+    async def before_transition(
+        self, initial: State | None, proposed: State | None, context: OrchestrationContext
+    ) -> None:
         if initial is None or proposed is None or proposed.name != "Late":
             return
         if initial.type != StateType.SCHEDULED:
@@ -144,7 +148,9 @@ class CopyScheduledTime(OrchestrationRule):
     FROM_STATES = frozenset({StateType.SCHEDULED})
     TO_STATES = frozenset({StateType.PENDING})
 
-    async def before_transition(self, initial: State | None, proposed: State | None, context: OrchestrationContext) -> None:
+    async def before_transition(
+        self, initial: State | None, proposed: State | None, context: OrchestrationContext
+    ) -> None:
         if initial is None or proposed is None:
             return
         if not proposed.state_details.scheduled_time:
@@ -159,7 +165,9 @@ class WaitForScheduledTime(OrchestrationRule):
     FROM_STATES = frozenset({StateType.SCHEDULED, StateType.PENDING})
     TO_STATES = frozenset({StateType.RUNNING})
 
-    async def before_transition(self, initial: State | None, proposed: State | None, context: OrchestrationContext) -> None:
+    async def before_transition(
+        self, initial: State | None, proposed: State | None, context: OrchestrationContext
+    ) -> None:
         if initial is None or proposed is None:
             return
         scheduled_time = initial.state_details.scheduled_time

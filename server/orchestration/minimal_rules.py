@@ -6,9 +6,7 @@ from server.domain.states import State, StateType, has_persisted_result
 from server.orchestration.context import OrchestrationContext
 from server.orchestration.rules import TERMINAL, OrchestrationRule
 
-DATA_LOSS_REASON = (
-    "Cannot overwrite a COMPLETED state that carries persisted result data with one that does not."
-)
+DATA_LOSS_REASON = "Cannot overwrite a COMPLETED state that carries persisted result data with one that does not."
 
 
 class PreventResultDataLoss(OrchestrationRule):
@@ -18,7 +16,9 @@ class PreventResultDataLoss(OrchestrationRule):
     FROM_STATES = TERMINAL
     TO_STATES = TERMINAL
 
-    async def before_transition(self, initial: State | None, proposed: State | None, context: OrchestrationContext) -> None:
+    async def before_transition(
+        self, initial: State | None, proposed: State | None, context: OrchestrationContext
+    ) -> None:
         if initial is None or proposed is None:
             return
         if (
@@ -37,7 +37,9 @@ class BypassCancellingFlowRunsWithNoInfra(OrchestrationRule):
     FROM_STATES = frozenset({StateType.SCHEDULED, StateType.PAUSED})
     TO_STATES = frozenset({StateType.CANCELLING})
 
-    async def before_transition(self, initial: State | None, proposed: State | None, context: OrchestrationContext) -> None:
+    async def before_transition(
+        self, initial: State | None, proposed: State | None, context: OrchestrationContext
+    ) -> None:
         if initial is None or proposed is None:
             return
         if (initial.type == StateType.SCHEDULED and not context.run.infrastructure_pid) or initial.name == "Resuming":

@@ -31,7 +31,9 @@ class HandlePausingFlows(OrchestrationRule):
 
     key: str | None = None
 
-    async def before_transition(self, initial: State | None, proposed: State | None, context: OrchestrationContext) -> None:
+    async def before_transition(
+        self, initial: State | None, proposed: State | None, context: OrchestrationContext
+    ) -> None:
         if proposed is None:
             return
         verb = pause_verb(proposed)
@@ -53,7 +55,9 @@ class HandlePausingFlows(OrchestrationRule):
                 self.abort_transition(f"Cannot {verb} flows without a deployment.")
                 return
 
-    async def after_transition(self, initial: State | None, validated: State | None, context: OrchestrationContext) -> None:
+    async def after_transition(
+        self, initial: State | None, validated: State | None, context: OrchestrationContext
+    ) -> None:
         pause_keys = context.run.empirical_policy.pause_keys
         if self.key is not None and self.key not in pause_keys:
             pause_keys.append(self.key)
@@ -76,7 +80,9 @@ class HandleResumingPausedFlows(OrchestrationRule):
     FROM_STATES = frozenset({StateType.PAUSED})
     TO_STATES = ALL_ORCHESTRATION_STATES
 
-    async def before_transition(self, initial: State | None, proposed: State | None, context: OrchestrationContext) -> None:
+    async def before_transition(
+        self, initial: State | None, proposed: State | None, context: OrchestrationContext
+    ) -> None:
         if initial is None or proposed is None:
             return
         if proposed.type not in RESUMABLE_TO and not proposed.is_terminal:
@@ -105,7 +111,9 @@ class HandleResumingPausedFlows(OrchestrationRule):
                 failed, f"The flow run {pause_verb(proposed)} has timed out and can no longer resume."
             )
 
-    async def after_transition(self, initial: State | None, validated: State | None, context: OrchestrationContext) -> None:
+    async def after_transition(
+        self, initial: State | None, validated: State | None, context: OrchestrationContext
+    ) -> None:
         policy = context.run.empirical_policy
         if (
             initial is not None

@@ -21,7 +21,9 @@ class RetryFailedFlows(OrchestrationRule):
     FROM_STATES = frozenset({StateType.RUNNING})
     TO_STATES = frozenset({StateType.FAILED})
 
-    async def before_transition(self, initial: State | None, proposed: State | None, context: OrchestrationContext) -> None:
+    async def before_transition(
+        self, initial: State | None, proposed: State | None, context: OrchestrationContext
+    ) -> None:
         if initial is None or proposed is None:
             return
         run = context.run

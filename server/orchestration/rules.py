@@ -39,10 +39,14 @@ class OrchestrationRule:
         return from_type in cls.FROM_STATES and to_type in cls.TO_STATES
 
     # Hooks: override what the rule needs.
-    async def before_transition(self, initial: State | None, proposed: State | None, context: OrchestrationContext) -> None:
+    async def before_transition(
+        self, initial: State | None, proposed: State | None, context: OrchestrationContext
+    ) -> None:
         pass
 
-    async def after_transition(self, initial: State | None, validated: State | None, context: OrchestrationContext) -> None:
+    async def after_transition(
+        self, initial: State | None, validated: State | None, context: OrchestrationContext
+    ) -> None:
         pass
 
     async def cleanup(self, initial: State | None, validated: State | None, context: OrchestrationContext) -> None:

@@ -33,7 +33,9 @@ class SecureFlowConcurrencySlots(OrchestrationRule):
         super().__init__(*args)
         self._acquired: str | None = None
 
-    async def before_transition(self, initial: State | None, proposed: State | None, context: OrchestrationContext) -> None:
+    async def before_transition(
+        self, initial: State | None, proposed: State | None, context: OrchestrationContext
+    ) -> None:
         run = context.run
         if proposed is None or not run.deployment_id:
             return
@@ -63,7 +65,9 @@ class SecureFlowConcurrencySlots(OrchestrationRule):
                 type=StateType.SCHEDULED,
                 name="AwaitingConcurrencySlot",
                 timestamp=context.now,
-                state_details=StateDetails(scheduled_time=context.now + timedelta(seconds=context.settings.deployment_slot_wait_seconds)),
+                state_details=StateDetails(
+                    scheduled_time=context.now + timedelta(seconds=context.settings.deployment_slot_wait_seconds)
+                ),
             )
             self.reject_transition(waiting, LIMIT_REACHED)
 
@@ -81,7 +85,9 @@ class ValidateDeploymentConcurrencyAtRunning(OrchestrationRule):
     FROM_STATES = frozenset({StateType.PENDING})
     TO_STATES = frozenset({StateType.RUNNING})
 
-    async def before_transition(self, initial: State | None, proposed: State | None, context: OrchestrationContext) -> None:
+    async def before_transition(
+        self, initial: State | None, proposed: State | None, context: OrchestrationContext
+    ) -> None:
         if initial is None or proposed is None:
             return
         lease_id = initial.state_details.deployment_concurrency_lease_id

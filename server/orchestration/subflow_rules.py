@@ -27,7 +27,13 @@ class UpdateSubflowParentTask(GlobalTransform):
         mirrored.state_details.child_flow_run_id = context.run.id
         try:
             await set_state(
-                context.repos, TASK_RUNS, parent_task_run_id, mirrored, context.now, force=True, settings=context.settings
+                context.repos,
+                TASK_RUNS,
+                parent_task_run_id,
+                mirrored,
+                context.now,
+                force=True,
+                settings=context.settings,
             )
         except errors.NotFound:
             return

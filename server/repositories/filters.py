@@ -353,9 +353,7 @@ def _bool(column: ColumnElement, f: BoolFilter) -> ColumnElement[bool]:
     return true() if f.eq is None else column == f.eq
 
 
-def _time(
-    column: ColumnElement, f: TimeFilter, *, null_column: ColumnElement | None = None
-) -> ColumnElement[bool]:
+def _time(column: ColumnElement, f: TimeFilter, *, null_column: ColumnElement | None = None) -> ColumnElement[bool]:
     clauses = []
     if f.before is not None:
         clauses.append(column <= f.before)

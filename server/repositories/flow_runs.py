@@ -35,7 +35,6 @@ from server.repositories.paging import fetch_page, flow_run_sort_key
 _state_columns = [column.label(f"{STATE_PREFIX}{column.name}") for column in flow_run_state.c]
 
 
-
 QUEUE_PREFIX = "current_queue_"
 _queue_columns = [
     work_queue.c.name.label(f"{QUEUE_PREFIX}name"),
@@ -58,8 +57,10 @@ def _run_with_state() -> Select:
 # these SQLAlchemy statements; PostgreSQL one plain statement through asyncpg.
 RUN_WRITE_COLUMNS = (*ORCHESTRATED_RUN_COLUMNS, "empirical_policy", "updated")
 INSERT_STATE = flow_run_state.insert()
-SAVE_RUN = update(flow_run).where(flow_run.c.id == bindparam("run_key")).values(
-    {name: bindparam(f"run_{name}") for name in RUN_WRITE_COLUMNS}
+SAVE_RUN = (
+    update(flow_run)
+    .where(flow_run.c.id == bindparam("run_key"))
+    .values({name: bindparam(f"run_{name}") for name in RUN_WRITE_COLUMNS})
 )
 _WRITE_TRANSITION = sql.write_transition_sql(RUN_WRITE_COLUMNS)
 
@@ -234,7 +235,9 @@ class FlowRunRepository(Repository):
         state_row = state_values(state, now, flow_run_id=run.id)
         if self.dialect.is_sqlite:
             await self.connection.execute(INSERT_STATE, state_row)
-            await self.connection.execute(SAVE_RUN, {f"run_{name}": value for name, value in columns.items()} | {"run_key": run.id})
+            await self.connection.execute(
+                SAVE_RUN, {f"run_{name}": value for name, value in columns.items()} | {"run_key": run.id}
+            )
         else:
             assert self.driver is not None, "the PostgreSQL unit of work provides its asyncpg connection"
             await self.driver.execute(

@@ -30,7 +30,6 @@ from server.repositories.paging import fetch_page, task_run_sort_key
 _state_columns = [column.label(f"{STATE_PREFIX}{column.name}") for column in task_run_state.c]
 
 
-
 def _run_with_state() -> Select:
     return select(task_run, *_state_columns).select_from(
         task_run.outerjoin(task_run_state, task_run_state.c.id == task_run.c.state_id)

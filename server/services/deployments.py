@@ -59,9 +59,7 @@ class DeploymentService(deployment_service_pb2_grpc.DeploymentServiceServicer):
     ) -> pb.RenewConcurrencyLeaseResponse:
         lease_id = from_proto.required_uuid(request.lease_id, "lease_id")
         async with self._db.unit_of_work(write=True) as uow:
-            renewal = await uow.repos.leases.renew_by_id(
-                lease_id, clock.now(), self._settings.deployment_lease_seconds
-            )
+            renewal = await uow.repos.leases.renew_by_id(lease_id, clock.now(), self._settings.deployment_lease_seconds)
         if renewal is None:
             raise errors.lease_not_found(lease_id)
         return to_proto.lease_renewal(renewal)

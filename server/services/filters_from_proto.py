@@ -60,6 +60,8 @@ _STATE_TYPES: dict[int, StateType] = {
     for name, number in state_pb2.StateType.items()
     if number != state_pb2.STATE_TYPE_UNSPECIFIED
 }
+
+
 def _sorts(enum: Any, domain: type[StrEnum], prefix: str, default: StrEnum) -> dict[int, Any]:
     """Proto sort enum number -> domain sort; UNSPECIFIED means `default`."""
     table = {number: domain(name.removeprefix(prefix)) for name, number in enum.items() if number}
@@ -406,7 +408,6 @@ class _Reader:
             created_by=sub("created_by", self.created_by_filter),
             flow_id=sub("flow_id", self.id_filter),
         )
-
 
     def task_run_filter(self, msg: filters_pb2.TaskRunFilter, path: str) -> TaskRunFilter:
         def sub(field: str, convert):

@@ -142,9 +142,7 @@ class FlowRunService(flow_run_service_pb2_grpc.FlowRunServiceServicer):
             )
         return pb.ListFlowRunStatesResponse(states=[to_proto.state(state) for state in states], next_page_token=token)
 
-    async def DeleteFlowRunState(
-        self, request: pb.DeleteFlowRunStateRequest, context
-    ) -> pb.DeleteFlowRunStateResponse:
+    async def DeleteFlowRunState(self, request: pb.DeleteFlowRunStateRequest, context) -> pb.DeleteFlowRunStateResponse:
         state_id = from_proto.required_uuid(request.state_id, "state_id")
         async with self._db.unit_of_work(write=True) as uow:
             deleted = await uow.repos.states.delete(state_id)

@@ -82,7 +82,8 @@ class FlowService(flow_service_pb2_grpc.FlowServiceServicer):
             raise errors.InvalidArgument.field("flow_ids", f"must hold at most {MAX_DELETE_IDS} ids")
         violations = from_proto.Violations()
         ids = [
-            from_proto.uuid_text(value, f"flow_ids[{index}]", violations) for index, value in enumerate(request.flow_ids)
+            from_proto.uuid_text(value, f"flow_ids[{index}]", violations)
+            for index, value in enumerate(request.flow_ids)
         ]
         violations.raise_if_any()
         async with self._db.unit_of_work(write=True) as uow:

@@ -27,9 +27,7 @@ MAX_TEXT_LENGTH = 1_000
 MAX_MESSAGE_LENGTH = 100_000
 FORBIDDEN_NAME_CHARACTERS = set("/%&><")
 
-STATE_TYPES = {
-    state_pb2.StateType.Value(f"STATE_TYPE_{state_type.value}"): state_type for state_type in StateType
-}
+STATE_TYPES = {state_pb2.StateType.Value(f"STATE_TYPE_{state_type.value}"): state_type for state_type in StateType}
 RETRY_TYPES = {
     flow_run_pb2.RETRY_TYPE_IN_PROCESS: "in_process",
     flow_run_pb2.RETRY_TYPE_RESCHEDULE: "reschedule",
@@ -294,7 +292,9 @@ def flow_run_update(resource: flow_run_pb2.FlowRun, paths: list[str], max_parame
             values["parameters"] = struct_dict(resource, "parameters") or {}
             check_size(values["parameters"], max_parameter_bytes, "flow_run.parameters", violations)
         elif path == "empirical_policy":
-            values["empirical_policy"] = policy(resource.empirical_policy, "flow_run.empirical_policy", violations).to_json()
+            values["empirical_policy"] = policy(
+                resource.empirical_policy, "flow_run.empirical_policy", violations
+            ).to_json()
         elif path == "tags":
             values["tags"] = check_tags(list(resource.tags), "flow_run.tags", violations)
         elif path == "infrastructure_pid":
@@ -327,9 +327,13 @@ def task_inputs(inputs: Any, field: str, violations: Violations) -> TaskInputs:
             path = f"{field}[{key!r}].inputs[{index}]"
             source = item.WhichOneof("source")
             if source == "task_run_id":
-                items.append({"input_type": "task_run", "id": uuid_text(item.task_run_id, f"{path}.task_run_id", violations)})
+                items.append(
+                    {"input_type": "task_run", "id": uuid_text(item.task_run_id, f"{path}.task_run_id", violations)}
+                )
             elif source == "flow_run_id":
-                items.append({"input_type": "flow_run", "id": uuid_text(item.flow_run_id, f"{path}.flow_run_id", violations)})
+                items.append(
+                    {"input_type": "flow_run", "id": uuid_text(item.flow_run_id, f"{path}.flow_run_id", violations)}
+                )
             elif source == "parameter":
                 items.append({"input_type": "parameter", "name": item.parameter})
             elif source == "constant_type":

@@ -244,7 +244,9 @@ def graph(value: Graph) -> graph_pb2.FlowRunGraph:
     message = graph_pb2.FlowRunGraph(
         root_node_ids=value.root_node_ids,
         states=[
-            graph_pb2.GraphState(id=item.id, timestamp=timestamp(item.timestamp), type=STATE_TYPES[item.type], name=item.name)
+            graph_pb2.GraphState(
+                id=item.id, timestamp=timestamp(item.timestamp), type=STATE_TYPES[item.type], name=item.name
+            )
             for item in value.states
         ],
     )
@@ -279,7 +281,12 @@ def task_run_policy(value: TaskRunPolicy) -> task_run_pb2.TaskRunPolicy:
     return message
 
 
-_TASK_INPUT_FIELDS = {"task_run": "task_run_id", "flow_run": "flow_run_id", "parameter": "parameter", "constant": "constant_type"}
+_TASK_INPUT_FIELDS = {
+    "task_run": "task_run_id",
+    "flow_run": "flow_run_id",
+    "parameter": "parameter",
+    "constant": "constant_type",
+}
 _TASK_INPUT_KEYS = {"task_run": "id", "flow_run": "id", "parameter": "name", "constant": "type"}
 
 

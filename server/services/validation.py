@@ -102,7 +102,11 @@ def _timestamp(message: Message, path: str, found: list) -> None:
 
 def _duration(message: Message, path: str, found: list) -> None:
     seconds, nanos = message.seconds, message.nanos
-    if abs(seconds) > DURATION_MAX_SECONDS or abs(nanos) > MAX_NANOS or (seconds and nanos and (seconds > 0) != (nanos > 0)):
+    if (
+        abs(seconds) > DURATION_MAX_SECONDS
+        or abs(nanos) > MAX_NANOS
+        or (seconds and nanos and (seconds > 0) != (nanos > 0))
+    ):
         found.append(
             (path, "must be a Duration of at most 10,000 years, with nanos of the same sign as seconds and below 1e9")
         )

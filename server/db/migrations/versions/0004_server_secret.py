@@ -13,20 +13,21 @@ from alembic import op
 
 import server.db.types
 
-revision = '0004'
-down_revision = '0003'
+revision = "0004"
+down_revision = "0003"
 branch_labels = None
 depends_on = None
 
 
 def upgrade() -> None:
-    op.create_table('server_secret',
-    sa.Column('name', sa.String(), nullable=False),
-    sa.Column('value', sa.Text(), nullable=False),
-    sa.Column('created', server.db.types.Timestamp(timezone=True), nullable=False),
-    sa.PrimaryKeyConstraint('name', name=op.f('pk_server_secret'))
+    op.create_table(
+        "server_secret",
+        sa.Column("name", sa.String(), nullable=False),
+        sa.Column("value", sa.Text(), nullable=False),
+        sa.Column("created", server.db.types.Timestamp(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint("name", name=op.f("pk_server_secret")),
     )
 
 
 def downgrade() -> None:
-    op.drop_table('server_secret')
+    op.drop_table("server_secret")
