@@ -108,7 +108,7 @@ async def lifecycle_client(stub, flow_id: str, rec: Recorder, budget: list[int] 
             claimed = True
 
         def counts(ended: float) -> bool:
-            return claimed if budget is not None else rec.inside(ended)
+            return claimed if budget is not None else rec.inside(ended)  # noqa: B023 - called in this iteration only
 
         started = clock()
         try:
@@ -623,7 +623,7 @@ def main(argv: list[str] | None = None) -> None:
             )
             report["pgbench"] = ceiling
             pgbench_ceiling.print_table(ceiling)
-            for result, pgb in zip(report["results"], ceiling["results"]):
+            for result, pgb in zip(report["results"], ceiling["results"], strict=True):
                 result["pgbench_transitions_per_s"] = pgb["transitions_per_s"]
                 result["ratio_to_pgbench"] = (
                     round(result["transitions_per_s"] / pgb["transitions_per_s"], 4)
@@ -651,7 +651,7 @@ def _progress(summary: dict, mode: str) -> None:
 
 
 def _default_out(mode: str, db: str) -> Path:
-    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
     return benchlib.BENCH / "results" / f"{mode}-{db}-{stamp}.json"
 
 

@@ -142,7 +142,7 @@ def render_script(captured: list[tuple[str, list]], run_number: int) -> str:
         "BEGIN;",
     ]
     for statement, values in captured:
-        sql = _PLACEHOLDER.sub(lambda m: _expression(values[int(m.group(1)) - 1], run_id, state_id), statement)
+        sql = _PLACEHOLDER.sub(lambda m: _expression(values[int(m.group(1)) - 1], run_id, state_id), statement)  # noqa: B023 - sub calls it now
         lines.append(" ".join(sql.split()) + ";")
     lines.append("COMMIT;")
     return "\n".join(lines) + "\n"
