@@ -10,7 +10,8 @@ from __future__ import annotations
 import contextlib
 import os
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
+from datetime import timedelta
 from pathlib import Path
 
 import asyncpg
@@ -18,9 +19,10 @@ import grpc
 import pytest
 
 from flowrun.v1 import flow_run_service_pb2_grpc, flow_service_pb2_grpc
+from server import clock
 from server.app import App, build_app
 from server.config import Settings
-from tests.servers import PrivatePostgres
+from tests.helpers.servers import PrivatePostgres
 
 POSTGRES_ADMIN_URL = os.environ.get("FLOWRUN_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 BACKENDS = ("sqlite", "postgres")
@@ -78,7 +80,7 @@ def settings_for(database_url: str, **overrides) -> Settings:
 
 @pytest.fixture(scope="module")
 def private_postgres() -> Iterator[PrivatePostgres]:
-    """A throw-away PostgreSQL cluster of the module's own (tests/servers.py), for tests
+    """A throw-away PostgreSQL cluster of the module's own (tests/helpers/servers.py), for tests
     that stop or restart the database: the shared server's connections are never hit."""
     postgres = PrivatePostgres()
     try:
@@ -123,3 +125,19 @@ def runs(channel) -> flow_run_service_pb2_grpc.FlowRunServiceStub:
 def unique() -> str:
     """A short random suffix: tests share one database per backend, so names differ."""
     return uuid.uuid4().hex[:10]
+
+
+@pytest.fixture
+def move_clock(monkeypatch) -> Callable[[timedelta], None]:
+    """Moves the server's clock (server/clock.py) forward, for tests that would otherwise
+    sleep until a lease expires or a scheduled time comes. Only servers in this process
+    see it (processes have clocks of their own); the test's end puts it back."""
+    real_now = clock.now
+    offset = timedelta()
+
+    def move(by: timedelta) -> None:
+        nonlocal offset
+        offset += by
+
+    monkeypatch.setattr(clock, "now", lambda: real_now() + offset)
+    return move

@@ -31,7 +31,7 @@ from server import auth_tokens
 from server.app import App, build_app
 from server.roles import FORCE_ROLE, FORCEABLE_METHODS, METHOD_ROLES, Role
 from tests.conftest import settings_for
-from tests.rich_errors import decode, expect_error
+from tests.helpers.rich_errors import decode, expect_error
 
 
 @dataclass
@@ -170,6 +170,7 @@ async def test_tokens_created_and_revoked_while_the_server_runs(secured: Secured
     assert await outcome(secured.channel, method, b"", secured.tokens[Role.READER]) is None
 
 
+@pytest.mark.multiprocess
 async def test_the_python_client_and_the_cli_send_the_token(secured: Secured, unique):
     async with FlowrunClient(secured.target, token=secured.tokens[Role.WRITER]) as client:
         flow, created = await client.create_flow(f"auth-client-{unique}")

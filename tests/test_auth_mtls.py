@@ -1,5 +1,5 @@
 """Client certificates as credentials, end to end: a real mTLS server (throw-away
-certificates from tests/certs.py) whose tokens file maps the client certificate's
+certificates from tests/helpers/certs.py) whose tokens file maps the client certificate's
 subject to a role; and mTLS without a tokens file, where the CA is the access list."""
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from client.errors import FlowrunError
 from server import auth_tokens
 from server.app import build_app
 from server.roles import Role
-from tests.certs import write_tls_files
+from tests.helpers.certs import write_tls_files
 from tests.conftest import settings_for
 
 

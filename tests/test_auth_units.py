@@ -236,6 +236,7 @@ def test_require_auth_refuses_to_start_without_authentication():
         authenticator_from_settings(Settings(require_auth=True))
 
 
+@pytest.mark.multiprocess
 @pytest.mark.parametrize("workers", ["1", "2"])
 def test_the_server_refuses_to_start_with_one_line_and_no_traceback(tmp_path, workers):
     """`flowrun-server` says why it will not start, once, before any worker exists."""

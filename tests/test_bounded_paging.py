@@ -26,7 +26,7 @@ from flowrun.v1 import task_run_service_pb2_grpc
 from google.protobuf import struct_pb2
 from server.app import App, build_app
 from tests.conftest import settings_for
-from tests.rich_errors import expect_error
+from tests.helpers.rich_errors import expect_error
 
 MESSAGE_LIMIT = 1024 * 1024
 ITEMS = 24  # ~2.4 MB of parameters in all: more than two full messages

@@ -161,6 +161,7 @@ async def _connections_in_transaction(app: App) -> list[str]:
     return [f"{row['state']}: {row['query']}" for row in rows]
 
 
+@pytest.mark.slow
 async def test_cancelled_and_timed_out_writes_lose_nothing_and_leak_nothing(fresh_app: App):
     tally = Tally()
     run_ids = await _hammer(fresh_app, tally, seed=20261202)

@@ -18,7 +18,7 @@ from flowrun.v1 import flow_run_service_pb2_grpc, flow_service_pb2, flow_service
 from server.app import build_app
 from server.db.tables import concurrency_lease
 from tests.conftest import settings_for
-from tests.rich_errors import expect_error
+from tests.helpers.rich_errors import expect_error
 
 ACCEPT, REJECT, ABORT = (
     state_pb2.SET_STATE_STATUS_ACCEPT,
@@ -179,10 +179,11 @@ async def test_renewing_a_held_lease(slots):
     assert (error.code, error.reason) == (grpc.StatusCode.NOT_FOUND, "LEASE_NOT_FOUND")
 
 
-async def test_expired_leases_free_their_slots_and_are_reaped(database_url, unique):
+async def test_expired_leases_free_their_slots_and_are_reaped(database_url, unique, move_clock):
     """A run abandoned in PENDING loses its slot when its lease expires; the next run
-    takes it; the abandoned run then cannot start; the reaper deletes the dead lease."""
-    app = await build_app(settings_for(database_url, deployment_lease_seconds=1, lease_reap_interval_seconds=0.2))
+    takes it; the abandoned run then cannot start; the reaper deletes the dead lease.
+    The server's clock moves past the lease's 5 s instead of the test waiting them out."""
+    app = await build_app(settings_for(database_url, deployment_lease_seconds=5, lease_reap_interval_seconds=0.05))
     await app.start()
     try:
         async with grpc.aio.insecure_channel(f"127.0.0.1:{app.port}") as channel:
@@ -191,14 +192,21 @@ async def test_expired_leases_free_their_slots_and_are_reaped(database_url, uniq
             abandoned, next_run = await slots.run(deployment), await slots.run(deployment)
             lease = (await slots.propose(abandoned, PENDING)).state.state_details.deployment_concurrency_lease_id
             assert (await slots.propose(next_run, PENDING)).status == REJECT
-            await asyncio.sleep(1.5)
+            assert await slots.active_slots(deployment) == 1
+            move_clock(timedelta(seconds=6))
             assert await slots.active_slots(deployment) == 0
             assert (await slots.propose(next_run, PENDING)).status == ACCEPT
-            async with app.database.unit_of_work(write=False) as uow:  # the reaper ran meanwhile
-                remaining = await uow.connection.execute(
-                    select(func.count()).select_from(concurrency_lease).where(concurrency_lease.c.id == lease)
-                )
-                assert remaining.scalar_one() == 0
+
+            async def lease_rows() -> int:
+                async with app.database.unit_of_work(write=False) as uow:
+                    remaining = await uow.connection.execute(
+                        select(func.count()).select_from(concurrency_lease).where(concurrency_lease.c.id == lease)
+                    )
+                    return remaining.scalar_one()
+
+            async with asyncio.timeout(10):  # the reaper runs every 0.05 s
+                while await lease_rows():
+                    await asyncio.sleep(0.01)
             lost = await slots.propose(abandoned, RUNNING)
             assert (lost.status, lost.state.type) == (REJECT, CANCELLED)
             assert lost.reject.reason == "Deployment concurrency limit reached after lease expiry."

@@ -29,7 +29,7 @@ from flowrun.v1 import flow_run_service_pb2 as runs_pb
 from flowrun.v1 import flow_service_pb2 as flows_pb
 from flowrun.v1 import work_pool_service_pb2 as pools_pb
 from flowrun.v1 import work_pool_service_pb2_grpc
-from tests.rich_errors import expect_error
+from tests.helpers.rich_errors import expect_error
 
 
 @dataclass

@@ -29,7 +29,7 @@ from flowrun.v1 import work_pool_service_pb2_grpc
 from server.app import build_app
 from server.error_mapping import DOMAIN
 from tests.conftest import settings_for
-from tests.rich_errors import expect_error
+from tests.helpers.rich_errors import expect_error
 
 
 @pytest.fixture(scope="session")
@@ -644,10 +644,11 @@ async def test_renew_lease_by_the_deployment_grace_period(flows, runs, deploymen
     assert (await deployments.GetDeployment(get)).deployment.active_slots == 1
 
 
-async def test_an_expired_lease_cannot_be_renewed(database_url, unique):
-    """Without a grace period the server default applies: 1 s here, and no reaper run
-    before the renewal, so the expired lease row still exists."""
-    settings = settings_for(database_url, deployment_lease_seconds=1, lease_reap_interval_seconds=3600)
+async def test_an_expired_lease_cannot_be_renewed(database_url, unique, move_clock):
+    """Without a grace period the server default applies: 5 s here, which the server's
+    clock moves past, and no reaper run before the renewal, so the expired lease row
+    still exists."""
+    settings = settings_for(database_url, deployment_lease_seconds=5, lease_reap_interval_seconds=3600)
     app = await build_app(settings)
     await app.start()
     try:
@@ -656,7 +657,9 @@ async def test_an_expired_lease_cannot_be_renewed(database_url, unique):
             runs = flow_run_service_pb2_grpc.FlowRunServiceStub(channel)
             deployments = deployment_service_pb2_grpc.DeploymentServiceStub(channel)
             deployment_id, lease_id = await take_slot(flows, runs, deployments, unique)
-            await asyncio.sleep(1.2)
+            get = dep_pb.GetDeploymentRequest(deployment_id=deployment_id)
+            assert (await deployments.GetDeployment(get)).deployment.active_slots == 1
+            move_clock(timedelta(seconds=6))
             error = await expect_error(
                 deployments.RenewConcurrencyLease(dep_pb.RenewConcurrencyLeaseRequest(lease_id=lease_id))
             )
@@ -665,7 +668,6 @@ async def test_an_expired_lease_cannot_be_renewed(database_url, unique):
                 "LEASE_NOT_FOUND",
                 {"lease_id": lease_id},
             )
-            get = dep_pb.GetDeploymentRequest(deployment_id=deployment_id)
             assert (await deployments.GetDeployment(get)).deployment.active_slots == 0
     finally:
         await app.stop(grace=0)

@@ -11,7 +11,7 @@ from flowrun.v1 import flow_run_service_pb2 as runs_pb
 from flowrun.v1 import flow_service_pb2 as flows_pb
 from flowrun.v1 import state_pb2
 from server.error_mapping import DOMAIN, to_grpc_status
-from tests.rich_errors import expect_error
+from tests.helpers.rich_errors import expect_error
 
 
 async def test_missing_flow_is_not_found_with_error_info(flows):

@@ -1,7 +1,7 @@
 """Processes killed with SIGKILL under load, then restarted: nothing acknowledged is lost
 and no run is half written.
 
-16 clients drive flow-run lifecycles (tests/fault_load.py) while, mid-run:
+16 clients drive flow-run lifecycles (tests/helpers/fault_load.py) while, mid-run:
 
 (i)   one worker of a `--workers 2` server dies: the supervisor replaces it, the clients
       get answers again without any restart, and the supervisor still stops cleanly;
@@ -19,7 +19,7 @@ transition written twice, one run per idempotency key.
 Half of the clients run their runs in a deployment limited to LIMIT concurrency slots,
 so slots are contended when the kill comes (a run turned away waits in SCHEDULED
 "AwaitingConcurrencySlot" and its client proposes PENDING again). The slots are checked
-on the database itself (tests/fault_load.py `check_slots`) in snapshot after snapshot
+on the database itself (tests/helpers/fault_load.py `check_slots`) in snapshot after snapshot
 throughout, once the load is stopped after the kill (and the restart), and once it has
 finished: the deployment's PENDING/RUNNING/CANCELLING runs are exactly the holders of
 its live leases, never more than LIMIT, no lease belongs to a run that is not active, and
@@ -39,12 +39,14 @@ import time
 from collections.abc import AsyncIterator
 
 import grpc
+import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from server import workers
 from server.config import Settings
-from tests import dying_workers
-from tests.fault_load import (
+from tests.conftest import fresh_database
+from tests.helpers import dying_workers
+from tests.helpers.fault_load import (
     SLOT_ENV,
     ActiveRun,
     ErrorCheck,
@@ -61,9 +63,10 @@ from tests.fault_load import (
     verify_slots,
     wait_until,
 )
-from tests.servers import ServerProcess, wait_for_health
-from tests.conftest import fresh_database
-from tests.test_workers import alive, worker_pids
+from tests.helpers.processes import alive, worker_pids
+from tests.helpers.servers import ServerProcess, wait_for_health
+
+pytestmark = [pytest.mark.multiprocess, pytest.mark.slow]  # server processes, seconds each
 
 CLIENTS = 16
 LIMITED_CLIENTS = 8  # their runs belong to a deployment with LIMIT slots

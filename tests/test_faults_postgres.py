@@ -1,7 +1,7 @@
 """PostgreSQL restarted under load: a server process keeps its clients' acknowledged
 writes and recovers by itself.
 
-16 clients drive flow-run lifecycles (tests/fault_load.py) against one `python -m
+16 clients drive flow-run lifecycles (tests/helpers/fault_load.py) against one `python -m
 server` process while its PostgreSQL restarts, once with a clean "fast" shutdown (every
 session ended by the server) and once with an "immediate" one (a crash: the next start
 replays the WAL). Then:
@@ -11,7 +11,7 @@ replays the WAL). Then:
 - every acknowledged transition is in its run's history, no run is half written, no
   retried proposal was written twice (see fault_load.verify).
 
-The PostgreSQL here is a private cluster (tests/servers.py PrivatePostgres) on its own
+The PostgreSQL here is a private cluster (tests/helpers/servers.py PrivatePostgres) on its own
 port, not the shared one: restarting that would break the pooled connections of the
 in-process session server the rest of the suite uses (and anyone else's tests). Stopped
 or not, it is started again in `finally` and destroyed at the end of the module.
@@ -28,8 +28,10 @@ from collections.abc import AsyncIterator
 import asyncpg
 import pytest
 
-from tests.fault_load import Load, new_flow, server_error_problem, verify, wait_until
-from tests.servers import PrivatePostgres, ServerProcess, wait_for_health
+from tests.helpers.fault_load import Load, new_flow, server_error_problem, verify, wait_until
+from tests.helpers.servers import PrivatePostgres, ServerProcess, wait_for_health
+
+pytestmark = [pytest.mark.multiprocess, pytest.mark.slow]  # server processes, seconds each
 
 CLIENTS = 16
 ROUNDS = int(os.environ.get("FLOWRUN_TEST_FAULT_ROUNDS", "2"))

@@ -17,8 +17,8 @@ from google.protobuf.struct_pb2 import Struct, Value
 from flowrun.v1 import filters_pb2, flow_pb2, flow_run_pb2, state_pb2
 from flowrun.v1 import flow_run_service_pb2 as runs_pb
 from flowrun.v1 import flow_service_pb2 as flows_pb
-from tests.factories import create_deployment
-from tests.rich_errors import expect_error
+from tests.helpers.factories import create_deployment
+from tests.helpers.rich_errors import expect_error
 
 SLUG = re.compile(r"^[a-z]+-[a-z]+$")
 

@@ -28,6 +28,7 @@ def test_the_harness_covers_every_rpc_of_every_service():
     }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("backend", BACKENDS)
 async def test_no_client_input_gives_internal_unknown_or_a_hang(backend: str):
     report = await fuzz_backend(backend, COUNT, seed=int(os.environ.get("FLOWRUN_FUZZ_SEED", "0")))
@@ -47,7 +48,7 @@ from grpc_status import rpc_status  # noqa: E402
 
 from flowrun.v1 import filters_pb2, flow_run_pb2, flow_run_service_pb2, flow_service_pb2  # noqa: E402
 from flowrun.v1 import state_pb2  # noqa: E402
-from tests.rich_errors import decode, expect_error  # noqa: E402
+from tests.helpers.rich_errors import decode, expect_error  # noqa: E402
 
 
 async def _raw(channel, path: str, data: bytes, *, streaming: str = "") -> grpc.aio.AioRpcError:

@@ -15,7 +15,7 @@ from flowrun.v1 import flow_service_pb2 as flows_pb
 from flowrun.v1 import task_run_service_pb2 as tasks_pb
 from server.app import build_app
 from tests.conftest import settings_for
-from tests.rich_errors import expect_error
+from tests.helpers.rich_errors import expect_error
 
 TASK_RUN = graph_pb2.GRAPH_NODE_KIND_TASK_RUN
 FLOW_RUN = graph_pb2.GRAPH_NODE_KIND_FLOW_RUN

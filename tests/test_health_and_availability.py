@@ -16,7 +16,7 @@ from flowrun.v1 import flow_service_pb2_grpc
 from server.app import FLOWRUN_SERVICES, build_app
 from server.health import DatabaseHealth
 from tests.conftest import settings_for
-from tests.rich_errors import expect_error
+from tests.helpers.rich_errors import expect_error
 
 SERVICES = ("", "flowrun.v1.FlowService", "flowrun.v1.FlowRunService")
 
@@ -181,6 +181,8 @@ async def test_app_stop_stops_the_monitor(tmp_path):
     assert not app.monitor.running
 
 
+@pytest.mark.multiprocess
+@pytest.mark.slow
 async def test_watch_follows_postgresql_going_down_and_coming_back(private_postgres):
     """A Watch stream on "" reports NOT_SERVING when PostgreSQL stops and SERVING when
     it is back, with no restart of the server; Check agrees for every service.

@@ -10,9 +10,13 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import create_postgres_database, drop_postgres_database
-from tests.servers import running_servers
-from tests.test_concurrency import random_race
+from tests.helpers.races import random_race
+from tests.helpers.servers import running_servers
+
+pytestmark = [pytest.mark.multiprocess, pytest.mark.slow]  # server processes, seconds each
 
 RUNS = 20
 CLIENTS = 32

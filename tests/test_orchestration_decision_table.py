@@ -20,7 +20,7 @@ from google.protobuf import field_mask_pb2, json_format, struct_pb2
 
 from flowrun.v1 import flow_run_pb2, flow_run_service_pb2 as runs_pb, flow_service_pb2 as flows_pb
 from flowrun.v1 import state_pb2, task_run_service_pb2, task_run_service_pb2_grpc
-from tests.factories import create_deployment
+from tests.helpers.factories import create_deployment
 
 TYPES = ("SCHEDULED", "PENDING", "RUNNING", "COMPLETED", "FAILED", "CANCELLED", "CRASHED", "PAUSED", "CANCELLING")
 TERMINAL = ("COMPLETED", "FAILED", "CANCELLED", "CRASHED")

@@ -15,7 +15,7 @@ from google.protobuf import duration_pb2, field_mask_pb2, json_format, struct_pb
 from flowrun.v1 import flow_run_pb2, flow_run_service_pb2 as runs_pb, flow_service_pb2 as flows_pb
 from flowrun.v1 import state_pb2
 from server import clock
-from tests.factories import create_deployment
+from tests.helpers.factories import create_deployment
 
 ACCEPT = state_pb2.SET_STATE_STATUS_ACCEPT
 REJECT = state_pb2.SET_STATE_STATUS_REJECT

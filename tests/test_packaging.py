@@ -15,12 +15,15 @@ import tomllib
 import zipfile
 
 import grpc
+import pytest
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 from packaging.version import Version
 
 from flowrun.v1 import flow_service_pb2, flow_service_pb2_grpc
-from tests.servers import REPO, ServerProcess, wait_for_health
+from tests.helpers.servers import REPO, ServerProcess, wait_for_health
+
+pytestmark = [pytest.mark.multiprocess, pytest.mark.slow]  # server processes, seconds each
 
 
 def build_and_install(tmp_path) -> tuple[zipfile.ZipFile, os.PathLike]:

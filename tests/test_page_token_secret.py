@@ -28,8 +28,8 @@ from server.db.tables import server_secret
 from server.db.unit_of_work import Database
 from server.shared_secrets import PAGE_TOKEN_SECRET, resolve_page_token_secret
 from tests.conftest import fresh_database, settings_for
-from tests.rich_errors import expect_error
-from tests.servers import running_servers
+from tests.helpers.rich_errors import expect_error
+from tests.helpers.servers import running_servers
 
 OLD_DEFAULT = "flowrun-page-token"
 MAC_BYTES = 16
@@ -164,6 +164,8 @@ async def test_concurrent_first_starts_agree_on_one_key(fresh_url):
         await asyncio.gather(*(db.dispose() for db in databases))
 
 
+@pytest.mark.multiprocess
+@pytest.mark.slow
 async def test_server_processes_started_together_share_the_key(fresh_url, tmp_path):
     """Two `python -m server` processes on a fresh database, migrating and creating the key
     at the same time. An empty FLOWRUN_PAGE_TOKEN_SECRET counts as unset."""

@@ -14,7 +14,7 @@ import grpc
 import pytest
 
 from flowrun.v1 import filters_pb2, flow_run_service_pb2 as runs_pb, flow_service_pb2 as flows_pb, state_pb2
-from tests.rich_errors import expect_error
+from tests.helpers.rich_errors import expect_error
 
 DEFAULT_PAGE_SIZE = 200
 MAX_PAGE_SIZE = 200

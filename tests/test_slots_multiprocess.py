@@ -11,11 +11,21 @@ import uuid
 
 import asyncpg
 import grpc
+import pytest
 
-from flowrun.v1 import deployment_service_pb2, deployment_service_pb2_grpc, flow_run_service_pb2 as runs_pb
-from flowrun.v1 import flow_run_service_pb2_grpc, flow_service_pb2, flow_service_pb2_grpc, state_pb2
+from flowrun.v1 import (
+    deployment_service_pb2,
+    deployment_service_pb2_grpc,
+    flow_run_service_pb2_grpc,
+    flow_service_pb2,
+    flow_service_pb2_grpc,
+    state_pb2,
+)
+from flowrun.v1 import flow_run_service_pb2 as runs_pb
 from tests.conftest import create_postgres_database, drop_postgres_database
-from tests.servers import running_servers
+from tests.helpers.servers import running_servers
+
+pytestmark = [pytest.mark.multiprocess, pytest.mark.slow]  # server processes, seconds each
 
 LIMIT = 3
 RUNS = 24

@@ -17,7 +17,7 @@ from flowrun.v1 import filters_pb2, state_pb2, task_run_pb2, task_run_service_pb
 from flowrun.v1 import flow_run_service_pb2 as runs_pb
 from flowrun.v1 import flow_service_pb2 as flows_pb
 from flowrun.v1 import task_run_service_pb2 as tasks_pb
-from tests.rich_errors import expect_error
+from tests.helpers.rich_errors import expect_error
 
 RESULT = {"type": "reference", "storage_key": "results/abc"}  # persisted result metadata
 DATA_LOSS = "Cannot overwrite a COMPLETED state that carries persisted result data with one that does not."

@@ -1,7 +1,7 @@
 """TLS and mutual TLS on the server's port, certificate rotation without a restart, and
 the Python client and the CLI over TLS.
 
-Certificates are made for each run (tests/certs.py); nothing leaves 127.0.0.1. TLS is a
+Certificates are made for each run (tests/helpers/certs.py); nothing leaves 127.0.0.1. TLS is a
 property of the port, not of the storage, so these servers run on SQLite only.
 
 Which certificate a server presents is read off the wire: a plain `ssl` connection to
@@ -34,9 +34,9 @@ from flowrun.v1 import flow_service_pb2, flow_service_pb2_grpc
 from server.app import App, build_app
 from server.config import Settings
 from server.tls import ServerCertificates, TlsError, peer_subject, server_certificates
-from tests.certs import CertificateAuthority, TlsFiles, write_tls_files
+from tests.helpers.certs import CertificateAuthority, TlsFiles, write_tls_files
 from tests.conftest import settings_for
-from tests.servers import REPO, ServerProcess
+from tests.helpers.servers import REPO, ServerProcess
 
 HOST = "127.0.0.1"
 CALL_TIMEOUT = 10.0
@@ -313,6 +313,8 @@ def wait_for_log(path: Path, text: str, count: int = 1, timeout: float = 30.0) -
         time.sleep(0.05)
 
 
+@pytest.mark.multiprocess
+@pytest.mark.slow
 @pytest.mark.parametrize("workers", [1, 2])
 async def test_sighup_rereads_the_certificate_in_a_server_process(tmp_path, workers):
     """`kill -HUP`: the process (with --workers, the supervisor, which passes it on) reads
@@ -388,6 +390,8 @@ async def test_a_certificate_chain_file_with_text_around_it_is_served(tmp_path):
             assert await check(channel) == health_pb2.HealthCheckResponse.SERVING
 
 
+@pytest.mark.multiprocess
+@pytest.mark.slow
 def test_the_server_refuses_to_start_with_half_the_tls_settings(tmp_path):
     files = write_tls_files(tmp_path)
     server = ServerProcess(
@@ -439,6 +443,7 @@ async def run_cli(*args: str, env: dict[str, str] | None = None) -> tuple[int, s
     return process.returncode, stdout.decode(), stderr.decode()
 
 
+@pytest.mark.multiprocess
 async def test_cli_over_mtls_with_options_and_with_environment_variables(mtls_app):
     app, files = mtls_app
     target = ["--target", f"localhost:{app.port}", "--no-retry"]

@@ -29,8 +29,8 @@ from flowrun.v1 import flow_run_service_pb2_grpc
 from server import workers
 from server.config import Settings
 from tests.conftest import BACKENDS, fresh_database
-from tests.servers import ServerProcess, wait_for_health
-from tests.test_concurrency import (
+from tests.helpers.processes import TCP_LISTEN, alive, children, connections_per_worker, socket_states, worker_pids
+from tests.helpers.races import (
     ABORT,
     ACCEPT,
     PENDING,
@@ -44,79 +44,17 @@ from tests.test_concurrency import (
     read_history,
     render,
 )
+from tests.helpers.servers import ServerProcess, wait_for_health
 
 WORKERS = 2
 CHANNELS = 20
 START_TIMEOUT_SECONDS = 60
-GRACE_SECONDS = 1.0  # FLOWRUN_SHUTDOWN_GRACE_SECONDS in tests/servers.py
+GRACE_SECONDS = 1.0  # FLOWRUN_SHUTDOWN_GRACE_SECONDS in tests/helpers/servers.py
 # Separate connections per channel: without this, channels to one target share one.
 CHANNEL_OPTIONS = [("grpc.use_local_subchannel_pool", 1)]
-TCP_LISTEN, TCP_ESTABLISHED = "0A", "01"
-
-
-# --- /proc --------------------------------------------------------------------------------
-
-
-def children(pid: int) -> list[int]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            with contextlib.suppress(OSError):
-                # Field 4 of stat is the parent pid; the command name (field 2) may hold spaces.
-                if int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1]) == pid:
-                    found.append(int(entry.name))
-    return found
-
-
-def tcp_sockets_on_port(port: int) -> dict[int, str]:
-    """inode -> TCP state of every socket whose local port is `port` (IPv4 and IPv6)."""
-    sockets = {}
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        with contextlib.suppress(FileNotFoundError):
-            for line in Path(table).read_text().splitlines()[1:]:
-                fields = line.split()
-                if int(fields[1].rsplit(":", 1)[1], 16) == port:
-                    sockets[int(fields[9])] = fields[3]
-    return sockets
-
-
-def socket_states(pid: int, port: int) -> list[str]:
-    """The TCP states of the sockets on `port` that process `pid` holds open."""
-    on_port = tcp_sockets_on_port(port)
-    states = []
-    with contextlib.suppress(FileNotFoundError):
-        for fd in Path(f"/proc/{pid}/fd").iterdir():
-            with contextlib.suppress(OSError):
-                target = os.readlink(fd)
-                if target.startswith("socket:["):
-                    inode = int(target[len("socket:[") : -1])
-                    if inode in on_port:
-                        states.append(on_port[inode])
-    return states
-
-
-def worker_pids(server: ServerProcess) -> list[int]:
-    """The announced process's children that listen on its port."""
-    assert server.port is not None
-    return sorted(pid for pid in children(server.process.pid) if TCP_LISTEN in socket_states(pid, server.port))
-
-
-def connections_per_worker(server: ServerProcess) -> dict[int, int]:
-    assert server.port is not None
-    return {pid: socket_states(pid, server.port).count(TCP_ESTABLISHED) for pid in worker_pids(server)}
-
-
-def alive(pid: int) -> bool:
-    """True while `pid` exists and is not a zombie."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except FileNotFoundError:
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
 # --- fixtures -----------------------------------------------------------------------------
-
 
 
 @contextlib.asynccontextmanager
@@ -162,6 +100,8 @@ def assert_spread_over_workers(server: ServerProcess, stubs: Sequence[object]) -
 # --- the tests ----------------------------------------------------------------------------
 
 
+@pytest.mark.multiprocess
+@pytest.mark.slow
 async def test_both_workers_answer_on_the_announced_port(service):
     """Health is SERVING (the fixture waited for it); 20 channels each get answers; the
     announced process itself serves nothing, and each of its two workers holds some of
@@ -179,6 +119,8 @@ async def test_both_workers_answer_on_the_announced_port(service):
         assert_spread_over_workers(service, stubs)
 
 
+@pytest.mark.multiprocess
+@pytest.mark.slow
 async def test_racing_one_transition_through_both_workers_accepts_exactly_one(service):
     """20 clients on 20 connections (so through both workers) propose SCHEDULED ->
     PENDING on one run at once: the run's lock lives in the database, so exactly one is
@@ -198,6 +140,8 @@ async def test_racing_one_transition_through_both_workers_accepts_exactly_one(se
             assert [state.id for state in history] == [record.initial.id, winners[0].state.id]
 
 
+@pytest.mark.multiprocess
+@pytest.mark.slow
 async def test_concurrent_writes_through_both_workers_are_serialized(service):
     """16 clients propose RUNNING on one PENDING run at once. The policy accepts every
     one, so each must start from the state the previous one wrote, whichever worker it
@@ -215,6 +159,8 @@ async def test_concurrent_writes_through_both_workers_are_serialized(service):
     assert run.run_count == clients
 
 
+@pytest.mark.multiprocess
+@pytest.mark.slow
 async def test_sigterm_stops_every_worker_and_exits_zero(service):
     """SIGTERM to the announced process: it forwards the stop, every worker drains and
     exits, and the supervisor exits 0 within the grace period (plus start-up slack of
@@ -230,6 +176,8 @@ async def test_sigterm_stops_every_worker_and_exits_zero(service):
     assert elapsed < GRACE_SECONDS + workers.STOP_MARGIN_SECONDS
 
 
+@pytest.mark.multiprocess
+@pytest.mark.slow
 async def test_a_worker_that_dies_is_replaced(tmp_path):
     """When one worker dies the supervisor starts a new one in its place; the other
     keeps serving meanwhile. (Under load: tests/test_faults_kill.py.)"""
@@ -244,6 +192,8 @@ async def test_a_worker_that_dies_is_replaced(tmp_path):
         await wait_for_health(server.address, START_TIMEOUT_SECONDS)
 
 
+@pytest.mark.multiprocess
+@pytest.mark.slow
 async def test_workers_stop_when_the_supervisor_is_killed(tmp_path):
     """SIGKILL leaves the supervisor no chance to stop its workers; they notice their
     pipe to it closing and stop by themselves instead of serving on as orphans."""
@@ -257,6 +207,8 @@ async def test_workers_stop_when_the_supervisor_is_killed(tmp_path):
         assert not [pid for pid in pids if alive(pid)], "orphaned workers kept serving"
 
 
+@pytest.mark.multiprocess
+@pytest.mark.slow
 async def test_a_second_service_cannot_share_a_busy_port(tmp_path):
     """With SO_REUSEPORT a second server could bind the same port and silently get half
     the connections; the supervisor checks the port is free first and refuses."""
@@ -273,6 +225,8 @@ async def test_a_second_service_cannot_share_a_busy_port(tmp_path):
         assert "Address already in use" in second.stderr, second.stderr[-2000:]
 
 
+@pytest.mark.multiprocess
+@pytest.mark.slow
 async def test_one_worker_is_one_process(tmp_path):
     """--workers 1 serves exactly as before workers existed: no supervisor, no children."""
     async with fresh_database("sqlite", tmp_path) as url, supervisor(url, tmp_path, count=1) as server:

@@ -46,7 +46,7 @@ from flowrun.v1 import filters_pb2, flow_run_service_pb2_grpc, state_pb2
 from flowrun.v1 import flow_run_service_pb2 as runs_pb
 from flowrun.v1 import flow_service_pb2 as flows_pb
 from flowrun.v1 import flow_service_pb2_grpc
-from tests.test_concurrency import check_run_matches_history, read_history, type_name
+from tests.helpers.races import check_run_matches_history, read_history, type_name
 
 ACCEPT = state_pb2.SET_STATE_STATUS_ACCEPT
 REJECT = state_pb2.SET_STATE_STATUS_REJECT

@@ -22,7 +22,7 @@ from pathlib import Path
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 SERVING_LINE = re.compile(r"flowrun serving on (?P<host>\S+):(?P<port>\d+)")
 HOST = "127.0.0.1"
 
