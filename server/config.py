@@ -102,6 +102,14 @@ class Settings(BaseSettings):
         limit = min(self.max_message_bytes, self.max_response_bytes)
         return limit - min(64 * 1024, limit // 4)
 
+    @property
+    def resolved_page_token_secret(self) -> str:
+        """page_token_secret, which build_app always resolves before any servicer runs
+        (server/shared_secrets.py); servicers read it here so its type says so."""
+        if self.page_token_secret is None:
+            raise RuntimeError("page_token_secret is unresolved: build_app resolves it before serving")
+        return self.page_token_secret
+
     @cached_property
     def is_sqlite(self) -> bool:
         return self.database_url.startswith("sqlite")

@@ -124,7 +124,7 @@ class DeploymentRepository(Repository):
         row = (await self.connection.execute(_deployments(now).where(deployment.c.id == deployment_id))).first()
         return deployment_from_row(row) if row else None
 
-    async def list(
+    async def list_page(
         self, deployment_filter: DeploymentFilter | None, page: PageRequest, now: datetime, *, secret: str
     ) -> tuple[list[Deployment], str]:
         query = _deployments(now).where(deployment_where(self.dialect, deployment_filter))

@@ -64,7 +64,7 @@ def flow_where(dialect: Dialect, filters: ListFilters) -> ColumnElement[bool]:
     work pool filters keep flows with a matching deployment (whose queue is in a
     matching pool); flow-run and task-run filters keep flows with a matching run (that
     has a matching task run)."""
-    clauses = []
+    clauses: list[ColumnElement[bool]] = []
     if filters.flow is not None:
         clauses.append(_flow(dialect, filters.flow))
     if filters.deployment is not None or filters.work_pool is not None:
@@ -89,7 +89,7 @@ def flow_run_where(dialect: Dialect, filters: ListFilters) -> ColumnElement[bool
     """WHERE for a query on `flow_run`: the flow-run filter on the run itself; every
     other filter keeps the runs whose flow, deployment, work pool or work queue matches,
     or that have a matching task run."""
-    clauses = []
+    clauses: list[ColumnElement[bool]] = []
     if filters.flow_run is not None:
         clauses.append(_flow_run(dialect, filters.flow_run))
     if filters.flow is not None:
@@ -156,7 +156,7 @@ def _combine(operator: Operator, clauses: Sequence[ColumnElement[bool]]) -> Colu
 
 
 def _flow(dialect: Dialect, f: FlowFilter) -> ColumnElement[bool]:
-    clauses = []
+    clauses: list[ColumnElement[bool]] = []
     if f.id is not None:
         clauses.append(_id(flow.c.id, f.id))
     if f.name is not None:
@@ -168,7 +168,7 @@ def _flow(dialect: Dialect, f: FlowFilter) -> ColumnElement[bool]:
 
 def _flow_run(dialect: Dialect, f: FlowRunFilter) -> ColumnElement[bool]:
     c = flow_run.c
-    clauses = []
+    clauses: list[ColumnElement[bool]] = []
     if f.id is not None:
         clauses.append(_id(c.id, f.id))
     if f.name is not None:
@@ -207,7 +207,7 @@ def _flow_run(dialect: Dialect, f: FlowRunFilter) -> ColumnElement[bool]:
 
 def _task_run(dialect: Dialect, f: TaskRunFilter, table: FromClause) -> ColumnElement[bool]:
     c = table.c
-    clauses = []
+    clauses: list[ColumnElement[bool]] = []
     if f.id is not None:
         clauses.append(_id(c.id, f.id))
     if f.name is not None:
@@ -235,7 +235,7 @@ def _task_flow_run_id(column: ColumnElement, f: IdFilter) -> ColumnElement[bool]
     """The reference's precedence: is_null true selects task runs without a flow run
     (any is ignored); is_null false without any selects those with one; otherwise any
     is IN. not_any (a flowrun extension) is combined by the operator."""
-    clauses = []
+    clauses: list[ColumnElement[bool]] = []
     if f.is_null is True:
         clauses.append(column.is_(None))
     elif f.is_null is False and not f.any:
@@ -249,7 +249,7 @@ def _task_flow_run_id(column: ColumnElement, f: IdFilter) -> ColumnElement[bool]
 
 def _deployment(dialect: Dialect, f: DeploymentFilter, table: FromClause) -> ColumnElement[bool]:
     c = table.c
-    clauses = []
+    clauses: list[ColumnElement[bool]] = []
     if f.id is not None:
         clauses.append(_id(c.id, f.id))
     if f.name is not None:
@@ -271,7 +271,7 @@ def _deployment(dialect: Dialect, f: DeploymentFilter, table: FromClause) -> Col
 
 
 def _work_pool(f: WorkPoolFilter, table: FromClause) -> ColumnElement[bool]:
-    clauses = []
+    clauses: list[ColumnElement[bool]] = []
     if f.id is not None:
         clauses.append(_id(table.c.id, f.id))
     if f.name is not None:
@@ -282,7 +282,7 @@ def _work_pool(f: WorkPoolFilter, table: FromClause) -> ColumnElement[bool]:
 
 
 def _work_queue(f: WorkQueueFilter, table: FromClause) -> ColumnElement[bool]:
-    clauses = []
+    clauses: list[ColumnElement[bool]] = []
     if f.id is not None:
         clauses.append(_id(table.c.id, f.id))
     if f.name is not None:
@@ -307,7 +307,7 @@ def _not_any(column: ColumnElement, values: Sequence) -> ColumnElement[bool]:
 
 
 def _id(column: ColumnElement, f: IdFilter) -> ColumnElement[bool]:
-    clauses = []
+    clauses: list[ColumnElement[bool]] = []
     if f.any:
         clauses.append(column.in_(f.any))
     if f.not_any:
@@ -318,7 +318,7 @@ def _id(column: ColumnElement, f: IdFilter) -> ColumnElement[bool]:
 
 
 def _string(column: ColumnElement, f: StringFilter) -> ColumnElement[bool]:
-    clauses = []
+    clauses: list[ColumnElement[bool]] = []
     if f.any:
         clauses.append(column.in_(f.any))
     if f.not_any:
@@ -338,7 +338,7 @@ def escape_like(text: str) -> str:
 
 
 def _tags(dialect: Dialect, column: ColumnElement, f: TagsFilter) -> ColumnElement[bool]:
-    clauses = []
+    clauses: list[ColumnElement[bool]] = []
     if f.all:
         clauses.append(dialect.tags_has_all(column, list(f.all)))
     if f.any:
@@ -354,7 +354,7 @@ def _bool(column: ColumnElement, f: BoolFilter) -> ColumnElement[bool]:
 
 
 def _time(column: ColumnElement, f: TimeFilter, *, null_column: ColumnElement | None = None) -> ColumnElement[bool]:
-    clauses = []
+    clauses: list[ColumnElement[bool]] = []
     if f.before is not None:
         clauses.append(column <= f.before)
     if f.after is not None:
@@ -365,7 +365,7 @@ def _time(column: ColumnElement, f: TimeFilter, *, null_column: ColumnElement | 
 
 
 def _state_type(column: ColumnElement, f: StateTypeFilter) -> ColumnElement[bool]:
-    clauses = []
+    clauses: list[ColumnElement[bool]] = []
     if f.any:
         clauses.append(column.in_([t.value for t in f.any]))
     if f.not_any:
@@ -375,7 +375,7 @@ def _state_type(column: ColumnElement, f: StateTypeFilter) -> ColumnElement[bool
 
 def _state(f: FlowRunStateFilter | TaskRunStateFilter, table: FromClause) -> ColumnElement[bool]:
     """On the denormalized current-state columns of a flow run or task run table."""
-    clauses = []
+    clauses: list[ColumnElement[bool]] = []
     if f.type is not None:
         clauses.append(_state_type(table.c.state_type, f.type))
     if f.name is not None:
@@ -394,7 +394,7 @@ def _parent_flow_run(f: IdFilter) -> ColumnElement[bool]:
 
 def _created_by(dialect: Dialect, f: CreatedByFilter) -> ColumnElement[bool]:
     column = flow_run.c.created_by
-    clauses = []
+    clauses: list[ColumnElement[bool]] = []
     if f.id:
         clauses.append(dialect.json_text(column, "id").in_(f.id))
     if f.type:

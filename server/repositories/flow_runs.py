@@ -220,7 +220,9 @@ class FlowRunRepository(Repository):
             return None
         run = flow_run_from_row(sql.as_mapping(record))
         if run.state_id is not None and (run.state is None or run.state.id != run.state_id):
-            run = flow_run_from_row(sql.as_mapping(await pg.fetchrow(sql.READ_RUN_FOR_UPDATE, flow_run_id)))
+            again = await pg.fetchrow(sql.READ_RUN_FOR_UPDATE, flow_run_id)
+            assert again is not None, "the row is locked by the read above: it cannot be gone"
+            run = flow_run_from_row(sql.as_mapping(again))
         return run
 
     async def save_transition(self, run: FlowRun, state: State, policy: dict[str, Any], now: datetime) -> None:
@@ -249,7 +251,7 @@ class FlowRunRepository(Repository):
             update(flow_run).where(flow_run.c.id == flow_run_id).values(empirical_policy=policy, updated=now)
         )
 
-    async def list(
+    async def list_page(
         self, filters: ListFilters, sort: FlowRunSort, page: PageRequest, *, secret: str
     ) -> tuple[list[FlowRun], str]:
         query = _run_with_state().where(flow_run_where(self.dialect, filters))

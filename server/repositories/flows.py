@@ -55,7 +55,7 @@ class FlowRepository(Repository):
         row = (await self.connection.execute(select(flow).where(flow.c.name == name))).first()
         return flow_from_row(row) if row else None
 
-    async def list(
+    async def list_page(
         self, filters: ListFilters, sort: FlowSort, page: PageRequest, *, secret: str
     ) -> tuple[list[Flow], str]:
         query = select(flow).where(flow_where(self.dialect, filters))

@@ -10,6 +10,8 @@ import uuid
 from collections.abc import Mapping
 from typing import Any
 
+from asyncpg import Record
+
 from server.db.tables import flow_run, flow_run_state
 from server.repositories.flow_run_states import STATE_PREFIX
 
@@ -58,6 +60,6 @@ def _param(name: str, value: Any) -> Any:
     return value
 
 
-def as_mapping(record: Mapping[str, Any]) -> dict[str, Any]:
+def as_mapping(record: Record) -> dict[str, Any]:
     """asyncpg returns uuid objects; the domain holds ids as text."""
     return {key: str(value) if isinstance(value, uuid.UUID) else value for key, value in record.items()}

@@ -74,11 +74,13 @@ class TaskRunRepository(Repository):
         """INSERT ... ON CONFLICT (flow_run_id, task_key, dynamic_key) DO NOTHING: a
         conflict returns the task run that holds the key, untouched, and False. Raises
         NotFound for an unknown flow run."""
+        task_run_id = str(uuid.uuid4())
+        name = new.name or new.task_key
         values = {
-            "id": str(uuid.uuid4()),
+            "id": task_run_id,
             "created": now,
             "updated": now,
-            "name": new.name or new.task_key,
+            "name": name,
             "flow_run_id": new.flow_run_id,
             "task_key": new.task_key,
             "dynamic_key": new.dynamic_key,
@@ -106,10 +108,10 @@ class TaskRunRepository(Repository):
             raise
         if inserted is not None:
             return TaskRun(
-                id=values["id"],
+                id=task_run_id,
                 created=now,
                 updated=now,
-                name=values["name"],
+                name=name,
                 flow_run_id=new.flow_run_id,
                 task_key=new.task_key,
                 dynamic_key=new.dynamic_key,
@@ -166,7 +168,7 @@ class TaskRunRepository(Repository):
             update(task_run).where(task_run.c.id == task_run_id).values(empirical_policy=policy, updated=now)
         )
 
-    async def list(
+    async def list_page(
         self, task_run_filter: TaskRunFilter | None, sort: TaskRunSort, page: PageRequest, *, secret: str
     ) -> tuple[list[TaskRun], str]:
         query = _run_with_state().where(task_run_where(self.dialect, task_run_filter))

@@ -127,7 +127,7 @@ class WorkPoolRepository(Repository):
         row = (await self.connection.execute(select(work_pool).where(work_pool.c.name == name))).first()
         return work_pool_from_row(row) if row else None
 
-    async def list(
+    async def list_page(
         self, work_pool_filter: WorkPoolFilter | None, page: PageRequest, *, secret: str
     ) -> tuple[list[WorkPool], str]:
         query = select(work_pool).where(work_pool_where(work_pool_filter))

@@ -39,8 +39,8 @@ class DeploymentService(deployment_service_pb2_grpc.DeploymentServiceServicer):
         deployment_filter = filters_from_proto.deployment_filter(request, "deployment_filter")
         page = filters_from_proto.page_request(request, max_bytes=self._settings.page_max_bytes)
         async with self._db.unit_of_work(write=False) as uow:
-            deployments, token = await uow.repos.deployments.list(
-                deployment_filter, page, clock.now(), secret=self._settings.page_token_secret
+            deployments, token = await uow.repos.deployments.list_page(
+                deployment_filter, page, clock.now(), secret=self._settings.resolved_page_token_secret
             )
         return pb.ListDeploymentsResponse(
             deployments=[to_proto.deployment(deployment) for deployment in deployments], next_page_token=token

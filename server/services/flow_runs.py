@@ -57,7 +57,9 @@ class FlowRunService(flow_run_service_pb2_grpc.FlowRunServiceServicer):
         sort = filters_from_proto.flow_run_sort(request.sort)
         page = filters_from_proto.page_request(request, max_bytes=self._settings.page_max_bytes)
         async with self._db.unit_of_work(write=False) as uow:
-            runs, token = await uow.repos.flow_runs.list(filters, sort, page, secret=self._settings.page_token_secret)
+            runs, token = await uow.repos.flow_runs.list_page(
+                filters, sort, page, secret=self._settings.resolved_page_token_secret
+            )
         now = clock.now()
         return pb.ListFlowRunsResponse(flow_runs=[to_proto.flow_run(run, now) for run in runs], next_page_token=token)
 
@@ -138,7 +140,7 @@ class FlowRunService(flow_run_service_pb2_grpc.FlowRunServiceServicer):
         )
         async with self._db.unit_of_work(write=False) as uow:
             states, token = await uow.repos.states.list_for_run(
-                flow_run_id, page, secret=self._settings.page_token_secret
+                flow_run_id, page, secret=self._settings.resolved_page_token_secret
             )
         return pb.ListFlowRunStatesResponse(states=[to_proto.state(state) for state in states], next_page_token=token)
 

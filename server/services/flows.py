@@ -46,7 +46,9 @@ class FlowService(flow_service_pb2_grpc.FlowServiceServicer):
         sort = filters_from_proto.flow_sort(request.sort)
         page = filters_from_proto.page_request(request, max_bytes=self._settings.page_max_bytes)
         async with self._db.unit_of_work(write=False) as uow:
-            flows, token = await uow.repos.flows.list(filters, sort, page, secret=self._settings.page_token_secret)
+            flows, token = await uow.repos.flows.list_page(
+                filters, sort, page, secret=self._settings.resolved_page_token_secret
+            )
         return pb.ListFlowsResponse(flows=[to_proto.flow(flow) for flow in flows], next_page_token=token)
 
     async def CountFlows(self, request: pb.CountFlowsRequest, context) -> pb.CountFlowsResponse:
@@ -82,8 +84,9 @@ class FlowService(flow_service_pb2_grpc.FlowServiceServicer):
             raise errors.InvalidArgument.field("flow_ids", f"must hold at most {MAX_DELETE_IDS} ids")
         violations = from_proto.Violations()
         ids = [
-            from_proto.uuid_text(value, f"flow_ids[{index}]", violations)
+            flow_id
             for index, value in enumerate(request.flow_ids)
+            if (flow_id := from_proto.uuid_text(value, f"flow_ids[{index}]", violations)) is not None
         ]
         violations.raise_if_any()
         async with self._db.unit_of_work(write=True) as uow:

@@ -10,8 +10,19 @@ from typing import Any
 
 from google.protobuf.json_format import MessageToDict
 from google.protobuf.message import Message
+from google.protobuf.timestamp_pb2 import Timestamp
 
-from flowrun.v1 import deployment_pb2, flow_run_pb2, state_pb2, task_run_pb2
+from flowrun.v1 import (
+    deployment_pb2,
+    deployment_service_pb2,
+    flow_run_pb2,
+    flow_run_service_pb2,
+    flow_service_pb2,
+    state_pb2,
+    task_run_pb2,
+    task_run_service_pb2,
+    work_pool_service_pb2,
+)
 from server.domain.deployments import CollisionStrategy, DeploymentCreate
 from server.domain.flow_runs import FlowRunCreate, FlowRunPolicy
 from server.domain.flows import FlowCreate
@@ -69,7 +80,7 @@ def required_uuid(value: str, field: str) -> str:
     return result
 
 
-def utc(message: Message) -> datetime:
+def utc(message: Timestamp) -> datetime:
     return message.ToDatetime(tzinfo=UTC)
 
 
@@ -112,7 +123,7 @@ def check_size(value: dict[str, Any] | None, limit: int, field: str, violations:
         violations.add(field, f"must be at most {limit} bytes serialized")
 
 
-def flow_create(request: Message) -> FlowCreate:
+def flow_create(request: flow_service_pb2.CreateFlowRequest) -> FlowCreate:
     violations = Violations()
     check_name(request.name, "name", violations)
     tags = check_tags(list(request.tags), "tags", violations)
@@ -172,7 +183,9 @@ def proposed_state(message: state_pb2.StateCreate, field: str, now: datetime, vi
     )
 
 
-def retry_settings(message: Message, field: str, violations: Violations) -> tuple[int | None, float | None]:
+def retry_settings(
+    message: flow_run_pb2.FlowRunPolicy | task_run_pb2.TaskRunPolicy, field: str, violations: Violations
+) -> tuple[int | None, float | None]:
     """(retries, retry_delay in seconds) of a flow-run or task-run policy; unset is None."""
     retries = message.retries if message.HasField("retries") else None
     if retries is not None and retries < 0:
@@ -201,7 +214,9 @@ def policy(message: flow_run_pb2.FlowRunPolicy, field: str, violations: Violatio
     )
 
 
-def flow_run_create(request: Message, now: datetime, max_parameter_bytes: int) -> FlowRunCreate:
+def flow_run_create(
+    request: flow_run_service_pb2.CreateFlowRunRequest, now: datetime, max_parameter_bytes: int
+) -> FlowRunCreate:
     violations = Violations()
     flow_id = uuid_text(request.flow_id, "flow_id", violations)
     if len(request.name) > MAX_NAME_LENGTH:
@@ -235,7 +250,11 @@ def flow_run_create(request: Message, now: datetime, max_parameter_bytes: int) -
     return new
 
 
-def update_mask_paths(request: Message, resource_field: str, allowed: frozenset[str]) -> list[str]:
+def update_mask_paths(
+    request: flow_service_pb2.UpdateFlowRequest | flow_run_service_pb2.UpdateFlowRunRequest,
+    resource_field: str,
+    allowed: frozenset[str],
+) -> list[str]:
     """The paths to update. An empty mask means every allowed field that is set
     (AIP-134). Unknown or read-only paths are INVALID_ARGUMENT."""
     resource = getattr(request, resource_field)
@@ -261,7 +280,11 @@ def _is_set(message: Message, name: str) -> bool:
     return bool(len(value)) if field.is_repeated else bool(value)
 
 
-def set_state_request(request: Message, now: datetime, id_field: str = "flow_run_id") -> tuple[str, State, bool]:
+def set_state_request(
+    request: flow_run_service_pb2.SetFlowRunStateRequest | task_run_service_pb2.SetTaskRunStateRequest,
+    now: datetime,
+    id_field: str = "flow_run_id",
+) -> tuple[str, State, bool]:
     """(run id, stamped proposal, force) of a SetFlowRunStateRequest, or of a
     SetTaskRunStateRequest with id_field="task_run_id"."""
     violations = Violations()
@@ -344,7 +367,7 @@ def task_inputs(inputs: Any, field: str, violations: Violations) -> TaskInputs:
     return result
 
 
-def task_run_create(request: Message, now: datetime) -> TaskRunCreate:
+def task_run_create(request: task_run_service_pb2.CreateTaskRunRequest, now: datetime) -> TaskRunCreate:
     violations = Violations()
     flow_run_id = uuid_text(request.flow_run_id, "flow_run_id", violations)
     if not request.task_key:
@@ -413,7 +436,9 @@ def grace_period_seconds(options: deployment_pb2.ConcurrencyOptions, field: str,
     return period.seconds
 
 
-def deployment_create(request: Message, max_parameter_bytes: int) -> DeploymentCreate:
+def deployment_create(
+    request: deployment_service_pb2.CreateDeploymentRequest, max_parameter_bytes: int
+) -> DeploymentCreate:
     violations = Violations()
     flow_id = uuid_text(request.flow_id, "flow_id", violations)
     check_name(request.name, "name", violations)
@@ -448,7 +473,7 @@ def deployment_create(request: Message, max_parameter_bytes: int) -> DeploymentC
     return new
 
 
-def work_pool_create(request: Message) -> WorkPoolCreate:
+def work_pool_create(request: work_pool_service_pb2.CreateWorkPoolRequest) -> WorkPoolCreate:
     violations = Violations()
     check_name(request.name, "name", violations)
     if len(request.type) > MAX_NAME_LENGTH:
@@ -466,7 +491,7 @@ def work_pool_create(request: Message) -> WorkPoolCreate:
     return new
 
 
-def work_queue_create(request: Message) -> WorkQueueCreate:
+def work_queue_create(request: work_pool_service_pb2.CreateWorkQueueRequest) -> WorkQueueCreate:
     violations = Violations()
     if not request.work_pool_name:
         violations.add("work_pool_name", "is required")

@@ -46,8 +46,8 @@ class TaskRunService(task_run_service_pb2_grpc.TaskRunServiceServicer):
         sort = filters_from_proto.task_run_sort(request.sort)
         page = filters_from_proto.page_request(request, max_bytes=self._settings.page_max_bytes)
         async with self._db.unit_of_work(write=False) as uow:
-            runs, token = await uow.repos.task_runs.list(
-                task_run_filter, sort, page, secret=self._settings.page_token_secret
+            runs, token = await uow.repos.task_runs.list_page(
+                task_run_filter, sort, page, secret=self._settings.resolved_page_token_secret
             )
         now = clock.now()
         return pb.ListTaskRunsResponse(task_runs=[to_proto.task_run(run, now) for run in runs], next_page_token=token)

@@ -6,7 +6,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from google.protobuf.duration_pb2 import Duration
-from google.protobuf.struct_pb2 import Struct, Value
+from google.protobuf.struct_pb2 import NullValue, Struct, Value
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from flowrun.v1 import (
@@ -28,7 +28,10 @@ from server.domain.task_runs import TaskInputs, TaskRun, TaskRunPolicy, upstream
 from server.domain.work_pools import WorkPool, WorkQueue
 from server.orchestration.context import SetStateStatus, TransitionResult
 
-STATE_TYPES = {state_type: state_pb2.StateType.Value(f"STATE_TYPE_{state_type.value}") for state_type in StateType}
+# getattr, not StateType.Value(): the stubs type Value()'s result as a plain int.
+STATE_TYPES: dict[StateType, state_pb2.StateType] = {
+    state_type: getattr(state_pb2, f"STATE_TYPE_{state_type.value}") for state_type in StateType
+}
 SET_STATE_STATUSES = {
     status: state_pb2.SetStateStatus.Value(f"SET_STATE_STATUS_{status.value}") for status in SetStateStatus
 }
@@ -60,7 +63,7 @@ def struct(value: dict[str, Any] | None) -> Struct:
 def json_value(value: Any) -> Value:
     message = Value()
     if value is None:
-        message.null_value = 0
+        message.null_value = NullValue.NULL_VALUE
     elif isinstance(value, bool):
         message.bool_value = value
     elif isinstance(value, (int, float)):
@@ -166,7 +169,7 @@ def flow_run(value: FlowRun, now: datetime) -> flow_run_pb2.FlowRun:
         tags=value.tags,
         labels=struct(value.labels),
         parent_task_run_id=value.parent_task_run_id or "",
-        state_type=STATE_TYPES[value.state_type] if value.state_type else 0,
+        state_type=STATE_TYPES[value.state_type] if value.state_type else state_pb2.STATE_TYPE_UNSPECIFIED,
         state_name=value.state_name or "",
         run_count=value.run_count,
         total_run_time=duration(value.total_run_time),
@@ -320,7 +323,7 @@ def task_run(value: TaskRun, now: datetime) -> task_run_pb2.TaskRun:
         labels=struct(value.labels),
         task_inputs=task_inputs(value.task_inputs),
         state_id=value.state_id or "",
-        state_type=STATE_TYPES[value.state_type] if value.state_type else 0,
+        state_type=STATE_TYPES[value.state_type] if value.state_type else state_pb2.STATE_TYPE_UNSPECIFIED,
         state_name=value.state_name or "",
         run_count=value.run_count,
         flow_run_run_count=value.flow_run_run_count,

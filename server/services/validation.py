@@ -18,9 +18,13 @@ rules (lengths, ids, ranges) stay in from_proto.py and filters_from_proto.py.
 from __future__ import annotations
 
 import math
+from typing import cast
 
 from google.protobuf.descriptor import FieldDescriptor
+from google.protobuf.duration_pb2 import Duration
 from google.protobuf.message import Message
+from google.protobuf.struct_pb2 import ListValue, Struct, Value
+from google.protobuf.timestamp_pb2 import Timestamp
 
 TIMESTAMP_MIN_SECONDS = -62_135_596_800  # 0001-01-01T00:00:00Z
 TIMESTAMP_MAX_SECONDS = 253_402_300_799  # 9999-12-31T23:59:59Z
@@ -51,17 +55,19 @@ def _key(key: object) -> str:
 
 
 def _message(message: Message, path: str, found: list) -> None:
+    # Dispatch on the descriptor's name (not isinstance), so a well-known type from any
+    # descriptor pool is checked; the casts only tell mypy what the name already says.
     name = message.DESCRIPTOR.full_name
     if name == "google.protobuf.Timestamp":
-        _timestamp(message, path, found)
+        _timestamp(cast(Timestamp, message), path, found)
     elif name == "google.protobuf.Duration":
-        _duration(message, path, found)
+        _duration(cast(Duration, message), path, found)
     elif name == "google.protobuf.Struct":
-        _struct(message, path, found)
+        _struct(cast(Struct, message), path, found)
     elif name == "google.protobuf.Value":
-        _value(message, path, found)
+        _value(cast(Value, message), path, found)
     elif name == "google.protobuf.ListValue":
-        _list(message, path, found)
+        _list(cast(ListValue, message), path, found)
     else:
         for field, value in message.ListFields():
             if len(found) >= MAX_VIOLATIONS:
@@ -95,12 +101,12 @@ def _single(field: FieldDescriptor, value, path: str, found: list) -> None:
         found.append((path, NUMBER_DESCRIPTION))
 
 
-def _timestamp(message: Message, path: str, found: list) -> None:
+def _timestamp(message: Timestamp, path: str, found: list) -> None:
     if not TIMESTAMP_MIN_SECONDS <= message.seconds <= TIMESTAMP_MAX_SECONDS or not 0 <= message.nanos <= MAX_NANOS:
         found.append((path, "must be a Timestamp from 0001-01-01T00:00:00Z to 9999-12-31T23:59:59.999999999Z"))
 
 
-def _duration(message: Message, path: str, found: list) -> None:
+def _duration(message: Duration, path: str, found: list) -> None:
     seconds, nanos = message.seconds, message.nanos
     if (
         abs(seconds) > DURATION_MAX_SECONDS
@@ -112,7 +118,7 @@ def _duration(message: Message, path: str, found: list) -> None:
         )
 
 
-def _struct(message: Message, path: str, found: list) -> None:
+def _struct(message: Struct, path: str, found: list) -> None:
     for key, item in message.fields.items():
         if len(found) >= MAX_VIOLATIONS:
             return
@@ -122,14 +128,14 @@ def _struct(message: Message, path: str, found: list) -> None:
         _value(item, item_path, found)
 
 
-def _list(message: Message, path: str, found: list) -> None:
+def _list(message: ListValue, path: str, found: list) -> None:
     for index, item in enumerate(message.values):
         if len(found) >= MAX_VIOLATIONS:
             return
         _value(item, f"{path}[{index}]", found)
 
 
-def _value(message: Message, path: str, found: list) -> None:
+def _value(message: Value, path: str, found: list) -> None:
     kind = message.WhichOneof("kind")
     if kind == "number_value" and not math.isfinite(message.number_value):
         found.append((path, NUMBER_DESCRIPTION))

@@ -33,8 +33,8 @@ class WorkPoolService(work_pool_service_pb2_grpc.WorkPoolServiceServicer):
         work_pool_filter = filters_from_proto.work_pool_filter(request, "work_pool_filter")
         page = filters_from_proto.page_request(request, max_bytes=self._settings.page_max_bytes)
         async with self._db.unit_of_work(write=False) as uow:
-            pools, token = await uow.repos.work_pools.list(
-                work_pool_filter, page, secret=self._settings.page_token_secret
+            pools, token = await uow.repos.work_pools.list_page(
+                work_pool_filter, page, secret=self._settings.resolved_page_token_secret
             )
         return pb.ListWorkPoolsResponse(work_pools=[to_proto.work_pool(pool) for pool in pools], next_page_token=token)
 
@@ -64,7 +64,7 @@ class WorkPoolService(work_pool_service_pb2_grpc.WorkPoolServiceServicer):
         page = filters_from_proto.page_request(request, max_bytes=self._settings.page_max_bytes)
         async with self._db.unit_of_work(write=False) as uow:
             queues, token = await uow.repos.work_pools.list_queues(
-                pool_name, work_queue_filter, page, secret=self._settings.page_token_secret
+                pool_name, work_queue_filter, page, secret=self._settings.resolved_page_token_secret
             )
         return pb.ListWorkQueuesResponse(
             work_queues=[to_proto.work_queue(queue) for queue in queues], next_page_token=token
