@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 from server.domain.flow_runs import FlowRun
 from server.domain.states import State, StateType
@@ -44,13 +44,19 @@ class TransitionResult:
     delay_seconds: int | None = None
 
 
+#: The kind of run a context, rule or transform works on. Flow-run rules are written
+#: against OrchestrationContext[FlowRun] (FlowRunContext), task-run ones against
+#: TaskRunContext; steps for both are generic in RunT and may use only what both share.
+RunT = TypeVar("RunT", FlowRun, TaskRun)
+
+
 @dataclass(eq=False)
-class OrchestrationContext:
+class OrchestrationContext(Generic[RunT]):
     """One proposal for one locked run (a flow run or a task run). Rules change the
     proposal only through the mutators on OrchestrationRule; bookkeeping transforms
     change `run` directly."""
 
-    run: FlowRun | TaskRun | Any  # flow-run rules only ever see flow runs, task-run rules task runs
+    run: RunT
     initial_state: State | None
     proposed_state: State | None
     repos: Repositories
@@ -100,3 +106,7 @@ class OrchestrationContext:
         return TransitionResult(
             status=self.status, state=self.validated_state, reason=self.reason, delay_seconds=self.delay_seconds
         )
+
+
+FlowRunContext = OrchestrationContext[FlowRun]
+TaskRunContext = OrchestrationContext[TaskRun]

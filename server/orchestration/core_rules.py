@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import math
 
-from server.domain.flow_runs import FlowRunPolicy
+from server.domain.flow_runs import FlowRun, FlowRunPolicy
 from server.domain.states import State, StateType, has_persisted_result
-from server.orchestration.context import OrchestrationContext
+from server.orchestration.context import FlowRunContext
 from server.orchestration.minimal_rules import DATA_LOSS_REASON
 from server.orchestration.rules import ALL_ORCHESTRATION_STATES, TERMINAL, OrchestrationRule
 
@@ -25,14 +25,12 @@ def start_new_attempt(policy: FlowRunPolicy, retry_type: str | None) -> None:
     policy.retry_type = retry_type
 
 
-class PreventDuplicateTransitions(OrchestrationRule):
+class PreventDuplicateTransitions(OrchestrationRule[FlowRun]):
     """A client that lost the answer to a proposal resends it with the same
     state_details.transition_id; answering with the current state instead of applying it
     twice makes that retry safe. Only the immediately current state is compared."""
 
-    async def before_transition(
-        self, initial: State | None, proposed: State | None, context: OrchestrationContext
-    ) -> None:
+    async def before_transition(self, initial: State | None, proposed: State | None, context: FlowRunContext) -> None:
         if initial is None or proposed is None:
             return
         initial_id = initial.state_details.transition_id
@@ -40,7 +38,7 @@ class PreventDuplicateTransitions(OrchestrationRule):
             self.reject_transition(None, DUPLICATE_TRANSITION_REASON)
 
 
-class HandleFlowTerminalStateTransitions(OrchestrationRule):
+class HandleFlowTerminalStateTransitions(OrchestrationRule[FlowRun]):
     """A finished run may be re-run, but not marked crashed, paused or cancelling, not
     lose a persisted result, and not be rescheduled without a deployment to run it. A
     re-run is a new attempt: its pause bookkeeping is reset. If a later rule changes the
@@ -51,9 +49,7 @@ class HandleFlowTerminalStateTransitions(OrchestrationRule):
 
     saved_policy: FlowRunPolicy | None = None
 
-    async def before_transition(
-        self, initial: State | None, proposed: State | None, context: OrchestrationContext
-    ) -> None:
+    async def before_transition(self, initial: State | None, proposed: State | None, context: FlowRunContext) -> None:
         if initial is None or proposed is None:
             return
         run = context.run
@@ -76,25 +72,23 @@ class HandleFlowTerminalStateTransitions(OrchestrationRule):
             retry_type = "reschedule" if proposed.type == StateType.SCHEDULED else None
             start_new_attempt(run.empirical_policy, retry_type)
 
-    async def cleanup(self, initial: State | None, validated: State | None, context: OrchestrationContext) -> None:
+    async def cleanup(self, initial: State | None, validated: State | None, context: FlowRunContext) -> None:
         if self.saved_policy is not None:
             context.run.empirical_policy = self.saved_policy
 
 
-class EnforceCancellingToCancelledTransition(OrchestrationRule):
+class EnforceCancellingToCancelledTransition(OrchestrationRule[FlowRun]):
     """Cancellation was requested: the only way out of CANCELLING is CANCELLED, so a
     late report from the run (RUNNING, COMPLETED, ...) cannot undo the request."""
 
     FROM_STATES = frozenset({StateType.CANCELLING})
     TO_STATES = ALL_ORCHESTRATION_STATES - {StateType.CANCELLED}
 
-    async def before_transition(
-        self, initial: State | None, proposed: State | None, context: OrchestrationContext
-    ) -> None:
+    async def before_transition(self, initial: State | None, proposed: State | None, context: FlowRunContext) -> None:
         self.reject_transition(None, "Cannot transition flows that are cancelling to a state other than Cancelled.")
 
 
-class PreventPendingTransitions(OrchestrationRule):
+class PreventPendingTransitions(OrchestrationRule[FlowRun]):
     """PENDING means "being submitted". Two workers racing to submit the same run must
     not both succeed, so a run that is already pending, running or cancelling (or was
     cancelled) cannot become PENDING again. Named PENDING sub-states (Submitting,
@@ -104,9 +98,7 @@ class PreventPendingTransitions(OrchestrationRule):
     FROM_STATES = frozenset({StateType.PENDING, StateType.CANCELLING, StateType.RUNNING, StateType.CANCELLED})
     TO_STATES = frozenset({StateType.PENDING})
 
-    async def before_transition(
-        self, initial: State | None, proposed: State | None, context: OrchestrationContext
-    ) -> None:
+    async def before_transition(self, initial: State | None, proposed: State | None, context: FlowRunContext) -> None:
         if initial is None or proposed is None:
             return
         if initial.type == StateType.PENDING and initial.name != proposed.name and proposed.name != "Pending":
@@ -123,15 +115,13 @@ class PreventPendingTransitions(OrchestrationRule):
 # RemoveDeploymentConcurrencyLeaseForOldClientVersions.
 
 
-class EnsureOnlyScheduledFlowsMarkedLate(OrchestrationRule):
+class EnsureOnlyScheduledFlowsMarkedLate(OrchestrationRule[FlowRun]):
     """ "Late" is a SCHEDULED run that missed its time. Only a run that is still waiting
     for its time can be late, and only once."""
 
     TO_STATES = frozenset({StateType.SCHEDULED})
 
-    async def before_transition(
-        self, initial: State | None, proposed: State | None, context: OrchestrationContext
-    ) -> None:
+    async def before_transition(self, initial: State | None, proposed: State | None, context: FlowRunContext) -> None:
         if initial is None or proposed is None or proposed.name != "Late":
             return
         if initial.type != StateType.SCHEDULED:
@@ -140,7 +130,7 @@ class EnsureOnlyScheduledFlowsMarkedLate(OrchestrationRule):
             self.reject_transition(None, "This flow run is already marked late.")
 
 
-class CopyScheduledTime(OrchestrationRule):
+class CopyScheduledTime(OrchestrationRule[FlowRun]):
     """A submitted run remembers when it was due, so that WaitForScheduledTime still
     holds it back on PENDING -> RUNNING. A scheduled time proposed with the PENDING
     state wins."""
@@ -148,16 +138,14 @@ class CopyScheduledTime(OrchestrationRule):
     FROM_STATES = frozenset({StateType.SCHEDULED})
     TO_STATES = frozenset({StateType.PENDING})
 
-    async def before_transition(
-        self, initial: State | None, proposed: State | None, context: OrchestrationContext
-    ) -> None:
+    async def before_transition(self, initial: State | None, proposed: State | None, context: FlowRunContext) -> None:
         if initial is None or proposed is None:
             return
         if not proposed.state_details.scheduled_time:
             proposed.state_details.scheduled_time = initial.state_details.scheduled_time
 
 
-class WaitForScheduledTime(OrchestrationRule):
+class WaitForScheduledTime(OrchestrationRule[FlowRun]):
     """A run starts no earlier than its scheduled time by the server's clock: an early
     RUNNING proposal is answered WAIT with the remaining whole seconds and nothing is
     written."""
@@ -165,9 +153,7 @@ class WaitForScheduledTime(OrchestrationRule):
     FROM_STATES = frozenset({StateType.SCHEDULED, StateType.PENDING})
     TO_STATES = frozenset({StateType.RUNNING})
 
-    async def before_transition(
-        self, initial: State | None, proposed: State | None, context: OrchestrationContext
-    ) -> None:
+    async def before_transition(self, initial: State | None, proposed: State | None, context: FlowRunContext) -> None:
         if initial is None or proposed is None:
             return
         scheduled_time = initial.state_details.scheduled_time

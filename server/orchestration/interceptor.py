@@ -66,6 +66,7 @@ class OrchestrationInterceptor(grpc.aio.ServerInterceptor):
 
     def _orchestrated(self, handler: grpc.RpcMethodHandler, method: OrchestratedMethod) -> grpc.RpcMethodHandler:
         servicer = handler.unary_unary
+        assert servicer is not None, "the SetState methods are unary-unary"
         database = self._database
         settings = self._settings
 

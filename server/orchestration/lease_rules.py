@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-from server.orchestration.context import OrchestrationContext
+from server.domain.flow_runs import FlowRun
+from server.orchestration.context import FlowRunContext
 from server.orchestration.rules import GlobalTransform
 
 
-class PreserveDeploymentConcurrencyLeaseId(GlobalTransform):
+class PreserveDeploymentConcurrencyLeaseId(GlobalTransform[FlowRun]):
     """Carries the current state's lease id onto a proposal that has none, so the lease
     follows the run through every later state until something replaces it."""
 
-    async def before_transition(self, context: OrchestrationContext) -> None:
+    async def before_transition(self, context: FlowRunContext) -> None:
         initial, proposed = context.initial_state, context.proposed_state
         if initial is None or proposed is None:
             return

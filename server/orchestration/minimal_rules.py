@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+from server.domain.flow_runs import FlowRun
 from server.domain.states import State, StateType, has_persisted_result
-from server.orchestration.context import OrchestrationContext
+from server.orchestration.context import FlowRunContext, OrchestrationContext, RunT
 from server.orchestration.rules import TERMINAL, OrchestrationRule
 
 DATA_LOSS_REASON = "Cannot overwrite a COMPLETED state that carries persisted result data with one that does not."
 
 
-class PreventResultDataLoss(OrchestrationRule):
+class PreventResultDataLoss(OrchestrationRule[RunT]):
     """A COMPLETED state with stored result data is never replaced by a COMPLETED state
     without: the result would be lost."""
 
@@ -17,7 +18,7 @@ class PreventResultDataLoss(OrchestrationRule):
     TO_STATES = TERMINAL
 
     async def before_transition(
-        self, initial: State | None, proposed: State | None, context: OrchestrationContext
+        self, initial: State | None, proposed: State | None, context: OrchestrationContext[RunT]
     ) -> None:
         if initial is None or proposed is None:
             return
@@ -30,16 +31,14 @@ class PreventResultDataLoss(OrchestrationRule):
             self.reject_transition(None, DATA_LOSS_REASON)
 
 
-class BypassCancellingFlowRunsWithNoInfra(OrchestrationRule):
+class BypassCancellingFlowRunsWithNoInfra(OrchestrationRule[FlowRun]):
     """Nothing would ever finish the cancellation of a run that has no infrastructure
     (scheduled without a pid, resuming, or suspended): cancel it right away."""
 
     FROM_STATES = frozenset({StateType.SCHEDULED, StateType.PAUSED})
     TO_STATES = frozenset({StateType.CANCELLING})
 
-    async def before_transition(
-        self, initial: State | None, proposed: State | None, context: OrchestrationContext
-    ) -> None:
+    async def before_transition(self, initial: State | None, proposed: State | None, context: FlowRunContext) -> None:
         if initial is None or proposed is None:
             return
         if (initial.type == StateType.SCHEDULED and not context.run.infrastructure_pid) or initial.name == "Resuming":
@@ -52,6 +51,6 @@ class BypassCancellingFlowRunsWithNoInfra(OrchestrationRule):
             )
 
 
-def cancelled_from(proposed: State, context: OrchestrationContext) -> State:
+def cancelled_from(proposed: State, context: FlowRunContext) -> State:
     """A new, plain Cancelled state stamped now."""
     return State(type=StateType.CANCELLED, name=StateType.CANCELLED.default_name, timestamp=context.now)

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import uuid
 
+from server.domain.flow_runs import FlowRun
 from server.domain.states import State, StateType
-from server.orchestration.context import OrchestrationContext
+from server.orchestration.context import FlowRunContext
 from server.orchestration.core_rules import start_new_attempt
 from server.orchestration.rules import ALL_ORCHESTRATION_STATES, OrchestrationRule
 
@@ -22,7 +23,7 @@ def pause_verb(proposed: State) -> str:
     return "suspend" if proposed.name == "Suspended" else "pause"
 
 
-class HandlePausingFlows(OrchestrationRule):
+class HandlePausingFlows(OrchestrationRule[FlowRun]):
     """Only a running run can pause; a pause site fires once per attempt; a suspension
     needs a deployment to reschedule the run and cannot apply to a subflow (its parent's
     process waits for it)."""
@@ -31,9 +32,7 @@ class HandlePausingFlows(OrchestrationRule):
 
     key: str | None = None
 
-    async def before_transition(
-        self, initial: State | None, proposed: State | None, context: OrchestrationContext
-    ) -> None:
+    async def before_transition(self, initial: State | None, proposed: State | None, context: FlowRunContext) -> None:
         if proposed is None:
             return
         verb = pause_verb(proposed)
@@ -55,9 +54,7 @@ class HandlePausingFlows(OrchestrationRule):
                 self.abort_transition(f"Cannot {verb} flows without a deployment.")
                 return
 
-    async def after_transition(
-        self, initial: State | None, validated: State | None, context: OrchestrationContext
-    ) -> None:
+    async def after_transition(self, initial: State | None, validated: State | None, context: FlowRunContext) -> None:
         pause_keys = context.run.empirical_policy.pause_keys
         if self.key is not None and self.key not in pause_keys:
             pause_keys.append(self.key)
@@ -66,7 +63,7 @@ class HandlePausingFlows(OrchestrationRule):
         # reused). flowrun has no flow_run_input table yet, so there is nothing to delete.
 
 
-class HandleResumingPausedFlows(OrchestrationRule):
+class HandleResumingPausedFlows(OrchestrationRule[FlowRun]):
     """A paused run leaves only to run, be rescheduled, be cancelled or finish; a
     suspended one only if a deployment can reschedule it; and not after its pause timed
     out (then it fails), except to be cancelled. Afterwards the run is marked as
@@ -80,9 +77,7 @@ class HandleResumingPausedFlows(OrchestrationRule):
     FROM_STATES = frozenset({StateType.PAUSED})
     TO_STATES = ALL_ORCHESTRATION_STATES
 
-    async def before_transition(
-        self, initial: State | None, proposed: State | None, context: OrchestrationContext
-    ) -> None:
+    async def before_transition(self, initial: State | None, proposed: State | None, context: FlowRunContext) -> None:
         if initial is None or proposed is None:
             return
         if proposed.type not in RESUMABLE_TO and not proposed.is_terminal:
@@ -111,9 +106,7 @@ class HandleResumingPausedFlows(OrchestrationRule):
                 failed, f"The flow run {pause_verb(proposed)} has timed out and can no longer resume."
             )
 
-    async def after_transition(
-        self, initial: State | None, validated: State | None, context: OrchestrationContext
-    ) -> None:
+    async def after_transition(self, initial: State | None, validated: State | None, context: FlowRunContext) -> None:
         policy = context.run.empirical_policy
         if (
             initial is not None

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from server.domain.flow_runs import FlowRun
 from server.domain.states import State, StateDetails, StateType
-from server.orchestration.context import OrchestrationContext
+from server.orchestration.context import FlowRunContext
 from server.orchestration.core_rules import start_new_attempt
 from server.orchestration.rules import OrchestrationRule
 
 
-class RetryFailedFlows(OrchestrationRule):
+class RetryFailedFlows(OrchestrationRule[FlowRun]):
     """A run with retries left does not fail: the failure is replaced by an
     AwaitingRetry state due after the fixed retry_delay, keeping the failure's message
     and data, and the run's process retries in place. A run with `retries = N` is
@@ -21,9 +22,7 @@ class RetryFailedFlows(OrchestrationRule):
     FROM_STATES = frozenset({StateType.RUNNING})
     TO_STATES = frozenset({StateType.FAILED})
 
-    async def before_transition(
-        self, initial: State | None, proposed: State | None, context: OrchestrationContext
-    ) -> None:
+    async def before_transition(self, initial: State | None, proposed: State | None, context: FlowRunContext) -> None:
         if initial is None or proposed is None:
             return
         run = context.run

@@ -9,14 +9,15 @@ its cleanup instead of its after-transition step. A rule that itself rejects, de
 aborts takes the new target as its own, so it does not fizzle; if that target lies
 outside its TO_STATES it becomes invalid and skips its after-transition step.
 
-A GlobalTransform (bookkeeping) always runs; its hooks check `nullified` themselves."""
+A GlobalTransform (bookkeeping) always runs; its hooks check themselves whether the
+proposal was nullified (context.proposed_state is None)."""
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Any, ClassVar, Generic
 
 from server.domain.states import TERMINAL_STATES, State, StateType
-from server.orchestration.context import OrchestrationContext, SetStateStatus
+from server.orchestration.context import OrchestrationContext, RunT, SetStateStatus
 
 StateSet = frozenset[StateType | None]
 
@@ -24,12 +25,14 @@ ALL_ORCHESTRATION_STATES: StateSet = frozenset({*StateType, None})
 TERMINAL: StateSet = frozenset(TERMINAL_STATES)
 
 
-class OrchestrationRule:
+class OrchestrationRule(Generic[RunT]):
     FROM_STATES: ClassVar[StateSet] = ALL_ORCHESTRATION_STATES
     TO_STATES: ClassVar[StateSet] = ALL_ORCHESTRATION_STATES
 
-    def __init__(self, context: OrchestrationContext, from_type: StateType | None, to_type: StateType | None) -> None:
-        self.context = context
+    def __init__(
+        self, context: OrchestrationContext[RunT], from_type: StateType | None, to_type: StateType | None
+    ) -> None:
+        self.context: OrchestrationContext[RunT] = context
         self.from_type = from_type
         self.to_type = to_type
         self._invalid: bool | None = None
@@ -40,16 +43,18 @@ class OrchestrationRule:
 
     # Hooks: override what the rule needs.
     async def before_transition(
-        self, initial: State | None, proposed: State | None, context: OrchestrationContext
+        self, initial: State | None, proposed: State | None, context: OrchestrationContext[RunT]
     ) -> None:
         pass
 
     async def after_transition(
-        self, initial: State | None, validated: State | None, context: OrchestrationContext
+        self, initial: State | None, validated: State | None, context: OrchestrationContext[RunT]
     ) -> None:
         pass
 
-    async def cleanup(self, initial: State | None, validated: State | None, context: OrchestrationContext) -> None:
+    async def cleanup(
+        self, initial: State | None, validated: State | None, context: OrchestrationContext[RunT]
+    ) -> None:
         pass
 
     # Lifecycle.
@@ -126,20 +131,20 @@ class OrchestrationRule:
         context.reason = reason
 
 
-class GlobalTransform:
+class GlobalTransform(Generic[RunT]):
     """A bookkeeping step that applies to every transition."""
 
-    def __init__(self, context: OrchestrationContext) -> None:
-        self.context = context
+    def __init__(self, context: OrchestrationContext[RunT]) -> None:
+        self.context: OrchestrationContext[RunT] = context
 
     @property
     def nullified(self) -> bool:
         return self.context.proposed_state is None
 
-    async def before_transition(self, context: OrchestrationContext) -> None:
+    async def before_transition(self, context: OrchestrationContext[RunT]) -> None:
         pass
 
-    async def after_transition(self, context: OrchestrationContext) -> None:
+    async def after_transition(self, context: OrchestrationContext[RunT]) -> None:
         pass
 
     async def enter(self) -> None:
@@ -151,4 +156,4 @@ class GlobalTransform:
 
 
 #: An ordered list of rules and transforms; the order is the priority.
-Policy = tuple[type[OrchestrationRule] | type[GlobalTransform], ...]
+Policy = tuple[type[OrchestrationRule[Any]] | type[GlobalTransform[Any]], ...]

@@ -12,15 +12,16 @@ from __future__ import annotations
 from datetime import timedelta
 
 from server.domain.deployments import CollisionStrategy
+from server.domain.flow_runs import FlowRun
 from server.domain.states import State, StateDetails, StateType
-from server.orchestration.context import OrchestrationContext, SetStateStatus
+from server.orchestration.context import FlowRunContext, SetStateStatus
 from server.orchestration.rules import ALL_ORCHESTRATION_STATES, GlobalTransform, OrchestrationRule
 
 ACTIVE_STATES = frozenset({StateType.PENDING, StateType.RUNNING, StateType.CANCELLING})
 LIMIT_REACHED = "Deployment concurrency limit reached."
 
 
-class SecureFlowConcurrencySlots(OrchestrationRule):
+class SecureFlowConcurrencySlots(OrchestrationRule[FlowRun]):
     """A run of a limited deployment takes a slot before it may become PENDING. When none
     is free it waits (ENQUEUE: back to Scheduled "AwaitingConcurrencySlot") or is
     cancelled (CANCEL_NEW). A run that still holds a live lease (an in-process retry)
@@ -33,9 +34,7 @@ class SecureFlowConcurrencySlots(OrchestrationRule):
         super().__init__(*args)
         self._acquired: str | None = None
 
-    async def before_transition(
-        self, initial: State | None, proposed: State | None, context: OrchestrationContext
-    ) -> None:
+    async def before_transition(self, initial: State | None, proposed: State | None, context: FlowRunContext) -> None:
         run = context.run
         if proposed is None or not run.deployment_id:
             return
@@ -71,23 +70,21 @@ class SecureFlowConcurrencySlots(OrchestrationRule):
             )
             self.reject_transition(waiting, LIMIT_REACHED)
 
-    async def cleanup(self, initial: State | None, validated: State | None, context: OrchestrationContext) -> None:
+    async def cleanup(self, initial: State | None, validated: State | None, context: FlowRunContext) -> None:
         """A later rule replaced the PENDING proposal: give the slot back."""
         if self._acquired is not None:
             await context.repos.leases.release(self._acquired, context.run.id)
             self._acquired = None
 
 
-class ValidateDeploymentConcurrencyAtRunning(OrchestrationRule):
+class ValidateDeploymentConcurrencyAtRunning(OrchestrationRule[FlowRun]):
     """PENDING -> RUNNING renews the run's lease. If the lease expired meanwhile (the
     slot was freed), it takes a slot again if one is free, else the run is cancelled."""
 
     FROM_STATES = frozenset({StateType.PENDING})
     TO_STATES = frozenset({StateType.RUNNING})
 
-    async def before_transition(
-        self, initial: State | None, proposed: State | None, context: OrchestrationContext
-    ) -> None:
+    async def before_transition(self, initial: State | None, proposed: State | None, context: FlowRunContext) -> None:
         if initial is None or proposed is None:
             return
         lease_id = initial.state_details.deployment_concurrency_lease_id
@@ -114,11 +111,11 @@ class ValidateDeploymentConcurrencyAtRunning(OrchestrationRule):
         self.reject_transition(cancelled(context, message), "Deployment concurrency limit reached after lease expiry.")
 
 
-class ReleaseFlowConcurrencySlots(GlobalTransform):
+class ReleaseFlowConcurrencySlots(GlobalTransform[FlowRun]):
     """Leaving the active states frees the run's slot, except for an in-process retry
     (RUNNING -> FAILED rejected to AwaitingRetry), which keeps it for the next attempt."""
 
-    async def after_transition(self, context: OrchestrationContext) -> None:
+    async def after_transition(self, context: FlowRunContext) -> None:
         proposed = context.proposed_state
         if proposed is None or not context.run.deployment_id:
             return
@@ -133,5 +130,5 @@ class ReleaseFlowConcurrencySlots(GlobalTransform):
             await context.repos.leases.release_all(context.run.id)
 
 
-def cancelled(context: OrchestrationContext, message: str) -> State:
+def cancelled(context: FlowRunContext, message: str) -> State:
     return State(type=StateType.CANCELLED, name="Cancelled", timestamp=context.now, message=message)

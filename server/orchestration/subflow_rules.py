@@ -4,13 +4,14 @@ run (the run's parent_task_run_id), whose state mirrors the subflow's."""
 from __future__ import annotations
 
 from server import errors
-from server.orchestration.context import OrchestrationContext
+from server.domain.flow_runs import FlowRun
+from server.orchestration.context import FlowRunContext
 from server.orchestration.rules import GlobalTransform
 from server.orchestration.task_runs import TASK_RUNS
 from server.orchestration.transitions import set_state
 
 
-class UpdateSubflowParentTask(GlobalTransform):
+class UpdateSubflowParentTask(GlobalTransform[FlowRun]):
     """After a subflow run's state is validated, the parent task run is force-set to a
     fresh copy of it (new id and timestamp) whose child_flow_run_id names the subflow
     run, in the same transaction (spec 4.8 item 11).
@@ -19,7 +20,7 @@ class UpdateSubflowParentTask(GlobalTransform):
     longer exists is skipped (set_state checks before it writes anything): the
     reference would fail the subflow's own transition with a 404 instead."""
 
-    async def after_transition(self, context: OrchestrationContext) -> None:
+    async def after_transition(self, context: FlowRunContext) -> None:
         parent_task_run_id = context.run.parent_task_run_id
         if not parent_task_run_id or self.nullified or context.validated_state is None:
             return

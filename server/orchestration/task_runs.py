@@ -13,28 +13,29 @@ from operator import attrgetter
 
 from server import errors
 from server.domain.states import StateType
+from server.domain.task_runs import TaskRun
 from server.orchestration.bookkeeping import RUN_BOOKKEEPING
-from server.orchestration.context import OrchestrationContext
+from server.orchestration.context import TaskRunContext
 from server.orchestration.minimal_rules import PreventResultDataLoss
 from server.orchestration.rules import GlobalTransform, Policy
 from server.orchestration.transitions import RunKind
 
 
-class UpdateTaskRunStateDetails(GlobalTransform):
+class UpdateTaskRunStateDetails(GlobalTransform[TaskRun]):
     """A task run's states name the task run and its flow run."""
 
-    async def before_transition(self, context: OrchestrationContext) -> None:
-        if not self.nullified:
+    async def before_transition(self, context: TaskRunContext) -> None:
+        if context.proposed_state is not None:
             details = context.proposed_state.state_details
             details.flow_run_id = context.run.flow_run_id
             details.task_run_id = context.run.id
 
 
-class IncrementTaskRunCount(GlobalTransform):
+class IncrementTaskRunCount(GlobalTransform[TaskRun]):
     """Each entry into RUNNING counts (task runs cannot be paused or resumed)."""
 
-    async def before_transition(self, context: OrchestrationContext) -> None:
-        if not self.nullified and context.proposed_state.type == StateType.RUNNING:
+    async def before_transition(self, context: TaskRunContext) -> None:
+        if context.proposed_state is not None and context.proposed_state.type == StateType.RUNNING:
             context.run.run_count += 1
 
 
