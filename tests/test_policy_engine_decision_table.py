@@ -19,10 +19,10 @@ import pytest
 from flowrun.v1 import flow_run_pb2
 from server.config import Settings
 from server.domain.flow_runs import FlowRun
-from server.domain.states import StateType
+from server.domain.states import State, StateType
 from server.orchestration.policies import FLOW_RUNS
 from server.orchestration.task_runs import TASK_RUNS
-from server.orchestration.transitions import set_state
+from server.orchestration.transitions import RunKind, set_state
 from server.services import from_proto, to_proto
 from tests.helpers.decision_table import CORE_TABLE, FORCED_TABLE, Expect, Proposal, Start, table_cases, variant_cases
 from tests.helpers.memory_repositories import MemoryRepositories, proposal
@@ -45,15 +45,21 @@ def start_policy(values: dict[str, Any]):
     return policy
 
 
+async def first_state(repos: MemoryRepositories, kind: RunKind, run: Any, state: State) -> None:
+    """A new run's first state: forced, on the run just created, as CreateFlowRun and
+    CreateTaskRun set it."""
+    await set_state(repos, kind, run.id, state, CREATED, force=True, settings=SETTINGS, created=run)
+
+
 async def start_run(repos: MemoryRepositories, start: Start) -> FlowRun:
     """The run as the gRPC table sets it up: created with its first state (forced, as
     CreateFlowRun does), which is deleted again for a run without a state."""
     parent_task_run_id = None
     if start.subflow:
         parent = repos.add_flow_run(CREATED)
-        await set_state(repos, FLOW_RUNS, parent.id, proposal("PENDING", CREATED), CREATED, force=True, settings=SETTINGS, created=parent)
+        await first_state(repos, FLOW_RUNS, parent, proposal("PENDING", CREATED))
         task = repos.add_task_run(CREATED, parent.id, "subflow")
-        await set_state(repos, TASK_RUNS, task.id, proposal("PENDING", CREATED), CREATED, force=True, settings=SETTINGS, created=task)
+        await first_state(repos, TASK_RUNS, task, proposal("PENDING", CREATED))
         parent_task_run_id = task.id
     run = repos.add_flow_run(
         CREATED,
@@ -63,7 +69,7 @@ async def start_run(repos: MemoryRepositories, start: Start) -> FlowRun:
         empirical_policy=start_policy(start.policy),
     )
     first = proposal(start.type or "PENDING", CREATED, start.name, data=start.data, **resolved(start.details, CREATED))
-    await set_state(repos, FLOW_RUNS, run.id, first, CREATED, force=True, settings=SETTINGS, created=run)
+    await first_state(repos, FLOW_RUNS, run, first)
     if start.type is None:  # the only way to a run without a current state
         repos.flow_runs.delete_state(run.id, repos.flow_runs.get(run.id).state_id)
     return repos.flow_runs.get(run.id)

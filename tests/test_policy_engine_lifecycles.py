@@ -55,7 +55,9 @@ class World:
     def tick(self, seconds: float) -> None:
         self.now += timedelta(seconds=seconds)
 
-    async def flow_run(self, state: str | None = "PENDING", name: str = "", *, details: dict | None = None, **fields: Any) -> str:
+    async def flow_run(
+        self, state: str | None = "PENDING", name: str = "", *, details: dict | None = None, **fields: Any
+    ) -> str:
         """A flow run with its first state, forced, as CreateFlowRun makes it."""
         run = self.repos.add_flow_run(self.now, **fields)
         if state is not None:
@@ -134,7 +136,12 @@ async def test_retries(world):
     failed = await world.propose(run_id, FAILED, message="boom", data={"error": "ValueError"}, after=3)
     retry = failed.state
     assert (failed.status, failed.reason) == (REJECT, "Retrying")
-    assert (retry.type, retry.name, retry.message, retry.data) == (SCHEDULED, "AwaitingRetry", "boom", {"error": "ValueError"})
+    assert (retry.type, retry.name, retry.message, retry.data) == (
+        SCHEDULED,
+        "AwaitingRetry",
+        "boom",
+        {"error": "ValueError"},
+    )
     assert retry.state_details.scheduled_time == world.now + timedelta(seconds=5)
     run = world.run(run_id)
     assert run.state_id == retry.id and run.empirical_policy.retry_type == "in_process"
@@ -198,7 +205,15 @@ async def test_blocking_pause_and_resume(world):
     done = await world.propose(run_id, COMPLETED)
     run = world.run(run_id)
     assert done.status == ACCEPT and not run.empirical_policy.resuming and run.end_time == done.state.timestamp
-    assert [type_ for type_, _ in world.history(run_id)] == [PENDING, RUNNING, PAUSED, RUNNING, PAUSED, RUNNING, COMPLETED]
+    assert [type_ for type_, _ in world.history(run_id)] == [
+        PENDING,
+        RUNNING,
+        PAUSED,
+        RUNNING,
+        PAUSED,
+        RUNNING,
+        COMPLETED,
+    ]
 
 
 async def test_pause_that_timed_out_fails_on_resume(world):
@@ -391,7 +406,10 @@ async def test_an_expired_lease_frees_its_slot_and_the_run_is_cancelled_at_runni
     lost = await world.propose(slow, RUNNING)
     assert (lost.status, lost.reason) == (REJECT, "Deployment concurrency limit reached after lease expiry.")
     assert lost.state.type == CANCELLED
-    assert lost.state.message == "Deployment concurrency slot lost during provisioning - no slots available to continue execution"
+    assert (
+        lost.state.message
+        == "Deployment concurrency slot lost during provisioning - no slots available to continue execution"
+    )
     assert world.slots(deployment) == 1 and len(world.repos.leases.leases) == 1  # the expired lease was released
 
 
@@ -689,11 +707,13 @@ async def test_invariants_hold_for_any_sequence_of_proposals(setups, moves):
         parent_before = world.task(parent_task).state
         proposed = proposal(move["type"], world.now, move["name"], data=move["data"], **details)
 
-        outcome = await set_state(world.repos, kind, run_id, proposed, world.now, force=move["force"], settings=SETTINGS)
+        outcome = await set_state(
+            world.repos, kind, run_id, proposed, world.now, force=move["force"], settings=SETTINGS
+        )
 
         after, history = repo.get(run_id), repo.history(run_id)
         assert outcome.state is not None and outcome.state.id == after.state_id, "the result is what was stored"
-        written = history[len(history_before):]
+        written = history[len(history_before) :]
         assert history[: len(history_before)] == history_before, "history is append-only"
         if outcome.status in (WAIT, ABORT) or outcome.state.id == before.state_id:
             assert written == [], "a nullified proposal writes no state"

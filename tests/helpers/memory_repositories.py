@@ -182,7 +182,9 @@ class MemoryLeaseRepository:
 
     def active(self, deployment_id: str, now: datetime) -> int:
         """The deployment's active slots: its unexpired leases (expiration >= now)."""
-        return sum(1 for lease in self.leases.values() if lease.deployment_id == deployment_id and lease.expiration >= now)
+        return sum(
+            1 for lease in self.leases.values() if lease.deployment_id == deployment_id and lease.expiration >= now
+        )
 
 
 class MemoryRepositories:
