@@ -143,7 +143,7 @@ def _rich_status(exc: grpc.aio.AioRpcError) -> status_pb2.Status | None:
     `rpc_status.aio.from_call` (which awaits them) is for live aio calls only.
     """
     try:
-        return rpc_status.from_call(exc)
+        return rpc_status.from_call(exc)  # type: ignore[arg-type]  # the stubs want grpc.Call; see above
     except ValueError:
         # The trailer's code or message disagrees with the call's (for example, a proxy
         # rewrote the message). The call's code stays authoritative; the details still
@@ -155,7 +155,7 @@ def _rich_status(exc: grpc.aio.AioRpcError) -> status_pb2.Status | None:
 
 def _read_trailer(exc: grpc.aio.AioRpcError) -> status_pb2.Status | None:
     for key, value in exc.trailing_metadata() or ():
-        if key == _DETAILS_KEY:
+        if key == _DETAILS_KEY and isinstance(value, bytes):  # a -bin key's value is bytes
             try:
                 return status_pb2.Status.FromString(value)
             except DecodeError:
@@ -169,19 +169,17 @@ def _apply_details(error: FlowrunError, status: status_pb2.Status) -> None:
     Unknown detail types are skipped: the server may add new ones.
     """
     for detail in status.details:
-        if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
-            info = error_details_pb2.ErrorInfo()
-            detail.Unpack(info)
+        # Unpack returns False when the detail holds another type.
+        info = error_details_pb2.ErrorInfo()
+        bad_request = error_details_pb2.BadRequest()
+        retry_info = error_details_pb2.RetryInfo()
+        if detail.Unpack(info):
             error.reason = info.reason or None
             error.domain = info.domain or None
             error.metadata = dict(info.metadata)
-        elif detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):
-            bad_request = error_details_pb2.BadRequest()
-            detail.Unpack(bad_request)
+        elif detail.Unpack(bad_request):
             error.field_violations = [
                 (violation.field, violation.description) for violation in bad_request.field_violations
             ]
-        elif detail.Is(error_details_pb2.RetryInfo.DESCRIPTOR):
-            retry_info = error_details_pb2.RetryInfo()
-            detail.Unpack(retry_info)
+        elif detail.Unpack(retry_info):
             error.retry_delay = retry_info.retry_delay.ToTimedelta().total_seconds()

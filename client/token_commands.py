@@ -75,7 +75,7 @@ def _list(args: argparse.Namespace) -> None:
     entries = read(args.file) if args.file.exists() else []
     shown = []
     for entry in entries:
-        item = {"name": entry.name, "role": str(entry.role), "created": entry.created}
+        item: dict[str, str | None] = {"name": entry.name, "role": str(entry.role), "created": entry.created}
         item.update({"sha256_prefix": entry.sha256[:8]} if entry.sha256 else {"subject": entry.subject})
         shown.append(item)
     print(json.dumps(shown, indent=2, ensure_ascii=False))

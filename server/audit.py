@@ -85,7 +85,7 @@ def _resource_id(message: Message) -> str:
     field = message.DESCRIPTOR.fields_by_name.get("id")
     if field is None or field.type != FieldDescriptor.TYPE_STRING:
         return ""
-    return _text(message.id)
+    return _text(getattr(message, "id"))  # noqa: B009 - found through the descriptor; Message has no static id
 
 
 def record(

@@ -41,10 +41,11 @@ import logging
 import os
 import re
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any, cast
 
 import grpc
 
@@ -325,7 +326,10 @@ def _denied(caller: Caller, method: str, required: Role, *, forced: bool = False
 
 
 def _guarded_unary(authenticator: Authenticator, handler: grpc.RpcMethodHandler, method: str, role: Role):
-    inner = handler.unary_unary
+    assert handler.unary_unary is not None, "_guarded calls this for unary-unary handlers only"
+    # grpc's stubs type handlers for the threaded server; under grpc.aio the behaviour is a
+    # coroutine function that takes the aio context.
+    inner = cast(Callable[[Any, grpc.aio.ServicerContext], Awaitable[Any]], handler.unary_unary)
     deserialize = handler.request_deserializer
     forceable = method in FORCEABLE_METHODS
     audited = changes_data(method)

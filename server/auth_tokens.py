@@ -56,7 +56,7 @@ class Entry:
     subject: str | None = None
 
     def to_json(self) -> str:
-        fields = {"name": self.name, "role": str(self.role)}
+        fields: dict[str, str | None] = {"name": self.name, "role": str(self.role)}
         fields.update({"sha256": self.sha256} if self.sha256 else {"subject": self.subject})
         fields["created"] = self.created
         return json.dumps(fields, ensure_ascii=False)

@@ -48,6 +48,7 @@ class CancellationShieldInterceptor(grpc.aio.ServerInterceptor):
 
 def _shielded(handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
     inner = handler.unary_unary
+    assert inner is not None, "only unary-unary handlers are shielded"
 
     async def scoped(request, context, scope: CallScope):
         enter(scope)  # the task runs in a copy of the context: this stays inside it

@@ -36,6 +36,7 @@ MAX_MESSAGE_BYTES = 512
 MAX_DETAIL_TEXT_BYTES = 200
 MAX_REPORTED_VIOLATIONS = 10
 MAX_STATUS_BYTES = 4096
+_DETAILS_KEY = "grpc-status-details-bin"  # the trailer grpc_status.rpc_status writes the Status to
 
 
 def _pack(message) -> any_pb2.Any:
@@ -94,7 +95,7 @@ def _invalid_argument(exc: errors.InvalidArgument) -> grpc.Status:
         ]
         extra = [error_details_pb2.BadRequest(field_violations=violations)] if violations else []
         status = _status(grpc.StatusCode.INVALID_ARGUMENT, message, exc.reason, metadata, *extra)
-        if len(dict(status.trailing_metadata)[rpc_status.GRPC_DETAILS_METADATA_KEY]) <= MAX_STATUS_BYTES:
+        if len(dict(status.trailing_metadata)[_DETAILS_KEY]) <= MAX_STATUS_BYTES:
             break
     return status
 

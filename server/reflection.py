@@ -49,11 +49,12 @@ class DocumentedReflectionServicer(reflection.aio.ReflectionServicer):
                     files[index] = self._documented[name]
         return response
 
+    # These override grpc_reflection's private lookup hooks, which its stubs do not declare.
     def _file_by_filename(self, request, filename):
-        return self._with_comments(super()._file_by_filename(request, filename))
+        return self._with_comments(super()._file_by_filename(request, filename))  # type: ignore[misc]
 
     def _file_containing_symbol(self, request, fully_qualified_name):
-        return self._with_comments(super()._file_containing_symbol(request, fully_qualified_name))
+        return self._with_comments(super()._file_containing_symbol(request, fully_qualified_name))  # type: ignore[misc]
 
 
 def enable_reflection(service_names: tuple[str, ...], server: grpc.aio.Server) -> None:

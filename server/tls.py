@@ -70,7 +70,7 @@ class ServerCertificates:
         self.client_ca_file = client_ca_file
         self._lock = threading.Lock()
         self._pending: grpc.ServerCertificateConfiguration | None = None
-        self._signature = self._stat()
+        self._signature: tuple[tuple[int, ...], ...] | None = self._stat()
         loaded = self._load()  # at start a bad file is fatal: raises TlsError
         self.initial = loaded.configuration
         self.fingerprint = loaded.fingerprint
@@ -87,7 +87,12 @@ class ServerCertificates:
     def credentials(self) -> grpc.ServerCredentials:
         required = ", client certificates required" if self.mutual else ""
         log.info("TLS certificate %s (sha256 %s)%s", self.cert_file, self.fingerprint, required)
-        return grpc.dynamic_ssl_server_credentials(self.initial, self.fetch, require_client_authentication=self.mutual)
+        # The stubs' fetcher may not return None; gRPC documents None as 'keep the current one'.
+        return grpc.dynamic_ssl_server_credentials(
+            self.initial,
+            self.fetch,  # type: ignore[arg-type]
+            require_client_authentication=self.mutual,
+        )
 
     def fetch(self) -> grpc.ServerCertificateConfiguration | None:
         """gRPC's certificate configuration fetcher: a new configuration, or None to keep
@@ -226,5 +231,5 @@ def peer_subject(context: grpc.aio.ServicerContext) -> str | None:
     """The subject of the client's verified certificate (mTLS), e.g.
     "CN=ci-runner,O=example"; None without one. For servicers and for interceptors'
     wrapped handlers, which get the call's context."""
-    values = (context.auth_context() or {}).get(PEER_SUBJECT_KEY)
+    values = list((context.auth_context() or {}).get(PEER_SUBJECT_KEY, ()))
     return values[0].decode() if values else None

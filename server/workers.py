@@ -113,9 +113,9 @@ def _container_cpu_quota() -> float | None:
         quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()
         return None if quota == "max" else int(quota) / int(period)
     with contextlib.suppress(OSError, ValueError):
-        quota = int(Path("/sys/fs/cgroup/cpu/cpu.cfs_quota_us").read_text())
-        period = int(Path("/sys/fs/cgroup/cpu/cpu.cfs_period_us").read_text())
-        return quota / period if quota > 0 else None
+        quota_us = int(Path("/sys/fs/cgroup/cpu/cpu.cfs_quota_us").read_text())
+        period_us = int(Path("/sys/fs/cgroup/cpu/cpu.cfs_period_us").read_text())
+        return quota_us / period_us if quota_us > 0 else None
     return None
 
 
@@ -228,8 +228,16 @@ class _StopSignals:
         with contextlib.suppress(OSError):  # a full buffer already wakes the waiter
             self._write.send(b"\0")
 
-    def fileno(self) -> int:
-        return self._read.fileno()
+    @property
+    def readable(self) -> socket.socket:
+        """Becomes readable when a stop signal arrives: what to pass to `wait`."""
+        return self._read
+
+    @property
+    def name(self) -> str:
+        """The received signal's name, e.g. SIGTERM (once one was received)."""
+        assert self.received is not None, "no stop signal was received"
+        return signal.Signals(self.received).name
 
     def close(self) -> None:
         for signum, handler in self._previous.items():
@@ -255,10 +263,11 @@ def _wait_until_serving(workers: list[Worker], signals: _StopSignals) -> bool:
     """True once every worker reported serving; False on a stop signal or a worker's death."""
     starting = {worker.channel: worker for worker in workers}
     while starting:
-        for ready in wait([*starting, signals]):
-            if ready is signals:
-                log.info("%s before every worker was serving; stopping", signal.Signals(signals.received).name)
+        for ready in wait([*starting, signals.readable]):
+            if ready is signals.readable:
+                log.info("%s before every worker was serving; stopping", signals.name)
                 return False
+            assert isinstance(ready, Connection), "the rest are the workers' channels"
             worker = starting.pop(ready)
             try:
                 worker.channel.recv()
@@ -285,10 +294,11 @@ def _supervise(settings: Settings, workers: list[Worker], signals: _StopSignals)
         running = [worker for worker in workers if worker.process.exitcode is None]
         timeout = max(min(respawn_at.values()) - time.monotonic(), 0) if respawn_at else None
         ready = wait(
-            [signals, *(w.process.sentinel for w in running), *(w.channel for w in running if not w.serving)], timeout
+            [signals.readable, *(w.process.sentinel for w in running), *(w.channel for w in running if not w.serving)],
+            timeout,
         )
         if signals.received is not None:
-            log.info("%s: stopping %d workers", signal.Signals(signals.received).name, len(workers))
+            log.info("%s: stopping %d workers", signals.name, len(workers))
             return True
         for worker in running:
             if not worker.serving and worker.channel in ready:

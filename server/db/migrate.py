@@ -25,6 +25,7 @@ def _upgrade(connection: Connection) -> None:
 
 async def migrate(database: Database) -> None:
     async with database.unit_of_work(write=True) as uow:
+        assert uow.connection is not None, "an entered unit of work holds its connection"
         if not database.dialect.is_sqlite:
             await uow.connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": ADVISORY_LOCK_KEY})
         await uow.connection.run_sync(_upgrade)

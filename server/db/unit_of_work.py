@@ -112,14 +112,16 @@ class UnitOfWork:
             await connection.begin()  # BEGIN [IMMEDIATE], from the engine's begin event
             return
         for attempt in range(1, self.database.open_attempts + 1):
-            self.connection = await self.database.engine.connect()
-            self.driver = (await self.connection.get_raw_connection()).driver_connection
-            if self.driver.is_in_transaction():  # never expected; never trusted either
+            connection = self.connection = await self.database.engine.connect()
+            driver = (await connection.get_raw_connection()).driver_connection
+            assert driver is not None, "an open connection has its asyncpg connection"
+            self.driver = driver
+            if driver.is_in_transaction():  # never expected; never trusted either
                 log.error("a pooled connection was inside a transaction; discarding it")
                 await self._discard()
                 continue
             try:
-                await self.driver.execute("BEGIN")
+                await driver.execute("BEGIN")
                 return
             except (OSError, asyncpg.InterfaceError, asyncpg.PostgresConnectionError, asyncpg.AdminShutdownError):
                 # Dead before anything was sent but BEGIN: safe to try another connection.
