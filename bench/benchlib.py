@@ -246,6 +246,7 @@ class ScratchDatabase:
 
         u = make_url(self.url)
         args = ["-h", u.host or "127.0.0.1", "-p", str(u.port or 5432), "-U", u.username or "postgres"]
+        assert u.database, "a scratch database URL names its database"
         return [*args, u.database]
 
     def libpq_env(self) -> dict:

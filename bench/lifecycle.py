@@ -288,7 +288,7 @@ def measure(config: dict, clients: int, procs: int, server_pgid: int | None, dat
         go.set()
         window_start = begin + config["warmup"]
         time.sleep(max(0.0, window_start - time.perf_counter()))
-        client_pids = {p.pid for p in workers} | {os.getpid()}
+        client_pids = {p.pid for p in workers if p.pid is not None} | {os.getpid()}  # all started: pids set
         cpu_start = benchlib.CpuSnapshot.take()
         outs = []
         if config["duration"]:
@@ -573,6 +573,7 @@ def main(argv: list[str] | None = None) -> None:
             if workers and not benchlib.server_supports_workers():
                 print(f"note: the server has no --workers option; running one process (ignored --workers {workers})")
                 workers = None
+            assert db is not None, "without --target the database is a scratch one"
             server = benchlib.ServerProcess(db.url, workers)
             target = server.start()
             server_pgid = server.pgid
@@ -589,6 +590,7 @@ def main(argv: list[str] | None = None) -> None:
                 import seeding
 
                 started = time.monotonic()
+                assert db is not None, "main's argument check: seeding needs a database URL"
                 report["seed"] = asyncio.run(seeding.seed_runs(db.url, args.read_rows))
                 report["seed"]["seconds"] = round(time.monotonic() - started, 1)
                 print(f"seeded {args.read_rows:,} runs in {report['seed']['seconds']}s")

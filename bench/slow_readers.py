@@ -161,6 +161,7 @@ def main() -> None:
         )
         sockets: list[socket.socket] = []
         try:
+            assert server.stdout is not None  # stdout=PIPE
             port = int(server.stdout.readline())
             flow_id = asyncio.run(seed(port, args.runs, args.parameter_bytes))
             request = runs_pb.ListFlowRunsRequest(
