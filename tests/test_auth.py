@@ -154,6 +154,7 @@ async def test_reflection_needs_a_token(secured: Secured):
     assert "flowrun.v1.FlowService" in await list_services(bearer(secured.tokens[Role.READER]))
 
 
+@pytest.mark.slow  # waits up to the 1 s between looks at the file
 async def test_tokens_created_and_revoked_while_the_server_runs(secured: Secured, unique):
     name = f"late-{unique}"
     token = await asyncio.to_thread(auth_tokens.create, secured.tokens_file, name, Role.READER)

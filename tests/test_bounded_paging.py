@@ -76,6 +76,7 @@ async def all_pages(call, request, field: str) -> tuple[list, int]:
             request.ClearField("offset")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "sort",
     [
@@ -104,6 +105,7 @@ async def test_large_flow_runs_come_in_smaller_pages_each_exactly_once(small_cha
     assert all(len(run.parameters["blob"]) > 0 for run in items)
 
 
+@pytest.mark.slow
 async def test_offset_limit_paging_is_cut_too_and_gives_a_token(small_channel, unique):
     flows = flow_service_pb2_grpc.FlowServiceStub(small_channel)
     runs = flow_run_service_pb2_grpc.FlowRunServiceStub(small_channel)
@@ -117,6 +119,7 @@ async def test_offset_limit_paging_is_cut_too_and_gives_a_token(small_channel, u
     assert len({run.id for run in items}) == len(items) == 11
 
 
+@pytest.mark.slow
 async def test_large_task_runs_and_states_and_deployments_are_paged_by_size(small_channel, unique):
     flows = flow_service_pb2_grpc.FlowServiceStub(small_channel)
     runs = flow_run_service_pb2_grpc.FlowRunServiceStub(small_channel)
@@ -183,6 +186,7 @@ def _seal(payload: dict, app: App) -> str:
     return base64.urlsafe_b64encode(body + mac).rstrip(b"=").decode()
 
 
+@pytest.mark.slow  # every sort and change, one run each
 @pytest.mark.parametrize(
     ("sort", "change"),
     [

@@ -40,6 +40,7 @@ def address(app) -> str:
     return f"127.0.0.1:{app.port}"
 
 
+@pytest.mark.slow  # 16 clients, rounds of racing calls
 @pytest.mark.parametrize(("clients", "rounds"), [(2, 10), (16, 3)])
 async def test_concurrent_proposals_are_serialized(address, runs, unique, clients, rounds):
     """`clients` calls propose RUNNING on one PENDING run at once (`rounds` times, on a
@@ -111,6 +112,7 @@ async def test_racing_one_transition_accepts_exactly_one(address, runs, unique, 
     )
 
 
+@pytest.mark.slow  # 240 random proposals
 async def test_random_proposals_keep_every_history_consistent(address, unique):
     """16 clients make 240 random proposals (random target, force on ~10%, some repeated
     transition ids) on 6 runs of one in-process server."""

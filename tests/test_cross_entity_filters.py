@@ -16,6 +16,7 @@ The world of each test (ids in `World`):
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass
 
 import grpc
@@ -50,8 +51,19 @@ async def add_task_run(channel, flow_run_id: str, name: str, **fields) -> str:
     return (await stub.CreateTaskRun(request)).task_run.id
 
 
+@pytest.fixture(scope="module")
+async def world(channel, flows, runs) -> World:
+    """One world per backend for the tests that only read it: building it is most of
+    their time. A test that changes it takes `own_world`."""
+    return await build_world(channel, flows, runs, uuid.uuid4().hex[:10])
+
+
 @pytest.fixture
-async def world(channel, flows, runs, unique) -> World:
+async def own_world(channel, flows, runs, unique) -> World:
+    return await build_world(channel, flows, runs, unique)
+
+
+async def build_world(channel, flows, runs, unique: str) -> World:
     pools = work_pool_service_pb2_grpc.WorkPoolServiceStub(channel)
     deployments = deployment_service_pb2_grpc.DeploymentServiceStub(channel)
     w = World(unique, {}, {}, {}, {}, {}, {})
@@ -205,8 +217,8 @@ async def test_flow_runs_combine_every_filter(runs, world):
     assert await run_keys(runs, w, deployment={"tags": {"all": ["prod"]}}, task_run={"name": {"any": ["load"]}}) == set()
 
 
-async def test_a_deleted_deployment_matches_no_deployment_filter(channel, runs, world):
-    w = world
+async def test_a_deleted_deployment_matches_no_deployment_filter(channel, runs, own_world):
+    w = own_world
     deployments = deployment_service_pb2_grpc.DeploymentServiceStub(channel)
     await deployments.DeleteDeployment(dep_pb.DeleteDeploymentRequest(deployment_id=w.deployments["dB"]))
     assert await run_keys(runs, w, deployment={}) == {"a1"}
@@ -305,7 +317,7 @@ async def test_flows_by_task_run_and_flow_run(flows, world):
     ) == {"B"}
 
 
-async def test_deleting_flows_drops_them_from_deployment_filters(flows, world):
-    w = world
+async def test_deleting_flows_drops_them_from_deployment_filters(flows, own_world):
+    w = own_world
     await flows.DeleteFlows(flows_pb.DeleteFlowsRequest(flow_ids=[w.flows["C"]]))
     assert await flow_keys(flows, w, deployment={}) == {"A", "B"}

@@ -46,6 +46,8 @@ from flowrun.v1 import flow_service_pb2_grpc, state_pb2
 from server.app import build_app
 from tests.conftest import create_postgres_database, drop_postgres_database, settings_for
 
+pytestmark = pytest.mark.slow  # hundreds of examples against the server: over half a minute
+
 SEED = int(os.environ.get("FLOWRUN_TEST_SEED") or random.randrange(2**32))
 
 

@@ -7,6 +7,7 @@ import uuid
 
 import asyncpg
 import grpc
+import pytest
 
 from flowrun.v1 import flow_run_service_pb2 as runs_pb
 from flowrun.v1 import flow_run_service_pb2_grpc, flow_service_pb2, flow_service_pb2_grpc, state_pb2
@@ -15,6 +16,7 @@ from tests.conftest import create_postgres_database, drop_postgres_database, set
 from tests.helpers.rich_errors import expect_error
 
 
+@pytest.mark.slow  # a database of its own, migrated
 async def test_lock_timeout_is_aborted_with_retry_info(unique):
     name, url = await create_postgres_database()
     app = await build_app(settings_for(url, lock_timeout_ms=200))

@@ -23,6 +23,10 @@ from flowrun.v1 import state_pb2, task_run_service_pb2, task_run_service_pb2_grp
 from tests.helpers.factories import create_deployment
 from tests.helpers.decision_table import CORE_TABLE, FORCED_TABLE, Expect, Proposal, Start, table_cases, variant_cases
 
+# Hundreds of cases through gRPC on both databases take seconds; the fast loop runs the
+# same cases in memory (test_policy_engine_decision_table.py).
+pytestmark = pytest.mark.slow
+
 # --- talking to the server ---------------------------------------------------------------
 
 

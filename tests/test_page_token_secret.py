@@ -111,6 +111,7 @@ async def test_servers_on_one_database_accept_each_others_tokens(database_url):
             assert len((await second_page(reader, token)).flows) == 1
 
 
+@pytest.mark.slow  # a fresh database, migrated
 async def test_a_fresh_database_gets_a_key_of_its_own(database_url, fresh_url):
     async with serving(database_url) as (one, flows_one), serving(fresh_url) as (other, flows_other):
         assert one.settings.page_token_secret != other.settings.page_token_secret
@@ -127,6 +128,7 @@ async def test_a_token_signed_with_the_old_built_in_default_is_refused(database_
         await assert_refused(flows, resign(token, OLD_DEFAULT))
 
 
+@pytest.mark.slow  # a fresh database, migrated
 async def test_a_configured_secret_signs_whatever_the_database_holds(database_url, fresh_url):
     configured = f"configured-{uuid.uuid4().hex}"
     async with (
@@ -148,6 +150,7 @@ async def test_a_configured_secret_signs_whatever_the_database_holds(database_ur
     assert await stored_keys(fresh_url) == []  # a configured secret is never written
 
 
+@pytest.mark.slow  # eight engines on a fresh database
 async def test_concurrent_first_starts_agree_on_one_key(fresh_url):
     """Eight processes' worth of engines resolve the key of a fresh database at once: the
     first insert wins and every one of them reads it (INSERT ... ON CONFLICT DO NOTHING)."""
@@ -180,6 +183,7 @@ async def test_server_processes_started_together_share_the_key(fresh_url, tmp_pa
     assert len(await stored_keys(fresh_url)) == 1
 
 
+@pytest.mark.slow  # three starts on a fresh database
 async def test_deleting_the_stored_key_replaces_it_at_the_next_start(fresh_url):
     """The README's rotation: DELETE the row, restart; old tokens are refused."""
     async with serving(fresh_url) as (before, flows):

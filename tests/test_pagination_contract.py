@@ -70,6 +70,7 @@ async def few_runs(flows, runs, unique):
 # -- page sizes ----------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 async def test_flows_page_size_zero_or_unset_means_200_and_larger_is_capped(flows, many_flows):
     tag = many_flows
     for request in (
@@ -90,6 +91,7 @@ async def test_flows_page_size_zero_or_unset_means_200_and_larger_is_capped(flow
     assert count.count == 201
 
 
+@pytest.mark.slow
 async def test_flows_limit_defaults_to_200_and_allows_200(flows, many_flows):
     unset = await flows.ListFlows(tagged_flows(many_flows))
     full = await flows.ListFlows(tagged_flows(many_flows, limit=MAX_PAGE_SIZE))
@@ -97,6 +99,7 @@ async def test_flows_limit_defaults_to_200_and_allows_200(flows, many_flows):
     assert [f.id for f in full.flows] == [f.id for f in unset.flows]
 
 
+@pytest.mark.slow
 async def test_flow_runs_page_size_zero_means_200_and_larger_is_capped(flows, runs, unique):
     tag = f"page-{unique}"
     flow = (await flows.CreateFlow(flows_pb.CreateFlowRequest(name=f"page-runs-{unique}"))).flow
@@ -321,6 +324,7 @@ async def test_a_token_of_one_rpc_is_invalid_for_another(flows, runs, few_flows,
 # -- ListFlowRunStates ------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 async def test_state_history_pages_oldest_first_with_default_200_and_cap_1000(flows, runs, unique):
     """1,001 states: page_size 0 gives 200, anything above 1,000 gives 1,000, and every
     paging of the history is the full history in timestamp order."""

@@ -15,9 +15,10 @@ from server.db.unit_of_work import Database
 from tests.conftest import fresh_database
 
 
-@pytest.fixture
-async def database(tmp_path):
-    async with fresh_database("postgres", tmp_path) as url:
+@pytest.fixture(scope="module")
+async def database(tmp_path_factory):
+    """A PostgreSQL database of the module's own, created and migrated once."""
+    async with fresh_database("postgres", tmp_path_factory.mktemp("unit_of_work")) as url:
         database = Database(create_engine(Settings(database_url=url)))
         await migrate(database)
         try:
