@@ -225,9 +225,15 @@ async def test_a_killed_sqlite_server_loses_nothing(tmp_path, capsys):
             async with watched_load(url, first.address, "kill-sqlite", killed_server_problem) as (load, watch):
                 running = await under_load(load, first.address)
                 try:
+                    failed_before = sum(load.figures.errors.values())
                     first.process.kill()
                     await asyncio.to_thread(first.process.wait)
-                    await asyncio.sleep(0.5)  # let the clients run into the dead server
+                    await wait_until(
+                        lambda: sum(load.figures.errors.values()) > failed_before,
+                        30,
+                        "a call failed against the dead server",
+                        [running],
+                    )
                 finally:
                     load.stop()
                     await running
