@@ -40,7 +40,6 @@ def address(app) -> str:
     return f"127.0.0.1:{app.port}"
 
 
-@pytest.mark.slow  # 16 clients, rounds of racing calls
 @pytest.mark.parametrize(("clients", "rounds"), [(2, 10), (16, 3)])
 async def test_concurrent_proposals_are_serialized(address, runs, unique, clients, rounds):
     """`clients` calls propose RUNNING on one PENDING run at once (`rounds` times, on a

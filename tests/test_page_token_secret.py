@@ -111,7 +111,6 @@ async def test_servers_on_one_database_accept_each_others_tokens(database_url):
             assert len((await second_page(reader, token)).flows) == 1
 
 
-@pytest.mark.slow  # a fresh database, migrated
 async def test_a_fresh_database_gets_a_key_of_its_own(database_url, fresh_url):
     async with serving(database_url) as (one, flows_one), serving(fresh_url) as (other, flows_other):
         assert one.settings.page_token_secret != other.settings.page_token_secret
@@ -128,7 +127,6 @@ async def test_a_token_signed_with_the_old_built_in_default_is_refused(database_
         await assert_refused(flows, resign(token, OLD_DEFAULT))
 
 
-@pytest.mark.slow  # a fresh database, migrated
 async def test_a_configured_secret_signs_whatever_the_database_holds(database_url, fresh_url):
     configured = f"configured-{uuid.uuid4().hex}"
     async with (
