@@ -24,8 +24,7 @@ from google.protobuf import descriptor_pool, message_factory
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
-from client import FlowrunClient, PermissionDeniedError, UnauthenticatedError
-from client import cli
+from client import FlowrunClient, PermissionDeniedError, UnauthenticatedError, cli
 from flowrun.v1 import flow_run_service_pb2, flow_service_pb2, state_pb2
 from server import auth_tokens
 from server.app import App, build_app
@@ -188,7 +187,9 @@ async def test_the_python_client_and_the_cli_send_the_token(secured: Secured, un
     # The command line in its own process (grpc.aio wants one event loop per process).
     code, out, _ = await flowrun_command(secured, "--token", secured.tokens[Role.READER], "flow", "get", flow.id)
     assert code == 0 and json.loads(out)["flow"]["id"] == flow.id
-    code, out, _ = await flowrun_command(secured, "flow", "get", flow.id, env={"FLOWRUN_TOKEN": secured.tokens[Role.READER]})
+    code, out, _ = await flowrun_command(
+        secured, "flow", "get", flow.id, env={"FLOWRUN_TOKEN": secured.tokens[Role.READER]}
+    )
     assert code == 0 and json.loads(out)["flow"]["id"] == flow.id
     code, _, err = await flowrun_command(secured, "flow", "get", flow.id)
     assert code == 1 and "Authentication required" in err
@@ -197,7 +198,13 @@ async def test_the_python_client_and_the_cli_send_the_token(secured: Secured, un
 async def flowrun_command(secured: Secured, *args: str, env: dict[str, str] | None = None) -> tuple[int, str, str]:
     environment = {key: value for key, value in os.environ.items() if not key.startswith("FLOWRUN_")}
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "client.cli", "--target", secured.target, "--no-retry", *args,
+        sys.executable,
+        "-m",
+        "client.cli",
+        "--target",
+        secured.target,
+        "--no-retry",
+        *args,
         env={**environment, **(env or {})},
         cwd=Path(__file__).resolve().parent.parent,
         stdout=asyncio.subprocess.PIPE,
@@ -249,8 +256,12 @@ async def test_writes_are_audited_with_who_what_and_outcome(secured: Secured, un
             timeout=10,
             metadata=bearer(secured.tokens[Role.WRITER]),
         )
-        await outcome(secured.channel, "/flowrun.v1.FlowService/GetFlow", cheap_request(
-            "/flowrun.v1.FlowService/GetFlow"), secured.tokens[Role.READER])
+        await outcome(
+            secured.channel,
+            "/flowrun.v1.FlowService/GetFlow",
+            cheap_request("/flowrun.v1.FlowService/GetFlow"),
+            secured.tokens[Role.READER],
+        )
         missing = str(uuid.uuid4())
         delete = flow_service_pb2.DeleteFlowRequest(flow_id=missing).SerializeToString()
         await outcome(secured.channel, "/flowrun.v1.FlowService/DeleteFlow", delete, secured.tokens[Role.WRITER])
@@ -291,4 +302,3 @@ async def test_forced_state_changes_and_deletes_are_audited_with_authentication_
     assert deleted["method"] == "/flowrun.v1.FlowRunService/DeleteFlowRun"
     assert (deleted["caller"], deleted["code"], deleted["ids"]) == ("anonymous", "OK", {"flow_run_id": run.id})
     assert "force" not in deleted
-

@@ -11,13 +11,13 @@ import grpc
 import pytest
 
 from client import FlowrunClient
-from client.tls import TlsConfig
 from client.errors import FlowrunError
+from client.tls import TlsConfig
 from server import auth_tokens
 from server.app import build_app
 from server.roles import Role
-from tests.helpers.certs import write_tls_files
 from tests.conftest import settings_for
+from tests.helpers.certs import write_tls_files
 
 
 @pytest.fixture

@@ -32,7 +32,13 @@ from server.auth import (
 from server.config import Settings
 from server.roles import FORCEABLE_METHODS, METHOD_ROLES, Role, changes_data, required_role
 
-SERVICE_FILES = (flow_service_pb2, flow_run_service_pb2, task_run_service_pb2, deployment_service_pb2, work_pool_service_pb2)
+SERVICE_FILES = (
+    flow_service_pb2,
+    flow_run_service_pb2,
+    task_run_service_pb2,
+    deployment_service_pb2,
+    work_pool_service_pb2,
+)
 
 
 def flowrun_methods() -> dict[str, object]:
@@ -56,7 +62,7 @@ def test_forceable_methods_are_exactly_those_with_a_force_flag():
 
 def test_the_issue_s_lists_hold():
     """reader: reads; admin: every delete and every deployment/pool/queue write."""
-    for name, method in flowrun_methods().items():
+    for name in flowrun_methods():
         verb = name.rsplit("/", 1)[1]
         if verb.startswith(("Get", "List", "Count")):
             assert METHOD_ROLES[name] is Role.READER, name
@@ -96,7 +102,10 @@ def test_create_list_revoke_and_the_file_holds_only_hashes(tmp_path):
     assert auth_tokens.token_hash(token) in text
     auth_tokens.create(path, "w1", Role.ADMIN, subject="CN=w1,O=Acme")
     entries = auth_tokens.read(path)
-    assert [(e.name, e.role, e.subject) for e in entries] == [("ci", Role.WRITER, None), ("w1", Role.ADMIN, "CN=w1,O=Acme")]
+    assert [(e.name, e.role, e.subject) for e in entries] == [
+        ("ci", Role.WRITER, None),
+        ("w1", Role.ADMIN, "CN=w1,O=Acme"),
+    ]
     with pytest.raises(auth_tokens.TokenFileError, match="already"):
         auth_tokens.create(path, "ci", Role.READER)
     assert auth_tokens.revoke(path, "ci").name == "ci"

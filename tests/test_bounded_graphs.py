@@ -5,7 +5,7 @@ reading every row. A server of its own with tiny limits, on both backends."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import grpc
 import pytest
@@ -46,7 +46,9 @@ async def add_tasks(stubs, run_id: str, count: int, *, complete: bool = False) -
     _, _, tasks = stubs
     made = []
     for index in range(count):
-        request = tasks_pb.CreateTaskRunRequest(flow_run_id=run_id, task_key=f"t{index}-{datetime.now().timestamp()}")
+        request = tasks_pb.CreateTaskRunRequest(
+            flow_run_id=run_id, task_key=f"t{index}-{datetime.now(UTC).timestamp()}"
+        )
         task = (await tasks.CreateTaskRun(request)).task_run
         if complete:
             await tasks.SetTaskRunState(
@@ -102,13 +104,13 @@ async def test_graph_since_reads_at_most_the_limit_of_older_nodes(stubs, unique)
     _, runs, _ = stubs
     run_id = await new_run(stubs, unique)
     await add_tasks(stubs, run_id, LIMIT, complete=True)
-    since = datetime.now(timezone.utc)
+    since = datetime.now(UTC)
     recent = await add_tasks(stubs, run_id, 1)
     request = runs_pb.GetFlowRunGraphRequest(flow_run_id=run_id)
     request.since.FromDatetime(since)
     assert [node.id for node in (await runs.GetFlowRunGraph(request)).graph.nodes] == recent
 
     await add_tasks(stubs, run_id, 1, complete=True)  # a fourth node that ended...
-    request.since.FromDatetime(datetime.now(timezone.utc))  # ...before the new `since`
+    request.since.FromDatetime(datetime.now(UTC))  # ...before the new `since`
     error = await expect_error(runs.GetFlowRunGraph(request))
     assert too_large(error, run_id, "ended before `since`")

@@ -16,7 +16,9 @@ def test_responses_are_capped_below_the_request_limit_by_default():
 
 
 def test_the_smaller_limit_wins_and_streams_per_connection_is_opt_in():
-    settings = Settings(max_message_bytes=1024 * 1024, max_response_bytes=4 * 1024 * 1024, max_streams_per_connection=64)
+    settings = Settings(
+        max_message_bytes=1024 * 1024, max_response_bytes=4 * 1024 * 1024, max_streams_per_connection=64
+    )
     options = dict(server_options(settings))
     assert options["grpc.max_send_message_length"] == 1024 * 1024
     assert options["grpc.max_concurrent_streams"] == 64

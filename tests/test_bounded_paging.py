@@ -15,15 +15,20 @@ from collections.abc import AsyncIterator
 
 import grpc
 import pytest
+from google.protobuf import struct_pb2
 
 from flowrun.v1 import deployment_service_pb2 as dep_pb
-from flowrun.v1 import deployment_service_pb2_grpc, filters_pb2, flow_run_service_pb2_grpc
+from flowrun.v1 import (
+    deployment_service_pb2_grpc,
+    filters_pb2,
+    flow_run_service_pb2_grpc,
+    flow_service_pb2_grpc,
+    state_pb2,
+    task_run_service_pb2_grpc,
+)
 from flowrun.v1 import flow_run_service_pb2 as runs_pb
 from flowrun.v1 import flow_service_pb2 as flows_pb
-from flowrun.v1 import flow_service_pb2_grpc, state_pb2
 from flowrun.v1 import task_run_service_pb2 as tasks_pb
-from flowrun.v1 import task_run_service_pb2_grpc
-from google.protobuf import struct_pb2
 from server.app import App, build_app
 from tests.conftest import settings_for
 from tests.helpers.rich_errors import expect_error

@@ -133,7 +133,11 @@ async def _stored(app: App, tally: Tally) -> tuple[set[str], set[str]]:
     engine = create_async_engine(app.settings.database_url, poolclass=NullPool)  # not the server's pool
     async with engine.connect() as connection:
         states = set(
-            (await connection.execute(sa.select(flow_run_state.c.id).where(flow_run_state.c.id.in_(tally.acknowledged_states))))
+            (
+                await connection.execute(
+                    sa.select(flow_run_state.c.id).where(flow_run_state.c.id.in_(tally.acknowledged_states))
+                )
+            )
             .scalars()
             .all()
         )

@@ -24,8 +24,15 @@ from client import (
     UnavailableError,
 )
 from client.retry import is_idempotent
-from flowrun.v1 import flow_pb2, flow_run_pb2, flow_run_service_pb2, flow_run_service_pb2_grpc
-from flowrun.v1 import flow_service_pb2, flow_service_pb2_grpc, state_pb2
+from flowrun.v1 import (
+    flow_pb2,
+    flow_run_pb2,
+    flow_run_service_pb2,
+    flow_run_service_pb2_grpc,
+    flow_service_pb2,
+    flow_service_pb2_grpc,
+    state_pb2,
+)
 
 UNAVAILABLE = grpc.StatusCode.UNAVAILABLE
 ABORTED = grpc.StatusCode.ABORTED
@@ -67,7 +74,9 @@ class Script:
                 packed = any_pb2.Any()
                 packed.Pack(info)
                 details.append(packed)
-            status = status_pb2.Status(code=getattr(code_pb2, code.name), message=f"scripted {code.name}", details=details)
+            status = status_pb2.Status(
+                code=getattr(code_pb2, code.name), message=f"scripted {code.name}", details=details
+            )
             await context.abort_with_status(rpc_status.to_status(status))
         return response
 
@@ -245,7 +254,12 @@ async def test_non_idempotent_calls_are_retried_only_when_nothing_was_applied(co
     script.failures = [(UNAVAILABLE, None), (UNAVAILABLE, None)]
     _, created = await client.create_flow_run(flow_id, idempotency_key="nightly-1")
     await client.create_flow("etl")
-    assert created and [name for name, _ in script.seen] == ["CreateFlowRun", "CreateFlowRun", "CreateFlowRun", "CreateFlow"]
+    assert created and [name for name, _ in script.seen] == [
+        "CreateFlowRun",
+        "CreateFlowRun",
+        "CreateFlowRun",
+        "CreateFlow",
+    ]
 
 
 def test_idempotency_comes_from_the_protos_and_the_documented_keys():

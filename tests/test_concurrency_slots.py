@@ -5,16 +5,24 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import grpc
 import pytest
 from google.protobuf.duration_pb2 import Duration
 from sqlalchemy import func, select
 
-from flowrun.v1 import deployment_pb2, deployment_service_pb2, deployment_service_pb2_grpc, flow_run_pb2
+from flowrun.v1 import (
+    deployment_pb2,
+    deployment_service_pb2,
+    deployment_service_pb2_grpc,
+    flow_run_pb2,
+    flow_run_service_pb2_grpc,
+    flow_service_pb2,
+    flow_service_pb2_grpc,
+    state_pb2,
+)
 from flowrun.v1 import flow_run_service_pb2 as runs_pb
-from flowrun.v1 import flow_run_service_pb2_grpc, flow_service_pb2, flow_service_pb2_grpc, state_pb2
 from server.app import build_app
 from server.db.tables import concurrency_lease
 from tests.conftest import settings_for
@@ -26,7 +34,11 @@ ACCEPT, REJECT, ABORT = (
     state_pb2.SET_STATE_STATUS_ABORT,
 )
 SCHEDULED, PENDING, RUNNING = state_pb2.STATE_TYPE_SCHEDULED, state_pb2.STATE_TYPE_PENDING, state_pb2.STATE_TYPE_RUNNING
-COMPLETED, FAILED, CANCELLED = state_pb2.STATE_TYPE_COMPLETED, state_pb2.STATE_TYPE_FAILED, state_pb2.STATE_TYPE_CANCELLED
+COMPLETED, FAILED, CANCELLED = (
+    state_pb2.STATE_TYPE_COMPLETED,
+    state_pb2.STATE_TYPE_FAILED,
+    state_pb2.STATE_TYPE_CANCELLED,
+)
 
 
 class Slots:
@@ -60,7 +72,9 @@ class Slots:
 
     async def propose(self, run_id: str, state_type: int, force: bool = False):
         return await self.runs.SetFlowRunState(
-            runs_pb.SetFlowRunStateRequest(flow_run_id=run_id, state=state_pb2.StateCreate(type=state_type), force=force)
+            runs_pb.SetFlowRunStateRequest(
+                flow_run_id=run_id, state=state_pb2.StateCreate(type=state_type), force=force
+            )
         )
 
     async def active_slots(self, deployment_id: str) -> int:
@@ -85,8 +99,8 @@ async def test_enqueue_takes_waits_and_frees_slots(slots):
     waiting = await slots.propose(second, PENDING)
     assert waiting.status == REJECT and waiting.reject.reason == "Deployment concurrency limit reached."
     assert (waiting.state.type, waiting.state.name) == (SCHEDULED, "AwaitingConcurrencySlot")
-    delay = waiting.state.state_details.scheduled_time.ToDatetime(tzinfo=timezone.utc) - waiting.state.timestamp.ToDatetime(
-        tzinfo=timezone.utc
+    delay = waiting.state.state_details.scheduled_time.ToDatetime(tzinfo=UTC) - waiting.state.timestamp.ToDatetime(
+        tzinfo=UTC
     )
     assert timedelta(seconds=29) <= delay <= timedelta(seconds=31)
 
@@ -171,7 +185,7 @@ async def test_renewing_a_held_lease(slots):
         deployment_service_pb2.RenewConcurrencyLeaseRequest(lease_id=lease_id)
     )
     assert renewed.ttl == Duration(seconds=300)
-    assert renewed.expiration.ToDatetime(tzinfo=timezone.utc) > datetime.now(timezone.utc) + timedelta(seconds=290)
+    assert renewed.expiration.ToDatetime(tzinfo=UTC) > datetime.now(UTC) + timedelta(seconds=290)
     assert (await slots.propose(run, COMPLETED)).status == ACCEPT
     error = await expect_error(
         slots.deployments.RenewConcurrencyLease(deployment_service_pb2.RenewConcurrencyLeaseRequest(lease_id=lease_id))

@@ -23,13 +23,18 @@ import grpc
 import pytest
 from google.protobuf.json_format import ParseDict
 
-from flowrun.v1 import filters_pb2, state_pb2, task_run_service_pb2, task_run_service_pb2_grpc
 from flowrun.v1 import deployment_service_pb2 as dep_pb
-from flowrun.v1 import deployment_service_pb2_grpc
+from flowrun.v1 import (
+    deployment_service_pb2_grpc,
+    filters_pb2,
+    state_pb2,
+    task_run_service_pb2,
+    task_run_service_pb2_grpc,
+    work_pool_service_pb2_grpc,
+)
 from flowrun.v1 import flow_run_service_pb2 as runs_pb
 from flowrun.v1 import flow_service_pb2 as flows_pb
 from flowrun.v1 import work_pool_service_pb2 as pools_pb
-from flowrun.v1 import work_pool_service_pb2_grpc
 from tests.helpers.rich_errors import expect_error
 
 
@@ -110,7 +115,9 @@ async def run_keys(runs, w: World, **filters) -> set[str]:
     Filters are JSON dicts; a flow filter scoping the query to this world is added unless
     one is given."""
     fields = {
-        "flow_filter": message(filters_pb2.FlowFilter, filters.pop("flow", None) or {"id": {"any": list(w.flows.values())}}),
+        "flow_filter": message(
+            filters_pb2.FlowFilter, filters.pop("flow", None) or {"id": {"any": list(w.flows.values())}}
+        ),
         "flow_run_filter": message(filters_pb2.FlowRunFilter, filters.pop("flow_run", None)),
         "task_run_filter": message(filters_pb2.TaskRunFilter, filters.pop("task_run", None)),
         "deployment_filter": message(filters_pb2.DeploymentFilter, filters.pop("deployment", None)),
@@ -130,7 +137,9 @@ async def run_keys(runs, w: World, **filters) -> set[str]:
 async def flow_keys(flows, w: World, **filters) -> set[str]:
     """Keys of this world's flows that ListFlows returns (checked against CountFlows)."""
     fields = {
-        "flow_filter": message(filters_pb2.FlowFilter, filters.pop("flow", None) or {"id": {"any": list(w.flows.values())}}),
+        "flow_filter": message(
+            filters_pb2.FlowFilter, filters.pop("flow", None) or {"id": {"any": list(w.flows.values())}}
+        ),
         "flow_run_filter": message(filters_pb2.FlowRunFilter, filters.pop("flow_run", None)),
         "task_run_filter": message(filters_pb2.TaskRunFilter, filters.pop("task_run", None)),
         "deployment_filter": message(filters_pb2.DeploymentFilter, filters.pop("deployment", None)),
@@ -214,7 +223,9 @@ async def test_flow_runs_combine_every_filter(runs, world):
         work_pool={"type": {"any": ["docker"]}},
     ) == {"a1"}
     # Every filter must hold: a1's task run is not "load".
-    assert await run_keys(runs, w, deployment={"tags": {"all": ["prod"]}}, task_run={"name": {"any": ["load"]}}) == set()
+    assert (
+        await run_keys(runs, w, deployment={"tags": {"all": ["prod"]}}, task_run={"name": {"any": ["load"]}}) == set()
+    )
 
 
 async def test_a_deleted_deployment_matches_no_deployment_filter(channel, runs, own_world):
@@ -257,7 +268,9 @@ async def test_bad_cross_entity_filters_name_their_field(runs, flows):
         deployment_filter=filters_pb2.DeploymentFilter(id=filters_pb2.IdFilter(any=["nope"])),
         work_queue_filter=filters_pb2.WorkQueueFilter(id=filters_pb2.IdFilter(not_any=["bad"])),
         task_run_filter=filters_pb2.TaskRunFilter(
-            state=filters_pb2.TaskRunStateFilter(type=filters_pb2.StateTypeFilter(any=[state_pb2.STATE_TYPE_UNSPECIFIED]))
+            state=filters_pb2.TaskRunStateFilter(
+                type=filters_pb2.StateTypeFilter(any=[state_pb2.STATE_TYPE_UNSPECIFIED])
+            )
         ),
     )
     error = await expect_error(runs.ListFlowRuns(request))
@@ -290,11 +303,15 @@ async def test_flows_by_deployment_and_work_pool(flows, world):
     assert await flow_keys(flows, w, work_pool={"type": {"any": ["process"]}}) == {"C"}
     assert await flow_keys(flows, w, work_pool={}) == {"A", "C"}
     # Both on the same deployment.
+    assert (
+        await flow_keys(flows, w, deployment={"tags": {"any": ["prod"]}}, work_pool={"type": {"any": ["process"]}})
+        == set()
+    )
     assert await flow_keys(
-        flows, w, deployment={"tags": {"any": ["prod"]}}, work_pool={"type": {"any": ["process"]}}
-    ) == set()
-    assert await flow_keys(
-        flows, w, deployment={"name": {"any": [f"dA-{w.unique}", f"dC-{w.unique}"]}}, work_pool={"type": {"any": ["docker"]}}
+        flows,
+        w,
+        deployment={"name": {"any": [f"dA-{w.unique}", f"dC-{w.unique}"]}},
+        work_pool={"type": {"any": ["docker"]}},
     ) == {"A"}
 
 

@@ -12,20 +12,26 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import grpc
 import pytest
 from google.protobuf.duration_pb2 import Duration
 from google.protobuf.struct_pb2 import Struct
 
-from flowrun.v1 import deployment_pb2, deployment_service_pb2_grpc, filters_pb2, flow_run_service_pb2_grpc
-from flowrun.v1 import flow_service_pb2_grpc, state_pb2
+from flowrun.v1 import (
+    deployment_pb2,
+    deployment_service_pb2_grpc,
+    filters_pb2,
+    flow_run_service_pb2_grpc,
+    flow_service_pb2_grpc,
+    state_pb2,
+    work_pool_service_pb2_grpc,
+)
 from flowrun.v1 import deployment_service_pb2 as dep_pb
 from flowrun.v1 import flow_run_service_pb2 as runs_pb
 from flowrun.v1 import flow_service_pb2 as flows_pb
 from flowrun.v1 import work_pool_service_pb2 as pools_pb
-from flowrun.v1 import work_pool_service_pb2_grpc
 from server.app import build_app
 from server.error_mapping import DOMAIN
 from tests.conftest import settings_for
@@ -102,7 +108,9 @@ async def test_create_work_pool_with_its_default_queue(pools, unique):
 
     fetched = (await pools.GetWorkPool(pools_pb.GetWorkPoolRequest(name=pool.name))).work_pool
     assert fetched == pool
-    default = (await pools.GetWorkQueue(pools_pb.GetWorkQueueRequest(work_pool_name=pool.name, name="default"))).work_queue
+    default = (
+        await pools.GetWorkQueue(pools_pb.GetWorkQueueRequest(work_pool_name=pool.name, name="default"))
+    ).work_queue
     assert default.id == pool.default_queue_id
     assert (default.priority, default.work_pool_id, default.work_pool_name) == (1, pool.id, pool.name)
     assert not default.HasField("concurrency_limit")
@@ -133,15 +141,19 @@ async def test_create_work_pool_twice_is_already_exists(pools, unique):
     ],
 )
 async def test_create_work_pool_rejects_bad_input(pools, unique, request_fields, field):
-    fields = {key: value.format(unique=unique) if isinstance(value, str) else value for key, value in request_fields.items()}
+    fields = {
+        key: value.format(unique=unique) if isinstance(value, str) else value for key, value in request_fields.items()
+    }
     error = await expect_error(pools.CreateWorkPool(pools_pb.CreateWorkPoolRequest(**fields)))
     assert error.code == grpc.StatusCode.INVALID_ARGUMENT
     assert field in error.field_violations
 
 
 async def test_get_and_delete_missing_work_pool(pools, unique):
-    for call in (pools.GetWorkPool(pools_pb.GetWorkPoolRequest(name=f"none-{unique}")),
-                 pools.DeleteWorkPool(pools_pb.DeleteWorkPoolRequest(name=f"none-{unique}"))):
+    for call in (
+        pools.GetWorkPool(pools_pb.GetWorkPoolRequest(name=f"none-{unique}")),
+        pools.DeleteWorkPool(pools_pb.DeleteWorkPoolRequest(name=f"none-{unique}")),
+    ):
         error = await expect_error(call)
         assert error.code == grpc.StatusCode.NOT_FOUND
         assert (error.reason, error.metadata) == ("WORK_POOL_NOT_FOUND", {"work_pool_name": f"none-{unique}"})
@@ -151,7 +163,9 @@ async def test_get_and_delete_missing_work_pool(pools, unique):
 
 async def test_list_work_pools_filters_and_pages_by_name(pools, unique):
     names = [f"lp-{unique}-{suffix}" for suffix in ("e", "B", "a", "c", "D")]
-    created = {name: await new_pool(pools, name, type="docker" if name.endswith(("a", "c")) else "process") for name in names}
+    created = {
+        name: await new_pool(pools, name, type="docker" if name.endswith(("a", "c")) else "process") for name in names
+    }
     await new_pool(pools, f"other-{unique}")
     by_prefix = filters_pb2.WorkPoolFilter(name=filters_pb2.StringFilter(startswith=[f"LP-{unique}"]))
 
@@ -180,7 +194,9 @@ async def test_list_work_pools_filters_and_pages_by_name(pools, unique):
     assert error.code == grpc.StatusCode.INVALID_ARGUMENT and "page_size" in error.field_violations
     error = await expect_error(
         pools.ListWorkPools(
-            pools_pb.ListWorkPoolsRequest(work_pool_filter=filters_pb2.WorkPoolFilter(id=filters_pb2.IdFilter(any=["x"])))
+            pools_pb.ListWorkPoolsRequest(
+                work_pool_filter=filters_pb2.WorkPoolFilter(id=filters_pb2.IdFilter(any=["x"]))
+            )
         )
     )
     assert "work_pool_filter.id.any[0]" in error.field_violations
@@ -204,19 +220,25 @@ async def test_work_queues_create_get_and_errors(pools, unique):
     assert got == queue
     assert (await new_queue(pools, pool.name, "cheap")).priority == 1  # 0 means highest
 
-    error = await expect_error(pools.CreateWorkQueue(pools_pb.CreateWorkQueueRequest(work_pool_name=pool.name, name="gpu")))
+    error = await expect_error(
+        pools.CreateWorkQueue(pools_pb.CreateWorkQueueRequest(work_pool_name=pool.name, name="gpu"))
+    )
     assert error.code == grpc.StatusCode.ALREADY_EXISTS
     assert (error.reason, error.metadata) == ("ALREADY_EXISTS", {"work_pool_name": pool.name, "work_queue_name": "gpu"})
     # The same queue name in another pool is fine.
     other = await new_pool(pools, f"wq2-{unique}")
     assert (await new_queue(pools, other.name, "gpu")).work_pool_id == other.id
 
-    error = await expect_error(pools.CreateWorkQueue(pools_pb.CreateWorkQueueRequest(work_pool_name=f"no-{unique}", name="q")))
+    error = await expect_error(
+        pools.CreateWorkQueue(pools_pb.CreateWorkQueueRequest(work_pool_name=f"no-{unique}", name="q"))
+    )
     assert (error.code, error.reason) == (grpc.StatusCode.NOT_FOUND, "WORK_POOL_NOT_FOUND")
     error = await expect_error(pools.GetWorkQueue(pools_pb.GetWorkQueueRequest(work_pool_name=pool.name, name="nope")))
     assert (error.code, error.reason) == (grpc.StatusCode.NOT_FOUND, "WORK_QUEUE_NOT_FOUND")
     assert error.metadata == {"work_pool_name": pool.name, "work_queue_name": "nope"}
-    error = await expect_error(pools.GetWorkQueue(pools_pb.GetWorkQueueRequest(work_pool_name=f"no-{unique}", name="q")))
+    error = await expect_error(
+        pools.GetWorkQueue(pools_pb.GetWorkQueueRequest(work_pool_name=f"no-{unique}", name="q"))
+    )
     assert (error.code, error.reason) == (grpc.StatusCode.NOT_FOUND, "WORK_POOL_NOT_FOUND")
     error = await expect_error(pools.CreateWorkQueue(pools_pb.CreateWorkQueueRequest(name="q", priority=-1)))
     assert error.code == grpc.StatusCode.INVALID_ARGUMENT
@@ -256,7 +278,9 @@ async def test_startswith_treats_like_wildcards_literally(pools, unique):
         await new_queue(pools, pool.name, name)
     for prefix, expected in (("a_", ["a_b"]), ("A\\", ["a\\c"]), ("a", ["a\\c", "a_b", "abc", "axb"])):
         f = filters_pb2.WorkQueueFilter(name=filters_pb2.StringFilter(startswith=[prefix]))
-        response = await pools.ListWorkQueues(pools_pb.ListWorkQueuesRequest(work_pool_name=pool.name, work_queue_filter=f))
+        response = await pools.ListWorkQueues(
+            pools_pb.ListWorkQueuesRequest(work_pool_name=pool.name, work_queue_filter=f)
+        )
         assert [queue.name for queue in response.work_queues] == expected, prefix
 
 
@@ -294,24 +318,34 @@ async def test_create_flow_run_on_a_pool_and_queue(flows, runs, pools, unique):
         (unpooled.id, "legacy", ""),
     }
     outcome = await runs.SetFlowRunState(
-        runs_pb.SetFlowRunStateRequest(flow_run_id=on_gpu.id, state=state_pb2.StateCreate(type=state_pb2.STATE_TYPE_RUNNING))
+        runs_pb.SetFlowRunStateRequest(
+            flow_run_id=on_gpu.id, state=state_pb2.StateCreate(type=state_pb2.STATE_TYPE_RUNNING)
+        )
     )
     assert outcome.status == state_pb2.SET_STATE_STATUS_ACCEPT
     after = await get_run(runs, on_gpu.id)
-    assert (after.state.type, after.work_queue_id, after.work_pool_id) == (state_pb2.STATE_TYPE_RUNNING, gpu.id, pool.id)
+    assert (after.state.type, after.work_queue_id, after.work_pool_id) == (
+        state_pb2.STATE_TYPE_RUNNING,
+        gpu.id,
+        pool.id,
+    )
 
 
 async def test_create_flow_run_on_missing_pool_or_queue_is_not_found(flows, runs, pools, unique):
     flow_id = await new_flow(flows, f"lost-{unique}")
     pool = await new_pool(pools, f"known-{unique}")
-    error = await expect_error(runs.CreateFlowRun(runs_pb.CreateFlowRunRequest(flow_id=flow_id, work_pool_name=f"no-{unique}")))
+    error = await expect_error(
+        runs.CreateFlowRun(runs_pb.CreateFlowRunRequest(flow_id=flow_id, work_pool_name=f"no-{unique}"))
+    )
     assert (error.code, error.reason, error.metadata) == (
         grpc.StatusCode.NOT_FOUND,
         "WORK_POOL_NOT_FOUND",
         {"work_pool_name": f"no-{unique}"},
     )
     error = await expect_error(
-        runs.CreateFlowRun(runs_pb.CreateFlowRunRequest(flow_id=flow_id, work_pool_name=f"no-{unique}", work_queue_name="q"))
+        runs.CreateFlowRun(
+            runs_pb.CreateFlowRunRequest(flow_id=flow_id, work_pool_name=f"no-{unique}", work_queue_name="q")
+        )
     )
     assert (error.code, error.reason) == (grpc.StatusCode.NOT_FOUND, "WORK_POOL_NOT_FOUND")
     error = await expect_error(
@@ -336,20 +370,31 @@ async def test_delete_work_queue_takes_it_off_runs_and_deployments(flows, runs, 
     default_run = await new_run(runs, flow_id, work_pool_name=pool.name)
     deployment = await new_deployment(deployments, flow_id, "d", work_pool_name=pool.name, work_queue_name="doomed")
 
-    error = await expect_error(pools.DeleteWorkQueue(pools_pb.DeleteWorkQueueRequest(work_pool_name=pool.name, name="default")))
+    error = await expect_error(
+        pools.DeleteWorkQueue(pools_pb.DeleteWorkQueueRequest(work_pool_name=pool.name, name="default"))
+    )
     assert (error.code, error.reason) == (grpc.StatusCode.FAILED_PRECONDITION, "FAILED_PRECONDITION")
     await pools.DeleteWorkQueue(pools_pb.DeleteWorkQueueRequest(work_pool_name=pool.name, name="doomed"))
 
     orphan = await get_run(runs, doomed_run.id)
     # The run keeps the queue name it was created with, and nothing else.
-    assert (orphan.work_queue_id, orphan.work_queue_name, orphan.work_pool_id, orphan.work_pool_name) == ("", "doomed", "", "")
+    assert (orphan.work_queue_id, orphan.work_queue_name, orphan.work_pool_id, orphan.work_pool_name) == (
+        "",
+        "doomed",
+        "",
+        "",
+    )
     assert (await get_run(runs, default_run.id)).work_queue_id == pool.default_queue_id
     kept = (await deployments.GetDeployment(dep_pb.GetDeploymentRequest(deployment_id=deployment.id))).deployment
     assert (kept.work_queue_id, kept.work_pool_name, kept.work_queue_name) == ("", "", "doomed")
 
-    error = await expect_error(pools.DeleteWorkQueue(pools_pb.DeleteWorkQueueRequest(work_pool_name=pool.name, name="doomed")))
+    error = await expect_error(
+        pools.DeleteWorkQueue(pools_pb.DeleteWorkQueueRequest(work_pool_name=pool.name, name="doomed"))
+    )
     assert (error.code, error.reason) == (grpc.StatusCode.NOT_FOUND, "WORK_QUEUE_NOT_FOUND")
-    error = await expect_error(pools.DeleteWorkQueue(pools_pb.DeleteWorkQueueRequest(work_pool_name=f"no-{unique}", name="x")))
+    error = await expect_error(
+        pools.DeleteWorkQueue(pools_pb.DeleteWorkQueueRequest(work_pool_name=f"no-{unique}", name="x"))
+    )
     assert (error.code, error.reason) == (grpc.StatusCode.NOT_FOUND, "WORK_POOL_NOT_FOUND")
 
 
@@ -434,9 +479,15 @@ async def test_create_deployment_twice_is_already_exists(flows, deployments, uni
     flow_id = await new_flow(flows, f"dupdep-{unique}")
     other_flow_id = await new_flow(flows, f"dupdep2-{unique}")
     await new_deployment(deployments, flow_id, "prod")
-    error = await expect_error(deployments.CreateDeployment(dep_pb.CreateDeploymentRequest(flow_id=flow_id, name="prod")))
+    error = await expect_error(
+        deployments.CreateDeployment(dep_pb.CreateDeploymentRequest(flow_id=flow_id, name="prod"))
+    )
     assert error.code == grpc.StatusCode.ALREADY_EXISTS
-    assert (error.reason, error.domain, error.metadata) == ("ALREADY_EXISTS", DOMAIN, {"flow_id": flow_id, "name": "prod"})
+    assert (error.reason, error.domain, error.metadata) == (
+        "ALREADY_EXISTS",
+        DOMAIN,
+        {"flow_id": flow_id, "name": "prod"},
+    )
     # Names are unique per flow only.
     assert (await new_deployment(deployments, other_flow_id, "prod")).flow_id == other_flow_id
 
@@ -520,7 +571,9 @@ async def test_list_deployments_filters_and_pages(flows, deployments, pools, uni
     assert await names(by_flow_name) == [f"ld-{unique}-A", f"ld-{unique}-b"]
     by_own_name = filters_pb2.DeploymentFilter(flow_or_deployment_name=filters_pb2.StringFilter(like=f"{unique}-c"))
     assert await names(by_own_name) == [f"ld-{unique}-c"]
-    queue_names = filters_pb2.DeploymentFilter(work_queue_name=filters_pb2.StringFilter(any=["legacy", "default"]), name=mine)
+    queue_names = filters_pb2.DeploymentFilter(
+        work_queue_name=filters_pb2.StringFilter(any=["legacy", "default"]), name=mine
+    )
     assert await names(queue_names) == [f"ld-{unique}-a", f"ld-{unique}-b"]
     either = filters_pb2.DeploymentFilter(
         operator=filters_pb2.FILTER_OPERATOR_OR,
@@ -555,7 +608,9 @@ async def test_delete_deployment_keeps_its_runs_readable(flows, runs, deployment
         "DEPLOYMENT_NOT_FOUND",
         {"deployment_id": deployment.id},
     )
-    error = await expect_error(deployments.DeleteDeployment(dep_pb.DeleteDeploymentRequest(deployment_id=deployment.id)))
+    error = await expect_error(
+        deployments.DeleteDeployment(dep_pb.DeleteDeploymentRequest(deployment_id=deployment.id))
+    )
     assert (error.code, error.reason) == (grpc.StatusCode.NOT_FOUND, "DEPLOYMENT_NOT_FOUND")
     kept = await get_run(runs, run.id)
     assert (kept.deployment_id, kept.deployment_version) == (deployment.id, "7")
@@ -622,7 +677,9 @@ async def take_slot(flows, runs, deployments, unique: str, **deployment_fields) 
     scheduled = state_pb2.StateCreate(type=state_pb2.STATE_TYPE_SCHEDULED)
     run = await new_run(runs, flow_id, deployment_id=deployment.id, state=scheduled)
     outcome = await runs.SetFlowRunState(
-        runs_pb.SetFlowRunStateRequest(flow_run_id=run.id, state=state_pb2.StateCreate(type=state_pb2.STATE_TYPE_PENDING))
+        runs_pb.SetFlowRunStateRequest(
+            flow_run_id=run.id, state=state_pb2.StateCreate(type=state_pb2.STATE_TYPE_PENDING)
+        )
     )
     assert outcome.status == state_pb2.SET_STATE_STATUS_ACCEPT
     return deployment.id, outcome.state.state_details.deployment_concurrency_lease_id
@@ -633,14 +690,14 @@ async def test_renew_lease_by_the_deployment_grace_period(flows, runs, deploymen
     deployment_id, lease_id = await take_slot(flows, runs, deployments, unique, concurrency_options=grace)
     get = dep_pb.GetDeploymentRequest(deployment_id=deployment_id)
     assert (await deployments.GetDeployment(get)).deployment.active_slots == 1
-    before = datetime.now(timezone.utc)
+    before = datetime.now(UTC)
     renewed = await deployments.RenewConcurrencyLease(dep_pb.RenewConcurrencyLeaseRequest(lease_id=lease_id))
-    after = datetime.now(timezone.utc)
+    after = datetime.now(UTC)
     assert renewed.ttl == Duration(seconds=120)
-    expiration = renewed.expiration.ToDatetime(tzinfo=timezone.utc)
+    expiration = renewed.expiration.ToDatetime(tzinfo=UTC)
     assert before + timedelta(seconds=120) <= expiration <= after + timedelta(seconds=120)
     again = await deployments.RenewConcurrencyLease(dep_pb.RenewConcurrencyLeaseRequest(lease_id=lease_id))
-    assert again.expiration.ToDatetime(tzinfo=timezone.utc) >= expiration  # idempotent: extends again
+    assert again.expiration.ToDatetime(tzinfo=UTC) >= expiration  # idempotent: extends again
     assert (await deployments.GetDeployment(get)).deployment.active_slots == 1
 
 
@@ -675,8 +732,14 @@ async def test_an_expired_lease_cannot_be_renewed(database_url, unique, move_clo
 
 async def test_renew_unknown_lease_is_not_found(deployments):
     lease_id = str(uuid.uuid4())
-    error = await expect_error(deployments.RenewConcurrencyLease(dep_pb.RenewConcurrencyLeaseRequest(lease_id=lease_id)))
-    assert (error.code, error.reason, error.metadata) == (grpc.StatusCode.NOT_FOUND, "LEASE_NOT_FOUND", {"lease_id": lease_id})
+    error = await expect_error(
+        deployments.RenewConcurrencyLease(dep_pb.RenewConcurrencyLeaseRequest(lease_id=lease_id))
+    )
+    assert (error.code, error.reason, error.metadata) == (
+        grpc.StatusCode.NOT_FOUND,
+        "LEASE_NOT_FOUND",
+        {"lease_id": lease_id},
+    )
     error = await expect_error(deployments.RenewConcurrencyLease(dep_pb.RenewConcurrencyLeaseRequest(lease_id="lease")))
     assert error.code == grpc.StatusCode.INVALID_ARGUMENT and "lease_id" in error.field_violations
 

@@ -122,9 +122,7 @@ async def test_bad_input_is_invalid_argument_naming_the_field(flows, runs, call,
 
 
 async def test_all_violations_reported_at_once(flows):
-    error = await expect_error(
-        flows.CreateFlow(flows_pb.CreateFlowRequest(name="bad/name", tags=["ok", ""]))
-    )
+    error = await expect_error(flows.CreateFlow(flows_pb.CreateFlowRequest(name="bad/name", tags=["ok", ""])))
     assert set(error.field_violations) == {"name", "tags[1]"}
 
 

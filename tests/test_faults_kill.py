@@ -270,7 +270,10 @@ def test_the_slot_check_reports_every_inconsistency():
     assert "(d) run r2 holds 2 leases" in slot_problems(3, runs, [*leases, LeaseRow("l4", "r2", "RUNNING", True)])[1]
     assert reported(2, [runs[0], ActiveRun("r2", "RUNNING", None)], leases).startswith("(d) run r2 holds lease l2")
     expired = slot_problems(2, runs, [leases[0], LeaseRow("l2", "r2", "RUNNING", False)])[1]
-    assert expired == ["(a) run r2 is RUNNING but holds no live lease", "lease l2 of run r2 expired (no lease should, in a test)"]
+    assert expired == [
+        "(a) run r2 is RUNNING but holds no live lease",
+        "lease l2 of run r2 expired (no lease should, in a test)",
+    ]
 
 
 # --- a worker that cannot start: the supervisor gives up ----------------------------------

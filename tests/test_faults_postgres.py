@@ -81,7 +81,9 @@ async def test_postgres_restart_under_load(private_postgres, postgres_url, tmp_p
         try:
             for round_ in range(ROUNDS):
                 done = load.figures.lifecycles
-                await wait_until(lambda: load.figures.lifecycles >= done + CLIENTS, 60, "under load", [running])
+                await wait_until(
+                    lambda done=done: load.figures.lifecycles >= done + CLIENTS, 60, "under load", [running]
+                )
                 mode = ("fast", "immediate")[round_ % 2]
                 try:
                     await asyncio.to_thread(private_postgres.restart, mode)
@@ -89,7 +91,10 @@ async def test_postgres_restart_under_load(private_postgres, postgres_url, tmp_p
                     await asyncio.to_thread(private_postgres.ensure_running)
                 load.mark_recovery()
                 await wait_until(
-                    load.recovered, RECOVERY_TIMEOUT_SECONDS, f"recovered after restart {round_ + 1} ({mode})", [running]
+                    load.recovered,
+                    RECOVERY_TIMEOUT_SECONDS,
+                    f"recovered after restart {round_ + 1} ({mode})",
+                    [running],
                 )
         finally:
             load.stop()

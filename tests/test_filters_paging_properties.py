@@ -32,7 +32,7 @@ import random
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import grpc
@@ -41,8 +41,14 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from hypothesis import HealthCheck, event, given, note, settings
 from hypothesis import strategies as st
 
-from flowrun.v1 import filters_pb2, flow_run_service_pb2, flow_run_service_pb2_grpc, flow_service_pb2
-from flowrun.v1 import flow_service_pb2_grpc, state_pb2
+from flowrun.v1 import (
+    filters_pb2,
+    flow_run_service_pb2,
+    flow_run_service_pb2_grpc,
+    flow_service_pb2,
+    flow_service_pb2_grpc,
+    state_pb2,
+)
 from server.app import build_app
 from tests.conftest import create_postgres_database, drop_postgres_database, settings_for
 
@@ -69,8 +75,8 @@ FLOW_SORTS = list(filters_pb2.FlowSort.values())
 # Every sort value, each its own test item, so that none is left to chance.
 EVERY_FLOW_RUN_SORT = pytest.mark.parametrize("sort", FLOW_RUN_SORTS, ids=filters_pb2.FlowRunSort.Name)
 EVERY_FLOW_SORT = pytest.mark.parametrize("sort", FLOW_SORTS, ids=filters_pb2.FlowSort.Name)
-FAR_FUTURE = datetime.max.replace(tzinfo=timezone.utc)
-FAR_PAST = datetime.min.replace(tzinfo=timezone.utc)
+FAR_FUTURE = datetime.max.replace(tzinfo=UTC)
+FAR_PAST = datetime.min.replace(tzinfo=UTC)
 
 # Vocabularies: small, so that values repeat (ties, overlaps) and case and the LIKE
 # metacharacters matter. Flow names may not contain "%" (CreateFlow rejects it).
@@ -101,7 +107,7 @@ STATE_NAMES = [
 
 
 def _time(message: Any, name: str) -> datetime | None:
-    return getattr(message, name).ToDatetime(tzinfo=timezone.utc) if message.HasField(name) else None
+    return getattr(message, name).ToDatetime(tzinfo=UTC) if message.HasField(name) else None
 
 
 @dataclass(frozen=True)
@@ -519,7 +525,7 @@ async def world(database_url, tmp_path_factory):
     await app.start()
     try:
         async with grpc.aio.insecure_channel(f"127.0.0.1:{app.port}") as channel:
-            base = datetime.now(timezone.utc).replace(microsecond=0)
+            base = datetime.now(UTC).replace(microsecond=0)
             world = World(
                 flows=flow_service_pb2_grpc.FlowServiceStub(channel),
                 runs=flow_run_service_pb2_grpc.FlowRunServiceStub(channel),

@@ -46,8 +46,13 @@ import grpc  # noqa: E402
 from google.protobuf import duration_pb2, struct_pb2, timestamp_pb2  # noqa: E402
 from grpc_status import rpc_status  # noqa: E402
 
-from flowrun.v1 import filters_pb2, flow_run_pb2, flow_run_service_pb2, flow_service_pb2  # noqa: E402
-from flowrun.v1 import state_pb2  # noqa: E402
+from flowrun.v1 import (  # noqa: E402
+    filters_pb2,
+    flow_run_pb2,
+    flow_run_service_pb2,
+    flow_service_pb2,
+    state_pb2,
+)
 from tests.helpers.rich_errors import decode, expect_error  # noqa: E402
 
 
@@ -169,7 +174,9 @@ async def test_durations_out_of_range_name_the_field(runs, seconds, nanos):
 
 async def test_hundreds_of_violations_fit_in_the_error_details(flows):
     bad_ids = [f"not-a-uuid-{index}-" + "x" * 200 for index in range(300)]
-    request = flow_service_pb2.ListFlowsRequest(flow_filter=filters_pb2.FlowFilter(id=filters_pb2.IdFilter(any=bad_ids)))
+    request = flow_service_pb2.ListFlowsRequest(
+        flow_filter=filters_pb2.FlowFilter(id=filters_pb2.IdFilter(any=bad_ids))
+    )
     with pytest.raises(grpc.aio.AioRpcError) as caught:
         await flows.ListFlows(request)
     error = caught.value

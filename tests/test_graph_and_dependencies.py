@@ -4,13 +4,13 @@ parent task runs, through the public API on both backends."""
 from __future__ import annotations
 
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import grpc
 import pytest
 
-from flowrun.v1 import flow_run_service_pb2_grpc, graph_pb2, state_pb2, task_run_pb2, task_run_service_pb2_grpc
 from flowrun.v1 import flow_run_service_pb2 as runs_pb
+from flowrun.v1 import flow_run_service_pb2_grpc, graph_pb2, state_pb2, task_run_pb2, task_run_service_pb2_grpc
 from flowrun.v1 import flow_service_pb2 as flows_pb
 from flowrun.v1 import task_run_service_pb2 as tasks_pb
 from server.app import build_app
@@ -41,7 +41,9 @@ class Scenario:
         if not self.flow_id:
             flow = await self.flows.CreateFlow(flows_pb.CreateFlowRequest(name=f"graph-{self.unique}"))
             self.flow_id = flow.flow.id
-        return (await self.runs.CreateFlowRun(runs_pb.CreateFlowRunRequest(flow_id=self.flow_id, name=name, **kwargs))).flow_run
+        return (
+            await self.runs.CreateFlowRun(runs_pb.CreateFlowRunRequest(flow_id=self.flow_id, name=name, **kwargs))
+        ).flow_run
 
     async def task_run(self, flow_run_id: str, key: str, **task_inputs: list[task_run_pb2.TaskRunInput]):
         request = tasks_pb.CreateTaskRunRequest(
@@ -52,7 +54,9 @@ class Scenario:
         return (await self.tasks.CreateTaskRun(request)).task_run
 
     async def set_task(self, task_run_id: str, state_type: int, **kwargs):
-        request = tasks_pb.SetTaskRunStateRequest(task_run_id=task_run_id, state=state_pb2.StateCreate(type=state_type, **kwargs))
+        request = tasks_pb.SetTaskRunStateRequest(
+            task_run_id=task_run_id, state=state_pb2.StateCreate(type=state_type, **kwargs)
+        )
         return await self.tasks.SetTaskRunState(request)
 
     async def set_flow(self, flow_run_id: str, state_type: int, *, force: bool = False):
@@ -178,7 +182,7 @@ async def test_graph_since_keeps_recent_and_unfinished_nodes_with_edges_to_older
     old = await scenario.task_run(run.id, "old")
     await scenario.set_task(old.id, state_pb2.STATE_TYPE_RUNNING)
     await scenario.set_task(old.id, state_pb2.STATE_TYPE_COMPLETED)
-    since = datetime.now(timezone.utc)
+    since = datetime.now(UTC)
     recent = await scenario.task_run(run.id, "recent", x=[task_input(task_run_id=old.id)])
     await scenario.set_task(recent.id, state_pb2.STATE_TYPE_RUNNING)
     await scenario.set_task(recent.id, state_pb2.STATE_TYPE_COMPLETED)
@@ -193,7 +197,7 @@ async def test_graph_since_keeps_recent_and_unfinished_nodes_with_edges_to_older
     assert list(nodes[recent.id].parent_ids) == [old.id]
     assert list(nodes[recent.id].child_ids) == [open_.id]
     assert list(graph.root_node_ids) == []
-    later = await scenario.graph(run.id, since=datetime.now(timezone.utc))
+    later = await scenario.graph(run.id, since=datetime.now(UTC))
     assert [node.id for node in later.nodes] == [open_.id]
 
 
@@ -210,7 +214,7 @@ async def test_graph_larger_than_the_limit_fails_with_too_large(database_url, sc
     made = [await scenario.task_run(run.id, f"t{index}") for index in range(4)]
     for task in made[:2]:
         await scenario.set_task(task.id, state_pb2.STATE_TYPE_COMPLETED)
-    since = datetime.now(timezone.utc)
+    since = datetime.now(UTC)
     app = await build_app(settings_for(database_url, graph_max_nodes=3))
     await app.start()
     try:

@@ -10,9 +10,8 @@ import pytest
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from flowrun.v1 import flow_run_service_pb2 as runs_pb
-from flowrun.v1 import flow_run_service_pb2_grpc
+from flowrun.v1 import flow_run_service_pb2_grpc, flow_service_pb2_grpc
 from flowrun.v1 import flow_service_pb2 as flows_pb
-from flowrun.v1 import flow_service_pb2_grpc
 from server.app import FLOWRUN_SERVICES, build_app
 from server.health import DatabaseHealth
 from tests.conftest import settings_for
@@ -39,7 +38,9 @@ async def test_graceful_shutdown_reports_not_serving_before_draining(database_ur
     try:
         async with grpc.aio.insecure_channel(f"127.0.0.1:{app.port}") as channel:
             health = health_pb2_grpc.HealthStub(channel)
-            assert (await health.Check(health_pb2.HealthCheckRequest())).status == health_pb2.HealthCheckResponse.SERVING
+            assert (
+                await health.Check(health_pb2.HealthCheckRequest())
+            ).status == health_pb2.HealthCheckResponse.SERVING
             await app.health.enter_graceful_shutdown()  # the first step of App.stop
             for service in SERVICES:
                 status = (await health.Check(health_pb2.HealthCheckRequest(service=service))).status
@@ -101,7 +102,9 @@ class FakeDatabase:
 
 async def statuses(servicer: health.aio.HealthServicer) -> set[int]:
     context = None  # Check needs a context only to abort on an unknown service
-    return {(await servicer.Check(health_pb2.HealthCheckRequest(service=name), context)).status for name in ALL_SERVICES}
+    return {
+        (await servicer.Check(health_pb2.HealthCheckRequest(service=name), context)).status for name in ALL_SERVICES
+    }
 
 
 async def wait_for_statuses(servicer: health.aio.HealthServicer, expected: set[int], timeout: float = 10.0) -> None:

@@ -1,17 +1,18 @@
-""""No data" has one encoding: SQL NULL, on every write path and both databases
+""" "No data" has one encoding: SQL NULL, on every write path and both databases
 (server/db/types.py), and migration 0005 rewrites the JSON nulls stored before it."""
 
 from __future__ import annotations
 
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import JSON, text
 
-from flowrun.v1 import flow_run_service_pb2 as runs_pb, flow_service_pb2 as flows_pb, state_pb2
-from flowrun.v1 import task_run_service_pb2, task_run_service_pb2_grpc
+from flowrun.v1 import flow_run_service_pb2 as runs_pb
+from flowrun.v1 import flow_service_pb2 as flows_pb
+from flowrun.v1 import state_pb2, task_run_service_pb2, task_run_service_pb2_grpc
 from server.db.engine import create_engine
 from server.db.migrate import MIGRATIONS, migrate
 from server.db.tables import flow
@@ -84,8 +85,8 @@ async def test_migration_0005_rewrites_stored_json_nulls(backend, tmp_path):
         try:
             async with database.unit_of_work(write=True) as uow:
                 await uow.connection.run_sync(_upgrade_to, "0004")
-                now = datetime.now(timezone.utc)
-                legacy = dict(id=str(uuid.uuid4()), name="legacy", created=now, updated=now, tags=[])
+                now = datetime.now(UTC)
+                legacy = {"id": str(uuid.uuid4()), "name": "legacy", "created": now, "updated": now, "tags": []}
                 await uow.connection.execute(flow.insert().values(**legacy, labels=JSON.NULL))  # as SQLAlchemy did
             assert (await json_nulls(database))["flow.labels"] == 1
             await migrate(database)
@@ -93,4 +94,3 @@ async def test_migration_0005_rewrites_stored_json_nulls(backend, tmp_path):
             assert await sql_nulls(database, "flow", "labels") == 1
         finally:
             await database.dispose()
-

@@ -12,16 +12,17 @@ per case. The cases live in tests/helpers/decision_table.py; the in-memory table
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 from google.protobuf import field_mask_pb2, json_format, struct_pb2
 
-from flowrun.v1 import flow_run_pb2, flow_run_service_pb2 as runs_pb, flow_service_pb2 as flows_pb
-from flowrun.v1 import state_pb2, task_run_service_pb2, task_run_service_pb2_grpc
-from tests.helpers.factories import create_deployment
+from flowrun.v1 import flow_run_pb2, state_pb2, task_run_service_pb2, task_run_service_pb2_grpc
+from flowrun.v1 import flow_run_service_pb2 as runs_pb
+from flowrun.v1 import flow_service_pb2 as flows_pb
 from tests.helpers.decision_table import CORE_TABLE, FORCED_TABLE, Expect, Proposal, Start, table_cases, variant_cases
+from tests.helpers.factories import create_deployment
 
 # Hundreds of cases through gRPC on both databases take seconds; the fast loop runs the
 # same cases in memory (test_policy_engine_decision_table.py).
@@ -38,7 +39,7 @@ def state_create(
     type_: str, name: str = "", details: dict[str, Any] | None = None, data: Any = None, message: str = ""
 ):
     """A StateCreate; timedelta detail values are taken relative to now."""
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     values = {key: now + value if isinstance(value, timedelta) else value for key, value in (details or {}).items()}
     state = state_pb2.StateCreate(
         type=state_pb2.StateType.Value(f"STATE_TYPE_{type_}"),

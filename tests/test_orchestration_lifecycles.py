@@ -6,14 +6,15 @@ the retry/pause fields of empirical_policy)."""
 from __future__ import annotations
 
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 from google.protobuf import duration_pb2, field_mask_pb2, json_format, struct_pb2
 
-from flowrun.v1 import flow_run_pb2, flow_run_service_pb2 as runs_pb, flow_service_pb2 as flows_pb
-from flowrun.v1 import state_pb2
+from flowrun.v1 import flow_run_pb2, state_pb2
+from flowrun.v1 import flow_run_service_pb2 as runs_pb
+from flowrun.v1 import flow_service_pb2 as flows_pb
 from server import clock
 from tests.helpers.factories import create_deployment
 
@@ -103,7 +104,7 @@ def seconds(duration: duration_pb2.Duration) -> float:
 
 
 def ts(message) -> datetime:
-    return message.ToDatetime(tzinfo=timezone.utc)
+    return message.ToDatetime(tzinfo=UTC)
 
 
 async def test_plain_run(flows, runs, unique):
@@ -172,7 +173,7 @@ async def test_retries(flows, runs, unique, monkeypatch):
     assert still_early.state.id == pending.state.id
 
     # The worker waits; the server's clock moves past the retry's scheduled time.
-    monkeypatch.setattr(clock, "now", lambda: datetime.now(timezone.utc) + timedelta(seconds=6))
+    monkeypatch.setattr(clock, "now", lambda: datetime.now(UTC) + timedelta(seconds=6))
     second = await run.propose(state(RUNNING))
     assert second.status == ACCEPT
     assert run.current.run_count == 2
@@ -245,7 +246,7 @@ async def test_blocking_pause_and_resume(flows, runs, unique):
 async def test_pause_that_timed_out_fails_on_resume(flows, runs, unique):
     run = await Run.create(flows, runs, unique)
     await run.propose(state(RUNNING))
-    expired = datetime.now(timezone.utc) - timedelta(seconds=1)
+    expired = datetime.now(UTC) - timedelta(seconds=1)
     paused = await run.propose(state(PAUSED, pause_timeout=at(expired)))
     assert paused.status == ACCEPT
 

@@ -135,7 +135,7 @@ def test_the_runtime_lock_holds_every_runtime_dependency_and_no_dev_tool():
         assert canonicalize_name(requirement.name) in locked, f"{line} is not in requirements-runtime.txt"
         version, entry = locked[canonicalize_name(requirement.name)]
         assert requirement.specifier.contains(version, prereleases=True), f"{entry} does not satisfy {line}"
-    for version, entry in locked.values():
+    for _version, entry in locked.values():
         assert "--hash=sha256:" in entry, entry
     for line in project["optional-dependencies"]["dev"]:
         assert canonicalize_name(Requirement(line).name) not in locked, f"dev tool {line} is in the runtime lock"

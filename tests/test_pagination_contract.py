@@ -13,7 +13,9 @@ import uuid
 import grpc
 import pytest
 
-from flowrun.v1 import filters_pb2, flow_run_service_pb2 as runs_pb, flow_service_pb2 as flows_pb, state_pb2
+from flowrun.v1 import filters_pb2, state_pb2
+from flowrun.v1 import flow_run_service_pb2 as runs_pb
+from flowrun.v1 import flow_service_pb2 as flows_pb
 from tests.helpers.rich_errors import expect_error
 
 DEFAULT_PAGE_SIZE = 200

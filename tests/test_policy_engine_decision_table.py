@@ -11,7 +11,7 @@ directly in the memory repositories."""
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -28,7 +28,7 @@ from tests.helpers.decision_table import CORE_TABLE, FORCED_TABLE, Expect, Propo
 from tests.helpers.memory_repositories import MemoryRepositories, proposal
 
 SETTINGS = Settings()
-CREATED = datetime(2026, 3, 1, 12, 0, tzinfo=timezone.utc)  # when the run and its first state are made
+CREATED = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)  # when the run and its first state are made
 PROPOSED = CREATED + timedelta(seconds=1)  # when the case's proposal is made
 
 

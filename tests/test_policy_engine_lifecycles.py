@@ -13,18 +13,19 @@ from __future__ import annotations
 
 import os
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from operator import attrgetter
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from server import errors
 from server.config import Settings
+from server.db.tables import ORCHESTRATED_RUN_COLUMNS
 from server.domain.deployments import CollisionStrategy
 from server.domain.flow_runs import FlowRunPolicy
-from server.db.tables import ORCHESTRATED_RUN_COLUMNS
 from server.domain.states import State, StateType, has_persisted_result
 from server.orchestration.context import OrchestrationContext, SetStateStatus, TransitionResult
 from server.orchestration.policies import CORE_POLICY, FLOW_RUNS, GLOBAL_POLICY
@@ -35,7 +36,7 @@ from server.orchestration.transitions import RunKind, set_state
 from tests.helpers.memory_repositories import MemoryRepositories, proposal
 
 SETTINGS = Settings()
-START = datetime(2026, 3, 1, 12, 0, tzinfo=timezone.utc)
+START = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 ACCEPT, REJECT, ABORT, WAIT = SetStateStatus.ACCEPT, SetStateStatus.REJECT, SetStateStatus.ABORT, SetStateStatus.WAIT
 SCHEDULED, PENDING, RUNNING = StateType.SCHEDULED, StateType.PENDING, StateType.RUNNING
 COMPLETED, FAILED, CANCELLED = StateType.COMPLETED, StateType.FAILED, StateType.CANCELLED

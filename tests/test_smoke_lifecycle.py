@@ -16,7 +16,9 @@ async def test_create_flow_run_and_complete(flows, runs, unique):
     assert run.expected_start_time == run.state.timestamp
 
     running = await runs.SetFlowRunState(
-        runs_pb.SetFlowRunStateRequest(flow_run_id=run.id, state=state_pb2.StateCreate(type=state_pb2.STATE_TYPE_RUNNING))
+        runs_pb.SetFlowRunStateRequest(
+            flow_run_id=run.id, state=state_pb2.StateCreate(type=state_pb2.STATE_TYPE_RUNNING)
+        )
     )
     assert running.status == state_pb2.SET_STATE_STATUS_ACCEPT
     assert running.state.type == state_pb2.STATE_TYPE_RUNNING

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import grpc
 import pytest
@@ -64,7 +64,9 @@ async def test_create_starts_pending_with_bookkeeping_and_round_trips_fields(flo
         cache_key="ck",
         task_version="1.2",
         tags=["etl", "nightly"],
-        empirical_policy=task_run_pb2.TaskRunPolicy(retries=2, retry_delay=Duration(seconds=5), retry_jitter_factor=0.5),
+        empirical_policy=task_run_pb2.TaskRunPolicy(
+            retries=2, retry_delay=Duration(seconds=5), retry_jitter_factor=0.5
+        ),
         task_inputs={
             "x": inputs(task_run_pb2.TaskRunInput(task_run_id=upstream)),
             "y": inputs(
@@ -166,7 +168,9 @@ async def test_create_rejects_bad_input(tasks):
 
 async def test_create_in_unknown_flow_run_is_not_found(tasks):
     flow_run_id = str(uuid.uuid4())
-    error = await expect_error(tasks.CreateTaskRun(tasks_pb.CreateTaskRunRequest(flow_run_id=flow_run_id, task_key="t")))
+    error = await expect_error(
+        tasks.CreateTaskRun(tasks_pb.CreateTaskRunRequest(flow_run_id=flow_run_id, task_key="t"))
+    )
     assert error.code == grpc.StatusCode.NOT_FOUND
     assert error.reason == "FLOW_RUN_NOT_FOUND" and error.metadata == {"flow_run_id": flow_run_id}
 
@@ -241,7 +245,7 @@ async def test_list_pages_through_every_sort(flows, runs, tasks, unique):
     found, _ = await list_all(tasks, of_flow_run(flow_run_id), sort=filters_pb2.TASK_RUN_SORT_END_TIME_DESC)
     assert found[0].name == "charlie" and len(found) == 5
     later = Timestamp()
-    later.FromDatetime(datetime.now(timezone.utc) + timedelta(hours=1))
+    later.FromDatetime(datetime.now(UTC) + timedelta(hours=1))
     await set_state(
         tasks, made[4].id, state_pb2.STATE_TYPE_SCHEDULED, state_details=state_pb2.StateDetails(scheduled_time=later)
     )
@@ -257,7 +261,9 @@ async def test_list_filters(flows, runs, tasks, unique):
 
     async def names(**kwargs) -> list[str]:
         page = await tasks.ListTaskRuns(
-            tasks_pb.ListTaskRunsRequest(task_run_filter=of_flow_run(flow_run_id, **kwargs), sort=filters_pb2.TASK_RUN_SORT_NAME_ASC)
+            tasks_pb.ListTaskRunsRequest(
+                task_run_filter=of_flow_run(flow_run_id, **kwargs), sort=filters_pb2.TASK_RUN_SORT_NAME_ASC
+            )
         )
         return [run.name for run in page.task_runs]
 
@@ -293,7 +299,9 @@ async def test_list_filters(flows, runs, tasks, unique):
 
 async def test_list_paging_errors(flows, runs, tasks, unique):
     flow_run_id, _ = await make_task_runs(flows, runs, tasks, unique, ["a", "b", "c"])
-    first = await tasks.ListTaskRuns(tasks_pb.ListTaskRunsRequest(task_run_filter=of_flow_run(flow_run_id), page_size=1))
+    first = await tasks.ListTaskRuns(
+        tasks_pb.ListTaskRunsRequest(task_run_filter=of_flow_run(flow_run_id), page_size=1)
+    )
     assert len(first.task_runs) == 1 and first.next_page_token
 
     other_filter = tasks_pb.ListTaskRunsRequest(
@@ -316,11 +324,15 @@ async def test_list_paging_errors(flows, runs, tasks, unique):
     assert error.code == grpc.StatusCode.INVALID_ARGUMENT and set(error.field_violations) == {"page_size"}
     error = await expect_error(tasks.ListTaskRuns(tasks_pb.ListTaskRunsRequest(sort=99)))
     assert set(error.field_violations) == {"sort"}
-    bad_filter = tasks_pb.ListTaskRunsRequest(task_run_filter=filters_pb2.TaskRunFilter(id=filters_pb2.IdFilter(any=["x"])))
+    bad_filter = tasks_pb.ListTaskRunsRequest(
+        task_run_filter=filters_pb2.TaskRunFilter(id=filters_pb2.IdFilter(any=["x"]))
+    )
     error = await expect_error(tasks.ListTaskRuns(bad_filter))
     assert set(error.field_violations) == {"task_run_filter.id.any[0]"}
 
-    capped = await tasks.ListTaskRuns(tasks_pb.ListTaskRunsRequest(task_run_filter=of_flow_run(flow_run_id), page_size=10_000))
+    capped = await tasks.ListTaskRuns(
+        tasks_pb.ListTaskRunsRequest(task_run_filter=of_flow_run(flow_run_id), page_size=10_000)
+    )
     assert len(capped.task_runs) == 3 and not capped.next_page_token
 
 
@@ -351,7 +363,7 @@ async def test_set_state_bookkeeping_through_a_life_cycle(flows, runs, tasks, un
 
     # A retry: leaving the terminal state clears the end time, RUNNING counts again.
     scheduled_time = Timestamp()
-    scheduled_time.FromDatetime(datetime.now(timezone.utc) + timedelta(minutes=5))
+    scheduled_time.FromDatetime(datetime.now(UTC) + timedelta(minutes=5))
     retry = await set_state(
         tasks,
         run.id,

@@ -34,8 +34,8 @@ from flowrun.v1 import flow_service_pb2, flow_service_pb2_grpc
 from server.app import App, build_app
 from server.config import Settings
 from server.tls import ServerCertificates, TlsError, peer_subject, server_certificates
-from tests.helpers.certs import CertificateAuthority, TlsFiles, write_tls_files
 from tests.conftest import settings_for
+from tests.helpers.certs import CertificateAuthority, TlsFiles, write_tls_files
 from tests.helpers.servers import REPO, ServerProcess
 
 HOST = "127.0.0.1"

@@ -144,13 +144,17 @@ class Report:
         return not self.findings and not self.log_errors and self.healthy_at_end
 
     def render(self, examples: int = 25) -> str:
-        lines = [f"== {self.backend}: {self.requests} fuzz requests in {self.seconds:.1f} s "
-                 f"({self.seed_calls} seeding calls; bodies: {dict(sorted(self.by_kind.items()))})"]
+        lines = [
+            f"== {self.backend}: {self.requests} fuzz requests in {self.seconds:.1f} s "
+            f"({self.seed_calls} seeding calls; bodies: {dict(sorted(self.by_kind.items()))})"
+        ]
         width = max((len(name) for name in self.histogram), default=2)
         for code, count in sorted(self.histogram.items(), key=lambda item: -item[1]):
             lines.append(f"  {code:<{width}}  {count:>7}")
         for kind in sorted(self.by_kind):
-            codes = {code: n for (k, code), n in sorted(self.by_kind_code.items(), key=lambda item: -item[1]) if k == kind}
+            codes = {
+                code: n for (k, code), n in sorted(self.by_kind_code.items(), key=lambda item: -item[1]) if k == kind
+            }
             lines.append(f"  {kind} bodies: {codes}")
         lines.append(f"  server healthy at the end: {'yes' if self.healthy_at_end else 'NO'}")
         lines.append(f"  findings: {len(self.findings)}; server log errors: {len(self.log_errors)}")
@@ -192,7 +196,7 @@ def describe(body: Body) -> str:
         return hex_text
     try:
         text = text_format.MessageToString(body.message, as_one_line=True, as_utf8=True)
-    except Exception:  # noqa: BLE001 - deeper than the printer goes
+    except Exception:
         return f"{body.message.DESCRIPTOR.name} too deep to print; {hex_text}"
     prefix = "corrupted encoding of " if body.kind == "corrupted" else ""
     return prefix + (text[:600] + "..." if len(text) > 600 else text)
@@ -210,9 +214,7 @@ class Client:
         self.pool = pool
         self.report = report
         self.calls = {method.path: channel.unary_unary(method.path) for method in methods}
-        self.response_classes = {
-            method.path: message_factory.GetMessageClass(method.output) for method in methods
-        }
+        self.response_classes = {method.path: message_factory.GetMessageClass(method.output) for method in methods}
         self.seed_round = 0
 
     # -- checking -------------------------------------------------------------------------
@@ -316,23 +318,35 @@ class Client:
         pool = self.pool
         flow_ids = []
         for index in range(2):
-            created = self.rpc("/flowrun.v1.FlowService/CreateFlow", flows.CreateFlowRequest(name=f"{prefix}-flow-{index}", tags=["fuzz", prefix]))
+            created = self.rpc(
+                "/flowrun.v1.FlowService/CreateFlow",
+                flows.CreateFlowRequest(name=f"{prefix}-flow-{index}", tags=["fuzz", prefix]),
+            )
             if created is not None:
                 flow_ids.append(created.flow.id)
                 pool.add_id("flow", created.flow.id)
                 pool.add_name("flow", created.flow.name)
         work_pool = f"{prefix}-pool"
-        if self.rpc("/flowrun.v1.WorkPoolService/CreateWorkPool", pools.CreateWorkPoolRequest(name=work_pool, concurrency_limit=5)):
+        if self.rpc(
+            "/flowrun.v1.WorkPoolService/CreateWorkPool",
+            pools.CreateWorkPoolRequest(name=work_pool, concurrency_limit=5),
+        ):
             pool.add_name("work_pool", work_pool)
-        if self.rpc("/flowrun.v1.WorkPoolService/CreateWorkQueue", pools.CreateWorkQueueRequest(work_pool_name=work_pool, name=f"{prefix}-queue")):
+        if self.rpc(
+            "/flowrun.v1.WorkPoolService/CreateWorkQueue",
+            pools.CreateWorkQueueRequest(work_pool_name=work_pool, name=f"{prefix}-queue"),
+        ):
             pool.add_name("work_queue", f"{prefix}-queue")
         if not flow_ids:
             return
         deployment = self.rpc(
             "/flowrun.v1.DeploymentService/CreateDeployment",
             deployments.CreateDeploymentRequest(
-                flow_id=flow_ids[0], name=f"{prefix}-deployment", work_pool_name=work_pool,
-                work_queue_name=f"{prefix}-queue", concurrency_limit=1,
+                flow_id=flow_ids[0],
+                name=f"{prefix}-deployment",
+                work_pool_name=work_pool,
+                work_queue_name=f"{prefix}-queue",
+                concurrency_limit=1,
             ),
         )
         deployment_id = deployment.deployment.id if deployment is not None else ""
@@ -341,7 +355,9 @@ class Client:
         for request in (
             runs.CreateFlowRunRequest(flow_id=flow_ids[0], tags=["fuzz"]),
             runs.CreateFlowRunRequest(
-                flow_id=flow_ids[0], deployment_id=deployment_id, work_pool_name=work_pool,
+                flow_id=flow_ids[0],
+                deployment_id=deployment_id,
+                work_pool_name=work_pool,
                 state=state_pb2.StateCreate(type=state_pb2.STATE_TYPE_SCHEDULED),
             ),
             runs.CreateFlowRunRequest(flow_id=flow_ids[-1], idempotency_key=f"{prefix}-key"),
@@ -365,7 +381,10 @@ class Client:
             )
             if task is not None:
                 pool.add_id("task_run", task.task_run.id)
-            states = self.rpc("/flowrun.v1.FlowRunService/ListFlowRunStates", runs.ListFlowRunStatesRequest(flow_run_id=run_id, page_size=1))
+            states = self.rpc(
+                "/flowrun.v1.FlowRunService/ListFlowRunStates",
+                runs.ListFlowRunStatesRequest(flow_run_id=run_id, page_size=1),
+            )
             if states is not None:
                 for state in states.states:
                     pool.add_id("state", state.id)
@@ -375,13 +394,18 @@ class Client:
             ("/flowrun.v1.TaskRunService/ListTaskRuns", tasks.ListTaskRunsRequest(page_size=1)),
             ("/flowrun.v1.DeploymentService/ListDeployments", deployments.ListDeploymentsRequest(page_size=1)),
             ("/flowrun.v1.WorkPoolService/ListWorkPools", pools.ListWorkPoolsRequest(page_size=1)),
-            ("/flowrun.v1.WorkPoolService/ListWorkQueues", pools.ListWorkQueuesRequest(work_pool_name=work_pool, page_size=1)),
+            (
+                "/flowrun.v1.WorkPoolService/ListWorkQueues",
+                pools.ListWorkQueuesRequest(work_pool_name=work_pool, page_size=1),
+            ),
         ):
             self.rpc(path, request)
 
     def healthy(self) -> bool:
         try:
-            answer = health_pb2_grpc.HealthStub(self.channel).Check(health_pb2.HealthCheckRequest(), timeout=DEADLINE_SECONDS)
+            answer = health_pb2_grpc.HealthStub(self.channel).Check(
+                health_pb2.HealthCheckRequest(), timeout=DEADLINE_SECONDS
+            )
         except grpc.RpcError:
             return False
         return answer.status == health_pb2.HealthCheckResponse.SERVING

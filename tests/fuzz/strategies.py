@@ -172,9 +172,16 @@ def _forged_tokens(pool: Pool) -> st.SearchStrategy[str]:
 
     @st.composite
     def forged(draw):
-        token, how, position, character = draw(real), draw(TOKEN_EDITS), draw(INDEX), draw(st.sampled_from("A_-z0=+/\x00"))
+        token, how, position, character = (
+            draw(real),
+            draw(TOKEN_EDITS),
+            draw(INDEX),
+            draw(st.sampled_from("A_-z0=+/\x00")),
+        )
         garbage, hostile = draw(st.binary(max_size=80)), draw(HOSTILE_STRINGS)
-        edits = draw(st.lists(st.tuples(st.sampled_from(["k", "i", "v", "s", "f"]), TOKEN_VALUES), min_size=1, max_size=3))
+        edits = draw(
+            st.lists(st.tuples(st.sampled_from(["k", "i", "v", "s", "f"]), TOKEN_VALUES), min_size=1, max_size=3)
+        )
         if how == "garbage":
             return base64.urlsafe_b64encode(garbage).decode().rstrip("=")
         if token is None:
@@ -215,8 +222,21 @@ def _string_strategy(field_descriptor: FieldDescriptor, pool: Pool, tame: bool) 
     if name == "paths":
         return st.one_of(
             st.sampled_from(
-                ["tags", "name", "labels", "id", "parameters", "job_variables", "empirical_policy", "flow_version",
-                 "infrastructure_pid", "state", "created", "a.b", ""]
+                [
+                    "tags",
+                    "name",
+                    "labels",
+                    "id",
+                    "parameters",
+                    "job_variables",
+                    "empirical_policy",
+                    "flow_version",
+                    "infrastructure_pid",
+                    "state",
+                    "created",
+                    "a.b",
+                    "",
+                ]
             ),
             HOSTILE_STRINGS,
         )
@@ -256,8 +276,18 @@ def _scalar_strategy(field_descriptor: FieldDescriptor, pool: Pool, tame: bool =
 def _timestamp_parts() -> st.SearchStrategy[tuple[int, int]]:
     seconds = st.one_of(
         st.sampled_from(
-            [0, -1, TIMESTAMP_MIN, TIMESTAMP_MIN - 1, TIMESTAMP_MAX, TIMESTAMP_MAX + 1, INT64[0], INT64[1],
-             1_700_000_000, 4_102_444_800]
+            [
+                0,
+                -1,
+                TIMESTAMP_MIN,
+                TIMESTAMP_MIN - 1,
+                TIMESTAMP_MAX,
+                TIMESTAMP_MAX + 1,
+                INT64[0],
+                INT64[1],
+                1_700_000_000,
+                4_102_444_800,
+            ]
         ),
         st.integers(1_600_000_000, 1_900_000_000),
         st.integers(*INT64),
@@ -284,9 +314,7 @@ def _duration_parts() -> st.SearchStrategy[tuple[int, int]]:
 JSON_LEAVES = st.one_of(st.none(), st.booleans(), HOSTILE_FLOATS, st.integers(-(2**60), 2**60), HOSTILE_STRINGS)
 JSON_VALUES = st.recursive(
     JSON_LEAVES,
-    lambda children: st.one_of(
-        st.lists(children, max_size=4), st.dictionaries(HOSTILE_STRINGS, children, max_size=4)
-    ),
+    lambda children: st.one_of(st.lists(children, max_size=4), st.dictionaries(HOSTILE_STRINGS, children, max_size=4)),
     max_leaves=12,
 )
 
@@ -460,9 +488,7 @@ def _fill(draw, message: Message, pool: Pool, depth: int, tame: bool) -> None:
         _fill_field(draw, message, field_descriptor, pool, depth, tame)
 
 
-def _fill_field(
-    draw, message: Message, field_descriptor: FieldDescriptor, pool: Pool, depth: int, tame: bool
-) -> None:
+def _fill_field(draw, message: Message, field_descriptor: FieldDescriptor, pool: Pool, depth: int, tame: bool) -> None:
     name = field_descriptor.name
     submessage_type = field_descriptor.message_type
     if submessage_type is not None and submessage_type.GetOptions().map_entry:
@@ -548,7 +574,7 @@ def request_bodies(input_descriptor: Descriptor, pool: Pool) -> st.SearchStrateg
         message = draw(hostile)
         try:
             data = message.SerializeToString()
-        except Exception:  # noqa: BLE001 - e.g. a nesting deeper than the encoder allows
+        except Exception:
             data = b""
         if roll == 1:
             return Body("corrupted", _mutate(draw, data), message)

@@ -65,7 +65,7 @@ class Issued:
 class CertificateAuthority:
     def __init__(self, common_name: str = "flowrun test CA") -> None:
         self.key = _key()
-        now = datetime.datetime.now(datetime.timezone.utc)
+        now = datetime.datetime.now(datetime.UTC)
         self.certificate = (
             x509.CertificateBuilder()
             .subject_name(_name(common_name))
@@ -96,7 +96,7 @@ class CertificateAuthority:
 
     def _issue(self, common_name: str, usage: x509.ObjectIdentifier, names: list[x509.GeneralName]) -> Issued:
         key = _key()
-        now = datetime.datetime.now(datetime.timezone.utc)
+        now = datetime.datetime.now(datetime.UTC)
         builder = (
             x509.CertificateBuilder()
             .subject_name(_name(common_name))

@@ -192,7 +192,7 @@ def variant_cases() -> list:
     running, pending, cancelling = propose("RUNNING"), propose("PENDING"), propose("CANCELLING")
     suspend = propose("PAUSED", "Suspended", details={"pause_reschedule": True, "pause_key": "k"})
     resuming = propose("SCHEDULED", "Resuming")
-    suspended = dict(name="Suspended", details={"pause_reschedule": True}, deployment=True)
+    suspended = {"name": "Suspended", "details": {"pause_reschedule": True}, "deployment": True}
     fired = {"pause_keys": ["k"], "resuming": True, "retry_type": flow_run_pb2.RETRY_TYPE_IN_PROCESS}
     reset = {"pause_keys": [], "resuming": False}
     return [

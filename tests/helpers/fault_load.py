@@ -34,18 +34,23 @@ import uuid
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import asyncpg
 import grpc
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
-from flowrun.v1 import deployment_service_pb2, deployment_service_pb2_grpc
-from flowrun.v1 import filters_pb2, flow_run_service_pb2_grpc, state_pb2
+from flowrun.v1 import (
+    deployment_service_pb2,
+    deployment_service_pb2_grpc,
+    filters_pb2,
+    flow_run_service_pb2_grpc,
+    flow_service_pb2_grpc,
+    state_pb2,
+)
 from flowrun.v1 import flow_run_service_pb2 as runs_pb
 from flowrun.v1 import flow_service_pb2 as flows_pb
-from flowrun.v1 import flow_service_pb2_grpc
 from tests.helpers.races import check_run_matches_history, read_history, type_name
 
 ACCEPT = state_pb2.SET_STATE_STATUS_ACCEPT
@@ -380,7 +385,9 @@ async def verify(address: str, load: Load, *, complete: bool) -> list[str]:
     return wrong
 
 
-async def wait_until(predicate: Callable[[], bool], timeout: float, what: str, tasks: Sequence[asyncio.Task] = ()) -> None:
+async def wait_until(
+    predicate: Callable[[], bool], timeout: float, what: str, tasks: Sequence[asyncio.Task] = ()
+) -> None:
     """Polls `predicate` (a liveness bound, not a speed test); fails after `timeout`
     seconds, or at once if one of `tasks` ended (it raised, or stopped early)."""
     loop = asyncio.get_running_loop()
@@ -487,10 +494,13 @@ class SlotReader:
             leases = self._sqlite.execute(SQLITE_LEASES, (deployment_id,)).fetchall()
         finally:
             self._sqlite.execute("ROLLBACK")
-        now = datetime.now(timezone.utc).replace(tzinfo=None)
+        now = datetime.now(UTC).replace(tzinfo=None)
         return (
             [ActiveRun(*row) for row in active],
-            [LeaseRow(id, run_id, state, datetime.fromisoformat(expiration) >= now) for id, run_id, state, expiration in leases],
+            [
+                LeaseRow(id, run_id, state, datetime.fromisoformat(expiration) >= now)
+                for id, run_id, state, expiration in leases
+            ],
         )
 
 

@@ -28,11 +28,11 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any, Generic, TypeVar
 
+from server.db.tables import ORCHESTRATED_RUN_COLUMNS
 from server.domain.deployments import CollisionStrategy
 from server.domain.flow_runs import FlowRun, FlowRunPolicy
 from server.domain.states import State, StateDetails, StateType, is_persisted_data
 from server.domain.task_runs import TaskRun, TaskRunPolicy
-from server.db.tables import ORCHESTRATED_RUN_COLUMNS
 from server.repositories.concurrency_leases import SlotPolicy
 
 Run = TypeVar("Run", FlowRun, TaskRun)

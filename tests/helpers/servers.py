@@ -44,7 +44,7 @@ class ServerProcess:
         self.port: int | None = None
         self.log_path = log_path
         self._lines: queue.Queue[str | None] = queue.Queue()
-        self._log = open(log_path, "wb") if log_path else subprocess.DEVNULL  # noqa: SIM115
+        self._log = open(log_path, "wb") if log_path else subprocess.DEVNULL
         env = {
             **os.environ,
             "FLOWRUN_DATABASE_URL": database_url,
@@ -115,7 +115,9 @@ class ServerProcess:
         for line in self.log_path.read_text(errors="replace").splitlines():
             if " internal error " in line:
                 current = line.split(" internal error ", 1)[1]
-            elif current is not None and line and not line.startswith((" ", "Traceback", "The above", "During handling")):
+            elif (
+                current is not None and line and not line.startswith((" ", "Traceback", "The above", "During handling"))
+            ):
                 found.append(f"{current}: {line}")
                 current = None
         return found
@@ -191,7 +193,9 @@ async def running_servers(
 def postgres_bindir() -> Path:
     """Where initdb and pg_ctl live: `pg_config --bindir` (Debian keeps them off PATH)."""
     with contextlib.suppress(OSError, subprocess.CalledProcessError):
-        bindir = Path(subprocess.run(["pg_config", "--bindir"], capture_output=True, text=True, check=True).stdout.strip())
+        bindir = Path(
+            subprocess.run(["pg_config", "--bindir"], capture_output=True, text=True, check=True).stdout.strip()
+        )
         if (bindir / "initdb").exists():
             return bindir
     initdb = shutil.which("initdb")
