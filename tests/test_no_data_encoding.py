@@ -15,19 +15,16 @@ from flowrun.v1 import flow_service_pb2 as flows_pb
 from flowrun.v1 import state_pb2, task_run_service_pb2, task_run_service_pb2_grpc
 from server.db.engine import create_engine
 from server.db.migrate import MIGRATIONS, migrate
-from server.db.tables import flow
+from server.db.tables import flow, metadata
 from server.db.unit_of_work import Database
 from tests.conftest import fresh_database, settings_for
 
-NULLABLE_JSON_COLUMNS = (
-    ("flow", "labels"),
-    ("flow_run", "labels"),
-    ("flow_run", "created_by"),
-    ("flow_run", "job_variables"),
-    ("deployment", "labels"),
-    ("flow_run_state", "data"),
-    ("task_run", "labels"),
-    ("task_run_state", "data"),
+#: Every nullable JSON column of the schema, read from the tables (a new one is covered too).
+NULLABLE_JSON_COLUMNS = tuple(
+    (table.name, column.name)
+    for table in metadata.sorted_tables
+    for column in table.c
+    if column.nullable and isinstance(column.type, JSON)
 )
 
 
