@@ -524,6 +524,16 @@ async def test_a_task_runs_completed_result_is_never_overwritten_without_one(wor
     assert (await world.propose(task_id, FAILED, kind=TASK_RUNS, force=force)).status == ACCEPT
 
 
+async def test_the_result_names_the_rule_that_decided_it(world):
+    """Traces and metrics report which rule decided a REJECT, WAIT or ABORT; an ACCEPT names none."""
+    run_id = await world.flow_run(empirical_policy=FlowRunPolicy(retries=1, retry_delay=5))
+    assert (await world.propose(run_id, RUNNING)).rule is None
+    assert (await world.propose(run_id, FAILED)).rule == "RetryFailedFlows"
+    assert (await world.propose(run_id, RUNNING)).rule == "WaitForScheduledTime"
+    _, (zero,) = await slot_runs(world, 1, limit=0)
+    assert (await world.propose(zero, PENDING)).rule == "SecureFlowConcurrencySlots"
+
+
 async def test_an_unknown_run_is_not_found(world):
     with pytest.raises(errors.NotFound):
         await world.propose(str(uuid.uuid4()), RUNNING)

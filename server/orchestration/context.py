@@ -36,12 +36,15 @@ class RunStore(Protocol):
 class TransitionResult:
     """How one proposal ended, read once every rule and transform has exited: what the
     client is told. `state` is the run's current state afterwards (the new one when it
-    was written, else the one it kept; None for a run that still has none)."""
+    was written, else the one it kept; None for a run that still has none). `rule` names
+    the rule that decided a REJECT, WAIT or ABORT (the last one to change the proposal);
+    None for an ACCEPT. Traces and metrics report it; the client is not told."""
 
     status: SetStateStatus
     state: State | None
     reason: str | None = None
     delay_seconds: int | None = None
+    rule: str | None = None
 
 
 #: The kind of run a context, rule or transform works on. Flow-run rules are written
@@ -67,6 +70,7 @@ class OrchestrationContext(Generic[RunT]):
     status: SetStateStatus = SetStateStatus.ACCEPT
     reason: str | None = None
     delay_seconds: int | None = None
+    rule: str | None = None  # the class name of the rule that set status (see TransitionResult)
     orchestration_error: BaseException | None = None
     _saved_policy: dict[str, Any] | None = field(default=None, init=False, repr=False)
 
@@ -104,7 +108,11 @@ class OrchestrationContext(Generic[RunT]):
             await self.store.save_policy(self.run.id, policy, self.now)
             self._saved_policy = policy
         return TransitionResult(
-            status=self.status, state=self.validated_state, reason=self.reason, delay_seconds=self.delay_seconds
+            status=self.status,
+            state=self.validated_state,
+            reason=self.reason,
+            delay_seconds=self.delay_seconds,
+            rule=self.rule,
         )
 
 

@@ -112,6 +112,7 @@ class OrchestrationRule(Generic[RunT]):
             self.to_type = state.type
         context.status = SetStateStatus.REJECT
         context.reason = reason
+        context.rule = type(self).__name__
 
     def delay_transition(self, delay_seconds: int, reason: str) -> None:
         self._ensure_not_validated()
@@ -120,6 +121,7 @@ class OrchestrationRule(Generic[RunT]):
         self.to_type = None
         context.status = SetStateStatus.WAIT
         context.reason = reason
+        context.rule = type(self).__name__
         context.delay_seconds = delay_seconds
 
     def abort_transition(self, reason: str) -> None:
@@ -129,6 +131,7 @@ class OrchestrationRule(Generic[RunT]):
         self.to_type = None
         context.status = SetStateStatus.ABORT
         context.reason = reason
+        context.rule = type(self).__name__
 
 
 class GlobalTransform(Generic[RunT]):
