@@ -81,6 +81,7 @@ async def _raw(channel, path: str, data: bytes, *, streaming: str = "") -> grpc.
         ("/grpc.health.v1.Health/Check", ""),
         ("/grpc.health.v1.Health/Watch", "unary_stream"),
         ("/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo", "stream_stream"),
+        ("/grpc.reflection.v1.ServerReflection/ServerReflectionInfo", "stream_stream"),
     ],
 )
 async def test_bytes_that_are_not_the_request_message_are_invalid_argument(channel, path, streaming):
