@@ -13,6 +13,7 @@ from server.app import build_app, run
 from server.auth import AuthConfigError, authenticator_from_settings
 from server.config import Settings
 from server.tls import TlsError, check_settings
+from server.tracing import TracingConfigError, check_environment
 
 
 def positive_int(text: str) -> int:
@@ -69,13 +70,14 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     try:
         check_settings(settings)  # a clear message now rather than from every worker
+        check_environment()  # the OTEL_* variables (server/tracing.py)
         count = workers.resolve_workers(settings)
         if count == 1:
             run(serve(settings))  # one process, exactly as without workers: no supervisor, no fork
         else:
             authenticator_from_settings(settings)  # refuse here, not once per dying worker
             sys.exit(workers.serve(settings, count))
-    except (workers.WorkersError, TlsError, AuthConfigError) as exc:
+    except (workers.WorkersError, TlsError, AuthConfigError, TracingConfigError) as exc:
         sys.exit(f"flowrun-server: error: {exc}")
 
 

@@ -44,6 +44,7 @@ from server.services.task_runs import TaskRunService
 from server.services.work_pools import WorkPoolService
 from server.shared_secrets import resolve_page_token_secret
 from server.tls import ServerCertificates, server_certificates
+from server.tracing import Tracing, tracing_from_environment
 
 log = logging.getLogger("flowrun.server")
 
@@ -113,6 +114,8 @@ class App:
     monitor: DatabaseHealth
     # TLS on the port (None: plaintext); .mutual: clients present certificates (mTLS).
     tls: ServerCertificates | None = None
+    # OpenTelemetry (server/tracing.py); None when the OTEL_* variables leave it off.
+    tracing: Tracing | None = None
 
     def reload_certificates(self) -> None:
         """SIGHUP: re-read the TLS files now (they are also re-read when they change)."""
@@ -137,9 +140,13 @@ class App:
         await self.reaper.stop()
         await self.server.stop(self.settings.shutdown_grace_seconds if grace is None else grace)
         await self.database.dispose()
+        if self.tracing is not None:
+            self.tracing.shutdown()
 
 
-async def build_app(settings: Settings, *, reuse_port: bool = False) -> App:
+async def build_app(settings: Settings, *, reuse_port: bool = False, tracing: Tracing | None = None) -> App:
+    """The server, not yet started. `tracing`: this process's tracing; by default what
+    the OTEL_* variables ask for (usually none)."""
     tls = server_certificates(settings)  # first: raises TlsError on incomplete settings or bad files
     authenticator = authenticator_from_settings(settings)  # raises on a bad tokens file; warns when open
     database = Database(create_engine(settings))
@@ -147,14 +154,21 @@ async def build_app(settings: Settings, *, reuse_port: bool = False) -> App:
         await migrate(database)
     # No built-in signing key: unless configured, the one kept in the database.
     settings = await resolve_page_token_secret(database, settings)
+    tracing = tracing or tracing_from_environment()
+    if tracing is not None:
+        tracing.instrument(database.engine)
     server = grpc.aio.server(
         # First is outermost: no call runs before its caller is known (and audited), and
-        # errors see everything the orchestration step raises.
+        # errors see everything the orchestration step raises. The tracing interceptor,
+        # when on, is outside them all: every call's span holds all its work.
         interceptors=[
+            *([tracing.server_interceptor()] if tracing else []),
             AuthInterceptor(authenticator),
             CancellationShieldInterceptor(),
             ErrorMappingInterceptor(),
-            OrchestrationInterceptor(database, settings, orchestrated_methods()),
+            OrchestrationInterceptor(
+                database, settings, orchestrated_methods(), observer=tracing.observer if tracing else None
+            ),
         ],
         options=server_options(settings, reuse_port=reuse_port),
         maximum_concurrent_rpcs=settings.max_concurrent_rpcs,
@@ -185,6 +199,7 @@ async def build_app(settings: Settings, *, reuse_port: bool = False) -> App:
         reaper=reaper,
         monitor=monitor,
         tls=tls,
+        tracing=tracing,
     )
 
 

@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 import grpc
 
@@ -35,6 +35,16 @@ class OrchestratedMethod:
     decode: DecodeSetState
 
 
+class TransitionObserver(Protocol):
+    """Told about each SetState call: what was proposed (before the transaction), and the
+    outcome once committed. Tracing installs one (server/tracing.py); with none installed
+    the interceptor does no extra work."""
+
+    def proposed(self, run_id: str, proposed: State, force: bool) -> None: ...
+
+    def committed(self, result: TransitionResult) -> None: ...
+
+
 _result: ContextVar[TransitionResult | None] = ContextVar("flowrun_transition_result", default=None)
 
 
@@ -47,10 +57,17 @@ def transition_result() -> TransitionResult:
 
 
 class OrchestrationInterceptor(grpc.aio.ServerInterceptor):
-    def __init__(self, database: Database, settings: Settings, methods: Mapping[str, OrchestratedMethod]) -> None:
+    def __init__(
+        self,
+        database: Database,
+        settings: Settings,
+        methods: Mapping[str, OrchestratedMethod],
+        observer: TransitionObserver | None = None,
+    ) -> None:
         self._database = database
         self._settings = settings
         self._methods = dict(methods)
+        self._observer = observer
         self._wrapped: dict[str, tuple[grpc.RpcMethodHandler, grpc.RpcMethodHandler]] = {}
 
     async def intercept_service(self, continuation, handler_call_details):
@@ -69,12 +86,17 @@ class OrchestrationInterceptor(grpc.aio.ServerInterceptor):
         assert servicer is not None, "the SetState methods are unary-unary"
         database = self._database
         settings = self._settings
+        observer = self._observer
 
         async def orchestrated(request, context):
             now = clock.now()
             run_id, proposed, force = method.decode(request, now)
+            if observer is not None:
+                observer.proposed(run_id, proposed, force)
             async with database.unit_of_work(write=True) as uow:
                 result = await set_state(uow.repos, method.kind, run_id, proposed, now, force=force, settings=settings)
+            if observer is not None:
+                observer.committed(result)
             token = _result.set(result)
             try:
                 return await servicer(request, context)
