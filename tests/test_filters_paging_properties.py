@@ -12,7 +12,9 @@ failure can be replayed together with hypothesis's own reproduction line.
 Model of the documented semantics (what every assertion below compares with):
 
 - an unset filter, or one with no criteria, matches everything; criteria of one message
-  combine by its operator (AND when unspecified); an empty list is "not given";
+  combine by its operator (AND when unspecified); an empty list is "not given", except an
+  empty `any` with `strict_any`, which matches nothing; inside a state filter a `type` or
+  `name` with no criteria is left out (it does not make an OR true);
 - `any`: the value is one of them (an unset value is none of them); `not_any`: the value
   is none of them (an unset value is none of them); `like`: case-insensitive substring
   with `%`, `_` and `\\` literal; `is_null`: the value is (not) unset;
@@ -69,6 +71,7 @@ def examples(count: int) -> settings:
 
 AND, OR = filters_pb2.FILTER_OPERATOR_AND, filters_pb2.FILTER_OPERATOR_OR
 OPERATORS = st.sampled_from([filters_pb2.FILTER_OPERATOR_UNSPECIFIED, AND, OR])
+STRICT_ANY = st.sampled_from([False, False, False, True])  # sometimes, so empty `any` stays common
 STATE_TYPES = [value for value in state_pb2.StateType.values() if value != state_pb2.STATE_TYPE_UNSPECIFIED]
 FLOW_RUN_SORTS = list(filters_pb2.FlowRunSort.values())
 FLOW_SORTS = list(filters_pb2.FlowSort.values())
@@ -177,7 +180,7 @@ def _is_null(message: Any) -> bool | None:
 
 def match_id(f: filters_pb2.IdFilter, value: str | None) -> bool:
     results = []
-    if f.any:
+    if f.any or f.strict_any:
         results.append(value is not None and value in {v.lower() for v in f.any})
     if f.not_any:
         results.append(value is None or value not in {v.lower() for v in f.not_any})
@@ -187,8 +190,12 @@ def match_id(f: filters_pb2.IdFilter, value: str | None) -> bool:
 
 
 def match_string(f: filters_pb2.StringFilter, value: str | None) -> bool:
+    return _combine(f, string_criteria(f, value))
+
+
+def string_criteria(f: filters_pb2.StringFilter, value: str | None) -> list[bool]:
     results = []
-    if f.any:
+    if f.any or f.strict_any:
         results.append(value is not None and value in f.any)
     if f.not_any:
         results.append(value is None or value not in f.not_any)
@@ -196,14 +203,14 @@ def match_string(f: filters_pb2.StringFilter, value: str | None) -> bool:
         results.append(value is not None and f.like.lower() in value.lower())
     if _is_null(f) is not None:
         results.append((value is None) == f.is_null)
-    return _combine(f, results)
+    return results
 
 
 def match_tags(f: filters_pb2.TagsFilter, tags: tuple[str, ...]) -> bool:
     results = []
     if f.all:
         results.append(set(f.all) <= set(tags))
-    if f.any:
+    if f.any or f.strict_any:
         results.append(bool(set(f.any) & set(tags)))
     if _is_null(f) is not None:
         results.append((not tags) == f.is_null)
@@ -225,13 +232,16 @@ def match_state(f: filters_pb2.FlowRunStateFilter, run: Run) -> bool:
     results = []
     if f.HasField("type"):
         type_results = []
-        if f.type.any:
+        if f.type.any or f.type.strict_any:
             type_results.append(run.state_type in f.type.any)
         if f.type.not_any:
             type_results.append(run.state_type not in f.type.not_any)
-        results.append(all(type_results))
+        if type_results:  # an empty type is left out
+            results.append(all(type_results))
     if f.HasField("name"):
-        results.append(match_string(f.name, run.state_name))
+        name_results = string_criteria(f.name, run.state_name)
+        if name_results:  # an empty name is left out
+            results.append(_combine(f.name, name_results))
     return _combine(f, results)
 
 
@@ -562,6 +572,7 @@ def id_filters(draw, candidates: list[str]) -> filters_pb2.IdFilter:
     is_null = draw(st.sampled_from([None, None, True, False]))
     if is_null is not None:
         f.is_null = is_null
+    f.strict_any = draw(STRICT_ANY)
     return f
 
 
@@ -578,6 +589,7 @@ def string_filters(draw, values: list[str | None]) -> filters_pb2.StringFilter:
     is_null = draw(st.sampled_from([None, None, True, False]))
     if is_null is not None:
         f.is_null = is_null
+    f.strict_any = draw(STRICT_ANY)
     return f
 
 
@@ -592,6 +604,7 @@ def tags_filters(draw) -> filters_pb2.TagsFilter:
     is_null = draw(st.sampled_from([None, None, True, False]))
     if is_null is not None:
         f.is_null = is_null
+    f.strict_any = draw(STRICT_ANY)
     return f
 
 
@@ -618,6 +631,7 @@ def state_filters(draw) -> filters_pb2.FlowRunStateFilter:
             f.type.any.extend(draw(st.lists(st.sampled_from(STATE_TYPES), min_size=1, max_size=3)))
         if draw(st.booleans()):
             f.type.not_any.extend(draw(st.lists(st.sampled_from(STATE_TYPES), min_size=1, max_size=3)))
+        f.type.strict_any = draw(STRICT_ANY)
     if draw(st.booleans()):
         f.name.CopyFrom(draw(string_filters(STATE_NAMES)))
     return f

@@ -6,8 +6,11 @@ Conventions shared by every filter:
 
 - `None` for a sub-filter means "not given"; a sub-filter that is given but has no
   criteria matches everything (inside an "or" that makes the whole "or" true, as in
-  Prefect).
-- An empty tuple means "not given" (proto3 cannot tell an empty list from an unset one).
+  Prefect), except the `type` and `name` of a state filter, which are left out when they
+  have no criteria (as Prefect leaves them out).
+- An empty tuple means "not given" (proto3 cannot tell an empty list from an unset one),
+  unless `strict_any` is set: then an empty `any` matches nothing.
+- `not_any` is "none of these", which an unset (NULL) value satisfies.
 - `operator` ("and" or "or") combines the criteria of one filter.
 
 `fingerprint()` turns filters into a canonical string, so a page token can be bound to
@@ -18,7 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import Enum, StrEnum
 from typing import Any, Literal
@@ -29,6 +32,15 @@ Operator = Literal["and", "or"]
 AND: Operator = "and"
 OR: Operator = "or"
 
+# Fields added after page tokens were first issued: left out of fingerprint() while they
+# hold their default, so the tokens of queries that do not use them stay valid.
+_LATER = {"fingerprint_omits_default": True}
+
+
+def _strict_any() -> Any:
+    """`strict_any`: an empty `any` matches nothing instead of being ignored."""
+    return field(default=False, metadata=_LATER)
+
 
 @dataclass(frozen=True, slots=True)
 class IdFilter:
@@ -36,6 +48,7 @@ class IdFilter:
     any: tuple[str, ...] = ()
     not_any: tuple[str, ...] = ()
     is_null: bool | None = None
+    strict_any: bool = _strict_any()
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +59,7 @@ class StringFilter:
     like: str | None = None
     is_null: bool | None = None
     startswith: tuple[str, ...] = ()
+    strict_any: bool = _strict_any()
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +68,7 @@ class TagsFilter:
     all: tuple[str, ...] = ()
     any: tuple[str, ...] = ()
     is_null: bool | None = None
+    strict_any: bool = _strict_any()
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +87,7 @@ class StateTypeFilter:
     operator: Operator = AND
     any: tuple[StateType, ...] = ()
     not_any: tuple[StateType, ...] = ()
+    strict_any: bool = _strict_any()
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,11 +106,20 @@ class CreatedByFilter:
 
 
 @dataclass(frozen=True, slots=True)
+class FlowDeploymentFilter:
+    """Whether a flow has deployments: is_null true = none, false = at least one."""
+
+    operator: Operator = AND
+    is_null: bool | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class FlowFilter:
     operator: Operator = AND
     id: IdFilter | None = None
     name: StringFilter | None = None
     tags: TagsFilter | None = None
+    deployment: FlowDeploymentFilter | None = field(default=None, metadata=_LATER)
 
 
 @dataclass(frozen=True, slots=True)
@@ -228,7 +253,11 @@ def fingerprint(*parts: Any) -> str:
 
 def _canonical(value: Any) -> Any:
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        body = {f.name: _canonical(getattr(value, f.name)) for f in dataclasses.fields(value)}
+        body = {
+            f.name: _canonical(getattr(value, f.name))
+            for f in dataclasses.fields(value)
+            if not (f.metadata.get("fingerprint_omits_default") and getattr(value, f.name) == f.default)
+        }
         return {type(value).__name__: body}
     if isinstance(value, Enum):
         return value.value

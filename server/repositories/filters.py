@@ -4,8 +4,11 @@ identical on SQLite and PostgreSQL.
 Semantics:
 
 - A filter with no criteria is TRUE; inside an "or" it makes the "or" true (as Prefect).
-- `any` is IN; `not_any` is "none of these", which a NULL value satisfies (Prefect's plain
-  NOT IN would drop rows whose column is NULL).
+  The exception, also Prefect's: inside a state filter, a `type` or `name` with no
+  criteria is left out, so `or(type: {}, name: {any: [Late]})` is the Late runs.
+- `any` is IN; an empty `any` is ignored unless `strict_any`, which makes it IN () (no
+  row). `not_any` is "none of these", which a NULL value satisfies (Prefect's plain NOT IN
+  would drop rows whose column is NULL; `is_null: false` beside it does the same).
 - `like` is a case-insensitive substring match in which `%`, `_` and `\\` are literal.
   This deliberately fixes Prefect, which pastes the text into the pattern unescaped.
   Case folding is the database's: SQLite's lower() folds ASCII letters only.
@@ -38,6 +41,7 @@ from server.domain.filters import (
     BoolFilter,
     CreatedByFilter,
     DeploymentFilter,
+    FlowDeploymentFilter,
     FlowFilter,
     FlowRunFilter,
     FlowRunStateFilter,
@@ -163,6 +167,18 @@ def _flow(dialect: Dialect, f: FlowFilter) -> ColumnElement[bool]:
         clauses.append(_string(flow.c.name, f.name))
     if f.tags is not None:
         clauses.append(_tags(dialect, flow.c.tags, f.tags))
+    if f.deployment is not None:
+        clauses.append(_flow_deployment(f.deployment))
+    return _combine(f.operator, clauses)
+
+
+def _flow_deployment(f: FlowDeploymentFilter) -> ColumnElement[bool]:
+    """is_null true: the flow has no deployment; false: it has one."""
+    clauses: list[ColumnElement[bool]] = []
+    if f.is_null is not None:
+        deployment = tables.deployment.alias("filter_flow_deployment")
+        has_one = exists(select(deployment.c.id).where(deployment.c.flow_id == flow.c.id))
+        clauses.append(~has_one if f.is_null else has_one)
     return _combine(f.operator, clauses)
 
 
@@ -240,7 +256,7 @@ def _task_flow_run_id(column: ColumnElement, f: IdFilter) -> ColumnElement[bool]
         clauses.append(column.is_(None))
     elif f.is_null is False and not f.any:
         clauses.append(column.is_not(None))
-    elif f.any:
+    elif f.any or f.strict_any:
         clauses.append(column.in_(f.any))
     if f.not_any:
         clauses.append(_not_any(column, f.not_any))
@@ -308,7 +324,7 @@ def _not_any(column: ColumnElement, values: Sequence) -> ColumnElement[bool]:
 
 def _id(column: ColumnElement, f: IdFilter) -> ColumnElement[bool]:
     clauses: list[ColumnElement[bool]] = []
-    if f.any:
+    if f.any or f.strict_any:
         clauses.append(column.in_(f.any))
     if f.not_any:
         clauses.append(_not_any(column, f.not_any))
@@ -318,8 +334,13 @@ def _id(column: ColumnElement, f: IdFilter) -> ColumnElement[bool]:
 
 
 def _string(column: ColumnElement, f: StringFilter) -> ColumnElement[bool]:
+    return _combine(f.operator, _string_clauses(column, f))
+
+
+def _string_clauses(column: ColumnElement, f: StringFilter) -> list[ColumnElement[bool]]:
+    """The criteria of `f`, each a clause; none when `f` has no criteria."""
     clauses: list[ColumnElement[bool]] = []
-    if f.any:
+    if f.any or f.strict_any:
         clauses.append(column.in_(f.any))
     if f.not_any:
         clauses.append(_not_any(column, f.not_any))
@@ -329,7 +350,7 @@ def _string(column: ColumnElement, f: StringFilter) -> ColumnElement[bool]:
         clauses.append(_is_null(column, f.is_null))
     if f.startswith:
         clauses.append(or_(*(column.ilike(f"{escape_like(prefix)}%", escape="\\") for prefix in f.startswith)))
-    return _combine(f.operator, clauses)
+    return clauses
 
 
 def escape_like(text: str) -> str:
@@ -343,6 +364,8 @@ def _tags(dialect: Dialect, column: ColumnElement, f: TagsFilter) -> ColumnEleme
         clauses.append(dialect.tags_has_all(column, list(f.all)))
     if f.any:
         clauses.append(dialect.tags_has_any(column, list(f.any)))
+    elif f.strict_any:
+        clauses.append(false())  # an overlap with no tags: PostgreSQL cannot type ARRAY[]
     if f.is_null is not None:
         empty = dialect.json_is_empty_list(column)
         clauses.append(empty if f.is_null else ~empty)
@@ -364,29 +387,30 @@ def _time(column: ColumnElement, f: TimeFilter, *, null_column: ColumnElement | 
     return _combine(f.operator, clauses)
 
 
-def _state_type(column: ColumnElement, f: StateTypeFilter) -> ColumnElement[bool]:
+def _state_type_clauses(column: ColumnElement, f: StateTypeFilter) -> list[ColumnElement[bool]]:
     clauses: list[ColumnElement[bool]] = []
-    if f.any:
+    if f.any or f.strict_any:
         clauses.append(column.in_([t.value for t in f.any]))
     if f.not_any:
         clauses.append(_not_any(column, [t.value for t in f.not_any]))
-    return _combine(f.operator, clauses)
+    return clauses
 
 
 def _state(f: FlowRunStateFilter | TaskRunStateFilter, table: FromClause) -> ColumnElement[bool]:
-    """On the denormalized current-state columns of a flow run or task run table."""
+    """On the denormalized current-state columns of a flow run or task run table. A
+    `type` or `name` with no criteria is left out (it does not make an "or" true)."""
     clauses: list[ColumnElement[bool]] = []
-    if f.type is not None:
-        clauses.append(_state_type(table.c.state_type, f.type))
-    if f.name is not None:
-        clauses.append(_string(table.c.state_name, f.name))
+    if f.type is not None and (type_clauses := _state_type_clauses(table.c.state_type, f.type)):
+        clauses.append(_combine(f.type.operator, type_clauses))
+    if f.name is not None and (name_clauses := _string_clauses(table.c.state_name, f.name)):
+        clauses.append(_combine(f.name.operator, name_clauses))
     return _combine(f.operator, clauses)
 
 
 def _parent_flow_run(f: IdFilter) -> ColumnElement[bool]:
     """Subflow runs whose parent task run belongs to one of `f.any` (only `any` is
     meaningful; the proto conversion rejects the rest)."""
-    if not f.any:
+    if not f.any and not f.strict_any:
         return true()
     parent_tasks = select(task_run.c.id).where(task_run.c.flow_run_id.in_(f.any))
     return flow_run.c.parent_task_run_id.in_(parent_tasks)

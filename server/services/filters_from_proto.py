@@ -25,6 +25,7 @@ from server.domain.filters import (
     BoolFilter,
     CreatedByFilter,
     DeploymentFilter,
+    FlowDeploymentFilter,
     FlowFilter,
     FlowRunFilter,
     FlowRunSort,
@@ -296,6 +297,7 @@ class _Reader:
             any=self.ids(msg, "any", path),
             not_any=self.ids(msg, "not_any", path),
             is_null=self.is_null(msg),
+            strict_any=msg.strict_any,
         )
 
     def string_filter(self, msg: filters_pb2.StringFilter, path: str) -> StringFilter:
@@ -306,6 +308,7 @@ class _Reader:
             like=msg.like or None,
             is_null=self.is_null(msg),
             startswith=self.strings(msg, "startswith", path),
+            strict_any=msg.strict_any,
         )
 
     def tags_filter(self, msg: filters_pb2.TagsFilter, path: str) -> TagsFilter:
@@ -314,6 +317,7 @@ class _Reader:
             all=self.strings(msg, "all", path),
             any=self.strings(msg, "any", path),
             is_null=self.is_null(msg),
+            strict_any=msg.strict_any,
         )
 
     def time_filter(self, msg: filters_pb2.TimeFilter, path: str) -> TimeFilter:
@@ -328,6 +332,7 @@ class _Reader:
         return StateTypeFilter(
             any=self.state_types(msg, "any", path),
             not_any=self.state_types(msg, "not_any", path),
+            strict_any=msg.strict_any,
         )
 
     def state_filter(self, msg: filters_pb2.FlowRunStateFilter, path: str) -> FlowRunStateFilter:
@@ -360,7 +365,7 @@ class _Reader:
 
     def like_only_filter(self, msg: filters_pb2.StringFilter, path: str) -> StringFilter:
         """A StringFilter of which only `like` has a meaning (flow_or_deployment_name)."""
-        for field in ("any", "not_any", "startswith"):
+        for field in ("any", "not_any", "startswith", "strict_any"):
             if getattr(msg, field):
                 self.fail(f"{path}.{field}", "not supported here; use like")
         if msg.HasField("is_null"):
@@ -373,7 +378,7 @@ class _Reader:
             self.fail(f"{path}.not_any", "not supported on parent_flow_run_id; use any")
         if msg.HasField("is_null"):
             self.fail(f"{path}.is_null", "not supported on parent_flow_run_id; use parent_task_run_id")
-        return IdFilter(operator=self.operator(msg, path), any=self.ids(msg, "any", path))
+        return IdFilter(operator=self.operator(msg, path), any=self.ids(msg, "any", path), strict_any=msg.strict_any)
 
     # -- composites -----------------------------------------------------------------
 
@@ -383,7 +388,11 @@ class _Reader:
             id=self.optional(msg, "id", f"{path}.id", self.id_filter),
             name=self.optional(msg, "name", f"{path}.name", self.string_filter),
             tags=self.optional(msg, "tags", f"{path}.tags", self.tags_filter),
+            deployment=self.optional(msg, "deployment", f"{path}.deployment", self.flow_deployment_filter),
         )
+
+    def flow_deployment_filter(self, msg: filters_pb2.FlowDeploymentFilter, path: str) -> FlowDeploymentFilter:
+        return FlowDeploymentFilter(operator=self.operator(msg, path), is_null=self.is_null(msg))
 
     def flow_run_filter(self, msg: filters_pb2.FlowRunFilter, path: str) -> FlowRunFilter:
         def sub(field: str, convert):

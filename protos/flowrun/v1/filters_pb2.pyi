@@ -76,44 +76,50 @@ FLOW_RUN_SORT_NEXT_SCHEDULED_START_TIME_ASC: FlowRunSort
 FLOW_RUN_SORT_END_TIME_DESC: FlowRunSort
 
 class IdFilter(_message.Message):
-    __slots__ = ("operator", "any", "not_any", "is_null")
+    __slots__ = ("operator", "any", "not_any", "is_null", "strict_any")
     OPERATOR_FIELD_NUMBER: _ClassVar[int]
     ANY_FIELD_NUMBER: _ClassVar[int]
     NOT_ANY_FIELD_NUMBER: _ClassVar[int]
     IS_NULL_FIELD_NUMBER: _ClassVar[int]
+    STRICT_ANY_FIELD_NUMBER: _ClassVar[int]
     operator: FilterOperator
     any: _containers.RepeatedScalarFieldContainer[str]
     not_any: _containers.RepeatedScalarFieldContainer[str]
     is_null: bool
-    def __init__(self, operator: _Optional[_Union[FilterOperator, str]] = ..., any: _Optional[_Iterable[str]] = ..., not_any: _Optional[_Iterable[str]] = ..., is_null: _Optional[bool] = ...) -> None: ...
+    strict_any: bool
+    def __init__(self, operator: _Optional[_Union[FilterOperator, str]] = ..., any: _Optional[_Iterable[str]] = ..., not_any: _Optional[_Iterable[str]] = ..., is_null: _Optional[bool] = ..., strict_any: _Optional[bool] = ...) -> None: ...
 
 class StringFilter(_message.Message):
-    __slots__ = ("operator", "any", "not_any", "like", "is_null", "startswith")
+    __slots__ = ("operator", "any", "not_any", "like", "is_null", "startswith", "strict_any")
     OPERATOR_FIELD_NUMBER: _ClassVar[int]
     ANY_FIELD_NUMBER: _ClassVar[int]
     NOT_ANY_FIELD_NUMBER: _ClassVar[int]
     LIKE_FIELD_NUMBER: _ClassVar[int]
     IS_NULL_FIELD_NUMBER: _ClassVar[int]
     STARTSWITH_FIELD_NUMBER: _ClassVar[int]
+    STRICT_ANY_FIELD_NUMBER: _ClassVar[int]
     operator: FilterOperator
     any: _containers.RepeatedScalarFieldContainer[str]
     not_any: _containers.RepeatedScalarFieldContainer[str]
     like: str
     is_null: bool
     startswith: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, operator: _Optional[_Union[FilterOperator, str]] = ..., any: _Optional[_Iterable[str]] = ..., not_any: _Optional[_Iterable[str]] = ..., like: _Optional[str] = ..., is_null: _Optional[bool] = ..., startswith: _Optional[_Iterable[str]] = ...) -> None: ...
+    strict_any: bool
+    def __init__(self, operator: _Optional[_Union[FilterOperator, str]] = ..., any: _Optional[_Iterable[str]] = ..., not_any: _Optional[_Iterable[str]] = ..., like: _Optional[str] = ..., is_null: _Optional[bool] = ..., startswith: _Optional[_Iterable[str]] = ..., strict_any: _Optional[bool] = ...) -> None: ...
 
 class TagsFilter(_message.Message):
-    __slots__ = ("operator", "all", "any", "is_null")
+    __slots__ = ("operator", "all", "any", "is_null", "strict_any")
     OPERATOR_FIELD_NUMBER: _ClassVar[int]
     ALL_FIELD_NUMBER: _ClassVar[int]
     ANY_FIELD_NUMBER: _ClassVar[int]
     IS_NULL_FIELD_NUMBER: _ClassVar[int]
+    STRICT_ANY_FIELD_NUMBER: _ClassVar[int]
     operator: FilterOperator
     all: _containers.RepeatedScalarFieldContainer[str]
     any: _containers.RepeatedScalarFieldContainer[str]
     is_null: bool
-    def __init__(self, operator: _Optional[_Union[FilterOperator, str]] = ..., all: _Optional[_Iterable[str]] = ..., any: _Optional[_Iterable[str]] = ..., is_null: _Optional[bool] = ...) -> None: ...
+    strict_any: bool
+    def __init__(self, operator: _Optional[_Union[FilterOperator, str]] = ..., all: _Optional[_Iterable[str]] = ..., any: _Optional[_Iterable[str]] = ..., is_null: _Optional[bool] = ..., strict_any: _Optional[bool] = ...) -> None: ...
 
 class TimeFilter(_message.Message):
     __slots__ = ("operator", "before", "after", "is_null")
@@ -128,12 +134,14 @@ class TimeFilter(_message.Message):
     def __init__(self, operator: _Optional[_Union[FilterOperator, str]] = ..., before: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., after: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., is_null: _Optional[bool] = ...) -> None: ...
 
 class StateTypeFilter(_message.Message):
-    __slots__ = ("any", "not_any")
+    __slots__ = ("any", "not_any", "strict_any")
     ANY_FIELD_NUMBER: _ClassVar[int]
     NOT_ANY_FIELD_NUMBER: _ClassVar[int]
+    STRICT_ANY_FIELD_NUMBER: _ClassVar[int]
     any: _containers.RepeatedScalarFieldContainer[_state_pb2.StateType]
     not_any: _containers.RepeatedScalarFieldContainer[_state_pb2.StateType]
-    def __init__(self, any: _Optional[_Iterable[_Union[_state_pb2.StateType, str]]] = ..., not_any: _Optional[_Iterable[_Union[_state_pb2.StateType, str]]] = ...) -> None: ...
+    strict_any: bool
+    def __init__(self, any: _Optional[_Iterable[_Union[_state_pb2.StateType, str]]] = ..., not_any: _Optional[_Iterable[_Union[_state_pb2.StateType, str]]] = ..., strict_any: _Optional[bool] = ...) -> None: ...
 
 class FlowRunStateFilter(_message.Message):
     __slots__ = ("operator", "type", "name")
@@ -157,17 +165,27 @@ class CreatedByFilter(_message.Message):
     is_null: bool
     def __init__(self, operator: _Optional[_Union[FilterOperator, str]] = ..., id: _Optional[_Iterable[str]] = ..., type: _Optional[_Iterable[str]] = ..., is_null: _Optional[bool] = ...) -> None: ...
 
+class FlowDeploymentFilter(_message.Message):
+    __slots__ = ("operator", "is_null")
+    OPERATOR_FIELD_NUMBER: _ClassVar[int]
+    IS_NULL_FIELD_NUMBER: _ClassVar[int]
+    operator: FilterOperator
+    is_null: bool
+    def __init__(self, operator: _Optional[_Union[FilterOperator, str]] = ..., is_null: _Optional[bool] = ...) -> None: ...
+
 class FlowFilter(_message.Message):
-    __slots__ = ("operator", "id", "name", "tags")
+    __slots__ = ("operator", "id", "name", "tags", "deployment")
     OPERATOR_FIELD_NUMBER: _ClassVar[int]
     ID_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     TAGS_FIELD_NUMBER: _ClassVar[int]
+    DEPLOYMENT_FIELD_NUMBER: _ClassVar[int]
     operator: FilterOperator
     id: IdFilter
     name: StringFilter
     tags: TagsFilter
-    def __init__(self, operator: _Optional[_Union[FilterOperator, str]] = ..., id: _Optional[_Union[IdFilter, _Mapping]] = ..., name: _Optional[_Union[StringFilter, _Mapping]] = ..., tags: _Optional[_Union[TagsFilter, _Mapping]] = ...) -> None: ...
+    deployment: FlowDeploymentFilter
+    def __init__(self, operator: _Optional[_Union[FilterOperator, str]] = ..., id: _Optional[_Union[IdFilter, _Mapping]] = ..., name: _Optional[_Union[StringFilter, _Mapping]] = ..., tags: _Optional[_Union[TagsFilter, _Mapping]] = ..., deployment: _Optional[_Union[FlowDeploymentFilter, _Mapping]] = ...) -> None: ...
 
 class FlowRunFilter(_message.Message):
     __slots__ = ("operator", "id", "name", "tags", "deployment_id", "work_queue_name", "state", "flow_version", "start_time", "end_time", "expected_start_time", "next_scheduled_start_time", "parent_flow_run_id", "parent_task_run_id", "idempotency_key", "created_by", "flow_id")
