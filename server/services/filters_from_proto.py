@@ -13,7 +13,6 @@ starts every violation path.
 
 from __future__ import annotations
 
-import re
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
@@ -48,6 +47,7 @@ from server.domain.filters import (
 from server.domain.states import StateType
 from server.domain.task_runs import TaskRunSort
 from server.errors import InvalidArgument
+from server.services.from_proto import canonical_uuid
 
 MAX_LIST_VALUES = 1000
 
@@ -253,7 +253,7 @@ class _Reader:
             return ()
         canonical = []
         for index, value in enumerate(values):
-            parsed = _canonical_uuid(value)
+            parsed = canonical_uuid(value)
             if parsed is None:
                 self.fail(f"{path}.{field}[{index}]", f"not a UUID: {value!r}")
             else:
@@ -463,11 +463,3 @@ class _Reader:
             id=self.optional(msg, "id", f"{path}.id", self.id_filter),
             name=self.optional(msg, "name", f"{path}.name", self.string_filter),
         )
-
-
-_UUID_TEXT = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
-
-
-def _canonical_uuid(value: str) -> str | None:
-    """Lowercase canonical text of an 8-4-4-4-12 hex UUID (any case), else None."""
-    return value.lower() if _UUID_TEXT.fullmatch(value) else None

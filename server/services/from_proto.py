@@ -4,7 +4,7 @@ objects. Every problem becomes an InvalidArgument naming the field."""
 from __future__ import annotations
 
 import json
-import uuid
+import re
 from datetime import UTC, datetime
 from typing import Any
 
@@ -59,17 +59,27 @@ class Violations:
             raise InvalidArgument(self.items)
 
 
+_UUID_TEXT = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
+
+
+def canonical_uuid(value: str) -> str | None:
+    """The id rule, one for every id field and filter: UUID text in the 8-4-4-4-12 hex form
+    (RFC 9562), letters in either case, answered in lowercase; None for anything else.
+    Braces, `urn:uuid:`, the 32 digits without hyphens and hyphens elsewhere (all of
+    which Python's uuid.UUID would take) are rejected, so an id has one spelling."""
+    return value.lower() if _UUID_TEXT.fullmatch(value) else None
+
+
 def uuid_text(value: str, field: str, violations: Violations, *, required: bool = True) -> str | None:
     """Canonical lowercase UUID text, or None when empty and optional."""
     if not value:
         if required:
             violations.add(field, "is required")
         return None
-    try:
-        return str(uuid.UUID(value))
-    except ValueError:
-        violations.add(field, f"must be a UUID, got {value[:64]!r}")
-        return None
+    canonical = canonical_uuid(value)
+    if canonical is None:
+        violations.add(field, f"must be a UUID in the 8-4-4-4-12 hex form, got {value[:64]!r}")
+    return canonical
 
 
 def required_uuid(value: str, field: str) -> str:
