@@ -7,6 +7,7 @@ else, so each method maps one to one onto an RPC documented in protos/flowrun/v1
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from datetime import datetime
@@ -42,7 +43,7 @@ from .errors import from_rpc_error
 from .retry import NO_RETRIES, RetryPolicy, retryable
 from .tls import TlsConfig
 
-__all__ = ["DEFAULT_TARGET", "FlowRunUpdate", "FlowrunClient", "RetryPolicy", "TlsConfig"]
+__all__ = ["DEFAULT_TARGET", "FlowRunUpdate", "FlowrunClient", "RetryPolicy", "TlsConfig", "default_target"]
 
 DEFAULT_TARGET = "127.0.0.1:50051"
 
@@ -58,6 +59,12 @@ CHANNEL_OPTIONS: list[tuple[str, int]] = [
     ("grpc.max_receive_message_length", 16 * 1024 * 1024),
     ("grpc.enable_retries", 1),
 ]
+
+
+def default_target() -> str:
+    """The server to dial when none is given: $FLOWRUN_TARGET, else DEFAULT_TARGET."""
+    return os.environ.get("FLOWRUN_TARGET") or DEFAULT_TARGET
+
 
 _Response = TypeVar("_Response", bound=Message)
 _Item = TypeVar("_Item")
@@ -87,6 +94,9 @@ class FlowrunClient:
         async with FlowrunClient("127.0.0.1:50051") as client:
             flow, created = await client.create_flow("etl")
 
+    With no `target`, the client dials $FLOWRUN_TARGET, else 127.0.0.1:50051 (as the
+    `flowrun` command does).
+
     Pass `tls` (a TlsConfig: the server's CA file, and for mTLS this client's certificate
     and key files) to connect over TLS. Pass `channel` to share one channel between
     clients; the client then leaves closing it to you. `timeout` (seconds, None for no
@@ -105,7 +115,7 @@ class FlowrunClient:
 
     def __init__(
         self,
-        target: str = DEFAULT_TARGET,
+        target: str | None = None,
         *,
         channel: grpc.aio.Channel | None = None,
         timeout: float | None = 30.0,
@@ -116,6 +126,8 @@ class FlowrunClient:
         # The bearer token goes in every call's metadata, which works on plaintext and TLS
         # channels alike (grpc's call credentials refuse plaintext channels).
         self._metadata = (("authorization", f"Bearer {token}"),) if token else None
+        if target is None:
+            target = default_target()
         self._owns_channel = channel is None
         self._retry = retry or NO_RETRIES
         if channel is None and tls is not None:
@@ -204,6 +216,9 @@ class FlowrunClient:
         *,
         flow_filter: filters_pb2.FlowFilter | None = None,
         flow_run_filter: filters_pb2.FlowRunFilter | None = None,
+        task_run_filter: filters_pb2.TaskRunFilter | None = None,
+        deployment_filter: filters_pb2.DeploymentFilter | None = None,
+        work_pool_filter: filters_pb2.WorkPoolFilter | None = None,
         sort: filters_pb2.FlowSort = filters_pb2.FLOW_SORT_UNSPECIFIED,
         offset: int = 0,
         limit: int | None = None,
@@ -212,12 +227,18 @@ class FlowrunClient:
     ) -> tuple[list[flow_pb2.Flow], str]:
         """Return one page of flows and the next page token ("" on the last page).
 
-        Page with either offset/limit or
-        page_size/page_token, not both; iter_flows follows the tokens for you.
+        A flow matches when every filter given matches: `flow_run_filter`,
+        `task_run_filter`, `deployment_filter` and `work_pool_filter` keep the flows
+        that have at least one matching run, task run, deployment or pool (through a
+        run). Page with either offset/limit or page_size/page_token, not both;
+        iter_flows follows the tokens for you.
         """
         request = flow_service_pb2.ListFlowsRequest(
             flow_filter=flow_filter,
             flow_run_filter=flow_run_filter,
+            task_run_filter=task_run_filter,
+            deployment_filter=deployment_filter,
+            work_pool_filter=work_pool_filter,
             sort=sort,
             offset=offset,
             limit=limit,
@@ -232,10 +253,13 @@ class FlowrunClient:
         *,
         flow_filter: filters_pb2.FlowFilter | None = None,
         flow_run_filter: filters_pb2.FlowRunFilter | None = None,
+        task_run_filter: filters_pb2.TaskRunFilter | None = None,
+        deployment_filter: filters_pb2.DeploymentFilter | None = None,
+        work_pool_filter: filters_pb2.WorkPoolFilter | None = None,
         sort: filters_pb2.FlowSort = filters_pb2.FLOW_SORT_UNSPECIFIED,
         page_size: int = 200,
     ) -> AsyncIterator[flow_pb2.Flow]:
-        """Yield every matching flow, fetching pages lazily by page token.
+        """Yield every matching flow (filters as in list_flows), fetching pages lazily by page token.
 
         Tokens are stable under concurrent inserts, so no flow is skipped or repeated.
         """
@@ -243,6 +267,9 @@ class FlowrunClient:
             self.list_flows,
             flow_filter=flow_filter,
             flow_run_filter=flow_run_filter,
+            task_run_filter=task_run_filter,
+            deployment_filter=deployment_filter,
+            work_pool_filter=work_pool_filter,
             sort=sort,
             page_size=page_size,
         )
@@ -252,9 +279,18 @@ class FlowrunClient:
         *,
         flow_filter: filters_pb2.FlowFilter | None = None,
         flow_run_filter: filters_pb2.FlowRunFilter | None = None,
+        task_run_filter: filters_pb2.TaskRunFilter | None = None,
+        deployment_filter: filters_pb2.DeploymentFilter | None = None,
+        work_pool_filter: filters_pb2.WorkPoolFilter | None = None,
     ) -> int:
-        """Count the flows matching the filters."""
-        request = flow_service_pb2.CountFlowsRequest(flow_filter=flow_filter, flow_run_filter=flow_run_filter)
+        """Count the flows matching the filters (as in list_flows)."""
+        request = flow_service_pb2.CountFlowsRequest(
+            flow_filter=flow_filter,
+            flow_run_filter=flow_run_filter,
+            task_run_filter=task_run_filter,
+            deployment_filter=deployment_filter,
+            work_pool_filter=work_pool_filter,
+        )
         return (await self._call(self._flows.CountFlows, request)).count
 
     async def update_flow(self, flow_id: str, *, tags: Iterable[str]) -> flow_pb2.Flow:
@@ -340,6 +376,10 @@ class FlowrunClient:
         *,
         flow_filter: filters_pb2.FlowFilter | None = None,
         flow_run_filter: filters_pb2.FlowRunFilter | None = None,
+        task_run_filter: filters_pb2.TaskRunFilter | None = None,
+        deployment_filter: filters_pb2.DeploymentFilter | None = None,
+        work_pool_filter: filters_pb2.WorkPoolFilter | None = None,
+        work_queue_filter: filters_pb2.WorkQueueFilter | None = None,
         sort: filters_pb2.FlowRunSort = filters_pb2.FLOW_RUN_SORT_UNSPECIFIED,
         offset: int = 0,
         limit: int | None = None,
@@ -348,12 +388,19 @@ class FlowrunClient:
     ) -> tuple[list[flow_run_pb2.FlowRun], str]:
         """Return one page of runs and the next page token ("" on the last page).
 
-        Page with either offset/limit or
-        page_size/page_token, not both; iter_flow_runs follows the tokens for you.
+        A run matches when every filter given matches: `flow_filter` its flow,
+        `deployment_filter` its deployment, `work_pool_filter` and `work_queue_filter`
+        the pool and queue it was queued on, `task_run_filter` at least one of its task
+        runs. Page with either offset/limit or page_size/page_token, not both;
+        iter_flow_runs follows the tokens for you.
         """
         request = flow_run_service_pb2.ListFlowRunsRequest(
             flow_filter=flow_filter,
             flow_run_filter=flow_run_filter,
+            task_run_filter=task_run_filter,
+            deployment_filter=deployment_filter,
+            work_pool_filter=work_pool_filter,
+            work_queue_filter=work_queue_filter,
             sort=sort,
             offset=offset,
             limit=limit,
@@ -368,10 +415,14 @@ class FlowrunClient:
         *,
         flow_filter: filters_pb2.FlowFilter | None = None,
         flow_run_filter: filters_pb2.FlowRunFilter | None = None,
+        task_run_filter: filters_pb2.TaskRunFilter | None = None,
+        deployment_filter: filters_pb2.DeploymentFilter | None = None,
+        work_pool_filter: filters_pb2.WorkPoolFilter | None = None,
+        work_queue_filter: filters_pb2.WorkQueueFilter | None = None,
         sort: filters_pb2.FlowRunSort = filters_pb2.FLOW_RUN_SORT_UNSPECIFIED,
         page_size: int = 200,
     ) -> AsyncIterator[flow_run_pb2.FlowRun]:
-        """Yield every matching run, fetching pages lazily by page token.
+        """Yield every matching run (filters as in list_flow_runs), fetching pages lazily by page token.
 
         Tokens are stable under concurrent inserts, so no run is skipped or repeated.
         """
@@ -379,6 +430,10 @@ class FlowrunClient:
             self.list_flow_runs,
             flow_filter=flow_filter,
             flow_run_filter=flow_run_filter,
+            task_run_filter=task_run_filter,
+            deployment_filter=deployment_filter,
+            work_pool_filter=work_pool_filter,
+            work_queue_filter=work_queue_filter,
             sort=sort,
             page_size=page_size,
         )
@@ -388,9 +443,20 @@ class FlowrunClient:
         *,
         flow_filter: filters_pb2.FlowFilter | None = None,
         flow_run_filter: filters_pb2.FlowRunFilter | None = None,
+        task_run_filter: filters_pb2.TaskRunFilter | None = None,
+        deployment_filter: filters_pb2.DeploymentFilter | None = None,
+        work_pool_filter: filters_pb2.WorkPoolFilter | None = None,
+        work_queue_filter: filters_pb2.WorkQueueFilter | None = None,
     ) -> int:
-        """Count the runs matching the filters."""
-        request = flow_run_service_pb2.CountFlowRunsRequest(flow_filter=flow_filter, flow_run_filter=flow_run_filter)
+        """Count the runs matching the filters (as in list_flow_runs)."""
+        request = flow_run_service_pb2.CountFlowRunsRequest(
+            flow_filter=flow_filter,
+            flow_run_filter=flow_run_filter,
+            task_run_filter=task_run_filter,
+            deployment_filter=deployment_filter,
+            work_pool_filter=work_pool_filter,
+            work_queue_filter=work_queue_filter,
+        )
         return (await self._call(self._flow_runs.CountFlowRuns, request)).count
 
     async def update_flow_run(self, flow_run_id: str, **fields: Unpack[FlowRunUpdate]) -> flow_run_pb2.FlowRun:
@@ -480,6 +546,10 @@ class FlowrunClient:
         response = await self._call(self._flow_runs.ListFlowRunStates, request)
         return list(response.states), response.next_page_token
 
+    def iter_flow_run_states(self, flow_run_id: str, *, page_size: int = 200) -> AsyncIterator[state_pb2.State]:
+        """Yield a run's whole state history, oldest first, fetching pages lazily."""
+        return _iter_pages(self.list_flow_run_states, flow_run_id, page_size=page_size)
+
     async def delete_flow_run_state(self, state_id: str) -> None:
         """Delete one state from a run's history."""
         request = flow_run_service_pb2.DeleteFlowRunStateRequest(state_id=state_id)
@@ -553,6 +623,12 @@ class FlowrunClient:
         response = await self._call(self._deployments.ListDeployments, request)
         return list(response.deployments), response.next_page_token
 
+    def iter_deployments(
+        self, *, deployment_filter: filters_pb2.DeploymentFilter | None = None, page_size: int = 200
+    ) -> AsyncIterator[deployment_pb2.Deployment]:
+        """Yield every matching deployment, by name, fetching pages lazily."""
+        return _iter_pages(self.list_deployments, deployment_filter=deployment_filter, page_size=page_size)
+
     async def delete_deployment(self, deployment_id: str) -> None:
         """Delete a deployment and its slot leases; its runs are kept."""
         request = deployment_service_pb2.DeleteDeploymentRequest(deployment_id=deployment_id)
@@ -611,6 +687,12 @@ class FlowrunClient:
         response = await self._call(self._work_pools.ListWorkPools, request)
         return list(response.work_pools), response.next_page_token
 
+    def iter_work_pools(
+        self, *, work_pool_filter: filters_pb2.WorkPoolFilter | None = None, page_size: int = 200
+    ) -> AsyncIterator[work_pool_pb2.WorkPool]:
+        """Yield every matching work pool, by name, fetching pages lazily."""
+        return _iter_pages(self.list_work_pools, work_pool_filter=work_pool_filter, page_size=page_size)
+
     async def delete_work_pool(self, name: str) -> None:
         """Delete a work pool and its queues; runs and deployments on them are kept."""
         request = work_pool_service_pb2.DeleteWorkPoolRequest(name=name)
@@ -662,6 +744,18 @@ class FlowrunClient:
         )
         response = await self._call(self._work_pools.ListWorkQueues, request)
         return list(response.work_queues), response.next_page_token
+
+    def iter_work_queues(
+        self,
+        work_pool_name: str,
+        *,
+        work_queue_filter: filters_pb2.WorkQueueFilter | None = None,
+        page_size: int = 200,
+    ) -> AsyncIterator[work_pool_pb2.WorkQueue]:
+        """Yield every matching queue of a pool, by priority then name, fetching pages lazily."""
+        return _iter_pages(
+            self.list_work_queues, work_pool_name, work_queue_filter=work_queue_filter, page_size=page_size
+        )
 
     async def delete_work_queue(self, work_pool_name: str, name: str) -> None:
         """Delete a work queue (not the pool's default queue); runs on it are kept."""
@@ -733,6 +827,16 @@ class FlowrunClient:
         response = await self._call(self._task_runs.ListTaskRuns, request)
         return list(response.task_runs), response.next_page_token
 
+    def iter_task_runs(
+        self,
+        *,
+        task_run_filter: filters_pb2.TaskRunFilter | None = None,
+        sort: filters_pb2.TaskRunSort = filters_pb2.TASK_RUN_SORT_UNSPECIFIED,
+        page_size: int = 200,
+    ) -> AsyncIterator[task_run_pb2.TaskRun]:
+        """Yield every matching task run, fetching pages lazily by page token."""
+        return _iter_pages(self.list_task_runs, task_run_filter=task_run_filter, sort=sort, page_size=page_size)
+
     async def set_task_run_state(
         self,
         task_run_id: str,
@@ -755,16 +859,16 @@ class FlowrunClient:
 
 
 async def _iter_pages(
-    list_page: Callable[..., Awaitable[tuple[list[_Item], str]]], /, **arguments: Any
+    list_page: Callable[..., Awaitable[tuple[list[_Item], str]]], /, *positional: Any, **arguments: Any
 ) -> AsyncIterator[_Item]:
     """Yield every item of a paged list method, following next_page_token lazily.
 
-    `list_page` is one of the client's list_* methods; `arguments` are passed to every
-    call along with the current page_token.
+    `list_page` is one of the client's list_* methods; `positional` and `arguments` are
+    passed to every call along with the current page_token.
     """
     page_token = ""
     while True:
-        items, page_token = await list_page(**arguments, page_token=page_token)
+        items, page_token = await list_page(*positional, **arguments, page_token=page_token)
         for item in items:
             yield item
         if not page_token:

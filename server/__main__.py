@@ -73,6 +73,8 @@ def main(argv: list[str] | None = None) -> None:
         check_environment()  # the OTEL_* variables (server/tracing.py)
         count = workers.resolve_workers(settings)
         if count == 1:
+            if settings.port:  # a port already taken: one line now, not gRPC's traceback after the migrations
+                workers.reserve_port(settings.host, settings.port).close()
             run(serve(settings))  # one process, exactly as without workers: no supervisor, no fork
         else:
             authenticator_from_settings(settings)  # refuse here, not once per dying worker
