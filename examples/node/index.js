@@ -16,8 +16,9 @@ const protoLoader = require("@grpc/proto-loader");
 const protobuf = require("protobufjs");
 
 const PROTOS = path.resolve(__dirname, "..", "..", "protos");
-// google/protobuf/*.proto and google/rpc/*.proto, as published by Google.
-const GOOGLE_PROTOS = path.dirname(require.resolve("google-proto-files/package.json"));
+// google/rpc/status.proto and error_details.proto, copied unchanged from Google's
+// googleapis (Apache-2.0). protobufjs carries google/protobuf/*.proto itself.
+const GOOGLE_PROTOS = path.join(__dirname, "third_party");
 
 const definition = protoLoader.loadSync(
   ["flowrun/v1/flow_service.proto", "flowrun/v1/flow_run_service.proto"],
@@ -37,6 +38,7 @@ const flowrun = grpc.loadPackageDefinition(definition).flowrun.v1;
 const details = new protobuf.Root();
 details.resolvePath = (_origin, target) =>
   target.startsWith("flowrun/") ? path.join(PROTOS, target) : path.join(GOOGLE_PROTOS, target);
+// (google/protobuf/*.proto imports are answered from protobufjs's own copies.)
 details.loadSync(["google/rpc/status.proto", "google/rpc/error_details.proto", "flowrun/v1/error_details.proto"], {
   keepCase: true,
 });
