@@ -28,12 +28,17 @@ import pytest
 from google.protobuf.json_format import ParseDict
 
 from flowrun.v1 import deployment_service_pb2 as dep_pb
-from flowrun.v1 import deployment_service_pb2_grpc, filters_pb2, state_pb2
+from flowrun.v1 import (
+    deployment_service_pb2_grpc,
+    filters_pb2,
+    state_pb2,
+    task_run_service_pb2,
+    task_run_service_pb2_grpc,
+)
 from flowrun.v1 import flow_run_service_pb2 as runs_pb
 from flowrun.v1 import flow_service_pb2 as flows_pb
 from server.domain import filters as domain
 from tests.helpers.rich_errors import expect_error
-from tests.test_cross_entity_filters import add_task_run
 
 OR = "FILTER_OPERATOR_OR"
 ALL_RUNS = {"late", "running", "pending", "g"}
@@ -78,7 +83,10 @@ async def world(channel, flows, runs) -> World:
     await run("pending", "F", pending, "Pending")
     await run("g", "G", pending, "Pending", tags=["y"])
     completed = state_pb2.StateCreate(type=state_pb2.STATE_TYPE_COMPLETED)
-    await add_task_run(channel, w.runs["g"], "t", state=completed)
+    task_runs = task_run_service_pb2_grpc.TaskRunServiceStub(channel)
+    await task_runs.CreateTaskRun(
+        task_run_service_pb2.CreateTaskRunRequest(flow_run_id=w.runs["g"], task_key="t", name="t", state=completed)
+    )
     return w
 
 
