@@ -78,12 +78,13 @@ def uuid_text(text: str) -> str:
         raise argparse.ArgumentTypeError(f"not a UUID: {text!r}") from None
 
 
+_ID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+
+
 def is_uuid(text: str) -> bool:
-    try:
-        uuid.UUID(text)
-    except ValueError:
-        return False
-    return True
+    """Whether `text` is an id as the server reads ids (8-4-4-4-12 hex, either case);
+    anything else given where an id or a name may go is taken as a name."""
+    return bool(_ID.match(text))
 
 
 _RELATIVE = re.compile(r"^now\s*(?:(?P<sign>[+-])\s*(?P<amount>\d+(?:\.\d+)?)\s*(?P<unit>[smhdw]))?$")

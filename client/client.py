@@ -228,9 +228,9 @@ class FlowrunClient:
         """Return one page of flows and the next page token ("" on the last page).
 
         A flow matches when every filter given matches: `flow_run_filter`,
-        `task_run_filter`, `deployment_filter` and `work_pool_filter` keep the flows
-        that have at least one matching run, task run, deployment or pool (through a
-        run). Page with either offset/limit or page_size/page_token, not both;
+        `task_run_filter` and `deployment_filter` keep the flows that have at least one
+        matching run, task run or deployment, `work_pool_filter` those with a deployment
+        on a matching pool. Page with either offset/limit or page_size/page_token, not both;
         iter_flows follows the tokens for you.
         """
         request = flow_service_pb2.ListFlowsRequest(

@@ -56,7 +56,7 @@ def _filter_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--deployment-name", action="append", metavar="NAME", help="flows with a deployment of this name"
     )
-    group.add_argument("--work-pool", action="append", metavar="NAME", help="flows with a run queued on this work pool")
+    group.add_argument("--work-pool", action="append", metavar="NAME", help="flows with a deployment on this work pool")
 
 
 def _filters(args: argparse.Namespace) -> dict[str, Any]:
