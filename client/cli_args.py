@@ -171,6 +171,9 @@ def add_run_filter_options(parser: argparse.ArgumentParser) -> None:
         metavar="TYPE[,TYPE]",
         help=f"state type: {', '.join(STATE_TYPE_NAMES).lower()}",
     )
+    group.add_argument(
+        "--not-state", action="append", type=state_types, metavar="TYPE[,TYPE]", help="state type is none of these"
+    )
     group.add_argument("--state-name", action="append", metavar="NAME", help="state name, e.g. Late, AwaitingRetry")
     group.add_argument("--name", metavar="TEXT", help="run name contains TEXT")
     group.add_argument("--tag", action="append", metavar="TAG", help="run has this tag (repeat: has all of them)")
@@ -201,16 +204,13 @@ def run_filters(args: argparse.Namespace) -> dict[str, Any]:
         end_time=time_filter(args.ended_after, args.ended_before),
         expected_start_time=time_filter(args.expected_after, args.expected_before),
     )
-    if args.state or args.state_name:
+    if args.state or args.not_state or args.state_name:
+        types = filters_pb2.StateTypeFilter(
+            any=[kind for kinds in args.state or [] for kind in kinds],
+            not_any=[kind for kinds in args.not_state or [] for kind in kinds],
+        )
         run.state.CopyFrom(
-            filters_pb2.FlowRunStateFilter(
-                type=(
-                    filters_pb2.StateTypeFilter(any=[kind for kinds in args.state for kind in kinds])
-                    if args.state
-                    else None
-                ),
-                name=string_any(args.state_name),
-            )
+            filters_pb2.FlowRunStateFilter(type=types if types.ByteSize() else None, name=string_any(args.state_name))
         )
     result: dict[str, Any] = {}
     if run.ByteSize():

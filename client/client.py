@@ -40,6 +40,7 @@ from flowrun.v1 import (
 )
 
 from .errors import from_rpc_error
+from .heartbeat import RunHeartbeat
 from .retry import NO_RETRIES, RetryPolicy, retryable
 from .tls import TlsConfig
 
@@ -337,13 +338,16 @@ class FlowrunClient:
         deployment_id: str = "",
         parent_task_run_id: str = "",
         infrastructure_document_id: str = "",
+        heartbeat_timeout_seconds: int | None = None,
     ) -> tuple[flow_run_pb2.FlowRun, bool]:
         """Create a run of a flow; the bool is False when `idempotency_key` matched an existing run.
 
         With no `state` the run starts PENDING. Retrying with the same idempotency key
         is safe: the first run is returned unchanged. `work_pool_name` and
         `work_queue_name` queue the run by name (an empty queue name with a pool name
-        means the pool's default queue).
+        means the pool's default queue). `heartbeat_timeout_seconds` (0: off; None: the
+        deployment's or the server's default) lets the server crash the run when it goes
+        that long without a heartbeat while RUNNING (see `heartbeat`).
         """
         request = flow_run_service_pb2.CreateFlowRunRequest(
             flow_id=flow_id,
@@ -362,6 +366,9 @@ class FlowrunClient:
             deployment_id=deployment_id,
             parent_task_run_id=parent_task_run_id,
             infrastructure_document_id=infrastructure_document_id,
+            heartbeat_timeout=(
+                None if heartbeat_timeout_seconds is None else duration_pb2.Duration(seconds=heartbeat_timeout_seconds)
+            ),
         )
         response = await self._call(self._flow_runs.CreateFlowRun, request)
         return response.flow_run, response.created
@@ -516,6 +523,19 @@ class FlowrunClient:
             proposed.state_details.transition_id = str(uuid.uuid4())
         request = flow_run_service_pb2.SetFlowRunStateRequest(flow_run_id=flow_run_id, state=proposed, force=force)
         return await self._call(self._flow_runs.SetFlowRunState, request)
+
+    async def heartbeat_flow_run(self, flow_run_id: str) -> flow_run_service_pb2.HeartbeatFlowRunResponse:
+        """Tell the server the run's executor is alive; the answer holds the next deadline.
+        FailedPreconditionError (metadata "state_type") when the run is not RUNNING."""
+        request = flow_run_service_pb2.HeartbeatFlowRunRequest(flow_run_id=flow_run_id)
+        return await self._call(self._flow_runs.HeartbeatFlowRun, request)
+
+    def heartbeat(self, flow_run_id: str, *, interval: float | None = None) -> RunHeartbeat:
+        """`async with client.heartbeat(run_id) as beat:` sends heartbeats for the run
+        while the block runs: one on entering, then every third of the run's heartbeat
+        timeout (or every `interval` seconds). `beat.lost` is set when the server says the
+        run is no longer RUNNING; see client/heartbeat.py."""
+        return RunHeartbeat(self.heartbeat_flow_run, flow_run_id, interval=interval)
 
     async def get_task_run_dependencies(self, flow_run_id: str) -> list[graph_pb2.TaskRunDependency]:
         """Return every task run of a flow run with the task runs it depends on."""

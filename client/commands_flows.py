@@ -57,6 +57,13 @@ def _filter_options(parser: argparse.ArgumentParser) -> None:
         "--deployment-name", action="append", metavar="NAME", help="flows with a deployment of this name"
     )
     group.add_argument("--work-pool", action="append", metavar="NAME", help="flows with a deployment on this work pool")
+    deployed = group.add_mutually_exclusive_group()
+    deployed.add_argument(
+        "--with-deployment", dest="deployed", action="store_const", const=True, help="flows with a deployment"
+    )
+    deployed.add_argument(
+        "--without-deployment", dest="deployed", action="store_const", const=False, help="flows with none"
+    )
 
 
 def _filters(args: argparse.Namespace) -> dict[str, Any]:
@@ -64,6 +71,7 @@ def _filters(args: argparse.Namespace) -> dict[str, Any]:
     flow = filters_pb2.FlowFilter(
         name=filters_pb2.StringFilter(like=args.name) if args.name else None,
         tags=filters_pb2.TagsFilter(all=args.tag) if args.tag else None,
+        deployment=None if args.deployed is None else filters_pb2.FlowDeploymentFilter(is_null=not args.deployed),
     )
     if flow.ByteSize():
         result["flow_filter"] = flow

@@ -6,7 +6,7 @@ import asyncio
 import functools
 import logging
 from collections.abc import Coroutine
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -32,6 +32,7 @@ from server.db.unit_of_work import Database
 from server.error_mapping import ErrorMappingInterceptor
 from server.health import DatabaseHealth
 from server.lease_reaper import LeaseReaper
+from server.liveness import Sweeper, sweepers
 from server.orchestration.interceptor import OrchestratedMethod, OrchestrationInterceptor
 from server.orchestration.policies import FLOW_RUNS
 from server.orchestration.task_runs import TASK_RUNS
@@ -118,6 +119,8 @@ class App:
     tracing: Tracing | None = None
 
     def reload_certificates(self) -> None:
+    # The liveness sweeps FLOWRUN_SERVICES switches on (server/liveness/).
+    liveness: list[Sweeper] = field(default_factory=list)
         """SIGHUP: re-read the TLS files now (they are also re-read when they change)."""
         if self.tls is not None:
             self.tls.reload()
@@ -130,6 +133,8 @@ class App:
         await self.monitor.publish(health_pb2.HealthCheckResponse.SERVING)
         self.monitor.start()
         self.reaper.start()
+        for sweeper in self.liveness:
+            sweeper.start()
         transport = "plaintext" if self.tls is None else "mTLS" if self.tls.mutual else "TLS"
         log.info("flowrun listening on %s:%d (%s)", self.settings.host, self.port, transport)
 
@@ -138,6 +143,8 @@ class App:
         await self.health.enter_graceful_shutdown()
         await self.monitor.stop()
         await self.reaper.stop()
+        for sweeper in self.liveness:
+            await sweeper.stop()
         await self.server.stop(self.settings.shutdown_grace_seconds if grace is None else grace)
         await self.database.dispose()
         if self.tracing is not None:
@@ -198,6 +205,7 @@ async def build_app(settings: Settings, *, reuse_port: bool = False, tracing: Tr
         settings=settings,
         reaper=reaper,
         monitor=monitor,
+        liveness=sweepers(database, settings),
         tls=tls,
         tracing=tracing,
     )

@@ -9,6 +9,9 @@ from platformdirs import user_data_dir
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+#: The background sweeps FLOWRUN_SERVICES can switch on and off (server/liveness/).
+SERVICE_NAMES = ("zombies", "late_runs", "pause_expirations")
+
 
 def default_database_url() -> str:
     """An SQLite file under the user's data directory: serving needs no setup."""
@@ -90,10 +93,46 @@ class Settings(BaseSettings):
     # How often health pings the database (server/health.py); a ping slower than this fails.
     health_check_interval_seconds: float = Field(default=5.0, gt=0)
 
+    # Liveness (server/liveness/). A run's heartbeat timeout when neither the run nor its
+    # deployment sets one (0: off); fixed when the run is created.
+    heartbeat_timeout_seconds: int = Field(default=0, ge=0, le=7 * 24 * 60 * 60)
+    # A Scheduled run this long past its scheduled time is marked Late.
+    late_runs_after_seconds: float = Field(default=15.0, ge=0)
+    # The sweeps this process runs: "all", "none", or a comma-separated list of
+    # zombies, late_runs, pause_expirations (liveness.SERVICE_NAMES).
+    services: str = "all"
+    # Runs one sweep reads at a time (each is then acted on in its own transaction).
+    services_batch_size: int = Field(default=200, ge=1, le=10_000)
+    zombies_interval_seconds: float = Field(default=5.0, gt=0)
+    late_runs_interval_seconds: float = Field(default=5.0, gt=0)
+    pause_expirations_interval_seconds: float = Field(default=5.0, gt=0)
+
     @field_validator("tls_cert_file", "tls_key_file", "tls_client_ca_file", "auth_tokens_file", mode="before")
     @classmethod
     def _empty_path_is_unset(cls, value: object) -> object:
         return None if value == "" else value
+
+    @field_validator("services")
+    @classmethod
+    def _known_services(cls, value: str) -> str:
+        names = {name.strip().lower() for name in value.split(",") if name.strip()}
+        if names <= {"all"} or names == {"none"}:
+            return ",".join(sorted(names)) or "none"
+        unknown = names - set(SERVICE_NAMES)
+        if unknown:
+            raise ValueError(
+                f"unknown service(s) {', '.join(sorted(unknown))}: choose from all, none, {', '.join(SERVICE_NAMES)}"
+            )
+        return ",".join(sorted(names))
+
+    @property
+    def enabled_services(self) -> frozenset[str]:
+        """The sweeps FLOWRUN_SERVICES switches on."""
+        if self.services == "all":
+            return frozenset(SERVICE_NAMES)
+        if self.services == "none":
+            return frozenset()
+        return frozenset(self.services.split(","))
 
     @cached_property
     def page_max_bytes(self) -> int:

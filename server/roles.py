@@ -12,6 +12,8 @@ work pools and work queues. The choices that are not obvious from the verb:
   runs they drive; the state is not writable here.
 - RenewConcurrencyLease: writer. Workers hold deployment concurrency slots while a run
   runs; renewing one is part of driving the run.
+- HeartbeatFlowRun: writer. The executor of a run reports that it is alive; that is
+  part of driving the run (it never changes a state, but a missing one crashes it).
 - SetFlowRunState, SetTaskRunState: writer, but admin when the request sets `force`
   (it skips the orchestration policy). That check needs the decoded request, so
   server/auth.py makes it after decoding (FORCE_ROLE).
@@ -78,6 +80,7 @@ METHOD_ROLES: dict[str, Role] = {
     "/flowrun.v1.FlowRunService/GetFlowRunState": READER,
     "/flowrun.v1.FlowRunService/ListFlowRunStates": READER,
     "/flowrun.v1.FlowRunService/DeleteFlowRunState": ADMIN,
+    "/flowrun.v1.FlowRunService/HeartbeatFlowRun": WRITER,
     # TaskRunService
     "/flowrun.v1.TaskRunService/CreateTaskRun": WRITER,
     "/flowrun.v1.TaskRunService/GetTaskRun": READER,

@@ -75,7 +75,10 @@ async def fresh_database(backend: str, directory: Path) -> AsyncIterator[str]:
 
 
 def settings_for(database_url: str, **overrides) -> Settings:
-    return Settings(database_url=database_url, host="127.0.0.1", port=0, shutdown_grace_seconds=1, **overrides)
+    """Test servers run no liveness sweeps unless a test asks (services=...): a sweep
+    marking runs Late or crashing them would race the tests' own proposals."""
+    values = {"host": "127.0.0.1", "port": 0, "shutdown_grace_seconds": 1, "services": "none", **overrides}
+    return Settings(database_url=database_url, **values)
 
 
 @pytest.fixture(scope="module")

@@ -70,6 +70,7 @@ def test_the_issue_s_lists_hold():
             assert METHOD_ROLES[name] is Role.ADMIN, name
     assert METHOD_ROLES["/flowrun.v1.FlowRunService/SetFlowRunState"] is Role.WRITER
     assert METHOD_ROLES["/flowrun.v1.DeploymentService/RenewConcurrencyLease"] is Role.WRITER
+    assert METHOD_ROLES["/flowrun.v1.FlowRunService/HeartbeatFlowRun"] is Role.WRITER
 
 
 def test_health_is_open_reflection_needs_a_caller_and_unknown_methods_need_admin():

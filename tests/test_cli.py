@@ -72,6 +72,10 @@ async def test_flow_create_ls_count_inspect_delete(flowrun, unique):
     limited = await ok(flowrun, "flow", "ls", "--name", unique, "--limit", "1", "--sort", "name")
     assert [flow["name"] for flow in limited["flows"]] == [f"cli-{unique}"] and limited["more"] is True
     assert (await ok(flowrun, "flow", "count", "--tag", unique, "--tag", "t1"))["count"] == 1
+    await ok(flowrun, "deployment", "create", other["id"], f"d-{unique}")
+    with_deployment = await ok(flowrun, "flow", "ls", "--tag", unique, "--with-deployment")
+    assert [flow["id"] for flow in with_deployment["flows"]] == [other["id"]]
+    assert (await ok(flowrun, "flow", "count", "--tag", unique, "--without-deployment"))["count"] == 1
 
     by_name = await ok(flowrun, "flow", "inspect", f"cli-{unique}")
     by_id = await ok(flowrun, "flow", "get", created["flow"]["id"])
@@ -198,6 +202,8 @@ async def test_run_ls_filters_sort_limit_and_all(flowrun, client, channel, uniqu
     assert await names("--state", "failed,crashed") == ["a"]
     assert await names("--state", "running", "--state", "failed") == ["a", "d"]
     assert await names("--state-name", "Failed") == ["a"]
+    assert await names("--not-state", "pending,failed") == ["d"]
+    assert await names("--not-state", "pending", "--state", "running,failed") == ["a", "d"]
     assert await names("--tag", "x") == ["a"]
     assert await names("--name", "c-") == ["c"]
     assert await names("--deployment", deployment_id) == ["b"]

@@ -28,6 +28,14 @@ class Dialect:
             return query
         return query.with_for_update(of=list(of) or None)
 
+    def lock_for_update_skip_locked(self, query: Select) -> Select:
+        """Row lock only where it is free (FOR UPDATE SKIP LOCKED): rows another
+        transaction holds are left out instead of waited for. SQLite: as lock_for_update
+        (its write transaction holds the whole database)."""
+        if self.is_sqlite:
+            return query
+        return query.with_for_update(skip_locked=True)
+
     def lock_for_key_share(self, query: Select, *of: Any) -> Select:
         """A shared row lock (FOR KEY SHARE on PostgreSQL) that only blocks deleting the
         row: taken on a row that a new row will reference without a foreign key, which

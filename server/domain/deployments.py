@@ -37,6 +37,8 @@ class Deployment:
     collision_strategy: CollisionStrategy = CollisionStrategy.ENQUEUE
     grace_period_seconds: int | None = None
     active_slots: int = 0
+    # Heartbeat timeout of its runs that set none; None: the server default; 0: off.
+    heartbeat_timeout_seconds: int | None = None
 
 
 @dataclass(slots=True)
@@ -54,6 +56,7 @@ class DeploymentCreate:
     concurrency_limit: int | None = None
     collision_strategy: CollisionStrategy = CollisionStrategy.ENQUEUE
     grace_period_seconds: int | None = None
+    heartbeat_timeout_seconds: int | None = None
 
 
 @dataclass(slots=True)

@@ -93,6 +93,11 @@ class FlowRun:
     work_pool_id: str | None = None
     work_pool_name: str | None = None
     state: State | None = None
+    # Liveness: the heartbeat timeout (None: off), the last heartbeat, and while RUNNING
+    # with a timeout the time after which the zombie sweep crashes the run.
+    heartbeat_timeout_seconds: int | None = None
+    last_heartbeat_time: datetime | None = None
+    heartbeat_deadline: datetime | None = None
 
     def estimated_run_time(self, now: datetime) -> timedelta:
         return estimated_run_time(self.total_run_time, self.state_type, self.state_timestamp, now)
@@ -128,3 +133,5 @@ class FlowRunCreate:
     state: State | None = None
     # Queues the run in this pool: on work_queue_name there, or the pool's default queue.
     work_pool_name: str | None = None
+    # None: the deployment's heartbeat timeout, else the server default; 0: off.
+    heartbeat_timeout_seconds: int | None = None

@@ -20,6 +20,7 @@ from server.orchestration.core_rules import (
     WaitForScheduledTime,
 )
 from server.orchestration.lease_rules import PreserveDeploymentConcurrencyLeaseId
+from server.orchestration.liveness_rules import EnforceDeploymentConcurrencyOnLate, SetHeartbeatDeadline
 from server.orchestration.minimal_rules import BypassCancellingFlowRunsWithNoInfra, PreventResultDataLoss
 from server.orchestration.pause_rules import HandlePausingFlows, HandleResumingPausedFlows
 from server.orchestration.retry_rules import RetryFailedFlows
@@ -63,9 +64,17 @@ MINIMAL_POLICY: Policy = (
     ReleaseFlowConcurrencySlots,
 )
 
-#: Applied after either policy, always.
+#: Used by the late-runs sweep (server/liveness/late_runs.py): the reference's
+#: MarkLateRunsPolicy, without its InstrumentFlowRunStateTransitions (as in CORE_POLICY).
+MARK_LATE_RUNS_POLICY: Policy = (
+    EnsureOnlyScheduledFlowsMarkedLate,
+    EnforceDeploymentConcurrencyOnLate,
+)
+
+#: Applied after any policy, always.
 GLOBAL_POLICY: Policy = (
     *book.RUN_BOOKKEEPING,
+    SetHeartbeatDeadline,
     book.UpdateStateDetails,
     UpdateSubflowParentTask,
     book.UpdateSubflowStateDetails,

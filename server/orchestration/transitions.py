@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from server.domain.states import State
 from server.errors import NotFound
-from server.orchestration.context import OrchestrationContext, RunStore, TransitionResult
+from server.orchestration.context import OrchestrationContext, RunStore, SetStateStatus, TransitionResult
 from server.orchestration.engine import orchestrate
 from server.orchestration.rules import Policy
 
@@ -45,6 +45,10 @@ async def set_state(
     kind: RunKind,
     run_id: str,
     proposed: State,
+#: The reason of the ABORT set_state answers when the run is no longer in the expected state.
+STATE_CHANGED_REASON = "The run's state changed since it was read; nothing was done."
+
+
     now: datetime,
     *,
     force: bool,
@@ -55,7 +59,16 @@ async def set_state(
     locks and loads the run (or takes `created`, a run this transaction just inserted,
     which no one else can see yet), applies the policy and bookkeeping, stores the
     outcome, and returns it once every after-step has run. Raises the kind's NotFound
-    for an unknown run; any other exception leaves the caller to roll back."""
+    expected_state_id: str | None = None,
+    policy: Policy | None = None,
+    for an unknown run; any other exception leaves the caller to roll back.
+
+    `expected_state_id` makes the proposal conditional: when the locked run's current
+    state is another one (it changed since the caller read it), nothing is orchestrated
+    or written and the answer is ABORT with the current state. The server's own sweeps
+    (server/liveness/) propose this way, so a run that finished an instant earlier is
+    never touched. `policy` replaces the kind's policy (the late-runs sweep applies the
+    reference's MarkLateRunsPolicy); the bookkeeping always follows."""
     store = kind.store(repos)
     run = created if created is not None else await store.get_for_orchestration(run_id)
     if run is None:
@@ -65,9 +78,11 @@ async def set_state(
         initial_state=run.state,
         proposed_state=proposed,
         repos=repos,
+    if expected_state_id is not None and run.state_id != expected_state_id:
+        return TransitionResult(status=SetStateStatus.ABORT, state=run.state, reason=STATE_CHANGED_REASON)
         store=store,
         now=now,
         settings=settings,
     )
-    await orchestrate(context, kind.policy(force), kind.bookkeeping)
+    await orchestrate(context, kind.policy(force) if policy is None else policy, kind.bookkeeping)
     return await context.finish()

@@ -94,6 +94,13 @@ class ConcurrencyLeaseRepository(Repository):
         conditions = [concurrency_lease.c.id == lease_id, concurrency_lease.c.expiration >= now]
         if flow_run_id is not None:
             conditions.append(concurrency_lease.c.flow_run_id == flow_run_id)
+    async def active_slots(self, deployment_id: str, now: datetime) -> int:
+        """The deployment's slots held by live leases."""
+        active = select(func.count()).where(
+            concurrency_lease.c.deployment_id == deployment_id, concurrency_lease.c.expiration >= now
+        )
+        return (await self.connection.execute(active)).scalar_one()
+
         statement = (
             update(concurrency_lease).where(*conditions).values(expiration=expiration).returning(concurrency_lease.c.id)
         )

@@ -67,6 +67,7 @@ def deployment_from_row(row: Any) -> Deployment:
         collision_strategy=CollisionStrategy(m["collision_strategy"]),
         grace_period_seconds=m["grace_period_seconds"],
         active_slots=m[ACTIVE_SLOTS],
+        heartbeat_timeout_seconds=m["heartbeat_timeout_seconds"],
     )
 
 
@@ -105,6 +106,7 @@ class DeploymentRepository(Repository):
                 concurrency_limit=new.concurrency_limit,
                 collision_strategy=new.collision_strategy.value,
                 grace_period_seconds=new.grace_period_seconds,
+                heartbeat_timeout_seconds=new.heartbeat_timeout_seconds,
             )
             .on_conflict_do_nothing(index_elements=["flow_id", "name"])
             .returning(deployment.c.id)

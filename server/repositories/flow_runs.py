@@ -55,7 +55,7 @@ def _run_with_state() -> Select:
 
 # The SetState writes, built once: only their bound values change per call. SQLite runs
 # these SQLAlchemy statements; PostgreSQL one plain statement through asyncpg.
-RUN_WRITE_COLUMNS = (*ORCHESTRATED_RUN_COLUMNS, "empirical_policy", "updated")
+RUN_WRITE_COLUMNS = (*ORCHESTRATED_RUN_COLUMNS, "heartbeat_deadline", "empirical_policy", "updated")
 INSERT_STATE = flow_run_state.insert()
 SAVE_RUN = (
     update(flow_run)
@@ -120,13 +120,23 @@ def flow_run_from_row(row: Any) -> FlowRun:
         state=state_from_row(row, STATE_PREFIX) if has_state else None,
     )
 
+        heartbeat_timeout_seconds=m["heartbeat_timeout_seconds"],
+        last_heartbeat_time=m["last_heartbeat_time"],
+        heartbeat_deadline=m["heartbeat_deadline"],
 
 class FlowRunRepository(Repository):
     async def create(
-        self, new: FlowRunCreate, now: datetime, *, work_queue_id: str | None = None
+        self,
+        new: FlowRunCreate,
+        now: datetime,
+        *,
+        work_queue_id: str | None = None,
+        default_heartbeat_timeout_seconds: int = 0,
     ) -> tuple[FlowRun, bool]:
         """Inserts the run on `work_queue_id` (resolved by the caller from the work pool
-        and queue names). With an idempotency key the insert is
+        and queue names). Its heartbeat timeout is the run's own, else its deployment's,
+        else `default_heartbeat_timeout_seconds`; 0 is stored as NULL (off). With an
+        idempotency key the insert is
         ON CONFLICT (flow_id, idempotency_key) DO NOTHING and a conflict returns the run
         that holds the key, untouched. Labels are the deployment's (when the run names an
         existing one, which also gives its version) or else the flow's, then the system
@@ -141,7 +151,10 @@ class FlowRunRepository(Repository):
         labels = {**(flow_row.labels or {}), "prefect.flow.id": new.flow_id, **new.labels}
         deployment_version = None
         if new.deployment_id is not None:
-            query = select(deployment.c.labels, deployment.c.version).where(deployment.c.id == new.deployment_id)
+            query = select(deployment.c.labels, deployment.c.version, deployment.c.heartbeat_timeout_seconds).where(
+                deployment.c.id == new.deployment_id
+            )
+        heartbeat_timeout = new.heartbeat_timeout_seconds
             deployment_row = (await self.connection.execute(query)).first()
             if deployment_row is not None:
                 system = {"prefect.flow.id": new.flow_id, "prefect.deployment.id": new.deployment_id}
@@ -149,6 +162,10 @@ class FlowRunRepository(Repository):
                 deployment_version = deployment_row.version
         values = {
             "id": str(uuid.uuid4()),
+                if heartbeat_timeout is None:
+                    heartbeat_timeout = deployment_row.heartbeat_timeout_seconds
+        if heartbeat_timeout is None:
+            heartbeat_timeout = default_heartbeat_timeout_seconds
             "created": now,
             "updated": now,
             "name": new.name or random_run_name(),
@@ -172,6 +189,7 @@ class FlowRunRepository(Repository):
             "auto_scheduled": False,
         }
         insert = self.dialect.insert(flow_run).values(values)
+            "heartbeat_timeout_seconds": heartbeat_timeout or None,
         if new.idempotency_key is not None:
             insert = insert.on_conflict_do_nothing(index_elements=["flow_id", "idempotency_key"])
         try:
@@ -234,6 +252,7 @@ class FlowRunRepository(Repository):
         columns["state_type"] = run.state_type.value if run.state_type else None
         columns["empirical_policy"] = policy
         columns["updated"] = now
+        columns["heartbeat_deadline"] = run.heartbeat_deadline
         state_row = state_values(state, now, flow_run_id=run.id)
         if self.dialect.is_sqlite:
             await self.connection.execute(INSERT_STATE, state_row)

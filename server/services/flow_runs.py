@@ -36,7 +36,12 @@ class FlowRunService(flow_run_service_pb2_grpc.FlowRunServiceServicer):
             work_queue_id = None
             if new.work_pool_name is not None:
                 work_queue_id = await uow.repos.work_pools.queue_id_for_run(new.work_pool_name, new.work_queue_name)
-            run, created = await uow.repos.flow_runs.create(new, now, work_queue_id=work_queue_id)
+            run, created = await uow.repos.flow_runs.create(
+                new,
+                now,
+                work_queue_id=work_queue_id,
+                default_heartbeat_timeout_seconds=self._settings.heartbeat_timeout_seconds,
+            )
             if created:
                 initial = new.state or State(type=StateType.PENDING, name=StateType.PENDING.default_name, timestamp=now)
                 await set_state(
@@ -97,6 +102,22 @@ class FlowRunService(flow_run_service_pb2_grpc.FlowRunServiceServicer):
         """The orchestration interceptor has already set the state and committed: describe
         the result."""
         return to_proto.set_state_response(transition_result(), pb.SetFlowRunStateResponse)
+
+    async def HeartbeatFlowRun(self, request: pb.HeartbeatFlowRunRequest, context) -> pb.HeartbeatFlowRunResponse:
+        """Records that the run's executor is alive and moves its heartbeat deadline; a
+        run that is not RUNNING is left alone and answered FAILED_PRECONDITION."""
+        flow_run_id = from_proto.required_uuid(request.flow_run_id, "flow_run_id")
+        async with self._db.unit_of_work(write=True) as uow:
+            outcome = await uow.repos.liveness.heartbeat(flow_run_id, clock.now())
+        if not outcome.found:
+            raise errors.flow_run_not_found(flow_run_id)
+        if not outcome.recorded:
+            state_type = outcome.state_type.value if outcome.state_type else ""
+            raise errors.FailedPrecondition(
+                f"Flow run {flow_run_id} is not RUNNING (state type {state_type or 'none'}): no heartbeat recorded",
+                metadata={"flow_run_id": flow_run_id, "state_type": state_type},
+            )
+        return to_proto.heartbeat_response(outcome.deadline, outcome.heartbeat_timeout_seconds)
 
     async def GetTaskRunDependencies(
         self, request: pb.GetTaskRunDependenciesRequest, context

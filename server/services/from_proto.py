@@ -253,6 +253,7 @@ def flow_run_create(
         job_variables=struct_dict(request, "job_variables"),
         deployment_id=uuid_text(request.deployment_id, "deployment_id", violations, required=False),
         work_pool_name=request.work_pool_name or None,
+        heartbeat_timeout_seconds=heartbeat_timeout_seconds(request, violations),
     )
     if request.HasField("state"):
         new.state = proposed_state(request.state, "state", now, violations)
@@ -446,6 +447,22 @@ def grace_period_seconds(options: deployment_pb2.ConcurrencyOptions, field: str,
     return period.seconds
 
 
+MAX_HEARTBEAT_TIMEOUT_SECONDS = 7 * 24 * 60 * 60
+
+
+def heartbeat_timeout_seconds(
+    request: flow_run_service_pb2.CreateFlowRunRequest | deployment_service_pb2.CreateDeploymentRequest,
+    violations: Violations,
+) -> int | None:
+    """The request's heartbeat_timeout in whole seconds (0: off), or None when unset."""
+    if not request.HasField("heartbeat_timeout"):
+        return None
+    timeout = request.heartbeat_timeout
+    if timeout.nanos or not 0 <= timeout.seconds <= MAX_HEARTBEAT_TIMEOUT_SECONDS:
+        violations.add("heartbeat_timeout", f"must be whole seconds from 0 to {MAX_HEARTBEAT_TIMEOUT_SECONDS} s")
+    return timeout.seconds
+
+
 def deployment_create(
     request: deployment_service_pb2.CreateDeploymentRequest, max_parameter_bytes: int
 ) -> DeploymentCreate:
@@ -478,6 +495,7 @@ def deployment_create(
         concurrency_limit=optional_limit(request, "concurrency_limit", violations),
         collision_strategy=strategy or CollisionStrategy.ENQUEUE,
         grace_period_seconds=grace_period_seconds(options, "concurrency_options.grace_period", violations),
+        heartbeat_timeout_seconds=heartbeat_timeout_seconds(request, violations),
     )
     violations.raise_if_any()
     return new

@@ -14,6 +14,7 @@ from flowrun.v1 import (
     deployment_service_pb2,
     flow_pb2,
     flow_run_pb2,
+    flow_run_service_pb2,
     graph_pb2,
     state_pb2,
     task_run_pb2,
@@ -181,10 +182,19 @@ def flow_run(value: FlowRun, now: datetime) -> flow_run_pb2.FlowRun:
         work_pool_id=value.work_pool_id or "",
         work_pool_name=value.work_pool_name or "",
     )
-    for name in ("expected_start_time", "next_scheduled_start_time", "start_time", "end_time"):
+    for name in (
+        "expected_start_time",
+        "next_scheduled_start_time",
+        "start_time",
+        "end_time",
+        "last_heartbeat_time",
+        "heartbeat_deadline",
+    ):
         when = getattr(value, name)
         if when is not None:
             getattr(message, name).FromDatetime(when)
+    if value.heartbeat_timeout_seconds is not None:
+        message.heartbeat_timeout.CopyFrom(duration(value.heartbeat_timeout_seconds))
     if value.created_by:
         message.created_by.CopyFrom(
             flow_run_pb2.CreatedBy(
@@ -371,6 +381,20 @@ def deployment(value: Deployment) -> deployment_pb2.Deployment:
     )
     if value.concurrency_limit is not None:
         message.concurrency_limit = value.concurrency_limit
+    if value.heartbeat_timeout_seconds is not None:
+        message.heartbeat_timeout.CopyFrom(duration(value.heartbeat_timeout_seconds))
+    return message
+
+
+def heartbeat_response(
+    deadline: datetime | None, timeout_seconds: int | None
+) -> flow_run_service_pb2.HeartbeatFlowRunResponse:
+    """The deadline a heartbeat set; both absent when the run's heartbeat checking is off."""
+    message = flow_run_service_pb2.HeartbeatFlowRunResponse()
+    if deadline is not None:
+        message.deadline.CopyFrom(timestamp(deadline))
+    if timeout_seconds:
+        message.heartbeat_timeout.CopyFrom(duration(timeout_seconds))
     return message
 
 

@@ -53,6 +53,7 @@ class ServerProcess:
             "FLOWRUN_SHUTDOWN_GRACE_SECONDS": "1",
             "FLOWRUN_LOG_LEVEL": "WARNING",
             "FLOWRUN_WORKERS": "1",  # one process per handle unless the test asks (args: --workers N)
+            "FLOWRUN_SERVICES": "none",  # no liveness sweeps racing the test unless it asks
             "PYTHONUNBUFFERED": "1",
             **(env or {}),
         }
