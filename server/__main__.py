@@ -12,6 +12,7 @@ from server import workers
 from server.app import build_app, run
 from server.auth import AuthConfigError, authenticator_from_settings
 from server.config import Settings
+from server.db import connection_budget
 from server.tls import TlsError, check_settings
 from server.tracing import TracingConfigError, check_environment
 
@@ -72,6 +73,8 @@ def main(argv: list[str] | None = None) -> None:
         check_settings(settings)  # a clear message now rather than from every worker
         check_environment()  # the OTEL_* variables (server/tracing.py)
         count = workers.resolve_workers(settings)
+        settings = connection_budget.sized_for(settings, count)  # each worker's pool, from the budget
+        run(connection_budget.check_capacity(settings, count))  # PostgreSQL has the connections
         if count == 1:
             if settings.port:  # a port already taken: one line now, not gRPC's traceback after the migrations
                 workers.reserve_port(settings.host, settings.port).close()
@@ -79,7 +82,13 @@ def main(argv: list[str] | None = None) -> None:
         else:
             authenticator_from_settings(settings)  # refuse here, not once per dying worker
             sys.exit(workers.serve(settings, count))
-    except (workers.WorkersError, TlsError, AuthConfigError, TracingConfigError) as exc:
+    except (
+        workers.WorkersError,
+        TlsError,
+        AuthConfigError,
+        TracingConfigError,
+        connection_budget.ConnectionBudgetError,
+    ) as exc:
         sys.exit(f"flowrun-server: error: {exc}")
 
 

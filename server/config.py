@@ -35,8 +35,17 @@ class Settings(BaseSettings):
     workers: int | None = Field(default=None, ge=1)
 
     # Connection pool (PostgreSQL). Generous by default: a tiny pool turns load into errors.
+    # Per worker process; with db_max_connections set they are sized from it
+    # (server/db/connection_budget.py).
     db_pool_size: int = Field(default=20, ge=1)
     db_max_overflow: int = Field(default=10, ge=0)
+    # The most connections this replica (all its workers together) may open; unset: workers
+    # x (pool size + overflow). PostgreSQL's max_connections less its reserved connections
+    # is checked at start (not behind pgbouncer, where the server sees pgbouncer's).
+    db_max_connections: int | None = Field(default=None, ge=1)
+    # The database URL points at pgbouncer in transaction pooling mode: no prepared
+    # statements kept across transactions (server/db/engine.py).
+    db_pgbouncer: bool = False
     db_pool_timeout_seconds: float = Field(default=30.0, gt=0)
     # How long SQLite waits for another process's write lock before giving up.
     sqlite_busy_timeout_ms: int = Field(default=30_000, ge=0)

@@ -17,11 +17,13 @@ from pathlib import Path
 import asyncpg
 import grpc
 import pytest
+from sqlalchemy.engine import make_url
 
 from flowrun.v1 import flow_run_service_pb2_grpc, flow_service_pb2_grpc
 from server import clock
 from server.app import App, build_app
 from server.config import Settings
+from tests.helpers.pgbouncer import PgBouncer
 from tests.helpers.servers import PrivatePostgres
 
 POSTGRES_ADMIN_URL = os.environ.get("FLOWRUN_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
@@ -54,10 +56,45 @@ async def drop_postgres_database(name: str) -> None:
         await connection.close()
 
 
-@pytest.fixture(scope="session", params=BACKENDS)
+#: Database URLs that reach PostgreSQL through pgbouncer: their servers run with db_pgbouncer.
+THROUGH_PGBOUNCER: set[str] = set()
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Every test that needs `database_url` runs on each of BACKENDS; a test marked
+    `pgbouncer` also runs on PostgreSQL behind pgbouncer in transaction pooling mode
+    (tests/helpers/pgbouncer.py: a process of its own, hence multiprocess)."""
+    if "database_url" not in metafunc.fixturenames:
+        return
+    backends: list[object] = list(BACKENDS)
+    if metafunc.definition.get_closest_marker("pgbouncer"):
+        backends.append(pytest.param("pgbouncer", marks=pytest.mark.multiprocess))
+    metafunc.parametrize("database_url", backends, indirect=True, scope="session")
+
+
+@pytest.fixture(scope="session")
 async def database_url(request, tmp_path_factory) -> AsyncIterator[str]:
+    if request.param == "pgbouncer":
+        bouncer: PgBouncer = request.getfixturevalue("pgbouncer")
+        async with fresh_database("postgres", tmp_path_factory.mktemp("sqlite")) as direct:
+            url = bouncer.url(str(make_url(direct).database))
+            THROUGH_PGBOUNCER.add(url)
+            yield url
+        return
     async with fresh_database(request.param, tmp_path_factory.mktemp("sqlite")) as url:
         yield url
+
+
+@pytest.fixture(scope="session")
+def pgbouncer() -> Iterator[PgBouncer]:
+    """pgbouncer in front of the test PostgreSQL, stopped at the end whatever happened."""
+    upstream = make_url(POSTGRES_ADMIN_URL)
+    bouncer = PgBouncer(upstream.host or "127.0.0.1", upstream.port or 5432, upstream.username or "postgres")
+    try:
+        bouncer.start()
+        yield bouncer
+    finally:
+        bouncer.stop()
 
 
 @contextlib.asynccontextmanager
@@ -77,7 +114,14 @@ async def fresh_database(backend: str, directory: Path) -> AsyncIterator[str]:
 def settings_for(database_url: str, **overrides) -> Settings:
     """Test servers run no liveness sweeps unless a test asks (services=...): a sweep
     marking runs Late or crashing them would race the tests' own proposals."""
-    values = {"host": "127.0.0.1", "port": 0, "shutdown_grace_seconds": 1, "services": "none", **overrides}
+    values = {
+        "host": "127.0.0.1",
+        "port": 0,
+        "shutdown_grace_seconds": 1,
+        "services": "none",
+        "db_pgbouncer": database_url in THROUGH_PGBOUNCER,
+        **overrides,
+    }
     return Settings(database_url=database_url, **values)
 
 

@@ -32,6 +32,9 @@ from tests.helpers.races import (
     type_name,
 )
 
+# Also behind pgbouncer in transaction pooling mode (tests/conftest.py).
+pytestmark = pytest.mark.pgbouncer
+
 # --- the tests -------------------------------------------------------------------------
 
 

@@ -17,9 +17,12 @@ from tests.helpers.rich_errors import expect_error
 
 
 @pytest.mark.slow  # a database of its own, migrated
-async def test_lock_timeout_is_aborted_with_retry_info(unique):
+@pytest.mark.parametrize("through", ["postgres", pytest.param("pgbouncer", marks=pytest.mark.multiprocess)])
+async def test_lock_timeout_is_aborted_with_retry_info(unique, through, request):
+    """Also behind pgbouncer, where lock_timeout is set per transaction (SET LOCAL)."""
     name, url = await create_postgres_database()
-    app = await build_app(settings_for(url, lock_timeout_ms=200))
+    served = request.getfixturevalue("pgbouncer").url(name) if through == "pgbouncer" else url
+    app = await build_app(settings_for(served, lock_timeout_ms=200, db_pgbouncer=through == "pgbouncer"))
     await app.start()
     holder = await asyncpg.connect(url.replace("postgresql+asyncpg://", "postgresql://"))
     try:

@@ -18,6 +18,9 @@ from flowrun.v1 import flow_service_pb2 as flows_pb
 from server import clock
 from tests.helpers.factories import create_deployment
 
+# Also behind pgbouncer in transaction pooling mode (tests/conftest.py).
+pytestmark = pytest.mark.pgbouncer
+
 ACCEPT = state_pb2.SET_STATE_STATUS_ACCEPT
 REJECT = state_pb2.SET_STATE_STATUS_REJECT
 ABORT = state_pb2.SET_STATE_STATUS_ABORT

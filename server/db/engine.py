@@ -11,6 +11,24 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from server.config import Settings
 
 WRITE_OPTION = "flowrun_write"
+# The engine's execution option holding the statement that opens a PostgreSQL transaction
+# (read by server/db/unit_of_work.py).
+BEGIN_OPTION = "flowrun_begin"
+# Behind pgbouncer in transaction pooling mode consecutive transactions of one connection
+# may run on different server connections, so no prepared statement may outlive its
+# transaction: asyncpg prepares every statement unnamed and re-sends it with each
+# execution (statement_cache_size=0; its documented pgbouncer setting), and SQLAlchemy's
+# adapter keeps no prepared statements of its own (prepared_statement_cache_size=0).
+PGBOUNCER_CONNECT_ARGS = {"statement_cache_size": 0, "prepared_statement_cache_size": 0}
+
+
+def begin_statement(settings: Settings) -> str:
+    """BEGIN and the transaction's lock_timeout, in one round trip (asyncpg sends a
+    statement without arguments as a simple query). SET LOCAL, not a session setting:
+    behind pgbouncer's transaction pooling a session setting would stay on a server
+    connection other clients then use (and pgbouncer refuses lock_timeout as a startup
+    parameter)."""
+    return f"BEGIN; SET LOCAL lock_timeout = {int(settings.lock_timeout_ms)}"
 
 
 def create_engine(settings: Settings) -> AsyncEngine:
@@ -26,11 +44,10 @@ def create_engine(settings: Settings) -> AsyncEngine:
         max_overflow=settings.db_max_overflow,
         pool_timeout=settings.db_pool_timeout_seconds,
         pool_pre_ping=False,
+        execution_options={BEGIN_OPTION: begin_statement(settings)},
         connect_args={
-            "server_settings": {
-                "lock_timeout": str(settings.lock_timeout_ms),
-                "application_name": "flowrun",
-            },
+            "server_settings": {"application_name": "flowrun"},
+            **(PGBOUNCER_CONNECT_ARGS if settings.db_pgbouncer else {}),
         },
     )
 

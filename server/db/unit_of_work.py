@@ -36,7 +36,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from server import errors
 from server.call_scope import call_abandoned, in_call
 from server.db.dialect import Dialect
-from server.db.engine import WRITE_OPTION
+from server.db.engine import BEGIN_OPTION, WRITE_OPTION
 from server.repositories import Repositories
 
 log = logging.getLogger("flowrun.db")
@@ -55,6 +55,8 @@ class Database:
         self.engine = engine
         self.dialect = Dialect(engine.dialect.name)
         self.sqlite_write_gate = asyncio.Lock() if self.dialect.is_sqlite else None
+        # PostgreSQL: BEGIN with the transaction's settings (server/db/engine.py).
+        self.begin = engine.get_execution_options().get(BEGIN_OPTION, "BEGIN")
         # A dead pooled connection fails its BEGIN at once; after a database restart every
         # pooled connection is dead, so opening tries at most this many before giving up.
         self.open_attempts = engine.pool.size() + 2 if hasattr(engine.pool, "size") else 2
@@ -121,7 +123,7 @@ class UnitOfWork:
                 await self._discard()
                 continue
             try:
-                await driver.execute("BEGIN")
+                await driver.execute(self.database.begin)
                 return
             except (OSError, asyncpg.InterfaceError, asyncpg.PostgresConnectionError, asyncpg.AdminShutdownError):
                 # Dead before anything was sent but BEGIN: safe to try another connection.
