@@ -115,12 +115,12 @@ class App:
     monitor: DatabaseHealth
     # TLS on the port (None: plaintext); .mutual: clients present certificates (mTLS).
     tls: ServerCertificates | None = None
+    # The liveness sweeps FLOWRUN_SERVICES switches on (server/liveness/).
+    liveness: list[Sweeper] = field(default_factory=list)
     # OpenTelemetry (server/tracing.py); None when the OTEL_* variables leave it off.
     tracing: Tracing | None = None
 
     def reload_certificates(self) -> None:
-    # The liveness sweeps FLOWRUN_SERVICES switches on (server/liveness/).
-    liveness: list[Sweeper] = field(default_factory=list)
         """SIGHUP: re-read the TLS files now (they are also re-read when they change)."""
         if self.tls is not None:
             self.tls.reload()

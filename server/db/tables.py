@@ -128,13 +128,13 @@ flow_run = Table(
     # deadlocks concurrent deletes. Deleting a state clears the pointer in the same
     # transaction instead.
     Column("state_id", UUIDText, index=True),
-    UniqueConstraint("flow_id", "idempotency_key"),
     # Liveness (server/liveness/): the run's heartbeat timeout (NULL: off), its last
     # heartbeat, and while it is RUNNING with a timeout the time the zombie sweep may
     # crash it (indexed: the sweep's range scan; NULL outside RUNNING).
     Column("heartbeat_timeout_seconds", Integer),
     Column("last_heartbeat_time", Timestamp),
     Column("heartbeat_deadline", Timestamp, index=True),
+    UniqueConstraint("flow_id", "idempotency_key"),
     # Tag filters (all/any) use jsonb ?& / ?| on PostgreSQL, which a GIN index serves;
     # SQLite gets a plain index it will not use for them.
     Index("ix_flow_run__tags", "tags", postgresql_using="gin"),
@@ -207,9 +207,9 @@ deployment = Table(
     Column("concurrency_limit", Integer),
     Column("collision_strategy", String(16), nullable=False, default="ENQUEUE"),
     Column("grace_period_seconds", Integer),
-    UniqueConstraint("flow_id", "name"),
     # Heartbeat timeout of its runs that set none; NULL: the server default, 0: off.
     Column("heartbeat_timeout_seconds", Integer),
+    UniqueConstraint("flow_id", "name"),
 )
 
 # A deployment concurrency slot is a lease row; a deployment's active slots are its

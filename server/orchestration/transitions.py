@@ -40,27 +40,27 @@ class RunKind:
     bookkeeping: Policy  # applied after the policy, always
 
 
+#: The reason of the ABORT set_state answers when the run is no longer in the expected state.
+STATE_CHANGED_REASON = "The run's state changed since it was read; nothing was done."
+
+
 async def set_state(
     repos: Repositories,
     kind: RunKind,
     run_id: str,
     proposed: State,
-#: The reason of the ABORT set_state answers when the run is no longer in the expected state.
-STATE_CHANGED_REASON = "The run's state changed since it was read; nothing was done."
-
-
     now: datetime,
     *,
     force: bool,
     settings: Settings,
     created: Any = None,
+    expected_state_id: str | None = None,
+    policy: Policy | None = None,
 ) -> TransitionResult:
     """Orchestrates `proposed` for the run `run_id` inside the caller's unit of work:
     locks and loads the run (or takes `created`, a run this transaction just inserted,
     which no one else can see yet), applies the policy and bookkeeping, stores the
     outcome, and returns it once every after-step has run. Raises the kind's NotFound
-    expected_state_id: str | None = None,
-    policy: Policy | None = None,
     for an unknown run; any other exception leaves the caller to roll back.
 
     `expected_state_id` makes the proposal conditional: when the locked run's current
@@ -73,13 +73,13 @@ STATE_CHANGED_REASON = "The run's state changed since it was read; nothing was d
     run = created if created is not None else await store.get_for_orchestration(run_id)
     if run is None:
         raise kind.not_found(run_id)
+    if expected_state_id is not None and run.state_id != expected_state_id:
+        return TransitionResult(status=SetStateStatus.ABORT, state=run.state, reason=STATE_CHANGED_REASON)
     context = OrchestrationContext(
         run=run,
         initial_state=run.state,
         proposed_state=proposed,
         repos=repos,
-    if expected_state_id is not None and run.state_id != expected_state_id:
-        return TransitionResult(status=SetStateStatus.ABORT, state=run.state, reason=STATE_CHANGED_REASON)
         store=store,
         now=now,
         settings=settings,

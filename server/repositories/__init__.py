@@ -14,8 +14,8 @@ from server.repositories.flow_run_states import FlowRunStateRepository
 from server.repositories.flow_runs import FlowRunRepository
 from server.repositories.flows import FlowRepository
 from server.repositories.graphs import GraphRepository
-from server.repositories.server_secrets import ServerSecretRepository
 from server.repositories.liveness import LivenessRepository
+from server.repositories.server_secrets import ServerSecretRepository
 from server.repositories.task_runs import TaskRunRepository
 from server.repositories.work_pools import WorkPoolRepository
 
@@ -62,9 +62,9 @@ class Repositories:
         return ConcurrencyLeaseRepository(self._connection, self._dialect)
 
     @cached_property
-    def server_secrets(self) -> ServerSecretRepository:
-        return ServerSecretRepository(self._connection, self._dialect)
-    @cached_property
     def liveness(self) -> LivenessRepository:
         return LivenessRepository(self._connection, self._dialect)
 
+    @cached_property
+    def server_secrets(self) -> ServerSecretRepository:
+        return ServerSecretRepository(self._connection, self._dialect)

@@ -46,6 +46,13 @@ class ConcurrencyLeaseRepository(Repository):
             return None
         return SlotPolicy(row.concurrency_limit, CollisionStrategy(row.collision_strategy), row.grace_period_seconds)
 
+    async def active_slots(self, deployment_id: str, now: datetime) -> int:
+        """The deployment's slots held by live leases."""
+        active = select(func.count()).where(
+            concurrency_lease.c.deployment_id == deployment_id, concurrency_lease.c.expiration >= now
+        )
+        return (await self.connection.execute(active)).scalar_one()
+
     async def try_acquire(
         self, deployment_id: str, limit: int, flow_run_id: str, now: datetime, ttl_seconds: int
     ) -> str | None:
@@ -94,13 +101,6 @@ class ConcurrencyLeaseRepository(Repository):
         conditions = [concurrency_lease.c.id == lease_id, concurrency_lease.c.expiration >= now]
         if flow_run_id is not None:
             conditions.append(concurrency_lease.c.flow_run_id == flow_run_id)
-    async def active_slots(self, deployment_id: str, now: datetime) -> int:
-        """The deployment's slots held by live leases."""
-        active = select(func.count()).where(
-            concurrency_lease.c.deployment_id == deployment_id, concurrency_lease.c.expiration >= now
-        )
-        return (await self.connection.execute(active)).scalar_one()
-
         statement = (
             update(concurrency_lease).where(*conditions).values(expiration=expiration).returning(concurrency_lease.c.id)
         )

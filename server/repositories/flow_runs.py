@@ -118,11 +118,11 @@ def flow_run_from_row(row: Any) -> FlowRun:
         parent_task_run_id=m["parent_task_run_id"],
         auto_scheduled=m["auto_scheduled"],
         state=state_from_row(row, STATE_PREFIX) if has_state else None,
-    )
-
         heartbeat_timeout_seconds=m["heartbeat_timeout_seconds"],
         last_heartbeat_time=m["last_heartbeat_time"],
         heartbeat_deadline=m["heartbeat_deadline"],
+    )
+
 
 class FlowRunRepository(Repository):
     async def create(
@@ -150,22 +150,22 @@ class FlowRunRepository(Repository):
                 raise errors.task_run_not_found(new.parent_task_run_id)
         labels = {**(flow_row.labels or {}), "prefect.flow.id": new.flow_id, **new.labels}
         deployment_version = None
+        heartbeat_timeout = new.heartbeat_timeout_seconds
         if new.deployment_id is not None:
             query = select(deployment.c.labels, deployment.c.version, deployment.c.heartbeat_timeout_seconds).where(
                 deployment.c.id == new.deployment_id
             )
-        heartbeat_timeout = new.heartbeat_timeout_seconds
             deployment_row = (await self.connection.execute(query)).first()
             if deployment_row is not None:
                 system = {"prefect.flow.id": new.flow_id, "prefect.deployment.id": new.deployment_id}
                 labels = {**(deployment_row.labels or {}), **system, **new.labels}
                 deployment_version = deployment_row.version
-        values = {
-            "id": str(uuid.uuid4()),
                 if heartbeat_timeout is None:
                     heartbeat_timeout = deployment_row.heartbeat_timeout_seconds
         if heartbeat_timeout is None:
             heartbeat_timeout = default_heartbeat_timeout_seconds
+        values = {
+            "id": str(uuid.uuid4()),
             "created": now,
             "updated": now,
             "name": new.name or random_run_name(),
@@ -187,9 +187,9 @@ class FlowRunRepository(Repository):
             "run_count": 0,
             "total_run_time": 0.0,
             "auto_scheduled": False,
+            "heartbeat_timeout_seconds": heartbeat_timeout or None,
         }
         insert = self.dialect.insert(flow_run).values(values)
-            "heartbeat_timeout_seconds": heartbeat_timeout or None,
         if new.idempotency_key is not None:
             insert = insert.on_conflict_do_nothing(index_elements=["flow_id", "idempotency_key"])
         try:
@@ -250,9 +250,9 @@ class FlowRunRepository(Repository):
         SQLite. The statements are built once; each call only binds values."""
         columns = {name: getattr(run, name) for name in ORCHESTRATED_RUN_COLUMNS}
         columns["state_type"] = run.state_type.value if run.state_type else None
+        columns["heartbeat_deadline"] = run.heartbeat_deadline
         columns["empirical_policy"] = policy
         columns["updated"] = now
-        columns["heartbeat_deadline"] = run.heartbeat_deadline
         state_row = state_values(state, now, flow_run_id=run.id)
         if self.dialect.is_sqlite:
             await self.connection.execute(INSERT_STATE, state_row)

@@ -30,7 +30,7 @@ class ConcurrencyOptions(_message.Message):
     def __init__(self, collision_strategy: _Optional[_Union[CollisionStrategy, str]] = ..., grace_period: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...) -> None: ...
 
 class Deployment(_message.Message):
-    __slots__ = ("id", "created", "updated", "name", "flow_id", "version", "work_pool_name", "work_queue_name", "work_queue_id", "paused", "tags", "labels", "parameters", "job_variables", "concurrency_limit", "concurrency_options", "active_slots")
+    __slots__ = ("id", "created", "updated", "name", "flow_id", "version", "work_pool_name", "work_queue_name", "work_queue_id", "paused", "tags", "labels", "parameters", "job_variables", "concurrency_limit", "concurrency_options", "active_slots", "heartbeat_timeout")
     ID_FIELD_NUMBER: _ClassVar[int]
     CREATED_FIELD_NUMBER: _ClassVar[int]
     UPDATED_FIELD_NUMBER: _ClassVar[int]
@@ -48,6 +48,7 @@ class Deployment(_message.Message):
     CONCURRENCY_LIMIT_FIELD_NUMBER: _ClassVar[int]
     CONCURRENCY_OPTIONS_FIELD_NUMBER: _ClassVar[int]
     ACTIVE_SLOTS_FIELD_NUMBER: _ClassVar[int]
+    HEARTBEAT_TIMEOUT_FIELD_NUMBER: _ClassVar[int]
     id: str
     created: _timestamp_pb2.Timestamp
     updated: _timestamp_pb2.Timestamp
@@ -65,4 +66,5 @@ class Deployment(_message.Message):
     concurrency_limit: int
     concurrency_options: ConcurrencyOptions
     active_slots: int
-    def __init__(self, id: _Optional[str] = ..., created: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., name: _Optional[str] = ..., flow_id: _Optional[str] = ..., version: _Optional[str] = ..., work_pool_name: _Optional[str] = ..., work_queue_name: _Optional[str] = ..., work_queue_id: _Optional[str] = ..., paused: _Optional[bool] = ..., tags: _Optional[_Iterable[str]] = ..., labels: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., parameters: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., job_variables: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., concurrency_limit: _Optional[int] = ..., concurrency_options: _Optional[_Union[ConcurrencyOptions, _Mapping]] = ..., active_slots: _Optional[int] = ...) -> None: ...
+    heartbeat_timeout: _duration_pb2.Duration
+    def __init__(self, id: _Optional[str] = ..., created: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., name: _Optional[str] = ..., flow_id: _Optional[str] = ..., version: _Optional[str] = ..., work_pool_name: _Optional[str] = ..., work_queue_name: _Optional[str] = ..., work_queue_id: _Optional[str] = ..., paused: _Optional[bool] = ..., tags: _Optional[_Iterable[str]] = ..., labels: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., parameters: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., job_variables: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., concurrency_limit: _Optional[int] = ..., concurrency_options: _Optional[_Union[ConcurrencyOptions, _Mapping]] = ..., active_slots: _Optional[int] = ..., heartbeat_timeout: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...) -> None: ...

@@ -29,7 +29,7 @@ from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n#flowrun/v1/deployment_service.proto\x12\nflowrun.v1\x1a\x1b\x66lowrun/v1/deployment.proto\x1a\x18\x66lowrun/v1/filters.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x91\x03\n\x17\x43reateDeploymentRequest\x12\x0f\n\x07\x66low_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0f\n\x07version\x18\x03 \x01(\t\x12\x16\n\x0ework_pool_name\x18\x04 \x01(\t\x12\x17\n\x0fwork_queue_name\x18\x05 \x01(\t\x12\x0e\n\x06paused\x18\x06 \x01(\x08\x12\x0c\n\x04tags\x18\x07 \x03(\t\x12\'\n\x06labels\x18\x08 \x01(\x0b\x32\x17.google.protobuf.Struct\x12+\n\nparameters\x18\t \x01(\x0b\x32\x17.google.protobuf.Struct\x12.\n\rjob_variables\x18\n \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x1e\n\x11\x63oncurrency_limit\x18\x0b \x01(\x05H\x00\x88\x01\x01\x12;\n\x13\x63oncurrency_options\x18\x0c \x01(\x0b\x32\x1e.flowrun.v1.ConcurrencyOptionsB\x14\n\x12_concurrency_limit\"F\n\x18\x43reateDeploymentResponse\x12*\n\ndeployment\x18\x01 \x01(\x0b\x32\x16.flowrun.v1.Deployment\"-\n\x14GetDeploymentRequest\x12\x15\n\rdeployment_id\x18\x01 \x01(\t\"C\n\x15GetDeploymentResponse\x12*\n\ndeployment\x18\x01 \x01(\x0b\x32\x16.flowrun.v1.Deployment\"x\n\x16ListDeploymentsRequest\x12\x37\n\x11\x64\x65ployment_filter\x18\x01 \x01(\x0b\x32\x1c.flowrun.v1.DeploymentFilter\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"_\n\x17ListDeploymentsResponse\x12+\n\x0b\x64\x65ployments\x18\x01 \x03(\x0b\x32\x16.flowrun.v1.Deployment\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"0\n\x17\x44\x65leteDeploymentRequest\x12\x15\n\rdeployment_id\x18\x01 \x01(\t\"\x1a\n\x18\x44\x65leteDeploymentResponse\"0\n\x1cRenewConcurrencyLeaseRequest\x12\x10\n\x08lease_id\x18\x01 \x01(\t\"w\n\x1dRenewConcurrencyLeaseResponse\x12.\n\nexpiration\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12&\n\x03ttl\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration2\x80\x04\n\x11\x44\x65ploymentService\x12]\n\x10\x43reateDeployment\x12#.flowrun.v1.CreateDeploymentRequest\x1a$.flowrun.v1.CreateDeploymentResponse\x12Y\n\rGetDeployment\x12 .flowrun.v1.GetDeploymentRequest\x1a!.flowrun.v1.GetDeploymentResponse\"\x03\x90\x02\x01\x12_\n\x0fListDeployments\x12\".flowrun.v1.ListDeploymentsRequest\x1a#.flowrun.v1.ListDeploymentsResponse\"\x03\x90\x02\x01\x12]\n\x10\x44\x65leteDeployment\x12#.flowrun.v1.DeleteDeploymentRequest\x1a$.flowrun.v1.DeleteDeploymentResponse\x12q\n\x15RenewConcurrencyLease\x12(.flowrun.v1.RenewConcurrencyLeaseRequest\x1a).flowrun.v1.RenewConcurrencyLeaseResponse\"\x03\x90\x02\x02\x42}\n\x0e\x64\x65v.flowrun.v1B\x16\x44\x65ploymentServiceProtoP\x01Z6github.com/flowrun/flowrun/gen/go/flowrun/v1;flowrunv1\xaa\x02\nFlowrun.V1\xea\x02\x0b\x46lowrun::V1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n#flowrun/v1/deployment_service.proto\x12\nflowrun.v1\x1a\x1b\x66lowrun/v1/deployment.proto\x1a\x18\x66lowrun/v1/filters.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xc7\x03\n\x17\x43reateDeploymentRequest\x12\x0f\n\x07\x66low_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0f\n\x07version\x18\x03 \x01(\t\x12\x16\n\x0ework_pool_name\x18\x04 \x01(\t\x12\x17\n\x0fwork_queue_name\x18\x05 \x01(\t\x12\x0e\n\x06paused\x18\x06 \x01(\x08\x12\x0c\n\x04tags\x18\x07 \x03(\t\x12\'\n\x06labels\x18\x08 \x01(\x0b\x32\x17.google.protobuf.Struct\x12+\n\nparameters\x18\t \x01(\x0b\x32\x17.google.protobuf.Struct\x12.\n\rjob_variables\x18\n \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x1e\n\x11\x63oncurrency_limit\x18\x0b \x01(\x05H\x00\x88\x01\x01\x12;\n\x13\x63oncurrency_options\x18\x0c \x01(\x0b\x32\x1e.flowrun.v1.ConcurrencyOptions\x12\x34\n\x11heartbeat_timeout\x18\r \x01(\x0b\x32\x19.google.protobuf.DurationB\x14\n\x12_concurrency_limit\"F\n\x18\x43reateDeploymentResponse\x12*\n\ndeployment\x18\x01 \x01(\x0b\x32\x16.flowrun.v1.Deployment\"-\n\x14GetDeploymentRequest\x12\x15\n\rdeployment_id\x18\x01 \x01(\t\"C\n\x15GetDeploymentResponse\x12*\n\ndeployment\x18\x01 \x01(\x0b\x32\x16.flowrun.v1.Deployment\"x\n\x16ListDeploymentsRequest\x12\x37\n\x11\x64\x65ployment_filter\x18\x01 \x01(\x0b\x32\x1c.flowrun.v1.DeploymentFilter\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"_\n\x17ListDeploymentsResponse\x12+\n\x0b\x64\x65ployments\x18\x01 \x03(\x0b\x32\x16.flowrun.v1.Deployment\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"0\n\x17\x44\x65leteDeploymentRequest\x12\x15\n\rdeployment_id\x18\x01 \x01(\t\"\x1a\n\x18\x44\x65leteDeploymentResponse\"0\n\x1cRenewConcurrencyLeaseRequest\x12\x10\n\x08lease_id\x18\x01 \x01(\t\"w\n\x1dRenewConcurrencyLeaseResponse\x12.\n\nexpiration\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12&\n\x03ttl\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration2\x80\x04\n\x11\x44\x65ploymentService\x12]\n\x10\x43reateDeployment\x12#.flowrun.v1.CreateDeploymentRequest\x1a$.flowrun.v1.CreateDeploymentResponse\x12Y\n\rGetDeployment\x12 .flowrun.v1.GetDeploymentRequest\x1a!.flowrun.v1.GetDeploymentResponse\"\x03\x90\x02\x01\x12_\n\x0fListDeployments\x12\".flowrun.v1.ListDeploymentsRequest\x1a#.flowrun.v1.ListDeploymentsResponse\"\x03\x90\x02\x01\x12]\n\x10\x44\x65leteDeployment\x12#.flowrun.v1.DeleteDeploymentRequest\x1a$.flowrun.v1.DeleteDeploymentResponse\x12q\n\x15RenewConcurrencyLease\x12(.flowrun.v1.RenewConcurrencyLeaseRequest\x1a).flowrun.v1.RenewConcurrencyLeaseResponse\"\x03\x90\x02\x02\x42}\n\x0e\x64\x65v.flowrun.v1B\x16\x44\x65ploymentServiceProtoP\x01Z6github.com/flowrun/flowrun/gen/go/flowrun/v1;flowrunv1\xaa\x02\nFlowrun.V1\xea\x02\x0b\x46lowrun::V1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -44,25 +44,25 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_DEPLOYMENTSERVICE'].methods_by_name['RenewConcurrencyLease']._loaded_options = None
   _globals['_DEPLOYMENTSERVICE'].methods_by_name['RenewConcurrencyLease']._serialized_options = b'\220\002\002'
   _globals['_CREATEDEPLOYMENTREQUEST']._serialized_start=202
-  _globals['_CREATEDEPLOYMENTREQUEST']._serialized_end=603
-  _globals['_CREATEDEPLOYMENTRESPONSE']._serialized_start=605
-  _globals['_CREATEDEPLOYMENTRESPONSE']._serialized_end=675
-  _globals['_GETDEPLOYMENTREQUEST']._serialized_start=677
-  _globals['_GETDEPLOYMENTREQUEST']._serialized_end=722
-  _globals['_GETDEPLOYMENTRESPONSE']._serialized_start=724
-  _globals['_GETDEPLOYMENTRESPONSE']._serialized_end=791
-  _globals['_LISTDEPLOYMENTSREQUEST']._serialized_start=793
-  _globals['_LISTDEPLOYMENTSREQUEST']._serialized_end=913
-  _globals['_LISTDEPLOYMENTSRESPONSE']._serialized_start=915
-  _globals['_LISTDEPLOYMENTSRESPONSE']._serialized_end=1010
-  _globals['_DELETEDEPLOYMENTREQUEST']._serialized_start=1012
-  _globals['_DELETEDEPLOYMENTREQUEST']._serialized_end=1060
-  _globals['_DELETEDEPLOYMENTRESPONSE']._serialized_start=1062
-  _globals['_DELETEDEPLOYMENTRESPONSE']._serialized_end=1088
-  _globals['_RENEWCONCURRENCYLEASEREQUEST']._serialized_start=1090
-  _globals['_RENEWCONCURRENCYLEASEREQUEST']._serialized_end=1138
-  _globals['_RENEWCONCURRENCYLEASERESPONSE']._serialized_start=1140
-  _globals['_RENEWCONCURRENCYLEASERESPONSE']._serialized_end=1259
-  _globals['_DEPLOYMENTSERVICE']._serialized_start=1262
-  _globals['_DEPLOYMENTSERVICE']._serialized_end=1774
+  _globals['_CREATEDEPLOYMENTREQUEST']._serialized_end=657
+  _globals['_CREATEDEPLOYMENTRESPONSE']._serialized_start=659
+  _globals['_CREATEDEPLOYMENTRESPONSE']._serialized_end=729
+  _globals['_GETDEPLOYMENTREQUEST']._serialized_start=731
+  _globals['_GETDEPLOYMENTREQUEST']._serialized_end=776
+  _globals['_GETDEPLOYMENTRESPONSE']._serialized_start=778
+  _globals['_GETDEPLOYMENTRESPONSE']._serialized_end=845
+  _globals['_LISTDEPLOYMENTSREQUEST']._serialized_start=847
+  _globals['_LISTDEPLOYMENTSREQUEST']._serialized_end=967
+  _globals['_LISTDEPLOYMENTSRESPONSE']._serialized_start=969
+  _globals['_LISTDEPLOYMENTSRESPONSE']._serialized_end=1064
+  _globals['_DELETEDEPLOYMENTREQUEST']._serialized_start=1066
+  _globals['_DELETEDEPLOYMENTREQUEST']._serialized_end=1114
+  _globals['_DELETEDEPLOYMENTRESPONSE']._serialized_start=1116
+  _globals['_DELETEDEPLOYMENTRESPONSE']._serialized_end=1142
+  _globals['_RENEWCONCURRENCYLEASEREQUEST']._serialized_start=1144
+  _globals['_RENEWCONCURRENCYLEASEREQUEST']._serialized_end=1192
+  _globals['_RENEWCONCURRENCYLEASERESPONSE']._serialized_start=1194
+  _globals['_RENEWCONCURRENCYLEASERESPONSE']._serialized_end=1313
+  _globals['_DEPLOYMENTSERVICE']._serialized_start=1316
+  _globals['_DEPLOYMENTSERVICE']._serialized_end=1828
 # @@protoc_insertion_point(module_scope)

@@ -14,7 +14,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class CreateDeploymentRequest(_message.Message):
-    __slots__ = ("flow_id", "name", "version", "work_pool_name", "work_queue_name", "paused", "tags", "labels", "parameters", "job_variables", "concurrency_limit", "concurrency_options")
+    __slots__ = ("flow_id", "name", "version", "work_pool_name", "work_queue_name", "paused", "tags", "labels", "parameters", "job_variables", "concurrency_limit", "concurrency_options", "heartbeat_timeout")
     FLOW_ID_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
@@ -27,6 +27,7 @@ class CreateDeploymentRequest(_message.Message):
     JOB_VARIABLES_FIELD_NUMBER: _ClassVar[int]
     CONCURRENCY_LIMIT_FIELD_NUMBER: _ClassVar[int]
     CONCURRENCY_OPTIONS_FIELD_NUMBER: _ClassVar[int]
+    HEARTBEAT_TIMEOUT_FIELD_NUMBER: _ClassVar[int]
     flow_id: str
     name: str
     version: str
@@ -39,7 +40,8 @@ class CreateDeploymentRequest(_message.Message):
     job_variables: _struct_pb2.Struct
     concurrency_limit: int
     concurrency_options: _deployment_pb2.ConcurrencyOptions
-    def __init__(self, flow_id: _Optional[str] = ..., name: _Optional[str] = ..., version: _Optional[str] = ..., work_pool_name: _Optional[str] = ..., work_queue_name: _Optional[str] = ..., paused: _Optional[bool] = ..., tags: _Optional[_Iterable[str]] = ..., labels: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., parameters: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., job_variables: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., concurrency_limit: _Optional[int] = ..., concurrency_options: _Optional[_Union[_deployment_pb2.ConcurrencyOptions, _Mapping]] = ...) -> None: ...
+    heartbeat_timeout: _duration_pb2.Duration
+    def __init__(self, flow_id: _Optional[str] = ..., name: _Optional[str] = ..., version: _Optional[str] = ..., work_pool_name: _Optional[str] = ..., work_queue_name: _Optional[str] = ..., paused: _Optional[bool] = ..., tags: _Optional[_Iterable[str]] = ..., labels: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., parameters: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., job_variables: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., concurrency_limit: _Optional[int] = ..., concurrency_options: _Optional[_Union[_deployment_pb2.ConcurrencyOptions, _Mapping]] = ..., heartbeat_timeout: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...) -> None: ...
 
 class CreateDeploymentResponse(_message.Message):
     __slots__ = ("deployment",)

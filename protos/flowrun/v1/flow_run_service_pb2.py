@@ -26,12 +26,13 @@ from flowrun.v1 import filters_pb2 as flowrun_dot_v1_dot_filters__pb2
 from flowrun.v1 import flow_run_pb2 as flowrun_dot_v1_dot_flow__run__pb2
 from flowrun.v1 import graph_pb2 as flowrun_dot_v1_dot_graph__pb2
 from flowrun.v1 import state_pb2 as flowrun_dot_v1_dot_state__pb2
+from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb2
 from google.protobuf import field_mask_pb2 as google_dot_protobuf_dot_field__mask__pb2
 from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!flowrun/v1/flow_run_service.proto\x12\nflowrun.v1\x1a\x18\x66lowrun/v1/filters.proto\x1a\x19\x66lowrun/v1/flow_run.proto\x1a\x16\x66lowrun/v1/graph.proto\x1a\x16\x66lowrun/v1/state.proto\x1a google/protobuf/field_mask.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x87\x04\n\x14\x43reateFlowRunRequest\x12\x0f\n\x07\x66low_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x14\n\x0c\x66low_version\x18\x03 \x01(\t\x12+\n\nparameters\x18\x04 \x01(\x0b\x32\x17.google.protobuf.Struct\x12(\n\x07\x63ontext\x18\x05 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x1a\n\x12parent_task_run_id\x18\x06 \x01(\t\x12\"\n\x1ainfrastructure_document_id\x18\x07 \x01(\t\x12\x33\n\x10\x65mpirical_policy\x18\x08 \x01(\x0b\x32\x19.flowrun.v1.FlowRunPolicy\x12\x0c\n\x04tags\x18\t \x03(\t\x12\'\n\x06labels\x18\n \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x17\n\x0fidempotency_key\x18\x0b \x01(\t\x12\x17\n\x0fwork_queue_name\x18\x0c \x01(\t\x12.\n\rjob_variables\x18\r \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x15\n\rdeployment_id\x18\x0e \x01(\t\x12&\n\x05state\x18\x0f \x01(\x0b\x32\x17.flowrun.v1.StateCreate\x12\x16\n\x0ework_pool_name\x18\x10 \x01(\t\"O\n\x15\x43reateFlowRunResponse\x12%\n\x08\x66low_run\x18\x01 \x01(\x0b\x32\x13.flowrun.v1.FlowRun\x12\x0f\n\x07\x63reated\x18\x02 \x01(\x08\"(\n\x11GetFlowRunRequest\x12\x13\n\x0b\x66low_run_id\x18\x01 \x01(\t\";\n\x12GetFlowRunResponse\x12%\n\x08\x66low_run\x18\x01 \x01(\x0b\x32\x13.flowrun.v1.FlowRun\"\xcd\x03\n\x13ListFlowRunsRequest\x12+\n\x0b\x66low_filter\x18\x01 \x01(\x0b\x32\x16.flowrun.v1.FlowFilter\x12\x32\n\x0f\x66low_run_filter\x18\x02 \x01(\x0b\x32\x19.flowrun.v1.FlowRunFilter\x12%\n\x04sort\x18\x03 \x01(\x0e\x32\x17.flowrun.v1.FlowRunSort\x12\x0e\n\x06offset\x18\x04 \x01(\x05\x12\x12\n\x05limit\x18\x05 \x01(\x05H\x00\x88\x01\x01\x12\x11\n\tpage_size\x18\x06 \x01(\x05\x12\x12\n\npage_token\x18\x07 \x01(\t\x12\x32\n\x0ftask_run_filter\x18\x08 \x01(\x0b\x32\x19.flowrun.v1.TaskRunFilter\x12\x37\n\x11\x64\x65ployment_filter\x18\t \x01(\x0b\x32\x1c.flowrun.v1.DeploymentFilter\x12\x34\n\x10work_pool_filter\x18\n \x01(\x0b\x32\x1a.flowrun.v1.WorkPoolFilter\x12\x36\n\x11work_queue_filter\x18\x0b \x01(\x0b\x32\x1b.flowrun.v1.WorkQueueFilterB\x08\n\x06_limit\"W\n\x14ListFlowRunsResponse\x12&\n\tflow_runs\x18\x01 \x03(\x0b\x32\x13.flowrun.v1.FlowRun\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\xd2\x02\n\x14\x43ountFlowRunsRequest\x12+\n\x0b\x66low_filter\x18\x01 \x01(\x0b\x32\x16.flowrun.v1.FlowFilter\x12\x32\n\x0f\x66low_run_filter\x18\x02 \x01(\x0b\x32\x19.flowrun.v1.FlowRunFilter\x12\x32\n\x0ftask_run_filter\x18\x03 \x01(\x0b\x32\x19.flowrun.v1.TaskRunFilter\x12\x37\n\x11\x64\x65ployment_filter\x18\x04 \x01(\x0b\x32\x1c.flowrun.v1.DeploymentFilter\x12\x34\n\x10work_pool_filter\x18\x05 \x01(\x0b\x32\x1a.flowrun.v1.WorkPoolFilter\x12\x36\n\x11work_queue_filter\x18\x06 \x01(\x0b\x32\x1b.flowrun.v1.WorkQueueFilter\"&\n\x15\x43ountFlowRunsResponse\x12\r\n\x05\x63ount\x18\x01 \x01(\x03\"n\n\x14UpdateFlowRunRequest\x12%\n\x08\x66low_run\x18\x01 \x01(\x0b\x32\x13.flowrun.v1.FlowRun\x12/\n\x0bupdate_mask\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\">\n\x15UpdateFlowRunResponse\x12%\n\x08\x66low_run\x18\x01 \x01(\x0b\x32\x13.flowrun.v1.FlowRun\"+\n\x14\x44\x65leteFlowRunRequest\x12\x13\n\x0b\x66low_run_id\x18\x01 \x01(\t\"\x17\n\x15\x44\x65leteFlowRunResponse\"d\n\x16SetFlowRunStateRequest\x12\x13\n\x0b\x66low_run_id\x18\x01 \x01(\t\x12&\n\x05state\x18\x02 \x01(\x0b\x32\x17.flowrun.v1.StateCreate\x12\r\n\x05\x66orce\x18\x03 \x01(\x08\"\xa0\x02\n\x17SetFlowRunStateResponse\x12 \n\x05state\x18\x01 \x01(\x0b\x32\x11.flowrun.v1.State\x12*\n\x06status\x18\x02 \x01(\x0e\x32\x1a.flowrun.v1.SetStateStatus\x12+\n\x06\x61\x63\x63\x65pt\x18\x03 \x01(\x0b\x32\x19.flowrun.v1.AcceptDetailsH\x00\x12+\n\x06reject\x18\x04 \x01(\x0b\x32\x19.flowrun.v1.RejectDetailsH\x00\x12)\n\x05\x61\x62ort\x18\x05 \x01(\x0b\x32\x18.flowrun.v1.AbortDetailsH\x00\x12\'\n\x04wait\x18\x06 \x01(\x0b\x32\x17.flowrun.v1.WaitDetailsH\x00\x42\t\n\x07\x64\x65tails\"4\n\x1dGetTaskRunDependenciesRequest\x12\x13\n\x0b\x66low_run_id\x18\x01 \x01(\t\"U\n\x1eGetTaskRunDependenciesResponse\x12\x33\n\x0c\x64\x65pendencies\x18\x01 \x03(\x0b\x32\x1d.flowrun.v1.TaskRunDependency\"X\n\x16GetFlowRunGraphRequest\x12\x13\n\x0b\x66low_run_id\x18\x01 \x01(\t\x12)\n\x05since\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"B\n\x17GetFlowRunGraphResponse\x12\'\n\x05graph\x18\x01 \x01(\x0b\x32\x18.flowrun.v1.FlowRunGraph\"*\n\x16GetFlowRunStateRequest\x12\x10\n\x08state_id\x18\x01 \x01(\t\";\n\x17GetFlowRunStateResponse\x12 \n\x05state\x18\x01 \x01(\x0b\x32\x11.flowrun.v1.State\"V\n\x18ListFlowRunStatesRequest\x12\x13\n\x0b\x66low_run_id\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"W\n\x19ListFlowRunStatesResponse\x12!\n\x06states\x18\x01 \x03(\x0b\x32\x11.flowrun.v1.State\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"-\n\x19\x44\x65leteFlowRunStateRequest\x12\x10\n\x08state_id\x18\x01 \x01(\t\"\x1c\n\x1a\x44\x65leteFlowRunStateResponse2\xfc\x08\n\x0e\x46lowRunService\x12T\n\rCreateFlowRun\x12 .flowrun.v1.CreateFlowRunRequest\x1a!.flowrun.v1.CreateFlowRunResponse\x12P\n\nGetFlowRun\x12\x1d.flowrun.v1.GetFlowRunRequest\x1a\x1e.flowrun.v1.GetFlowRunResponse\"\x03\x90\x02\x01\x12V\n\x0cListFlowRuns\x12\x1f.flowrun.v1.ListFlowRunsRequest\x1a .flowrun.v1.ListFlowRunsResponse\"\x03\x90\x02\x01\x12Y\n\rCountFlowRuns\x12 .flowrun.v1.CountFlowRunsRequest\x1a!.flowrun.v1.CountFlowRunsResponse\"\x03\x90\x02\x01\x12Y\n\rUpdateFlowRun\x12 .flowrun.v1.UpdateFlowRunRequest\x1a!.flowrun.v1.UpdateFlowRunResponse\"\x03\x90\x02\x02\x12T\n\rDeleteFlowRun\x12 .flowrun.v1.DeleteFlowRunRequest\x1a!.flowrun.v1.DeleteFlowRunResponse\x12Z\n\x0fSetFlowRunState\x12\".flowrun.v1.SetFlowRunStateRequest\x1a#.flowrun.v1.SetFlowRunStateResponse\x12t\n\x16GetTaskRunDependencies\x12).flowrun.v1.GetTaskRunDependenciesRequest\x1a*.flowrun.v1.GetTaskRunDependenciesResponse\"\x03\x90\x02\x01\x12_\n\x0fGetFlowRunGraph\x12\".flowrun.v1.GetFlowRunGraphRequest\x1a#.flowrun.v1.GetFlowRunGraphResponse\"\x03\x90\x02\x01\x12_\n\x0fGetFlowRunState\x12\".flowrun.v1.GetFlowRunStateRequest\x1a#.flowrun.v1.GetFlowRunStateResponse\"\x03\x90\x02\x01\x12\x65\n\x11ListFlowRunStates\x12$.flowrun.v1.ListFlowRunStatesRequest\x1a%.flowrun.v1.ListFlowRunStatesResponse\"\x03\x90\x02\x01\x12\x63\n\x12\x44\x65leteFlowRunState\x12%.flowrun.v1.DeleteFlowRunStateRequest\x1a&.flowrun.v1.DeleteFlowRunStateResponseBz\n\x0e\x64\x65v.flowrun.v1B\x13\x46lowRunServiceProtoP\x01Z6github.com/flowrun/flowrun/gen/go/flowrun/v1;flowrunv1\xaa\x02\nFlowrun.V1\xea\x02\x0b\x46lowrun::V1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!flowrun/v1/flow_run_service.proto\x12\nflowrun.v1\x1a\x18\x66lowrun/v1/filters.proto\x1a\x19\x66lowrun/v1/flow_run.proto\x1a\x16\x66lowrun/v1/graph.proto\x1a\x16\x66lowrun/v1/state.proto\x1a\x1egoogle/protobuf/duration.proto\x1a google/protobuf/field_mask.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xbd\x04\n\x14\x43reateFlowRunRequest\x12\x0f\n\x07\x66low_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x14\n\x0c\x66low_version\x18\x03 \x01(\t\x12+\n\nparameters\x18\x04 \x01(\x0b\x32\x17.google.protobuf.Struct\x12(\n\x07\x63ontext\x18\x05 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x1a\n\x12parent_task_run_id\x18\x06 \x01(\t\x12\"\n\x1ainfrastructure_document_id\x18\x07 \x01(\t\x12\x33\n\x10\x65mpirical_policy\x18\x08 \x01(\x0b\x32\x19.flowrun.v1.FlowRunPolicy\x12\x0c\n\x04tags\x18\t \x03(\t\x12\'\n\x06labels\x18\n \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x17\n\x0fidempotency_key\x18\x0b \x01(\t\x12\x17\n\x0fwork_queue_name\x18\x0c \x01(\t\x12.\n\rjob_variables\x18\r \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x15\n\rdeployment_id\x18\x0e \x01(\t\x12&\n\x05state\x18\x0f \x01(\x0b\x32\x17.flowrun.v1.StateCreate\x12\x16\n\x0ework_pool_name\x18\x10 \x01(\t\x12\x34\n\x11heartbeat_timeout\x18\x11 \x01(\x0b\x32\x19.google.protobuf.Duration\"O\n\x15\x43reateFlowRunResponse\x12%\n\x08\x66low_run\x18\x01 \x01(\x0b\x32\x13.flowrun.v1.FlowRun\x12\x0f\n\x07\x63reated\x18\x02 \x01(\x08\"(\n\x11GetFlowRunRequest\x12\x13\n\x0b\x66low_run_id\x18\x01 \x01(\t\";\n\x12GetFlowRunResponse\x12%\n\x08\x66low_run\x18\x01 \x01(\x0b\x32\x13.flowrun.v1.FlowRun\"\xcd\x03\n\x13ListFlowRunsRequest\x12+\n\x0b\x66low_filter\x18\x01 \x01(\x0b\x32\x16.flowrun.v1.FlowFilter\x12\x32\n\x0f\x66low_run_filter\x18\x02 \x01(\x0b\x32\x19.flowrun.v1.FlowRunFilter\x12%\n\x04sort\x18\x03 \x01(\x0e\x32\x17.flowrun.v1.FlowRunSort\x12\x0e\n\x06offset\x18\x04 \x01(\x05\x12\x12\n\x05limit\x18\x05 \x01(\x05H\x00\x88\x01\x01\x12\x11\n\tpage_size\x18\x06 \x01(\x05\x12\x12\n\npage_token\x18\x07 \x01(\t\x12\x32\n\x0ftask_run_filter\x18\x08 \x01(\x0b\x32\x19.flowrun.v1.TaskRunFilter\x12\x37\n\x11\x64\x65ployment_filter\x18\t \x01(\x0b\x32\x1c.flowrun.v1.DeploymentFilter\x12\x34\n\x10work_pool_filter\x18\n \x01(\x0b\x32\x1a.flowrun.v1.WorkPoolFilter\x12\x36\n\x11work_queue_filter\x18\x0b \x01(\x0b\x32\x1b.flowrun.v1.WorkQueueFilterB\x08\n\x06_limit\"W\n\x14ListFlowRunsResponse\x12&\n\tflow_runs\x18\x01 \x03(\x0b\x32\x13.flowrun.v1.FlowRun\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\xd2\x02\n\x14\x43ountFlowRunsRequest\x12+\n\x0b\x66low_filter\x18\x01 \x01(\x0b\x32\x16.flowrun.v1.FlowFilter\x12\x32\n\x0f\x66low_run_filter\x18\x02 \x01(\x0b\x32\x19.flowrun.v1.FlowRunFilter\x12\x32\n\x0ftask_run_filter\x18\x03 \x01(\x0b\x32\x19.flowrun.v1.TaskRunFilter\x12\x37\n\x11\x64\x65ployment_filter\x18\x04 \x01(\x0b\x32\x1c.flowrun.v1.DeploymentFilter\x12\x34\n\x10work_pool_filter\x18\x05 \x01(\x0b\x32\x1a.flowrun.v1.WorkPoolFilter\x12\x36\n\x11work_queue_filter\x18\x06 \x01(\x0b\x32\x1b.flowrun.v1.WorkQueueFilter\"&\n\x15\x43ountFlowRunsResponse\x12\r\n\x05\x63ount\x18\x01 \x01(\x03\"n\n\x14UpdateFlowRunRequest\x12%\n\x08\x66low_run\x18\x01 \x01(\x0b\x32\x13.flowrun.v1.FlowRun\x12/\n\x0bupdate_mask\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\">\n\x15UpdateFlowRunResponse\x12%\n\x08\x66low_run\x18\x01 \x01(\x0b\x32\x13.flowrun.v1.FlowRun\"+\n\x14\x44\x65leteFlowRunRequest\x12\x13\n\x0b\x66low_run_id\x18\x01 \x01(\t\"\x17\n\x15\x44\x65leteFlowRunResponse\"d\n\x16SetFlowRunStateRequest\x12\x13\n\x0b\x66low_run_id\x18\x01 \x01(\t\x12&\n\x05state\x18\x02 \x01(\x0b\x32\x17.flowrun.v1.StateCreate\x12\r\n\x05\x66orce\x18\x03 \x01(\x08\"\xa0\x02\n\x17SetFlowRunStateResponse\x12 \n\x05state\x18\x01 \x01(\x0b\x32\x11.flowrun.v1.State\x12*\n\x06status\x18\x02 \x01(\x0e\x32\x1a.flowrun.v1.SetStateStatus\x12+\n\x06\x61\x63\x63\x65pt\x18\x03 \x01(\x0b\x32\x19.flowrun.v1.AcceptDetailsH\x00\x12+\n\x06reject\x18\x04 \x01(\x0b\x32\x19.flowrun.v1.RejectDetailsH\x00\x12)\n\x05\x61\x62ort\x18\x05 \x01(\x0b\x32\x18.flowrun.v1.AbortDetailsH\x00\x12\'\n\x04wait\x18\x06 \x01(\x0b\x32\x17.flowrun.v1.WaitDetailsH\x00\x42\t\n\x07\x64\x65tails\"4\n\x1dGetTaskRunDependenciesRequest\x12\x13\n\x0b\x66low_run_id\x18\x01 \x01(\t\"U\n\x1eGetTaskRunDependenciesResponse\x12\x33\n\x0c\x64\x65pendencies\x18\x01 \x03(\x0b\x32\x1d.flowrun.v1.TaskRunDependency\"X\n\x16GetFlowRunGraphRequest\x12\x13\n\x0b\x66low_run_id\x18\x01 \x01(\t\x12)\n\x05since\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"B\n\x17GetFlowRunGraphResponse\x12\'\n\x05graph\x18\x01 \x01(\x0b\x32\x18.flowrun.v1.FlowRunGraph\"*\n\x16GetFlowRunStateRequest\x12\x10\n\x08state_id\x18\x01 \x01(\t\";\n\x17GetFlowRunStateResponse\x12 \n\x05state\x18\x01 \x01(\x0b\x32\x11.flowrun.v1.State\"V\n\x18ListFlowRunStatesRequest\x12\x13\n\x0b\x66low_run_id\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"W\n\x19ListFlowRunStatesResponse\x12!\n\x06states\x18\x01 \x03(\x0b\x32\x11.flowrun.v1.State\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"-\n\x19\x44\x65leteFlowRunStateRequest\x12\x10\n\x08state_id\x18\x01 \x01(\t\"\x1c\n\x1a\x44\x65leteFlowRunStateResponse\".\n\x17HeartbeatFlowRunRequest\x12\x13\n\x0b\x66low_run_id\x18\x01 \x01(\t\"~\n\x18HeartbeatFlowRunResponse\x12,\n\x08\x64\x65\x61\x64line\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x34\n\x11heartbeat_timeout\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration2\xe0\t\n\x0e\x46lowRunService\x12T\n\rCreateFlowRun\x12 .flowrun.v1.CreateFlowRunRequest\x1a!.flowrun.v1.CreateFlowRunResponse\x12P\n\nGetFlowRun\x12\x1d.flowrun.v1.GetFlowRunRequest\x1a\x1e.flowrun.v1.GetFlowRunResponse\"\x03\x90\x02\x01\x12V\n\x0cListFlowRuns\x12\x1f.flowrun.v1.ListFlowRunsRequest\x1a .flowrun.v1.ListFlowRunsResponse\"\x03\x90\x02\x01\x12Y\n\rCountFlowRuns\x12 .flowrun.v1.CountFlowRunsRequest\x1a!.flowrun.v1.CountFlowRunsResponse\"\x03\x90\x02\x01\x12Y\n\rUpdateFlowRun\x12 .flowrun.v1.UpdateFlowRunRequest\x1a!.flowrun.v1.UpdateFlowRunResponse\"\x03\x90\x02\x02\x12T\n\rDeleteFlowRun\x12 .flowrun.v1.DeleteFlowRunRequest\x1a!.flowrun.v1.DeleteFlowRunResponse\x12Z\n\x0fSetFlowRunState\x12\".flowrun.v1.SetFlowRunStateRequest\x1a#.flowrun.v1.SetFlowRunStateResponse\x12t\n\x16GetTaskRunDependencies\x12).flowrun.v1.GetTaskRunDependenciesRequest\x1a*.flowrun.v1.GetTaskRunDependenciesResponse\"\x03\x90\x02\x01\x12_\n\x0fGetFlowRunGraph\x12\".flowrun.v1.GetFlowRunGraphRequest\x1a#.flowrun.v1.GetFlowRunGraphResponse\"\x03\x90\x02\x01\x12_\n\x0fGetFlowRunState\x12\".flowrun.v1.GetFlowRunStateRequest\x1a#.flowrun.v1.GetFlowRunStateResponse\"\x03\x90\x02\x01\x12\x65\n\x11ListFlowRunStates\x12$.flowrun.v1.ListFlowRunStatesRequest\x1a%.flowrun.v1.ListFlowRunStatesResponse\"\x03\x90\x02\x01\x12\x63\n\x12\x44\x65leteFlowRunState\x12%.flowrun.v1.DeleteFlowRunStateRequest\x1a&.flowrun.v1.DeleteFlowRunStateResponse\x12\x62\n\x10HeartbeatFlowRun\x12#.flowrun.v1.HeartbeatFlowRunRequest\x1a$.flowrun.v1.HeartbeatFlowRunResponse\"\x03\x90\x02\x02\x42z\n\x0e\x64\x65v.flowrun.v1B\x13\x46lowRunServiceProtoP\x01Z6github.com/flowrun/flowrun/gen/go/flowrun/v1;flowrunv1\xaa\x02\nFlowrun.V1\xea\x02\x0b\x46lowrun::V1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -55,54 +56,60 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_FLOWRUNSERVICE'].methods_by_name['GetFlowRunState']._serialized_options = b'\220\002\001'
   _globals['_FLOWRUNSERVICE'].methods_by_name['ListFlowRunStates']._loaded_options = None
   _globals['_FLOWRUNSERVICE'].methods_by_name['ListFlowRunStates']._serialized_options = b'\220\002\001'
-  _globals['_CREATEFLOWRUNREQUEST']._serialized_start=248
-  _globals['_CREATEFLOWRUNREQUEST']._serialized_end=767
-  _globals['_CREATEFLOWRUNRESPONSE']._serialized_start=769
-  _globals['_CREATEFLOWRUNRESPONSE']._serialized_end=848
-  _globals['_GETFLOWRUNREQUEST']._serialized_start=850
-  _globals['_GETFLOWRUNREQUEST']._serialized_end=890
-  _globals['_GETFLOWRUNRESPONSE']._serialized_start=892
-  _globals['_GETFLOWRUNRESPONSE']._serialized_end=951
-  _globals['_LISTFLOWRUNSREQUEST']._serialized_start=954
-  _globals['_LISTFLOWRUNSREQUEST']._serialized_end=1415
-  _globals['_LISTFLOWRUNSRESPONSE']._serialized_start=1417
-  _globals['_LISTFLOWRUNSRESPONSE']._serialized_end=1504
-  _globals['_COUNTFLOWRUNSREQUEST']._serialized_start=1507
-  _globals['_COUNTFLOWRUNSREQUEST']._serialized_end=1845
-  _globals['_COUNTFLOWRUNSRESPONSE']._serialized_start=1847
-  _globals['_COUNTFLOWRUNSRESPONSE']._serialized_end=1885
-  _globals['_UPDATEFLOWRUNREQUEST']._serialized_start=1887
-  _globals['_UPDATEFLOWRUNREQUEST']._serialized_end=1997
-  _globals['_UPDATEFLOWRUNRESPONSE']._serialized_start=1999
-  _globals['_UPDATEFLOWRUNRESPONSE']._serialized_end=2061
-  _globals['_DELETEFLOWRUNREQUEST']._serialized_start=2063
-  _globals['_DELETEFLOWRUNREQUEST']._serialized_end=2106
-  _globals['_DELETEFLOWRUNRESPONSE']._serialized_start=2108
-  _globals['_DELETEFLOWRUNRESPONSE']._serialized_end=2131
-  _globals['_SETFLOWRUNSTATEREQUEST']._serialized_start=2133
-  _globals['_SETFLOWRUNSTATEREQUEST']._serialized_end=2233
-  _globals['_SETFLOWRUNSTATERESPONSE']._serialized_start=2236
-  _globals['_SETFLOWRUNSTATERESPONSE']._serialized_end=2524
-  _globals['_GETTASKRUNDEPENDENCIESREQUEST']._serialized_start=2526
-  _globals['_GETTASKRUNDEPENDENCIESREQUEST']._serialized_end=2578
-  _globals['_GETTASKRUNDEPENDENCIESRESPONSE']._serialized_start=2580
-  _globals['_GETTASKRUNDEPENDENCIESRESPONSE']._serialized_end=2665
-  _globals['_GETFLOWRUNGRAPHREQUEST']._serialized_start=2667
-  _globals['_GETFLOWRUNGRAPHREQUEST']._serialized_end=2755
-  _globals['_GETFLOWRUNGRAPHRESPONSE']._serialized_start=2757
-  _globals['_GETFLOWRUNGRAPHRESPONSE']._serialized_end=2823
-  _globals['_GETFLOWRUNSTATEREQUEST']._serialized_start=2825
-  _globals['_GETFLOWRUNSTATEREQUEST']._serialized_end=2867
-  _globals['_GETFLOWRUNSTATERESPONSE']._serialized_start=2869
-  _globals['_GETFLOWRUNSTATERESPONSE']._serialized_end=2928
-  _globals['_LISTFLOWRUNSTATESREQUEST']._serialized_start=2930
-  _globals['_LISTFLOWRUNSTATESREQUEST']._serialized_end=3016
-  _globals['_LISTFLOWRUNSTATESRESPONSE']._serialized_start=3018
-  _globals['_LISTFLOWRUNSTATESRESPONSE']._serialized_end=3105
-  _globals['_DELETEFLOWRUNSTATEREQUEST']._serialized_start=3107
-  _globals['_DELETEFLOWRUNSTATEREQUEST']._serialized_end=3152
-  _globals['_DELETEFLOWRUNSTATERESPONSE']._serialized_start=3154
-  _globals['_DELETEFLOWRUNSTATERESPONSE']._serialized_end=3182
-  _globals['_FLOWRUNSERVICE']._serialized_start=3185
-  _globals['_FLOWRUNSERVICE']._serialized_end=4333
+  _globals['_FLOWRUNSERVICE'].methods_by_name['HeartbeatFlowRun']._loaded_options = None
+  _globals['_FLOWRUNSERVICE'].methods_by_name['HeartbeatFlowRun']._serialized_options = b'\220\002\002'
+  _globals['_CREATEFLOWRUNREQUEST']._serialized_start=280
+  _globals['_CREATEFLOWRUNREQUEST']._serialized_end=853
+  _globals['_CREATEFLOWRUNRESPONSE']._serialized_start=855
+  _globals['_CREATEFLOWRUNRESPONSE']._serialized_end=934
+  _globals['_GETFLOWRUNREQUEST']._serialized_start=936
+  _globals['_GETFLOWRUNREQUEST']._serialized_end=976
+  _globals['_GETFLOWRUNRESPONSE']._serialized_start=978
+  _globals['_GETFLOWRUNRESPONSE']._serialized_end=1037
+  _globals['_LISTFLOWRUNSREQUEST']._serialized_start=1040
+  _globals['_LISTFLOWRUNSREQUEST']._serialized_end=1501
+  _globals['_LISTFLOWRUNSRESPONSE']._serialized_start=1503
+  _globals['_LISTFLOWRUNSRESPONSE']._serialized_end=1590
+  _globals['_COUNTFLOWRUNSREQUEST']._serialized_start=1593
+  _globals['_COUNTFLOWRUNSREQUEST']._serialized_end=1931
+  _globals['_COUNTFLOWRUNSRESPONSE']._serialized_start=1933
+  _globals['_COUNTFLOWRUNSRESPONSE']._serialized_end=1971
+  _globals['_UPDATEFLOWRUNREQUEST']._serialized_start=1973
+  _globals['_UPDATEFLOWRUNREQUEST']._serialized_end=2083
+  _globals['_UPDATEFLOWRUNRESPONSE']._serialized_start=2085
+  _globals['_UPDATEFLOWRUNRESPONSE']._serialized_end=2147
+  _globals['_DELETEFLOWRUNREQUEST']._serialized_start=2149
+  _globals['_DELETEFLOWRUNREQUEST']._serialized_end=2192
+  _globals['_DELETEFLOWRUNRESPONSE']._serialized_start=2194
+  _globals['_DELETEFLOWRUNRESPONSE']._serialized_end=2217
+  _globals['_SETFLOWRUNSTATEREQUEST']._serialized_start=2219
+  _globals['_SETFLOWRUNSTATEREQUEST']._serialized_end=2319
+  _globals['_SETFLOWRUNSTATERESPONSE']._serialized_start=2322
+  _globals['_SETFLOWRUNSTATERESPONSE']._serialized_end=2610
+  _globals['_GETTASKRUNDEPENDENCIESREQUEST']._serialized_start=2612
+  _globals['_GETTASKRUNDEPENDENCIESREQUEST']._serialized_end=2664
+  _globals['_GETTASKRUNDEPENDENCIESRESPONSE']._serialized_start=2666
+  _globals['_GETTASKRUNDEPENDENCIESRESPONSE']._serialized_end=2751
+  _globals['_GETFLOWRUNGRAPHREQUEST']._serialized_start=2753
+  _globals['_GETFLOWRUNGRAPHREQUEST']._serialized_end=2841
+  _globals['_GETFLOWRUNGRAPHRESPONSE']._serialized_start=2843
+  _globals['_GETFLOWRUNGRAPHRESPONSE']._serialized_end=2909
+  _globals['_GETFLOWRUNSTATEREQUEST']._serialized_start=2911
+  _globals['_GETFLOWRUNSTATEREQUEST']._serialized_end=2953
+  _globals['_GETFLOWRUNSTATERESPONSE']._serialized_start=2955
+  _globals['_GETFLOWRUNSTATERESPONSE']._serialized_end=3014
+  _globals['_LISTFLOWRUNSTATESREQUEST']._serialized_start=3016
+  _globals['_LISTFLOWRUNSTATESREQUEST']._serialized_end=3102
+  _globals['_LISTFLOWRUNSTATESRESPONSE']._serialized_start=3104
+  _globals['_LISTFLOWRUNSTATESRESPONSE']._serialized_end=3191
+  _globals['_DELETEFLOWRUNSTATEREQUEST']._serialized_start=3193
+  _globals['_DELETEFLOWRUNSTATEREQUEST']._serialized_end=3238
+  _globals['_DELETEFLOWRUNSTATERESPONSE']._serialized_start=3240
+  _globals['_DELETEFLOWRUNSTATERESPONSE']._serialized_end=3268
+  _globals['_HEARTBEATFLOWRUNREQUEST']._serialized_start=3270
+  _globals['_HEARTBEATFLOWRUNREQUEST']._serialized_end=3316
+  _globals['_HEARTBEATFLOWRUNRESPONSE']._serialized_start=3318
+  _globals['_HEARTBEATFLOWRUNRESPONSE']._serialized_end=3444
+  _globals['_FLOWRUNSERVICE']._serialized_start=3447
+  _globals['_FLOWRUNSERVICE']._serialized_end=4695
 # @@protoc_insertion_point(module_scope)

@@ -4,6 +4,7 @@ from flowrun.v1 import filters_pb2 as _filters_pb2
 from flowrun.v1 import flow_run_pb2 as _flow_run_pb2
 from flowrun.v1 import graph_pb2 as _graph_pb2
 from flowrun.v1 import state_pb2 as _state_pb2
+from google.protobuf import duration_pb2 as _duration_pb2
 from google.protobuf import field_mask_pb2 as _field_mask_pb2
 from google.protobuf import struct_pb2 as _struct_pb2
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
@@ -16,7 +17,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class CreateFlowRunRequest(_message.Message):
-    __slots__ = ("flow_id", "name", "flow_version", "parameters", "context", "parent_task_run_id", "infrastructure_document_id", "empirical_policy", "tags", "labels", "idempotency_key", "work_queue_name", "job_variables", "deployment_id", "state", "work_pool_name")
+    __slots__ = ("flow_id", "name", "flow_version", "parameters", "context", "parent_task_run_id", "infrastructure_document_id", "empirical_policy", "tags", "labels", "idempotency_key", "work_queue_name", "job_variables", "deployment_id", "state", "work_pool_name", "heartbeat_timeout")
     FLOW_ID_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     FLOW_VERSION_FIELD_NUMBER: _ClassVar[int]
@@ -33,6 +34,7 @@ class CreateFlowRunRequest(_message.Message):
     DEPLOYMENT_ID_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
     WORK_POOL_NAME_FIELD_NUMBER: _ClassVar[int]
+    HEARTBEAT_TIMEOUT_FIELD_NUMBER: _ClassVar[int]
     flow_id: str
     name: str
     flow_version: str
@@ -49,7 +51,8 @@ class CreateFlowRunRequest(_message.Message):
     deployment_id: str
     state: _state_pb2.StateCreate
     work_pool_name: str
-    def __init__(self, flow_id: _Optional[str] = ..., name: _Optional[str] = ..., flow_version: _Optional[str] = ..., parameters: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., context: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., parent_task_run_id: _Optional[str] = ..., infrastructure_document_id: _Optional[str] = ..., empirical_policy: _Optional[_Union[_flow_run_pb2.FlowRunPolicy, _Mapping]] = ..., tags: _Optional[_Iterable[str]] = ..., labels: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., idempotency_key: _Optional[str] = ..., work_queue_name: _Optional[str] = ..., job_variables: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., deployment_id: _Optional[str] = ..., state: _Optional[_Union[_state_pb2.StateCreate, _Mapping]] = ..., work_pool_name: _Optional[str] = ...) -> None: ...
+    heartbeat_timeout: _duration_pb2.Duration
+    def __init__(self, flow_id: _Optional[str] = ..., name: _Optional[str] = ..., flow_version: _Optional[str] = ..., parameters: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., context: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., parent_task_run_id: _Optional[str] = ..., infrastructure_document_id: _Optional[str] = ..., empirical_policy: _Optional[_Union[_flow_run_pb2.FlowRunPolicy, _Mapping]] = ..., tags: _Optional[_Iterable[str]] = ..., labels: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., idempotency_key: _Optional[str] = ..., work_queue_name: _Optional[str] = ..., job_variables: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., deployment_id: _Optional[str] = ..., state: _Optional[_Union[_state_pb2.StateCreate, _Mapping]] = ..., work_pool_name: _Optional[str] = ..., heartbeat_timeout: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...) -> None: ...
 
 class CreateFlowRunResponse(_message.Message):
     __slots__ = ("flow_run", "created")
@@ -242,3 +245,17 @@ class DeleteFlowRunStateRequest(_message.Message):
 class DeleteFlowRunStateResponse(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...
+
+class HeartbeatFlowRunRequest(_message.Message):
+    __slots__ = ("flow_run_id",)
+    FLOW_RUN_ID_FIELD_NUMBER: _ClassVar[int]
+    flow_run_id: str
+    def __init__(self, flow_run_id: _Optional[str] = ...) -> None: ...
+
+class HeartbeatFlowRunResponse(_message.Message):
+    __slots__ = ("deadline", "heartbeat_timeout")
+    DEADLINE_FIELD_NUMBER: _ClassVar[int]
+    HEARTBEAT_TIMEOUT_FIELD_NUMBER: _ClassVar[int]
+    deadline: _timestamp_pb2.Timestamp
+    heartbeat_timeout: _duration_pb2.Duration
+    def __init__(self, deadline: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., heartbeat_timeout: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...) -> None: ...

@@ -101,6 +101,11 @@ class FlowRunServiceStub:
                 request_serializer=flowrun_dot_v1_dot_flow__run__service__pb2.DeleteFlowRunStateRequest.SerializeToString,
                 response_deserializer=flowrun_dot_v1_dot_flow__run__service__pb2.DeleteFlowRunStateResponse.FromString,
                 _registered_method=True)
+        self.HeartbeatFlowRun = channel.unary_unary(
+                '/flowrun.v1.FlowRunService/HeartbeatFlowRun',
+                request_serializer=flowrun_dot_v1_dot_flow__run__service__pb2.HeartbeatFlowRunRequest.SerializeToString,
+                response_deserializer=flowrun_dot_v1_dot_flow__run__service__pb2.HeartbeatFlowRunResponse.FromString,
+                _registered_method=True)
 
 
 class FlowRunServiceServicer:
@@ -283,6 +288,31 @@ class FlowRunServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def HeartbeatFlowRun(self, request, context):
+        """HeartbeatFlowRun tells the server that the process executing a RUNNING run is
+        alive. It records the time (last_heartbeat_time) and moves the run's heartbeat
+        deadline to now + heartbeat_timeout; the response carries that deadline. A run
+        with a heartbeat timeout whose deadline passes while it is still RUNNING is
+        proposed CRASHED ("No heartbeat since ...") by the server's zombie sweep, through
+        the same orchestration path as SetFlowRunState. Entering RUNNING starts the first
+        deadline, so a run that never heartbeats is crashed too. Send heartbeats well
+        inside the timeout (the Python client sends one every third of it). A run without
+        a timeout (off) only records the time; the response then has no deadline.
+
+        A heartbeat never changes a run's state: one that arrives after the run
+        completed, failed, was cancelled or was crashed changes nothing and answers
+        FAILED_PRECONDITION, whose google.rpc.ErrorInfo metadata "state_type" names the
+        current state type (e.g. "CANCELLING", "CRASHED"), so the executor learns that it
+        should stop.
+
+        Idempotent (a retry moves the deadline again). Errors: INVALID_ARGUMENT
+        (flow_run_id not a UUID), NOT_FOUND (no such run), FAILED_PRECONDITION (the run is
+        not RUNNING; metadata "state_type" is its state type, or empty if it has none).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_FlowRunServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -345,6 +375,11 @@ def add_FlowRunServiceServicer_to_server(servicer, server):
                     servicer.DeleteFlowRunState,
                     request_deserializer=flowrun_dot_v1_dot_flow__run__service__pb2.DeleteFlowRunStateRequest.FromString,
                     response_serializer=flowrun_dot_v1_dot_flow__run__service__pb2.DeleteFlowRunStateResponse.SerializeToString,
+            ),
+            'HeartbeatFlowRun': grpc.unary_unary_rpc_method_handler(
+                    servicer.HeartbeatFlowRun,
+                    request_deserializer=flowrun_dot_v1_dot_flow__run__service__pb2.HeartbeatFlowRunRequest.FromString,
+                    response_serializer=flowrun_dot_v1_dot_flow__run__service__pb2.HeartbeatFlowRunResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -678,6 +713,33 @@ class FlowRunService:
             '/flowrun.v1.FlowRunService/DeleteFlowRunState',
             flowrun_dot_v1_dot_flow__run__service__pb2.DeleteFlowRunStateRequest.SerializeToString,
             flowrun_dot_v1_dot_flow__run__service__pb2.DeleteFlowRunStateResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def HeartbeatFlowRun(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/flowrun.v1.FlowRunService/HeartbeatFlowRun',
+            flowrun_dot_v1_dot_flow__run__service__pb2.HeartbeatFlowRunRequest.SerializeToString,
+            flowrun_dot_v1_dot_flow__run__service__pb2.HeartbeatFlowRunResponse.FromString,
             options,
             channel_credentials,
             insecure,
