@@ -1,0 +1,107 @@
+"""The README's Python examples run as written: every ```python block of its "Python client
+and command line" section (subsections included) is run as a script, in a process of its
+own, against a live server named by FLOWRUN_TARGET (the clients' default).
+
+A block that uses the TLS files (ca.pem, client.pem, client-key.pem) runs in a folder
+holding them, against a server that requires client certificates; every other block
+against a plaintext one. Both are SQLite servers of this module. FLOWRUN_README_FILE
+points the test at another file (to check a draft before it goes into README.md).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import re
+import shutil
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from server.app import App, build_app
+from tests.conftest import settings_for
+from tests.helpers.certs import write_tls_files
+
+REPO = Path(__file__).resolve().parent.parent
+SECTION = "## Python client and command line"
+TLS_FILES = ("ca.pem", "client.pem", "client-key.pem")
+
+pytestmark = pytest.mark.slow  # a Python process per block
+
+
+def readme() -> Path:
+    return Path(os.environ.get("FLOWRUN_README_FILE") or REPO / "README.md")
+
+
+def section_blocks(text: str) -> list[tuple[int, str]]:
+    """(line number, code) of each ```python block between the section's heading and the
+    next `## ` heading."""
+    lines = text.splitlines()
+    start = next((i for i, line in enumerate(lines) if line.strip() == SECTION), None)
+    if start is None:
+        return []
+    end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines))
+    blocks = []
+    for match in re.finditer(r"^```python[^\n]*\n(.*?)^```", "\n".join(lines[start:end]) + "\n", re.S | re.M):
+        line = start + "\n".join(lines[start:end])[: match.start()].count("\n") + 2
+        blocks.append((line, match.group(1)))
+    return blocks
+
+
+BLOCKS = section_blocks(readme().read_text(encoding="utf-8"))
+
+
+def test_the_section_has_python_examples():
+    assert len(BLOCKS) >= 2, f"no ```python blocks under {SECTION!r} in {readme()}"
+    assert any("SyncClient" in code for _, code in BLOCKS) and any("async with" in code for _, code in BLOCKS)
+
+
+@contextlib.asynccontextmanager
+async def serving(tmp: Path, **tls: Path) -> AsyncIterator[App]:
+    app = await build_app(settings_for(f"sqlite+aiosqlite:///{tmp / 'flowrun.db'}", **tls))
+    await app.start()
+    try:
+        yield app
+    finally:
+        await app.stop(grace=0)
+
+
+@pytest.fixture(scope="module")
+async def servers(tmp_path_factory) -> AsyncIterator[dict[str, object]]:
+    plain_dir = tmp_path_factory.mktemp("readme-plain")
+    tls_dir = tmp_path_factory.mktemp("readme-mtls")
+    files = write_tls_files(tls_dir / "certs")
+    workdir = tls_dir / "work"
+    workdir.mkdir()
+    for name, source in zip(TLS_FILES, (files.ca, files.client_cert, files.client_key), strict=True):
+        shutil.copy(source, workdir / name)
+    mutual = {"tls_cert_file": files.server_cert, "tls_key_file": files.server_key, "tls_client_ca_file": files.ca}
+    async with serving(plain_dir) as plain, serving(tls_dir, **mutual) as secured:
+        yield {
+            "plain": (f"127.0.0.1:{plain.port}", plain_dir),
+            "tls": (f"localhost:{secured.port}", workdir),  # the test certificate names localhost
+        }
+
+
+@pytest.mark.parametrize(("line", "code"), BLOCKS, ids=[f"README-line-{line}" for line, _ in BLOCKS])
+async def test_example_runs_as_written(servers, line, code, tmp_path):
+    target, cwd = servers["tls" if any(name in code for name in TLS_FILES) else "plain"]
+    script = tmp_path / f"readme_line_{line}.py"
+    script.write_text(code, encoding="utf-8")
+    environment = {key: value for key, value in os.environ.items() if not key.startswith("FLOWRUN_")}
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        str(script),
+        cwd=cwd,
+        env={**environment, "FLOWRUN_TARGET": target},
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(process.communicate(), timeout=60)
+    assert process.returncode == 0, (
+        f"README line {line}:\n{code}\n--- stdout\n{out.decode()}\n--- stderr\n{err.decode()}"
+    )
+    assert b"Traceback" not in err, err.decode()
