@@ -333,6 +333,20 @@ async def test_a_heartbeat_that_lands_after_the_sweep_read_the_run_saves_it(live
     assert (await live.get(run_id)).state_type == RUNNING
 
 
+async def test_a_run_locked_by_a_state_change_in_flight_is_skipped_not_waited_for(live, move_clock):
+    if live.backend == "sqlite":
+        pytest.skip("SQLite has one writer: a sweep's transaction waits its turn like any other")
+    run_id = await live.run(RUNNING, timeout=5)
+    move_clock(timedelta(seconds=6))
+    async with live.app.database.unit_of_work(write=True) as uow:
+        await uow.repos.flow_runs.get_for_orchestration(run_id)  # the row lock a SetFlowRunState holds
+        outcomes = await asyncio.wait_for(live.sweeper(CrashZombies).sweep_once(), timeout=5)
+        assert outcomes["skipped"] >= 1 and outcomes["error"] == 0
+    assert (await live.get(run_id)).state_type == RUNNING
+    await live.sweeper(CrashZombies).sweep_once()  # the next pass finds it free
+    assert (await live.get(run_id)).state_type == CRASHED
+
+
 async def test_set_state_with_an_expected_state_aborts_when_the_state_changed(live):
     run_id = await live.run(RUNNING, timeout=0)
     read = (await live.get(run_id)).state_id
