@@ -141,11 +141,28 @@ def _escape(text: str) -> str:
     return escape(text)
 
 
+# Columns a narrow terminal must leave whole (ids are copied from tables, times read at a
+# glance); the others fold onto more lines when there is no room.
+_WHOLE = frozenset({"ID", "FLOW ID", "WHEN", "CREATED", "TIMESTAMP", "STATE"})
+
+
 def table(*columns: str, title: str | None = None) -> Table:
     grid = Table(title=title, title_justify="left", header_style="bold", box=None, pad_edge=False)
     for column in columns:
-        grid.add_column(column, overflow="fold")
+        grid.add_column(column, overflow="fold", no_wrap=column in _WHOLE)
     return grid
+
+
+def compact(grid: Table) -> Table:
+    """The table without the columns that are empty in every row (tags nobody set, say),
+    which leaves their room to the others. A table without rows keeps its headers."""
+    if not grid.row_count:
+        return grid
+    kept = [column for column in grid.columns if any(str(cell) for cell in column.cells)]
+    result = table(*(str(column.header) for column in kept), title=grid.title if isinstance(grid.title, str) else None)
+    for row in zip(*(list(column.cells) for column in kept), strict=True):
+        result.add_row(*row)
+    return result
 
 
 def fields(rows: Sequence[tuple[str, str]]) -> Table:
@@ -170,20 +187,19 @@ def flows_table(flows: Sequence[flow_pb2.Flow]) -> Table:
     grid = table("ID", "NAME", "TAGS", "CREATED")
     for flow in flows:
         grid.add_row(flow.id, _escape(flow.name), tags_cell(flow.tags), when(flow.created))
-    return grid
+    return compact(grid)
 
 
 def flow_fields(flow: flow_pb2.Flow) -> Table:
-    return fields(
-        [
-            ("id", flow.id),
-            ("name", _escape(flow.name)),
-            ("tags", tags_cell(flow.tags)),
-            ("labels", struct_cell(flow.labels)),
-            ("created", when(flow.created)),
-            ("updated", when(flow.updated)),
-        ]
-    )
+    rows = [
+        ("id", flow.id),
+        ("name", _escape(flow.name)),
+        ("tags", tags_cell(flow.tags)),
+        ("labels", struct_cell(flow.labels)),
+        ("created", when(flow.created)),
+        ("updated", when(flow.updated)),
+    ]
+    return fields([(key, value) for key, value in rows if value])
 
 
 def runs_table(runs: Sequence[flow_run_pb2.FlowRun], flow_names: dict[str, str]) -> Table:
@@ -198,7 +214,7 @@ def runs_table(runs: Sequence[flow_run_pb2.FlowRun], flow_names: dict[str, str])
             when(moment),
             tags_cell(run.tags),
         )
-    return grid
+    return compact(grid)
 
 
 def run_fields(run: flow_run_pb2.FlowRun, flow_name: str | None) -> Table:
@@ -227,16 +243,15 @@ def run_fields(run: flow_run_pb2.FlowRun, flow_name: str | None) -> Table:
 
 
 def states_table(states: Sequence[state_pb2.State], title: str | None = None) -> Table:
-    grid = table("TIMESTAMP", "STATE", "TYPE", "MESSAGE", "ID", title=title)
+    grid = table("TIMESTAMP", "STATE", "ID", "MESSAGE", title=title)
     for state in states:
+        type_name = state_type_name(state.type)
+        # The type only where the name does not say it: "AwaitingRetry (SCHEDULED)".
+        suffix = "" if state.name.upper() == type_name else f" ({type_name})"
         grid.add_row(
-            when(state.timestamp),
-            state_cell(state.type, state.name),
-            state_type_name(state.type),
-            _escape(state.message),
-            state.id,
+            when(state.timestamp), state_cell(state.type, state.name) + suffix, state.id, _escape(state.message)
         )
-    return grid
+    return compact(grid)
 
 
 def deployments_table(deployments: Sequence[deployment_pb2.Deployment]) -> Table:
@@ -251,7 +266,7 @@ def deployments_table(deployments: Sequence[deployment_pb2.Deployment]) -> Table
             "yes" if item.paused else "no",
             str(item.concurrency_limit) if item.HasField("concurrency_limit") else "",
         )
-    return grid
+    return compact(grid)
 
 
 def deployment_fields(item: deployment_pb2.Deployment) -> Table:
@@ -283,7 +298,7 @@ def work_pools_table(pools: Sequence[work_pool_pb2.WorkPool]) -> Table:
             pool.id,
             _escape(pool.description),
         )
-    return grid
+    return compact(grid)
 
 
 def work_queues_table(queues: Sequence[work_pool_pb2.WorkQueue]) -> Table:
@@ -297,7 +312,7 @@ def work_queues_table(queues: Sequence[work_pool_pb2.WorkQueue]) -> Table:
             str(queue.concurrency_limit) if queue.HasField("concurrency_limit") else "",
             queue.id,
         )
-    return grid
+    return compact(grid)
 
 
 def one(view: Any) -> Callable[[Console], None]:

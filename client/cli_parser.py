@@ -82,5 +82,5 @@ def build() -> argparse.ArgumentParser:
     commands_flows.add_parser(resources, common)
     commands_runs.add_parser(resources, common)
     commands_infra.add_parser(resources, common)
-    token_commands.add_parser(resources)
+    token_commands.add_parser(resources, common)
     return parser

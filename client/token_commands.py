@@ -19,11 +19,14 @@ import os
 import sys
 from pathlib import Path
 
+from rich.markup import escape
+
 from server.auth_tokens import TokenFileError, create, read, revoke
 from server.roles import ROLE_NAMES, Role
 
 
-def add_parser(resources: argparse._SubParsersAction) -> None:
+def add_parser(resources: argparse._SubParsersAction, output: argparse.ArgumentParser | None = None) -> None:
+    """`output` is the parser of the --output option every listing takes."""
     token = resources.add_parser(
         "token", help="manage the server's tokens file (local, no server call)"
     ).add_subparsers(dest="action", required=True, metavar="ACTION")
@@ -43,7 +46,12 @@ def add_parser(resources: argparse._SubParsersAction) -> None:
         "--subject", help="map this client certificate subject (RFC 2253, as gRPC reports it) instead of a token"
     )
     create_.set_defaults(token_command=_create)
-    list_ = token.add_parser("list", parents=[common], help="show names, roles and creation times as JSON")
+    list_ = token.add_parser(
+        "list",
+        aliases=["ls"],
+        parents=[common, *([output] if output else [])],
+        help="show names, roles and creation times (a table on a terminal, else JSON)",
+    )
     list_.set_defaults(token_command=_list)
     revoke_ = token.add_parser("revoke", parents=[common], help="remove a caller; its token stops working")
     revoke_.add_argument("name")
@@ -72,13 +80,21 @@ def _create(args: argparse.Namespace) -> None:
 
 
 def _list(args: argparse.Namespace) -> None:
+    from .cli_output import Result, compact, emit, table
+
     entries = read(args.file) if args.file.exists() else []
     shown = []
     for entry in entries:
         item: dict[str, str | None] = {"name": entry.name, "role": str(entry.role), "created": entry.created}
         item.update({"sha256_prefix": entry.sha256[:8]} if entry.sha256 else {"subject": entry.subject})
         shown.append(item)
-    print(json.dumps(shown, indent=2, ensure_ascii=False))
+    grid = table("NAME", "ROLE", "CREATED", "TOKEN SHA-256 / CERTIFICATE SUBJECT")
+    for item in shown:
+        grid.add_row(
+            *(escape(item.get(key) or "") for key in ("name", "role", "created")),
+            escape(f"{item['sha256_prefix']}..." if "sha256_prefix" in item else item.get("subject") or ""),
+        )
+    emit(Result(data=shown, human=lambda console: console.print(compact(grid))), getattr(args, "output", "json"))
 
 
 def _revoke(args: argparse.Namespace) -> None:

@@ -253,7 +253,8 @@ async def test_run_inspect_and_history(flowrun, client, unique):
     code, out, _ = await flowrun("-o", "table", "run", "inspect", run.id)
     assert code == 0 and f"inspect-{unique} ({flow.id})" in out and "last 3 states" in out and "Completed" in out
     code, out, _ = await flowrun("-o", "table", "run", "history", run.id)
-    assert code == 0 and [line.split()[3] for line in out.splitlines()[1:]] == ["PENDING", "RUNNING", "COMPLETED"]
+    assert out.splitlines()[0].split() == ["TIMESTAMP", "STATE", "ID"]  # no message: no MESSAGE column
+    assert code == 0 and [line.split()[2] for line in out.splitlines()[1:]] == ["Pending", "Running", "Completed"]
 
     unknown = str(uuid.uuid4())
     for command in ("inspect", "history"):
@@ -485,3 +486,43 @@ def test_times_parse_iso_and_relative_forms():
     for bad in ("yesterday", "now-2", "now-2y", "2026-13-01"):
         with pytest.raises(Exception, match="not a time"):
             moment(bad)
+
+
+def test_token_list_prints_a_table_or_json(tmp_path, capsys):
+    path = str(tmp_path / "tokens")
+    assert cli.main(["token", "create", "ci", "--role", "writer", "--file", path]) == 0
+    capsys.readouterr()
+    assert cli.main(["token", "ls", "--file", path, "-o", "table"]) == 0
+    out = capsys.readouterr().out
+    assert out.split()[:4] == ["NAME", "ROLE", "CREATED", "TOKEN"] and "writer" in out
+    assert cli.main(["token", "list", "--file", path]) == 0
+    assert [entry["name"] for entry in json.loads(capsys.readouterr().out)] == ["ci"]
+
+
+def test_tables_keep_ids_whole_on_a_narrow_terminal_and_drop_empty_columns():
+    import io
+
+    from rich.console import Console
+
+    from client import cli_output
+    from flowrun.v1 import flow_run_pb2
+
+    runs = [
+        flow_run_pb2.FlowRun(
+            id=str(uuid.UUID(int=index)),
+            flow_id="f",
+            name="a-rather-long-run-name-" * 2,
+            state_type=state_pb2.STATE_TYPE_SCHEDULED,
+            state_name="AwaitingRetry",
+        )
+        for index in range(3)
+    ]
+    buffer = io.StringIO()
+    Console(file=buffer, width=80, no_color=True).print(cli_output.runs_table(runs, {"f": "etl-" * 10}))
+    text = buffer.getvalue()
+    assert all(run.id in text for run in runs)  # whole, on one line
+    assert "AwaitingRetry" in text
+    assert "TAGS" not in text  # no run has tags: no column for them
+    assert max(len(line) for line in text.splitlines()) <= 80
+    empty = cli_output.runs_table([], {})
+    assert [str(column.header) for column in empty.columns][:2] == ["ID", "FLOW"]  # no rows: headers stay
