@@ -6,9 +6,11 @@ from __future__ import annotations
 import asyncio
 import io
 import os
+import signal
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -128,3 +130,63 @@ def test_server_on_a_taken_port_says_so_in_one_line(tmp_path):
     assert result.returncode == 1
     assert result.stderr == f"flowrun-server: error: cannot bind 127.0.0.1:{port}: Address already in use\n"
     assert not (tmp_path / "flowrun.db").exists()  # refused before migrating anything
+
+
+class SilentServer:
+    """A TCP port that accepts connections and never answers: a call to it hangs until
+    its deadline, which leaves time to interrupt it."""
+
+    def __enter__(self) -> str:
+        self._socket = socket.socket()
+        self._socket.bind(("127.0.0.1", 0))
+        self._socket.listen(16)
+        return f"127.0.0.1:{self._socket.getsockname()[1]}"
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._socket.close()
+
+
+def interrupt_when_waiting(command: list[str], marker: str | None = None) -> subprocess.CompletedProcess[str]:
+    """Start `command`, send it SIGINT once it is blocked in its call, and collect it."""
+    process = subprocess.Popen(
+        command, cwd=REPO, env=command_environment(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    assert process.stdout is not None
+    if marker is not None:  # the script says when it is about to block
+        assert process.stdout.readline().strip() == marker
+    time.sleep(0.5)  # a real process in a real call: there is no clock to move
+    process.send_signal(signal.SIGINT)
+    started = time.monotonic()
+    stdout, stderr = process.communicate(timeout=30)
+    assert time.monotonic() - started < 3, "the interrupt did not end the call at once"
+    return subprocess.CompletedProcess(command, process.returncode, stdout, stderr)
+
+
+@pytest.mark.slow
+def test_ctrl_c_ends_the_command_with_130_and_one_line():
+    with SilentServer() as target:
+        result = interrupt_when_waiting(
+            [sys.executable, "-m", "client.cli", "--target", target, "--timeout", "60", "run", "ls"]
+        )
+    assert (result.returncode, result.stdout, result.stderr) == (130, "", "interrupted\n")
+
+
+SYNC_SCRIPT = """
+import sys
+import time
+from client import SyncClient
+client = SyncClient(sys.argv[1], timeout=60)
+print("calling", flush=True)
+try:
+    client.count_flows()
+except KeyboardInterrupt:
+    client.close()  # the cancelled call has unwound: closing does not hang
+    print("interrupted", flush=True)
+"""
+
+
+@pytest.mark.slow
+def test_ctrl_c_cancels_a_sync_client_call():
+    with SilentServer() as target:
+        result = interrupt_when_waiting([sys.executable, "-c", SYNC_SCRIPT, target], marker="calling")
+    assert (result.returncode, result.stdout.strip(), result.stderr) == (0, "interrupted", "")
