@@ -5,11 +5,14 @@
 
 Entering sends the first heartbeat (so a run that is not RUNNING fails at once), then a
 background task sends one every third of the run's heartbeat timeout (the server's
-answer says what the timeout is). When the server answers that the run is no longer
-RUNNING (cancelled, crashed, finished elsewhere) or no longer exists, the task stops and
-sets `lost`, with `state_type` saying what the run is in now. Other failures (the server
-unreachable for longer than the client's retries) are retried at the next beat: the
-deadline, not one lost call, decides. Leaving the block stops the task."""
+answer says what the timeout is). When the server answers that the run is being
+cancelled, has finished (completed, failed, cancelled or crashed elsewhere) or no longer
+exists, the task stops and sets `lost`, with `state_type` saying what the run is in now.
+A run that is only paused (the process waits for it to be resumed) keeps being beaten
+for: the server records nothing while it is not RUNNING, and the beats count again once
+it runs. Other failures (the server unreachable for longer than the client's retries)
+are retried at the next beat: the deadline, not one lost call, decides. Leaving the
+block stops the task."""
 
 from __future__ import annotations
 
@@ -30,6 +33,8 @@ log = logging.getLogger("flowrun.client.heartbeat")
 BEATS_PER_TIMEOUT = 3
 #: How often to beat when the run has no heartbeat timeout (the server only records it).
 UNTIMED_INTERVAL_SECONDS = 30.0
+#: State types after which the run will not run again in this process: beating stops.
+LOST_STATE_TYPES = frozenset({"", "CANCELLING", "CANCELLED", "COMPLETED", "FAILED", "CRASHED"})
 
 
 class RunHeartbeat:
@@ -48,10 +53,10 @@ class RunHeartbeat:
         self._send = send
         self._interval = interval
         self._task: asyncio.Task[None] | None = None
-        #: Set when the server said the run is no longer RUNNING (or gone); beats stopped.
+        #: Set when the server said the run is being cancelled, finished or gone; beats stopped.
         self.lost = asyncio.Event()
-        #: The run's state type when it was lost ("CANCELLING", "CRASHED", ...; "" when
-        #: it has none, None while not lost or when the run was deleted).
+        #: None while the run is RUNNING; else the state type the server last reported
+        #: ("PAUSED", "CANCELLING", "CRASHED", ...; "" when it has none or was deleted).
         self.state_type: str | None = None
         #: The deadline the last answered heartbeat set (None: the run has no timeout).
         self.deadline: datetime | None = None
@@ -93,11 +98,14 @@ class RunHeartbeat:
             await asyncio.sleep(self.interval)
             try:
                 self._record(await self._send(self.flow_run_id))
+                self.state_type = None
             except FailedPreconditionError as error:
                 self.state_type = error.metadata.get("state_type", "")
-                self.lost.set()
-                return
+                if self.state_type in LOST_STATE_TYPES:
+                    self.lost.set()
+                    return
             except NotFoundError:
+                self.state_type = ""
                 self.lost.set()
                 return
             except FlowrunError as error:

@@ -617,6 +617,28 @@ async def test_the_client_keeps_the_run_alive_until_the_server_says_it_is_not_ru
             assert heartbeat_tasks(run_id) == [] or all(task.done() for task in heartbeat_tasks(run_id))
 
 
+async def test_the_client_keeps_beating_through_a_pause_and_counts_again_once_resumed(live):
+    run_id = await live.run(RUNNING, timeout=30)
+    async with FlowrunClient(f"127.0.0.1:{live.app.port}") as client:
+        async with client.heartbeat(run_id, interval=0.02) as beat:
+            assert (await live.propose(run_id, paused(None))).status == ACCEPT
+
+            async def seen_paused() -> bool:
+                return beat.state_type == "PAUSED"
+
+            await wait_until(seen_paused)
+            assert not beat.lost.is_set()
+            resumed = await live.propose(run_id, RUNNING)
+            assert resumed.status == ACCEPT
+
+            async def beating_again() -> bool:
+                run = await live.get(run_id)
+                return beat.state_type is None and at(run.last_heartbeat_time) > at(resumed.state.timestamp)
+
+            await wait_until(beating_again)
+            assert not beat.lost.is_set()
+
+
 async def test_the_client_refuses_to_beat_for_a_run_that_is_not_running(live):
     run_id = await live.run(PENDING)
     async with FlowrunClient(f"127.0.0.1:{live.app.port}") as client:
