@@ -54,12 +54,15 @@ def _main(argv: Sequence[str] | None) -> int:
 
     from . import token_commands
     from .cli_args import EXIT_ERROR
-    from .cli_output import emit
+    from .cli_output import OUTPUT_CHOICES, emit
     from .cli_parser import build
     from .errors import FlowrunError
     from .tls import TlsConfigError
 
-    args = build().parse_args(argv)
+    parser = build()
+    args = parser.parse_args(argv)
+    if args.output not in OUTPUT_CHOICES:  # argparse checks the option, not a default from $FLOWRUN_OUTPUT
+        parser.error(f"FLOWRUN_OUTPUT={args.output!r}: choose from {', '.join(OUTPUT_CHOICES)}")
     if args.resource == "token":
         return token_commands.run(args)
     if not args.target.strip():

@@ -110,6 +110,11 @@ async def test_output_follows_flowrun_output_variable(flowrun, unique, monkeypat
     code, out, _ = await flowrun("flow", "count", "--name", f"env-{unique}")
     assert (code, out) == (0, "1\n")
     code, out, _ = await flowrun("flow", "count", "--name", f"env-{unique}", "-o", "json")
+    assert (code, json.loads(out)) == (0, {"count": 1})
+    monkeypatch.setenv("FLOWRUN_OUTPUT", "yaml")
+    code, out, err = await flowrun("flow", "count")
+    assert (code, out) == (2, "") and "FLOWRUN_OUTPUT='yaml'" in err
+    code, out, _ = await flowrun("flow", "count", "--name", f"env-{unique}", "-o", "json")
     assert (code, json.loads(out)) == (0, {"count": 1})  # a number, not proto JSON's int64 string
 
 
