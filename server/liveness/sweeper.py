@@ -6,8 +6,8 @@ key order, continuing after the last one read, so it ends even when runs are ski
 then acts on each candidate in a write transaction of its own: the sweep claims the run
 (its row lock, only if free) and proposes through transitions.set_state with the state
 it read as the expected one. So across any number of replicas each run is acted on by
-one process, a run that changed meanwhile is left alone, and a sweep never holds more
-than one row lock. A failure on one run is logged and the pass goes on; a failure to
+one process, a run that changed meanwhile is left alone, and a sweep holds the lock of
+one run at a time. A failure on one run is logged and the pass goes on; a failure to
 read candidates ends the pass (Periodic logs it and tries again next interval)."""
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ is one index range scan), then acts on each in a transaction of its own: it *cla
 run (the row lock, taken only if free: FOR UPDATE SKIP LOCKED on PostgreSQL; SQLite's
 IMMEDIATE transaction already holds the database lock) and re-checks under that lock
 that the run is still in the state the read saw. A run that another process is changing
-right now is skipped, never waited for, so a sweep holds at most one row lock at a time
+right now is skipped, never waited for, so a sweep holds the lock of one run at a time
 and never makes SetFlowRunState wait longer than one transition."""
 
 from __future__ import annotations
