@@ -36,6 +36,7 @@ from server.liveness import Sweeper, sweepers
 from server.orchestration.interceptor import OrchestratedMethod, OrchestrationInterceptor
 from server.orchestration.policies import FLOW_RUNS
 from server.orchestration.task_runs import TASK_RUNS
+from server.periodic import Periodic
 from server.reflection import enable_reflection
 from server.services import from_proto
 from server.services.deployments import DeploymentService
@@ -46,6 +47,8 @@ from server.services.work_pools import WorkPoolService
 from server.shared_secrets import resolve_page_token_secret
 from server.tls import ServerCertificates, server_certificates
 from server.tracing import Tracing, tracing_from_environment
+from server.watch.hub import EventHub
+from server.watch.retention import event_pruner
 
 log = logging.getLogger("flowrun.server")
 
@@ -119,6 +122,9 @@ class App:
     liveness: list[Sweeper] = field(default_factory=list)
     # OpenTelemetry (server/tracing.py); None when the OTEL_* variables leave it off.
     tracing: Tracing | None = None
+    # Wakes watch streams (server/watch/hub.py) and deletes events past retention.
+    hub: EventHub | None = None
+    pruner: Periodic | None = None
 
     def reload_certificates(self) -> None:
         """SIGHUP: re-read the TLS files now (they are also re-read when they change)."""
@@ -135,6 +141,10 @@ class App:
         self.reaper.start()
         for sweeper in self.liveness:
             sweeper.start()
+        if self.hub is not None:
+            await self.hub.start()
+        if self.pruner is not None:
+            self.pruner.start()
         transport = "plaintext" if self.tls is None else "mTLS" if self.tls.mutual else "TLS"
         log.info("flowrun listening on %s:%d (%s)", self.settings.host, self.port, transport)
 
@@ -145,6 +155,10 @@ class App:
         await self.reaper.stop()
         for sweeper in self.liveness:
             await sweeper.stop()
+        if self.pruner is not None:
+            await self.pruner.stop()
+        if self.hub is not None:
+            await self.hub.close()  # watch streams end (UNAVAILABLE, with their cursor) before the drain
         await self.server.stop(self.settings.shutdown_grace_seconds if grace is None else grace)
         await self.database.dispose()
         if self.tracing is not None:
@@ -181,7 +195,8 @@ async def build_app(settings: Settings, *, reuse_port: bool = False, tracing: Tr
         maximum_concurrent_rpcs=settings.max_concurrent_rpcs,
     )
     flow_service_pb2_grpc.add_FlowServiceServicer_to_server(FlowService(database, settings), server)
-    flow_run_service_pb2_grpc.add_FlowRunServiceServicer_to_server(FlowRunService(database, settings), server)
+    hub = EventHub(database, settings)
+    flow_run_service_pb2_grpc.add_FlowRunServiceServicer_to_server(FlowRunService(database, settings, hub), server)
     task_run_service_pb2_grpc.add_TaskRunServiceServicer_to_server(TaskRunService(database, settings), server)
     deployment_service_pb2_grpc.add_DeploymentServiceServicer_to_server(DeploymentService(database, settings), server)
     work_pool_service_pb2_grpc.add_WorkPoolServiceServicer_to_server(WorkPoolService(database, settings), server)
@@ -206,6 +221,8 @@ async def build_app(settings: Settings, *, reuse_port: bool = False, tracing: Tr
         reaper=reaper,
         monitor=monitor,
         liveness=sweepers(database, settings),
+        hub=hub,
+        pruner=event_pruner(database, settings),
         tls=tls,
         tracing=tracing,
     )

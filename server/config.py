@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from functools import cached_property
 from pathlib import Path
 
@@ -116,10 +117,38 @@ class Settings(BaseSettings):
     late_runs_interval_seconds: float = Field(default=5.0, gt=0)
     pause_expirations_interval_seconds: float = Field(default=5.0, gt=0)
 
+    # Watching (server/watch/). Events are kept this long (FLOWRUN_EVENT_RETENTION: seconds
+    # or ISO 8601, e.g. P7D), then deleted in the background every prune interval.
+    event_retention: timedelta = Field(default=timedelta(days=7), gt=timedelta(0))
+    event_prune_interval_seconds: float = Field(default=60.0, gt=0)
+    # An idle watch stream gets a progress message this often (below proxies' idle timeouts).
+    watch_heartbeat_seconds: float = Field(default=15.0, gt=0)
+    # Events one stream holds for its client; a stream whose buffer stays full for
+    # watch_stall_seconds ends with RESOURCE_EXHAUSTED (the client resumes from its cursor).
+    watch_buffer_events: int = Field(default=1_000, ge=1)
+    watch_stall_seconds: float = Field(default=30.0, gt=0)
+    # Events one stream reads per query.
+    watch_batch_size: int = Field(default=500, ge=1, le=10_000)
+    # SQLite: how often streams look for events other processes wrote to the same file
+    # (their own process wakes them at once). PostgreSQL wakes them by NOTIFY and only
+    # looks every 30 s as a safety net.
+    watch_poll_seconds: float = Field(default=1.0, gt=0)
+
     @field_validator("tls_cert_file", "tls_key_file", "tls_client_ca_file", "auth_tokens_file", mode="before")
     @classmethod
     def _empty_path_is_unset(cls, value: object) -> object:
         return None if value == "" else value
+
+    @field_validator("event_retention", mode="before")
+    @classmethod
+    def _seconds_or_iso_duration(cls, value: object) -> object:
+        """FLOWRUN_EVENT_RETENTION=604800 (seconds) as well as P7D (ISO 8601)."""
+        if isinstance(value, str):
+            try:
+                return timedelta(seconds=float(value))
+            except ValueError:
+                return value
+        return value
 
     @field_validator("services")
     @classmethod

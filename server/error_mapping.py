@@ -54,7 +54,11 @@ def _cut(text: str, limit: int) -> str:
 
 
 def _status(code: grpc.StatusCode, message: str, reason: str, metadata: dict[str, str], *extra) -> grpc.Status:
-    metadata = {_cut(key, 64): _cut(value, MAX_DETAIL_TEXT_BYTES) for key, value in list(metadata.items())[:10]}
+    metadata = {
+        # A watch cursor is only useful whole (it is short: server/watch/cursor.py).
+        _cut(key, 64): value if key == "cursor" else _cut(value, MAX_DETAIL_TEXT_BYTES)
+        for key, value in list(metadata.items())[:10]
+    }
     status = status_pb2.Status(
         code=getattr(code_pb2, code.name),
         message=_cut(message, MAX_MESSAGE_BYTES),
@@ -159,6 +163,12 @@ def to_grpc_status(exc: BaseException, method: str) -> grpc.Status:
         return _status(grpc.StatusCode.FAILED_PRECONDITION, exc.message, exc.reason, exc.metadata)
     if isinstance(exc, errors.TooLarge):
         return _status(grpc.StatusCode.FAILED_PRECONDITION, exc.message, exc.reason, exc.metadata)
+    if isinstance(exc, errors.OutOfRange):
+        return _status(grpc.StatusCode.OUT_OF_RANGE, exc.message, exc.reason, exc.metadata)
+    if isinstance(exc, errors.ResourceExhausted):
+        return _status(grpc.StatusCode.RESOURCE_EXHAUSTED, exc.message, exc.reason, exc.metadata)
+    if isinstance(exc, errors.ShuttingDown):
+        return _status(grpc.StatusCode.UNAVAILABLE, exc.message, exc.reason, exc.metadata)
     if isinstance(exc, errors.Conflict):
         return _status(
             grpc.StatusCode.ABORTED, exc.message, exc.reason, exc.metadata, _retry_info(RETRY_CONFLICT_SECONDS)
@@ -297,8 +307,13 @@ def _checked_unary_stream(inner, method: str):
         async def streamed(request, context):
             if isinstance(request, Rejected):
                 await _abort(context, request.error, method)
-            async for response in inner(request, context):
-                yield response
+            try:
+                async for response in inner(request, context):
+                    yield response
+            except (asyncio.CancelledError, grpc.aio.AbortError):
+                raise
+            except Exception as exc:  # a stream's errors get their status as a unary call's do
+                await _abort(context, exc, method)
 
         return streamed
 

@@ -64,6 +64,24 @@ class TooLarge(FlowrunError):
     reason = "TOO_LARGE"
 
 
+class OutOfRange(FlowrunError):
+    """A position the service no longer has (a watch cursor older than the retention)."""
+
+    reason = "WATCH_CURSOR_EXPIRED"
+
+
+class ResourceExhausted(FlowrunError):
+    """A stream's client fell too far behind; `metadata` says where to resume."""
+
+    reason = "WATCH_TOO_SLOW"
+
+
+class ShuttingDown(FlowrunError):
+    """The server is stopping; `metadata` says where to resume."""
+
+    reason = "SHUTTING_DOWN"
+
+
 def flow_not_found(flow_id: str) -> NotFound:
     return NotFound("FLOW_NOT_FOUND", f"Flow {flow_id} not found", flow_id=flow_id)
 

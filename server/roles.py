@@ -70,6 +70,8 @@ METHOD_ROLES: dict[str, Role] = {
     # FlowRunService
     "/flowrun.v1.FlowRunService/CreateFlowRun": WRITER,
     "/flowrun.v1.FlowRunService/GetFlowRun": READER,
+    "/flowrun.v1.FlowRunService/WatchFlowRuns": READER,
+    "/flowrun.v1.FlowRunService/WatchFlowRun": READER,
     "/flowrun.v1.FlowRunService/ListFlowRuns": READER,
     "/flowrun.v1.FlowRunService/CountFlowRuns": READER,
     "/flowrun.v1.FlowRunService/UpdateFlowRun": WRITER,

@@ -18,7 +18,7 @@ COUNT = int(os.environ.get("FLOWRUN_FUZZ_COUNT", "500"))
 
 def test_the_harness_covers_every_rpc_of_every_service():
     names = {method.path for method in discover_methods()}
-    assert len(names) == 39
+    assert len(names) == 41
     assert {path.split("/")[1] for path in names} == {
         "flowrun.v1.FlowService",
         "flowrun.v1.FlowRunService",
@@ -80,6 +80,7 @@ async def _raw(channel, path: str, data: bytes, *, streaming: str = "") -> grpc.
         ("/flowrun.v1.FlowRunService/SetFlowRunState", ""),  # behind the orchestration interceptor
         ("/grpc.health.v1.Health/Check", ""),
         ("/grpc.health.v1.Health/Watch", "unary_stream"),
+        ("/flowrun.v1.FlowRunService/WatchFlowRuns", "unary_stream"),
         ("/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo", "stream_stream"),
         ("/grpc.reflection.v1.ServerReflection/ServerReflectionInfo", "stream_stream"),
     ],

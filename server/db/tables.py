@@ -4,6 +4,7 @@ are what the repositories query. Keep both in step (tests compare them)."""
 from __future__ import annotations
 
 from sqlalchemy import (
+    BigInteger,
     Boolean,
     Column,
     Float,
@@ -235,3 +236,30 @@ server_secret = Table(
     Column("value", Text, nullable=False),
     Column("created", Timestamp, nullable=False),
 )
+
+# The outbox of flow-run changes (server/watch/): one row per change, inserted in the
+# change's own transaction. `sequence` orders them (AUTOINCREMENT on SQLite: never
+# reused after deletes); `xid` is the writing transaction's id on PostgreSQL;
+# `payload` is the event as JSON text (server/domain/events.py), never queried inside.
+EVENT_SEQUENCE = BigInteger().with_variant(Integer, "sqlite")
+flow_run_event = Table(
+    "flow_run_event",
+    metadata,
+    Column("sequence", EVENT_SEQUENCE, primary_key=True, autoincrement=True),
+    Column("xid", BigInteger, index=True),
+    Column("occurred", Timestamp, nullable=False, index=True),
+    Column("kind", String(16), nullable=False),
+    Column("flow_run_id", UUIDText, nullable=False),
+    Column("payload", Text, nullable=False),
+    sqlite_autoincrement=True,
+)
+
+# How far retention has deleted events: one row (id 1). A cursor before
+# `pruned_through` asks for events that are gone (OUT_OF_RANGE).
+flow_run_event_horizon = Table(
+    "flow_run_event_horizon",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("pruned_through", BigInteger, nullable=False),
+)
+

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
+from server.domain.events import EventKind
+from server.domain.flow_runs import FlowRun
 from server.domain.states import State
 from server.errors import NotFound
 from server.orchestration.context import OrchestrationContext, RunStore, SetStateStatus, TransitionResult
@@ -85,4 +87,23 @@ async def set_state(
         settings=settings,
     )
     await orchestrate(context, kind.policy(force) if policy is None else policy, kind.bookkeeping)
-    return await context.finish()
+    result = await context.finish()
+    if isinstance(context.run, FlowRun) and context.validated_state is not None:
+        await _append_event(repos, context, created=created is not None)
+    return result
+
+
+async def _append_event(repos: Repositories, context: OrchestrationContext, *, created: bool) -> None:
+    """The watchers' event for the flow run's new state, in this transaction
+    (server/repositories/flow_run_events.py): CREATED for a run's initial state, else
+    STATE_CHANGED. The locked read has no work queue names; a queued run is read again."""
+    run = context.run
+    if run.work_queue_id is not None and run.work_pool_name is None:
+        run = await repos.flow_runs.get(run.id) or run
+    await repos.flow_run_events.append(
+        EventKind.CREATED if created else EventKind.STATE_CHANGED,
+        run,
+        context.now,
+        state=context.validated_state,
+        previous=None if created else context.initial_type,
+    )

@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from server.db.dialect import Dialect
 from server.repositories.concurrency_leases import ConcurrencyLeaseRepository
 from server.repositories.deployments import DeploymentRepository
+from server.repositories.flow_run_events import FlowRunEventRepository
 from server.repositories.flow_run_states import FlowRunStateRepository
 from server.repositories.flow_runs import FlowRunRepository
 from server.repositories.flows import FlowRepository
@@ -36,6 +37,10 @@ class Repositories:
     @cached_property
     def flow_runs(self) -> FlowRunRepository:
         return FlowRunRepository(self._connection, self._dialect, self._driver)
+
+    @cached_property
+    def flow_run_events(self) -> FlowRunEventRepository:
+        return FlowRunEventRepository(self._connection, self._dialect, self._driver)
 
     @cached_property
     def states(self) -> FlowRunStateRepository:

@@ -10,7 +10,7 @@ from typing import Any
 from sqlalchemy import Select, bindparam, delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 
-from server import errors
+from server import clock, errors
 from server.db.dialect import is_foreign_key_violation
 from server.db.tables import (
     ORCHESTRATED_RUN_COLUMNS,
@@ -22,6 +22,7 @@ from server.db.tables import (
     work_pool,
     work_queue,
 )
+from server.domain.events import EventKind
 from server.domain.filters import FlowRunSort, ListFilters, PageRequest, fingerprint
 from server.domain.flow_runs import FlowRun, FlowRunCreate, FlowRunPolicy
 from server.domain.names import random_run_name
@@ -29,6 +30,7 @@ from server.domain.states import State, StateType
 from server.repositories import orchestration_sql as sql
 from server.repositories.base import Repository
 from server.repositories.filters import flow_run_where
+from server.repositories.flow_run_events import FlowRunEventRepository
 from server.repositories.flow_run_states import STATE_PREFIX, state_from_row, state_values
 from server.repositories.paging import fetch_page, flow_run_sort_key
 
@@ -294,11 +296,19 @@ class FlowRunRepository(Repository):
         result = await self.connection.execute(statement.returning(flow_run.c.id))
         if result.first() is None:
             return None
-        return await self.get(flow_run_id)
+        run = await self.get(flow_run_id)
+        if run is not None:
+            await self._events().append(EventKind.UPDATED, run, now)
+        return run
 
     async def delete(self, flow_run_id: str) -> bool:
         """Deletes the run; its states and task runs go by ON DELETE CASCADE. Subflow runs
-        of its task runs lose their parent pointer (there is no FK to do it for us)."""
+        of its task runs lose their parent pointer (there is no FK to do it for us).
+        The run is locked first and its DELETED event (the run as it was last) follows
+        the delete, so it comes after every change committed before."""
+        if await self.get_for_orchestration(flow_run_id) is None:
+            return False
+        last = await self.get(flow_run_id)
         orphaned = select(task_run.c.id).where(task_run.c.flow_run_id == flow_run_id)
         await self.connection.execute(
             update(flow_run).where(flow_run.c.parent_task_run_id.in_(orphaned)).values(parent_task_run_id=None)
@@ -306,4 +316,16 @@ class FlowRunRepository(Repository):
         result = await self.connection.execute(
             delete(flow_run).where(flow_run.c.id == flow_run_id).returning(flow_run.c.id)
         )
-        return result.first() is not None
+        if result.first() is None or last is None:
+            return False
+        await self._events().append(EventKind.DELETED, last, clock.now())
+        return True
+
+    async def of_flows(self, flow_ids: list[str]) -> list[FlowRun]:
+        """Every run of these flows, with its current state (their DELETED events when
+        the flows go)."""
+        rows = await self.connection.execute(_run_with_state().where(flow_run.c.flow_id.in_(flow_ids)))
+        return [flow_run_from_row(row) for row in rows]
+
+    def _events(self) -> FlowRunEventRepository:
+        return FlowRunEventRepository(self.connection, self.dialect, self.driver)

@@ -9,12 +9,15 @@ from typing import Any
 
 from sqlalchemy import delete, func, select, update
 
-from server import errors
+from server import clock, errors
 from server.db.tables import flow
+from server.domain.events import EventKind
 from server.domain.filters import FlowSort, ListFilters, PageRequest, fingerprint
 from server.domain.flows import Flow, FlowCreate
 from server.repositories.base import Repository
 from server.repositories.filters import flow_where
+from server.repositories.flow_run_events import FlowRunEventRepository
+from server.repositories.flow_runs import FlowRunRepository
 from server.repositories.paging import fetch_page, flow_sort_key
 
 
@@ -82,16 +85,26 @@ class FlowRepository(Repository):
     async def delete(self, flow_id: str) -> bool:
         """Deletes the flow; its deployments (with their concurrency leases), runs and
         their states go by ON DELETE CASCADE."""
-        result = await self.connection.execute(delete(flow).where(flow.c.id == flow_id).returning(flow.c.id))
-        return result.first() is not None
+        return bool(await self.delete_many([flow_id]))
 
     async def delete_many(self, flow_ids: Sequence[str]) -> list[str]:
         """Deletes the flows that exist, with their deployments and runs (ON DELETE
-        CASCADE), and returns their ids."""
+        CASCADE), and returns their ids. Each run gets its DELETED event: the flows are
+        locked first (no run can be added to them meanwhile), their runs read, then
+        deleted."""
         if not flow_ids:
             return []
-        statement = delete(flow).where(flow.c.id.in_(sorted(set(flow_ids)))).returning(flow.c.id)
-        return sorted(row.id for row in await self.connection.execute(statement))
+        ids = sorted(set(flow_ids))
+        await self.connection.execute(self.dialect.lock_for_update(select(flow.c.id).where(flow.c.id.in_(ids))))
+        runs = FlowRunRepository(self.connection, self.dialect, self.driver)
+        doomed = await runs.of_flows(ids)
+        statement = delete(flow).where(flow.c.id.in_(ids)).returning(flow.c.id)
+        deleted = sorted(row.id for row in await self.connection.execute(statement))
+        if doomed:
+            await FlowRunEventRepository(self.connection, self.dialect, self.driver).append_many(
+                EventKind.DELETED, doomed, clock.now()
+            )
+        return deleted
 
     async def get_labels(self, flow_id: str) -> tuple[bool, dict[str, Any] | None]:
         """(exists, labels)."""

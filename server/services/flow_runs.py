@@ -4,6 +4,7 @@ result)."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from typing import Any
 
 from flowrun.v1 import flow_run_service_pb2 as pb
@@ -15,7 +16,8 @@ from server.domain.states import State, StateType
 from server.orchestration.interceptor import transition_result
 from server.orchestration.policies import FLOW_RUNS
 from server.orchestration.transitions import set_state
-from server.services import filters_from_proto, from_proto, to_proto
+from server.services import filters_from_proto, from_proto, to_proto, watch
+from server.watch.hub import EventHub
 
 UPDATABLE_FLOW_RUN_FIELDS = frozenset(
     {"name", "flow_version", "parameters", "empirical_policy", "tags", "infrastructure_pid", "job_variables"}
@@ -25,9 +27,11 @@ STATE_PAGE_MAX = 1_000
 
 
 class FlowRunService(flow_run_service_pb2_grpc.FlowRunServiceServicer):
-    def __init__(self, database: Database, settings: Settings) -> None:
+    def __init__(self, database: Database, settings: Settings, hub: EventHub | None = None) -> None:
         self._db = database
         self._settings = settings
+        # The app passes the hub it starts and stops (server/watch/hub.py).
+        self._watcher = watch.Watcher(database, settings, hub or EventHub(database, settings))
 
     async def CreateFlowRun(self, request: pb.CreateFlowRunRequest, context) -> pb.CreateFlowRunResponse:
         now = clock.now()
@@ -97,6 +101,14 @@ class FlowRunService(flow_run_service_pb2_grpc.FlowRunServiceServicer):
         if not deleted:
             raise errors.flow_run_not_found(flow_run_id)
         return pb.DeleteFlowRunResponse()
+
+    async def WatchFlowRuns(self, request: pb.WatchFlowRunsRequest, context) -> AsyncIterator[pb.WatchFlowRunsResponse]:
+        async for response in watch.watch_flow_runs(self._watcher, request):
+            yield response
+
+    async def WatchFlowRun(self, request: pb.WatchFlowRunRequest, context) -> AsyncIterator[pb.WatchFlowRunResponse]:
+        async for response in watch.watch_flow_run(self._watcher, request):
+            yield response
 
     async def SetFlowRunState(self, request: pb.SetFlowRunStateRequest, context) -> pb.SetFlowRunStateResponse:
         """The orchestration interceptor has already set the state and committed: describe

@@ -66,6 +66,7 @@ SERVICE_FILES = (
     work_pool_service_pb2,
 )
 DEADLINE_SECONDS = 10.0
+STREAM_OPEN_SECONDS = 0.5  # how long a silent server stream is given before it counts as open
 RESEED_EVERY = 250
 MAX_DETAILS_BYTES = 8 * 1024
 FORBIDDEN_CODES = {
@@ -91,6 +92,7 @@ class Method:
     path: str
     input: Descriptor
     output: Descriptor
+    server_streaming: bool = False
 
     @property
     def name(self) -> str:
@@ -98,7 +100,7 @@ class Method:
 
     @property
     def writes(self) -> bool:
-        return not self.name.startswith(("Get", "List", "Count"))
+        return not self.name.startswith(("Get", "List", "Count", "Watch"))
 
 
 def discover_methods() -> list[Method]:
@@ -107,10 +109,44 @@ def discover_methods() -> list[Method]:
     for module in SERVICE_FILES:
         for service in module.DESCRIPTOR.services_by_name.values():
             for method in service.methods:
-                if method.client_streaming or method.server_streaming:
-                    raise NotImplementedError(f"{method.full_name} streams; teach the harness to call it")
-                methods.append(Method(f"/{service.full_name}/{method.name}", method.input_type, method.output_type))
+                if method.client_streaming:
+                    raise NotImplementedError(f"{method.full_name} streams requests; teach the harness to call it")
+                path = f"/{service.full_name}/{method.name}"
+                methods.append(Method(path, method.input_type, method.output_type, method.server_streaming))
     return methods
+
+
+class FirstMessage:
+    """A server-streaming method called like a unary one: the answer is the stream's
+    first message, or its error. A stream still open and silent after
+    STREAM_OPEN_SECONDS counts as a success (an empty answer): watch streams wait for
+    changes, which is not a hang."""
+
+    def __init__(self, channel: grpc.Channel, path: str) -> None:
+        self._call = channel.unary_stream(path)
+
+    def __call__(self, data: bytes, timeout: float) -> bytes:
+        return self.future(data, timeout).result()
+
+    def future(self, data: bytes, timeout: float) -> FirstMessage._Answer:
+        return FirstMessage._Answer(self._call(data, timeout=timeout))
+
+    class _Answer:
+        def __init__(self, stream) -> None:
+            self._stream = stream
+
+        def result(self) -> bytes:
+            waiter = threading.Timer(STREAM_OPEN_SECONDS, self._stream.cancel)
+            waiter.start()
+            try:
+                return next(self._stream, b"")
+            except grpc.RpcError as error:
+                if error.code() == grpc.StatusCode.CANCELLED and not waiter.is_alive():
+                    return b""  # open and silent: the watch is waiting for changes
+                raise
+            finally:
+                waiter.cancel()
+                self._stream.cancel()
 
 
 @dataclass
@@ -213,7 +249,12 @@ class Client:
         self.methods = {method.path: method for method in methods}
         self.pool = pool
         self.report = report
-        self.calls = {method.path: channel.unary_unary(method.path) for method in methods}
+        self.calls = {
+            method.path: FirstMessage(channel, method.path)
+            if method.server_streaming
+            else channel.unary_unary(method.path)
+            for method in methods
+        }
         self.response_classes = {method.path: message_factory.GetMessageClass(method.output) for method in methods}
         self.seed_round = 0
 

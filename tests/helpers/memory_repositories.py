@@ -187,6 +187,17 @@ class MemoryLeaseRepository:
         )
 
 
+@dataclass
+class MemoryEventRepository:
+    """The outbox set_state appends a flow run's events to: (kind, run id, state type,
+    previous state type), in order."""
+
+    appended: list[tuple[str, str, str | None, str | None]] = field(default_factory=list)
+
+    async def append(self, kind: Any, run: FlowRun, now: datetime, *, state: Any = None, previous: Any = None) -> None:
+        self.appended.append((str(kind), run.id, state.type.value if state else None, previous and previous.value))
+
+
 class MemoryRepositories:
     """Stands in for server.repositories.Repositories in set_state and the rules."""
 
@@ -194,6 +205,7 @@ class MemoryRepositories:
         self.flow_runs: MemoryRunRepository[FlowRun] = MemoryRunRepository(FlowRunPolicy)
         self.task_runs: MemoryRunRepository[TaskRun] = MemoryRunRepository(TaskRunPolicy)
         self.leases = MemoryLeaseRepository()
+        self.flow_run_events = MemoryEventRepository()
 
     def add_flow_run(self, now: datetime, **fields: Any) -> FlowRun:
         """A new flow run without a state (give it one with set_state, as CreateFlowRun does)."""

@@ -24,6 +24,7 @@ _sym_db = _symbol_database.Default()
 
 from flowrun.v1 import filters_pb2 as flowrun_dot_v1_dot_filters__pb2
 from flowrun.v1 import flow_run_pb2 as flowrun_dot_v1_dot_flow__run__pb2
+from flowrun.v1 import flow_run_event_pb2 as flowrun_dot_v1_dot_flow__run__event__pb2
 from flowrun.v1 import graph_pb2 as flowrun_dot_v1_dot_graph__pb2
 from flowrun.v1 import state_pb2 as flowrun_dot_v1_dot_state__pb2
 from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb2
@@ -32,7 +33,7 @@ from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!flowrun/v1/flow_run_service.proto\x12\nflowrun.v1\x1a\x18\x66lowrun/v1/filters.proto\x1a\x19\x66lowrun/v1/flow_run.proto\x1a\x16\x66lowrun/v1/graph.proto\x1a\x16\x66lowrun/v1/state.proto\x1a\x1egoogle/protobuf/duration.proto\x1a google/protobuf/field_mask.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xbd\x04\n\x14\x43reateFlowRunRequest\x12\x0f\n\x07\x66low_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x14\n\x0c\x66low_version\x18\x03 \x01(\t\x12+\n\nparameters\x18\x04 \x01(\x0b\x32\x17.google.protobuf.Struct\x12(\n\x07\x63ontext\x18\x05 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x1a\n\x12parent_task_run_id\x18\x06 \x01(\t\x12\"\n\x1ainfrastructure_document_id\x18\x07 \x01(\t\x12\x33\n\x10\x65mpirical_policy\x18\x08 \x01(\x0b\x32\x19.flowrun.v1.FlowRunPolicy\x12\x0c\n\x04tags\x18\t \x03(\t\x12\'\n\x06labels\x18\n \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x17\n\x0fidempotency_key\x18\x0b \x01(\t\x12\x17\n\x0fwork_queue_name\x18\x0c \x01(\t\x12.\n\rjob_variables\x18\r \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x15\n\rdeployment_id\x18\x0e \x01(\t\x12&\n\x05state\x18\x0f \x01(\x0b\x32\x17.flowrun.v1.StateCreate\x12\x16\n\x0ework_pool_name\x18\x10 \x01(\t\x12\x34\n\x11heartbeat_timeout\x18\x11 \x01(\x0b\x32\x19.google.protobuf.Duration\"O\n\x15\x43reateFlowRunResponse\x12%\n\x08\x66low_run\x18\x01 \x01(\x0b\x32\x13.flowrun.v1.FlowRun\x12\x0f\n\x07\x63reated\x18\x02 \x01(\x08\"(\n\x11GetFlowRunRequest\x12\x13\n\x0b\x66low_run_id\x18\x01 \x01(\t\";\n\x12GetFlowRunResponse\x12%\n\x08\x66low_run\x18\x01 \x01(\x0b\x32\x13.flowrun.v1.FlowRun\"\xcd\x03\n\x13ListFlowRunsRequest\x12+\n\x0b\x66low_filter\x18\x01 \x01(\x0b\x32\x16.flowrun.v1.FlowFilter\x12\x32\n\x0f\x66low_run_filter\x18\x02 \x01(\x0b\x32\x19.flowrun.v1.FlowRunFilter\x12%\n\x04sort\x18\x03 \x01(\x0e\x32\x17.flowrun.v1.FlowRunSort\x12\x0e\n\x06offset\x18\x04 \x01(\x05\x12\x12\n\x05limit\x18\x05 \x01(\x05H\x00\x88\x01\x01\x12\x11\n\tpage_size\x18\x06 \x01(\x05\x12\x12\n\npage_token\x18\x07 \x01(\t\x12\x32\n\x0ftask_run_filter\x18\x08 \x01(\x0b\x32\x19.flowrun.v1.TaskRunFilter\x12\x37\n\x11\x64\x65ployment_filter\x18\t \x01(\x0b\x32\x1c.flowrun.v1.DeploymentFilter\x12\x34\n\x10work_pool_filter\x18\n \x01(\x0b\x32\x1a.flowrun.v1.WorkPoolFilter\x12\x36\n\x11work_queue_filter\x18\x0b \x01(\x0b\x32\x1b.flowrun.v1.WorkQueueFilterB\x08\n\x06_limit\"W\n\x14ListFlowRunsResponse\x12&\n\tflow_runs\x18\x01 \x03(\x0b\x32\x13.flowrun.v1.FlowRun\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\xd2\x02\n\x14\x43ountFlowRunsRequest\x12+\n\x0b\x66low_filter\x18\x01 \x01(\x0b\x32\x16.flowrun.v1.FlowFilter\x12\x32\n\x0f\x66low_run_filter\x18\x02 \x01(\x0b\x32\x19.flowrun.v1.FlowRunFilter\x12\x32\n\x0ftask_run_filter\x18\x03 \x01(\x0b\x32\x19.flowrun.v1.TaskRunFilter\x12\x37\n\x11\x64\x65ployment_filter\x18\x04 \x01(\x0b\x32\x1c.flowrun.v1.DeploymentFilter\x12\x34\n\x10work_pool_filter\x18\x05 \x01(\x0b\x32\x1a.flowrun.v1.WorkPoolFilter\x12\x36\n\x11work_queue_filter\x18\x06 \x01(\x0b\x32\x1b.flowrun.v1.WorkQueueFilter\"&\n\x15\x43ountFlowRunsResponse\x12\r\n\x05\x63ount\x18\x01 \x01(\x03\"n\n\x14UpdateFlowRunRequest\x12%\n\x08\x66low_run\x18\x01 \x01(\x0b\x32\x13.flowrun.v1.FlowRun\x12/\n\x0bupdate_mask\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\">\n\x15UpdateFlowRunResponse\x12%\n\x08\x66low_run\x18\x01 \x01(\x0b\x32\x13.flowrun.v1.FlowRun\"+\n\x14\x44\x65leteFlowRunRequest\x12\x13\n\x0b\x66low_run_id\x18\x01 \x01(\t\"\x17\n\x15\x44\x65leteFlowRunResponse\"d\n\x16SetFlowRunStateRequest\x12\x13\n\x0b\x66low_run_id\x18\x01 \x01(\t\x12&\n\x05state\x18\x02 \x01(\x0b\x32\x17.flowrun.v1.StateCreate\x12\r\n\x05\x66orce\x18\x03 \x01(\x08\"\xa0\x02\n\x17SetFlowRunStateResponse\x12 \n\x05state\x18\x01 \x01(\x0b\x32\x11.flowrun.v1.State\x12*\n\x06status\x18\x02 \x01(\x0e\x32\x1a.flowrun.v1.SetStateStatus\x12+\n\x06\x61\x63\x63\x65pt\x18\x03 \x01(\x0b\x32\x19.flowrun.v1.AcceptDetailsH\x00\x12+\n\x06reject\x18\x04 \x01(\x0b\x32\x19.flowrun.v1.RejectDetailsH\x00\x12)\n\x05\x61\x62ort\x18\x05 \x01(\x0b\x32\x18.flowrun.v1.AbortDetailsH\x00\x12\'\n\x04wait\x18\x06 \x01(\x0b\x32\x17.flowrun.v1.WaitDetailsH\x00\x42\t\n\x07\x64\x65tails\"4\n\x1dGetTaskRunDependenciesRequest\x12\x13\n\x0b\x66low_run_id\x18\x01 \x01(\t\"U\n\x1eGetTaskRunDependenciesResponse\x12\x33\n\x0c\x64\x65pendencies\x18\x01 \x03(\x0b\x32\x1d.flowrun.v1.TaskRunDependency\"X\n\x16GetFlowRunGraphRequest\x12\x13\n\x0b\x66low_run_id\x18\x01 \x01(\t\x12)\n\x05since\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"B\n\x17GetFlowRunGraphResponse\x12\'\n\x05graph\x18\x01 \x01(\x0b\x32\x18.flowrun.v1.FlowRunGraph\"*\n\x16GetFlowRunStateRequest\x12\x10\n\x08state_id\x18\x01 \x01(\t\";\n\x17GetFlowRunStateResponse\x12 \n\x05state\x18\x01 \x01(\x0b\x32\x11.flowrun.v1.State\"V\n\x18ListFlowRunStatesRequest\x12\x13\n\x0b\x66low_run_id\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"W\n\x19ListFlowRunStatesResponse\x12!\n\x06states\x18\x01 \x03(\x0b\x32\x11.flowrun.v1.State\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"-\n\x19\x44\x65leteFlowRunStateRequest\x12\x10\n\x08state_id\x18\x01 \x01(\t\"\x1c\n\x1a\x44\x65leteFlowRunStateResponse\".\n\x17HeartbeatFlowRunRequest\x12\x13\n\x0b\x66low_run_id\x18\x01 \x01(\t\"~\n\x18HeartbeatFlowRunResponse\x12,\n\x08\x64\x65\x61\x64line\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x34\n\x11heartbeat_timeout\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration2\xe0\t\n\x0e\x46lowRunService\x12T\n\rCreateFlowRun\x12 .flowrun.v1.CreateFlowRunRequest\x1a!.flowrun.v1.CreateFlowRunResponse\x12P\n\nGetFlowRun\x12\x1d.flowrun.v1.GetFlowRunRequest\x1a\x1e.flowrun.v1.GetFlowRunResponse\"\x03\x90\x02\x01\x12V\n\x0cListFlowRuns\x12\x1f.flowrun.v1.ListFlowRunsRequest\x1a .flowrun.v1.ListFlowRunsResponse\"\x03\x90\x02\x01\x12Y\n\rCountFlowRuns\x12 .flowrun.v1.CountFlowRunsRequest\x1a!.flowrun.v1.CountFlowRunsResponse\"\x03\x90\x02\x01\x12Y\n\rUpdateFlowRun\x12 .flowrun.v1.UpdateFlowRunRequest\x1a!.flowrun.v1.UpdateFlowRunResponse\"\x03\x90\x02\x02\x12T\n\rDeleteFlowRun\x12 .flowrun.v1.DeleteFlowRunRequest\x1a!.flowrun.v1.DeleteFlowRunResponse\x12Z\n\x0fSetFlowRunState\x12\".flowrun.v1.SetFlowRunStateRequest\x1a#.flowrun.v1.SetFlowRunStateResponse\x12t\n\x16GetTaskRunDependencies\x12).flowrun.v1.GetTaskRunDependenciesRequest\x1a*.flowrun.v1.GetTaskRunDependenciesResponse\"\x03\x90\x02\x01\x12_\n\x0fGetFlowRunGraph\x12\".flowrun.v1.GetFlowRunGraphRequest\x1a#.flowrun.v1.GetFlowRunGraphResponse\"\x03\x90\x02\x01\x12_\n\x0fGetFlowRunState\x12\".flowrun.v1.GetFlowRunStateRequest\x1a#.flowrun.v1.GetFlowRunStateResponse\"\x03\x90\x02\x01\x12\x65\n\x11ListFlowRunStates\x12$.flowrun.v1.ListFlowRunStatesRequest\x1a%.flowrun.v1.ListFlowRunStatesResponse\"\x03\x90\x02\x01\x12\x63\n\x12\x44\x65leteFlowRunState\x12%.flowrun.v1.DeleteFlowRunStateRequest\x1a&.flowrun.v1.DeleteFlowRunStateResponse\x12\x62\n\x10HeartbeatFlowRun\x12#.flowrun.v1.HeartbeatFlowRunRequest\x1a$.flowrun.v1.HeartbeatFlowRunResponse\"\x03\x90\x02\x02\x42z\n\x0e\x64\x65v.flowrun.v1B\x13\x46lowRunServiceProtoP\x01Z6github.com/flowrun/flowrun/gen/go/flowrun/v1;flowrunv1\xaa\x02\nFlowrun.V1\xea\x02\x0b\x46lowrun::V1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!flowrun/v1/flow_run_service.proto\x12\nflowrun.v1\x1a\x18\x66lowrun/v1/filters.proto\x1a\x19\x66lowrun/v1/flow_run.proto\x1a\x1f\x66lowrun/v1/flow_run_event.proto\x1a\x16\x66lowrun/v1/graph.proto\x1a\x16\x66lowrun/v1/state.proto\x1a\x1egoogle/protobuf/duration.proto\x1a google/protobuf/field_mask.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xbd\x04\n\x14\x43reateFlowRunRequest\x12\x0f\n\x07\x66low_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x14\n\x0c\x66low_version\x18\x03 \x01(\t\x12+\n\nparameters\x18\x04 \x01(\x0b\x32\x17.google.protobuf.Struct\x12(\n\x07\x63ontext\x18\x05 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x1a\n\x12parent_task_run_id\x18\x06 \x01(\t\x12\"\n\x1ainfrastructure_document_id\x18\x07 \x01(\t\x12\x33\n\x10\x65mpirical_policy\x18\x08 \x01(\x0b\x32\x19.flowrun.v1.FlowRunPolicy\x12\x0c\n\x04tags\x18\t \x03(\t\x12\'\n\x06labels\x18\n \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x17\n\x0fidempotency_key\x18\x0b \x01(\t\x12\x17\n\x0fwork_queue_name\x18\x0c \x01(\t\x12.\n\rjob_variables\x18\r \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x15\n\rdeployment_id\x18\x0e \x01(\t\x12&\n\x05state\x18\x0f \x01(\x0b\x32\x17.flowrun.v1.StateCreate\x12\x16\n\x0ework_pool_name\x18\x10 \x01(\t\x12\x34\n\x11heartbeat_timeout\x18\x11 \x01(\x0b\x32\x19.google.protobuf.Duration\"O\n\x15\x43reateFlowRunResponse\x12%\n\x08\x66low_run\x18\x01 \x01(\x0b\x32\x13.flowrun.v1.FlowRun\x12\x0f\n\x07\x63reated\x18\x02 \x01(\x08\"(\n\x11GetFlowRunRequest\x12\x13\n\x0b\x66low_run_id\x18\x01 \x01(\t\";\n\x12GetFlowRunResponse\x12%\n\x08\x66low_run\x18\x01 \x01(\x0b\x32\x13.flowrun.v1.FlowRun\"\xcd\x03\n\x13ListFlowRunsRequest\x12+\n\x0b\x66low_filter\x18\x01 \x01(\x0b\x32\x16.flowrun.v1.FlowFilter\x12\x32\n\x0f\x66low_run_filter\x18\x02 \x01(\x0b\x32\x19.flowrun.v1.FlowRunFilter\x12%\n\x04sort\x18\x03 \x01(\x0e\x32\x17.flowrun.v1.FlowRunSort\x12\x0e\n\x06offset\x18\x04 \x01(\x05\x12\x12\n\x05limit\x18\x05 \x01(\x05H\x00\x88\x01\x01\x12\x11\n\tpage_size\x18\x06 \x01(\x05\x12\x12\n\npage_token\x18\x07 \x01(\t\x12\x32\n\x0ftask_run_filter\x18\x08 \x01(\x0b\x32\x19.flowrun.v1.TaskRunFilter\x12\x37\n\x11\x64\x65ployment_filter\x18\t \x01(\x0b\x32\x1c.flowrun.v1.DeploymentFilter\x12\x34\n\x10work_pool_filter\x18\n \x01(\x0b\x32\x1a.flowrun.v1.WorkPoolFilter\x12\x36\n\x11work_queue_filter\x18\x0b \x01(\x0b\x32\x1b.flowrun.v1.WorkQueueFilterB\x08\n\x06_limit\"W\n\x14ListFlowRunsResponse\x12&\n\tflow_runs\x18\x01 \x03(\x0b\x32\x13.flowrun.v1.FlowRun\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\xd2\x02\n\x14\x43ountFlowRunsRequest\x12+\n\x0b\x66low_filter\x18\x01 \x01(\x0b\x32\x16.flowrun.v1.FlowFilter\x12\x32\n\x0f\x66low_run_filter\x18\x02 \x01(\x0b\x32\x19.flowrun.v1.FlowRunFilter\x12\x32\n\x0ftask_run_filter\x18\x03 \x01(\x0b\x32\x19.flowrun.v1.TaskRunFilter\x12\x37\n\x11\x64\x65ployment_filter\x18\x04 \x01(\x0b\x32\x1c.flowrun.v1.DeploymentFilter\x12\x34\n\x10work_pool_filter\x18\x05 \x01(\x0b\x32\x1a.flowrun.v1.WorkPoolFilter\x12\x36\n\x11work_queue_filter\x18\x06 \x01(\x0b\x32\x1b.flowrun.v1.WorkQueueFilter\"&\n\x15\x43ountFlowRunsResponse\x12\r\n\x05\x63ount\x18\x01 \x01(\x03\"n\n\x14UpdateFlowRunRequest\x12%\n\x08\x66low_run\x18\x01 \x01(\x0b\x32\x13.flowrun.v1.FlowRun\x12/\n\x0bupdate_mask\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\">\n\x15UpdateFlowRunResponse\x12%\n\x08\x66low_run\x18\x01 \x01(\x0b\x32\x13.flowrun.v1.FlowRun\"+\n\x14\x44\x65leteFlowRunRequest\x12\x13\n\x0b\x66low_run_id\x18\x01 \x01(\t\"\x17\n\x15\x44\x65leteFlowRunResponse\"d\n\x16SetFlowRunStateRequest\x12\x13\n\x0b\x66low_run_id\x18\x01 \x01(\t\x12&\n\x05state\x18\x02 \x01(\x0b\x32\x17.flowrun.v1.StateCreate\x12\r\n\x05\x66orce\x18\x03 \x01(\x08\"\xa0\x02\n\x17SetFlowRunStateResponse\x12 \n\x05state\x18\x01 \x01(\x0b\x32\x11.flowrun.v1.State\x12*\n\x06status\x18\x02 \x01(\x0e\x32\x1a.flowrun.v1.SetStateStatus\x12+\n\x06\x61\x63\x63\x65pt\x18\x03 \x01(\x0b\x32\x19.flowrun.v1.AcceptDetailsH\x00\x12+\n\x06reject\x18\x04 \x01(\x0b\x32\x19.flowrun.v1.RejectDetailsH\x00\x12)\n\x05\x61\x62ort\x18\x05 \x01(\x0b\x32\x18.flowrun.v1.AbortDetailsH\x00\x12\'\n\x04wait\x18\x06 \x01(\x0b\x32\x17.flowrun.v1.WaitDetailsH\x00\x42\t\n\x07\x64\x65tails\"4\n\x1dGetTaskRunDependenciesRequest\x12\x13\n\x0b\x66low_run_id\x18\x01 \x01(\t\"U\n\x1eGetTaskRunDependenciesResponse\x12\x33\n\x0c\x64\x65pendencies\x18\x01 \x03(\x0b\x32\x1d.flowrun.v1.TaskRunDependency\"X\n\x16GetFlowRunGraphRequest\x12\x13\n\x0b\x66low_run_id\x18\x01 \x01(\t\x12)\n\x05since\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"B\n\x17GetFlowRunGraphResponse\x12\'\n\x05graph\x18\x01 \x01(\x0b\x32\x18.flowrun.v1.FlowRunGraph\"*\n\x16GetFlowRunStateRequest\x12\x10\n\x08state_id\x18\x01 \x01(\t\";\n\x17GetFlowRunStateResponse\x12 \n\x05state\x18\x01 \x01(\x0b\x32\x11.flowrun.v1.State\"V\n\x18ListFlowRunStatesRequest\x12\x13\n\x0b\x66low_run_id\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"W\n\x19ListFlowRunStatesResponse\x12!\n\x06states\x18\x01 \x03(\x0b\x32\x11.flowrun.v1.State\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"-\n\x19\x44\x65leteFlowRunStateRequest\x12\x10\n\x08state_id\x18\x01 \x01(\t\"\x1c\n\x1a\x44\x65leteFlowRunStateResponse\".\n\x17HeartbeatFlowRunRequest\x12\x13\n\x0b\x66low_run_id\x18\x01 \x01(\t\"~\n\x18HeartbeatFlowRunResponse\x12,\n\x08\x64\x65\x61\x64line\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x34\n\x11heartbeat_timeout\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\"\x81\x01\n\x14WatchFlowRunsRequest\x12\x32\n\x0f\x66low_run_filter\x18\x01 \x01(\x0b\x32\x19.flowrun.v1.FlowRunFilter\x12\x0e\n\x06\x63ursor\x18\x02 \x01(\t\x12%\n\x05start\x18\x03 \x01(\x0e\x32\x16.flowrun.v1.WatchStart\"d\n\rWatchProgress\x12\x0e\n\x06\x63ursor\x18\x01 \x01(\t\x12\x19\n\x11snapshot_complete\x18\x02 \x01(\x08\x12(\n\x04time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xa9\x01\n\x15WatchFlowRunsResponse\x12)\n\x05\x65vent\x18\x01 \x01(\x0b\x32\x18.flowrun.v1.FlowRunEventH\x00\x12+\n\x0csnapshot_run\x18\x02 \x01(\x0b\x32\x13.flowrun.v1.FlowRunH\x00\x12-\n\x08progress\x18\x03 \x01(\x0b\x32\x19.flowrun.v1.WatchProgressH\x00\x42\t\n\x07message\"N\n\x13WatchFlowRunRequest\x12\x13\n\x0b\x66low_run_id\x18\x01 \x01(\t\x12\x0e\n\x06\x63ursor\x18\x02 \x01(\t\x12\x12\n\nkeep_going\x18\x03 \x01(\x08\"\xa8\x01\n\x14WatchFlowRunResponse\x12)\n\x05\x65vent\x18\x01 \x01(\x0b\x32\x18.flowrun.v1.FlowRunEventH\x00\x12+\n\x0csnapshot_run\x18\x02 \x01(\x0b\x32\x13.flowrun.v1.FlowRunH\x00\x12-\n\x08progress\x18\x03 \x01(\x0b\x32\x19.flowrun.v1.WatchProgressH\x00\x42\t\n\x07message*X\n\nWatchStart\x12\x1b\n\x17WATCH_START_UNSPECIFIED\x10\x00\x12\x13\n\x0fWATCH_START_NOW\x10\x01\x12\x18\n\x14WATCH_START_SNAPSHOT\x10\x02\x32\x97\x0b\n\x0e\x46lowRunService\x12T\n\rCreateFlowRun\x12 .flowrun.v1.CreateFlowRunRequest\x1a!.flowrun.v1.CreateFlowRunResponse\x12P\n\nGetFlowRun\x12\x1d.flowrun.v1.GetFlowRunRequest\x1a\x1e.flowrun.v1.GetFlowRunResponse\"\x03\x90\x02\x01\x12V\n\x0cListFlowRuns\x12\x1f.flowrun.v1.ListFlowRunsRequest\x1a .flowrun.v1.ListFlowRunsResponse\"\x03\x90\x02\x01\x12Y\n\rCountFlowRuns\x12 .flowrun.v1.CountFlowRunsRequest\x1a!.flowrun.v1.CountFlowRunsResponse\"\x03\x90\x02\x01\x12Y\n\rUpdateFlowRun\x12 .flowrun.v1.UpdateFlowRunRequest\x1a!.flowrun.v1.UpdateFlowRunResponse\"\x03\x90\x02\x02\x12T\n\rDeleteFlowRun\x12 .flowrun.v1.DeleteFlowRunRequest\x1a!.flowrun.v1.DeleteFlowRunResponse\x12Z\n\x0fSetFlowRunState\x12\".flowrun.v1.SetFlowRunStateRequest\x1a#.flowrun.v1.SetFlowRunStateResponse\x12t\n\x16GetTaskRunDependencies\x12).flowrun.v1.GetTaskRunDependenciesRequest\x1a*.flowrun.v1.GetTaskRunDependenciesResponse\"\x03\x90\x02\x01\x12_\n\x0fGetFlowRunGraph\x12\".flowrun.v1.GetFlowRunGraphRequest\x1a#.flowrun.v1.GetFlowRunGraphResponse\"\x03\x90\x02\x01\x12_\n\x0fGetFlowRunState\x12\".flowrun.v1.GetFlowRunStateRequest\x1a#.flowrun.v1.GetFlowRunStateResponse\"\x03\x90\x02\x01\x12\x65\n\x11ListFlowRunStates\x12$.flowrun.v1.ListFlowRunStatesRequest\x1a%.flowrun.v1.ListFlowRunStatesResponse\"\x03\x90\x02\x01\x12\x63\n\x12\x44\x65leteFlowRunState\x12%.flowrun.v1.DeleteFlowRunStateRequest\x1a&.flowrun.v1.DeleteFlowRunStateResponse\x12\x62\n\x10HeartbeatFlowRun\x12#.flowrun.v1.HeartbeatFlowRunRequest\x1a$.flowrun.v1.HeartbeatFlowRunResponse\"\x03\x90\x02\x02\x12[\n\rWatchFlowRuns\x12 .flowrun.v1.WatchFlowRunsRequest\x1a!.flowrun.v1.WatchFlowRunsResponse\"\x03\x90\x02\x01\x30\x01\x12X\n\x0cWatchFlowRun\x12\x1f.flowrun.v1.WatchFlowRunRequest\x1a .flowrun.v1.WatchFlowRunResponse\"\x03\x90\x02\x01\x30\x01\x42z\n\x0e\x64\x65v.flowrun.v1B\x13\x46lowRunServiceProtoP\x01Z6github.com/flowrun/flowrun/gen/go/flowrun/v1;flowrunv1\xaa\x02\nFlowrun.V1\xea\x02\x0b\x46lowrun::V1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -58,58 +59,74 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_FLOWRUNSERVICE'].methods_by_name['ListFlowRunStates']._serialized_options = b'\220\002\001'
   _globals['_FLOWRUNSERVICE'].methods_by_name['HeartbeatFlowRun']._loaded_options = None
   _globals['_FLOWRUNSERVICE'].methods_by_name['HeartbeatFlowRun']._serialized_options = b'\220\002\002'
-  _globals['_CREATEFLOWRUNREQUEST']._serialized_start=280
-  _globals['_CREATEFLOWRUNREQUEST']._serialized_end=853
-  _globals['_CREATEFLOWRUNRESPONSE']._serialized_start=855
-  _globals['_CREATEFLOWRUNRESPONSE']._serialized_end=934
-  _globals['_GETFLOWRUNREQUEST']._serialized_start=936
-  _globals['_GETFLOWRUNREQUEST']._serialized_end=976
-  _globals['_GETFLOWRUNRESPONSE']._serialized_start=978
-  _globals['_GETFLOWRUNRESPONSE']._serialized_end=1037
-  _globals['_LISTFLOWRUNSREQUEST']._serialized_start=1040
-  _globals['_LISTFLOWRUNSREQUEST']._serialized_end=1501
-  _globals['_LISTFLOWRUNSRESPONSE']._serialized_start=1503
-  _globals['_LISTFLOWRUNSRESPONSE']._serialized_end=1590
-  _globals['_COUNTFLOWRUNSREQUEST']._serialized_start=1593
-  _globals['_COUNTFLOWRUNSREQUEST']._serialized_end=1931
-  _globals['_COUNTFLOWRUNSRESPONSE']._serialized_start=1933
-  _globals['_COUNTFLOWRUNSRESPONSE']._serialized_end=1971
-  _globals['_UPDATEFLOWRUNREQUEST']._serialized_start=1973
-  _globals['_UPDATEFLOWRUNREQUEST']._serialized_end=2083
-  _globals['_UPDATEFLOWRUNRESPONSE']._serialized_start=2085
-  _globals['_UPDATEFLOWRUNRESPONSE']._serialized_end=2147
-  _globals['_DELETEFLOWRUNREQUEST']._serialized_start=2149
-  _globals['_DELETEFLOWRUNREQUEST']._serialized_end=2192
-  _globals['_DELETEFLOWRUNRESPONSE']._serialized_start=2194
-  _globals['_DELETEFLOWRUNRESPONSE']._serialized_end=2217
-  _globals['_SETFLOWRUNSTATEREQUEST']._serialized_start=2219
-  _globals['_SETFLOWRUNSTATEREQUEST']._serialized_end=2319
-  _globals['_SETFLOWRUNSTATERESPONSE']._serialized_start=2322
-  _globals['_SETFLOWRUNSTATERESPONSE']._serialized_end=2610
-  _globals['_GETTASKRUNDEPENDENCIESREQUEST']._serialized_start=2612
-  _globals['_GETTASKRUNDEPENDENCIESREQUEST']._serialized_end=2664
-  _globals['_GETTASKRUNDEPENDENCIESRESPONSE']._serialized_start=2666
-  _globals['_GETTASKRUNDEPENDENCIESRESPONSE']._serialized_end=2751
-  _globals['_GETFLOWRUNGRAPHREQUEST']._serialized_start=2753
-  _globals['_GETFLOWRUNGRAPHREQUEST']._serialized_end=2841
-  _globals['_GETFLOWRUNGRAPHRESPONSE']._serialized_start=2843
-  _globals['_GETFLOWRUNGRAPHRESPONSE']._serialized_end=2909
-  _globals['_GETFLOWRUNSTATEREQUEST']._serialized_start=2911
-  _globals['_GETFLOWRUNSTATEREQUEST']._serialized_end=2953
-  _globals['_GETFLOWRUNSTATERESPONSE']._serialized_start=2955
-  _globals['_GETFLOWRUNSTATERESPONSE']._serialized_end=3014
-  _globals['_LISTFLOWRUNSTATESREQUEST']._serialized_start=3016
-  _globals['_LISTFLOWRUNSTATESREQUEST']._serialized_end=3102
-  _globals['_LISTFLOWRUNSTATESRESPONSE']._serialized_start=3104
-  _globals['_LISTFLOWRUNSTATESRESPONSE']._serialized_end=3191
-  _globals['_DELETEFLOWRUNSTATEREQUEST']._serialized_start=3193
-  _globals['_DELETEFLOWRUNSTATEREQUEST']._serialized_end=3238
-  _globals['_DELETEFLOWRUNSTATERESPONSE']._serialized_start=3240
-  _globals['_DELETEFLOWRUNSTATERESPONSE']._serialized_end=3268
-  _globals['_HEARTBEATFLOWRUNREQUEST']._serialized_start=3270
-  _globals['_HEARTBEATFLOWRUNREQUEST']._serialized_end=3316
-  _globals['_HEARTBEATFLOWRUNRESPONSE']._serialized_start=3318
-  _globals['_HEARTBEATFLOWRUNRESPONSE']._serialized_end=3444
-  _globals['_FLOWRUNSERVICE']._serialized_start=3447
-  _globals['_FLOWRUNSERVICE']._serialized_end=4695
+  _globals['_FLOWRUNSERVICE'].methods_by_name['WatchFlowRuns']._loaded_options = None
+  _globals['_FLOWRUNSERVICE'].methods_by_name['WatchFlowRuns']._serialized_options = b'\220\002\001'
+  _globals['_FLOWRUNSERVICE'].methods_by_name['WatchFlowRun']._loaded_options = None
+  _globals['_FLOWRUNSERVICE'].methods_by_name['WatchFlowRun']._serialized_options = b'\220\002\001'
+  _globals['_WATCHSTART']._serialized_start=4136
+  _globals['_WATCHSTART']._serialized_end=4224
+  _globals['_CREATEFLOWRUNREQUEST']._serialized_start=313
+  _globals['_CREATEFLOWRUNREQUEST']._serialized_end=886
+  _globals['_CREATEFLOWRUNRESPONSE']._serialized_start=888
+  _globals['_CREATEFLOWRUNRESPONSE']._serialized_end=967
+  _globals['_GETFLOWRUNREQUEST']._serialized_start=969
+  _globals['_GETFLOWRUNREQUEST']._serialized_end=1009
+  _globals['_GETFLOWRUNRESPONSE']._serialized_start=1011
+  _globals['_GETFLOWRUNRESPONSE']._serialized_end=1070
+  _globals['_LISTFLOWRUNSREQUEST']._serialized_start=1073
+  _globals['_LISTFLOWRUNSREQUEST']._serialized_end=1534
+  _globals['_LISTFLOWRUNSRESPONSE']._serialized_start=1536
+  _globals['_LISTFLOWRUNSRESPONSE']._serialized_end=1623
+  _globals['_COUNTFLOWRUNSREQUEST']._serialized_start=1626
+  _globals['_COUNTFLOWRUNSREQUEST']._serialized_end=1964
+  _globals['_COUNTFLOWRUNSRESPONSE']._serialized_start=1966
+  _globals['_COUNTFLOWRUNSRESPONSE']._serialized_end=2004
+  _globals['_UPDATEFLOWRUNREQUEST']._serialized_start=2006
+  _globals['_UPDATEFLOWRUNREQUEST']._serialized_end=2116
+  _globals['_UPDATEFLOWRUNRESPONSE']._serialized_start=2118
+  _globals['_UPDATEFLOWRUNRESPONSE']._serialized_end=2180
+  _globals['_DELETEFLOWRUNREQUEST']._serialized_start=2182
+  _globals['_DELETEFLOWRUNREQUEST']._serialized_end=2225
+  _globals['_DELETEFLOWRUNRESPONSE']._serialized_start=2227
+  _globals['_DELETEFLOWRUNRESPONSE']._serialized_end=2250
+  _globals['_SETFLOWRUNSTATEREQUEST']._serialized_start=2252
+  _globals['_SETFLOWRUNSTATEREQUEST']._serialized_end=2352
+  _globals['_SETFLOWRUNSTATERESPONSE']._serialized_start=2355
+  _globals['_SETFLOWRUNSTATERESPONSE']._serialized_end=2643
+  _globals['_GETTASKRUNDEPENDENCIESREQUEST']._serialized_start=2645
+  _globals['_GETTASKRUNDEPENDENCIESREQUEST']._serialized_end=2697
+  _globals['_GETTASKRUNDEPENDENCIESRESPONSE']._serialized_start=2699
+  _globals['_GETTASKRUNDEPENDENCIESRESPONSE']._serialized_end=2784
+  _globals['_GETFLOWRUNGRAPHREQUEST']._serialized_start=2786
+  _globals['_GETFLOWRUNGRAPHREQUEST']._serialized_end=2874
+  _globals['_GETFLOWRUNGRAPHRESPONSE']._serialized_start=2876
+  _globals['_GETFLOWRUNGRAPHRESPONSE']._serialized_end=2942
+  _globals['_GETFLOWRUNSTATEREQUEST']._serialized_start=2944
+  _globals['_GETFLOWRUNSTATEREQUEST']._serialized_end=2986
+  _globals['_GETFLOWRUNSTATERESPONSE']._serialized_start=2988
+  _globals['_GETFLOWRUNSTATERESPONSE']._serialized_end=3047
+  _globals['_LISTFLOWRUNSTATESREQUEST']._serialized_start=3049
+  _globals['_LISTFLOWRUNSTATESREQUEST']._serialized_end=3135
+  _globals['_LISTFLOWRUNSTATESRESPONSE']._serialized_start=3137
+  _globals['_LISTFLOWRUNSTATESRESPONSE']._serialized_end=3224
+  _globals['_DELETEFLOWRUNSTATEREQUEST']._serialized_start=3226
+  _globals['_DELETEFLOWRUNSTATEREQUEST']._serialized_end=3271
+  _globals['_DELETEFLOWRUNSTATERESPONSE']._serialized_start=3273
+  _globals['_DELETEFLOWRUNSTATERESPONSE']._serialized_end=3301
+  _globals['_HEARTBEATFLOWRUNREQUEST']._serialized_start=3303
+  _globals['_HEARTBEATFLOWRUNREQUEST']._serialized_end=3349
+  _globals['_HEARTBEATFLOWRUNRESPONSE']._serialized_start=3351
+  _globals['_HEARTBEATFLOWRUNRESPONSE']._serialized_end=3477
+  _globals['_WATCHFLOWRUNSREQUEST']._serialized_start=3480
+  _globals['_WATCHFLOWRUNSREQUEST']._serialized_end=3609
+  _globals['_WATCHPROGRESS']._serialized_start=3611
+  _globals['_WATCHPROGRESS']._serialized_end=3711
+  _globals['_WATCHFLOWRUNSRESPONSE']._serialized_start=3714
+  _globals['_WATCHFLOWRUNSRESPONSE']._serialized_end=3883
+  _globals['_WATCHFLOWRUNREQUEST']._serialized_start=3885
+  _globals['_WATCHFLOWRUNREQUEST']._serialized_end=3963
+  _globals['_WATCHFLOWRUNRESPONSE']._serialized_start=3966
+  _globals['_WATCHFLOWRUNRESPONSE']._serialized_end=4134
+  _globals['_FLOWRUNSERVICE']._serialized_start=4227
+  _globals['_FLOWRUNSERVICE']._serialized_end=5658
 # @@protoc_insertion_point(module_scope)

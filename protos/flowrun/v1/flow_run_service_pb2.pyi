@@ -2,6 +2,7 @@ import datetime
 
 from flowrun.v1 import filters_pb2 as _filters_pb2
 from flowrun.v1 import flow_run_pb2 as _flow_run_pb2
+from flowrun.v1 import flow_run_event_pb2 as _flow_run_event_pb2
 from flowrun.v1 import graph_pb2 as _graph_pb2
 from flowrun.v1 import state_pb2 as _state_pb2
 from google.protobuf import duration_pb2 as _duration_pb2
@@ -9,12 +10,22 @@ from google.protobuf import field_mask_pb2 as _field_mask_pb2
 from google.protobuf import struct_pb2 as _struct_pb2
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from collections.abc import Iterable as _Iterable, Mapping as _Mapping
 from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
+
+class WatchStart(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    WATCH_START_UNSPECIFIED: _ClassVar[WatchStart]
+    WATCH_START_NOW: _ClassVar[WatchStart]
+    WATCH_START_SNAPSHOT: _ClassVar[WatchStart]
+WATCH_START_UNSPECIFIED: WatchStart
+WATCH_START_NOW: WatchStart
+WATCH_START_SNAPSHOT: WatchStart
 
 class CreateFlowRunRequest(_message.Message):
     __slots__ = ("flow_id", "name", "flow_version", "parameters", "context", "parent_task_run_id", "infrastructure_document_id", "empirical_policy", "tags", "labels", "idempotency_key", "work_queue_name", "job_variables", "deployment_id", "state", "work_pool_name", "heartbeat_timeout")
@@ -259,3 +270,53 @@ class HeartbeatFlowRunResponse(_message.Message):
     deadline: _timestamp_pb2.Timestamp
     heartbeat_timeout: _duration_pb2.Duration
     def __init__(self, deadline: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., heartbeat_timeout: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...) -> None: ...
+
+class WatchFlowRunsRequest(_message.Message):
+    __slots__ = ("flow_run_filter", "cursor", "start")
+    FLOW_RUN_FILTER_FIELD_NUMBER: _ClassVar[int]
+    CURSOR_FIELD_NUMBER: _ClassVar[int]
+    START_FIELD_NUMBER: _ClassVar[int]
+    flow_run_filter: _filters_pb2.FlowRunFilter
+    cursor: str
+    start: WatchStart
+    def __init__(self, flow_run_filter: _Optional[_Union[_filters_pb2.FlowRunFilter, _Mapping]] = ..., cursor: _Optional[str] = ..., start: _Optional[_Union[WatchStart, str]] = ...) -> None: ...
+
+class WatchProgress(_message.Message):
+    __slots__ = ("cursor", "snapshot_complete", "time")
+    CURSOR_FIELD_NUMBER: _ClassVar[int]
+    SNAPSHOT_COMPLETE_FIELD_NUMBER: _ClassVar[int]
+    TIME_FIELD_NUMBER: _ClassVar[int]
+    cursor: str
+    snapshot_complete: bool
+    time: _timestamp_pb2.Timestamp
+    def __init__(self, cursor: _Optional[str] = ..., snapshot_complete: _Optional[bool] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class WatchFlowRunsResponse(_message.Message):
+    __slots__ = ("event", "snapshot_run", "progress")
+    EVENT_FIELD_NUMBER: _ClassVar[int]
+    SNAPSHOT_RUN_FIELD_NUMBER: _ClassVar[int]
+    PROGRESS_FIELD_NUMBER: _ClassVar[int]
+    event: _flow_run_event_pb2.FlowRunEvent
+    snapshot_run: _flow_run_pb2.FlowRun
+    progress: WatchProgress
+    def __init__(self, event: _Optional[_Union[_flow_run_event_pb2.FlowRunEvent, _Mapping]] = ..., snapshot_run: _Optional[_Union[_flow_run_pb2.FlowRun, _Mapping]] = ..., progress: _Optional[_Union[WatchProgress, _Mapping]] = ...) -> None: ...
+
+class WatchFlowRunRequest(_message.Message):
+    __slots__ = ("flow_run_id", "cursor", "keep_going")
+    FLOW_RUN_ID_FIELD_NUMBER: _ClassVar[int]
+    CURSOR_FIELD_NUMBER: _ClassVar[int]
+    KEEP_GOING_FIELD_NUMBER: _ClassVar[int]
+    flow_run_id: str
+    cursor: str
+    keep_going: bool
+    def __init__(self, flow_run_id: _Optional[str] = ..., cursor: _Optional[str] = ..., keep_going: _Optional[bool] = ...) -> None: ...
+
+class WatchFlowRunResponse(_message.Message):
+    __slots__ = ("event", "snapshot_run", "progress")
+    EVENT_FIELD_NUMBER: _ClassVar[int]
+    SNAPSHOT_RUN_FIELD_NUMBER: _ClassVar[int]
+    PROGRESS_FIELD_NUMBER: _ClassVar[int]
+    event: _flow_run_event_pb2.FlowRunEvent
+    snapshot_run: _flow_run_pb2.FlowRun
+    progress: WatchProgress
+    def __init__(self, event: _Optional[_Union[_flow_run_event_pb2.FlowRunEvent, _Mapping]] = ..., snapshot_run: _Optional[_Union[_flow_run_pb2.FlowRun, _Mapping]] = ..., progress: _Optional[_Union[WatchProgress, _Mapping]] = ...) -> None: ...

@@ -106,6 +106,16 @@ class FlowRunServiceStub:
                 request_serializer=flowrun_dot_v1_dot_flow__run__service__pb2.HeartbeatFlowRunRequest.SerializeToString,
                 response_deserializer=flowrun_dot_v1_dot_flow__run__service__pb2.HeartbeatFlowRunResponse.FromString,
                 _registered_method=True)
+        self.WatchFlowRuns = channel.unary_stream(
+                '/flowrun.v1.FlowRunService/WatchFlowRuns',
+                request_serializer=flowrun_dot_v1_dot_flow__run__service__pb2.WatchFlowRunsRequest.SerializeToString,
+                response_deserializer=flowrun_dot_v1_dot_flow__run__service__pb2.WatchFlowRunsResponse.FromString,
+                _registered_method=True)
+        self.WatchFlowRun = channel.unary_stream(
+                '/flowrun.v1.FlowRunService/WatchFlowRun',
+                request_serializer=flowrun_dot_v1_dot_flow__run__service__pb2.WatchFlowRunRequest.SerializeToString,
+                response_deserializer=flowrun_dot_v1_dot_flow__run__service__pb2.WatchFlowRunResponse.FromString,
+                _registered_method=True)
 
 
 class FlowRunServiceServicer:
@@ -313,6 +323,63 @@ class FlowRunServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def WatchFlowRuns(self, request, context):
+        """WatchFlowRuns streams the changes of the flow runs that match a filter, as they
+        commit, from any server replica: CREATED, STATE_CHANGED, UPDATED and DELETED events.
+
+        Start: with `cursor`, the events after it (a cursor from an event or a progress
+        message of an earlier stream); else, with `start` SNAPSHOT, every matching run as
+        it is now (`snapshot_run` messages, then a progress message with
+        snapshot_complete), then the changes after the snapshot; else the changes from now.
+
+        Ordering: the events of one run arrive exactly in the order of its state history
+        and changes. Events of different runs arrive in an order consistent with their
+        commits.
+
+        Delivery: exactly once within one stream; at least once across a resume (a resumed
+        stream starts right after the cursor it was given, so nothing is missed; an event
+        may repeat only if the client resumes from an older cursor than its last one).
+        After a snapshot, an event may describe a change the snapshot already shows.
+
+        The filter is evaluated against the run as each event describes it. Supported:
+        `id`, `flow_id`, `deployment_id` (any, not_any, is_null), `tags` (all, any,
+        is_null) and `state.type` (any, not_any), combined with AND; any other field
+        gives INVALID_ARGUMENT naming it.
+
+        Heartbeats: an idle stream gets a `progress` message (with a cursor to resume
+        from) every 15 seconds (FLOWRUN_WATCH_HEARTBEAT_SECONDS), so proxies keep it open.
+
+        Limits: each stream buffers at most FLOWRUN_WATCH_BUFFER_EVENTS events; a client
+        that reads slower than events arrive falls behind, and the stream then ends with
+        RESOURCE_EXHAUSTED (reason WATCH_TOO_SLOW, metadata "cursor": resume from it).
+        Events are kept FLOWRUN_EVENT_RETENTION (7 days by default); a cursor older than
+        that gives OUT_OF_RANGE (reason WATCH_CURSOR_EXPIRED): read the runs again (List)
+        and watch from now. A server shutting down ends streams with UNAVAILABLE: resume
+        with the last cursor on another replica.
+
+        Errors: INVALID_ARGUMENT (a cursor that is not one this service issued, reason
+        INVALID_WATCH_CURSOR; an unsupported filter field), OUT_OF_RANGE,
+        RESOURCE_EXHAUSTED, UNAVAILABLE.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def WatchFlowRun(self, request, context):
+        """WatchFlowRun streams the changes of one run: first the run as it is now
+        (`snapshot_run`, unless a cursor is given), then its events as they commit, in
+        the order of its history. The stream ends with OK after the event that puts the
+        run in a terminal state (COMPLETED, FAILED, CANCELLED, CRASHED), or after the
+        snapshot when it is terminal already, unless `keep_going` is set; it always ends
+        after a DELETED event. Delivery, heartbeats and limits are those of WatchFlowRuns.
+
+        Errors: INVALID_ARGUMENT (flow_run_id not a UUID, a bad cursor), NOT_FOUND (no
+        such run and no cursor), OUT_OF_RANGE, RESOURCE_EXHAUSTED, UNAVAILABLE.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_FlowRunServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -380,6 +447,16 @@ def add_FlowRunServiceServicer_to_server(servicer, server):
                     servicer.HeartbeatFlowRun,
                     request_deserializer=flowrun_dot_v1_dot_flow__run__service__pb2.HeartbeatFlowRunRequest.FromString,
                     response_serializer=flowrun_dot_v1_dot_flow__run__service__pb2.HeartbeatFlowRunResponse.SerializeToString,
+            ),
+            'WatchFlowRuns': grpc.unary_stream_rpc_method_handler(
+                    servicer.WatchFlowRuns,
+                    request_deserializer=flowrun_dot_v1_dot_flow__run__service__pb2.WatchFlowRunsRequest.FromString,
+                    response_serializer=flowrun_dot_v1_dot_flow__run__service__pb2.WatchFlowRunsResponse.SerializeToString,
+            ),
+            'WatchFlowRun': grpc.unary_stream_rpc_method_handler(
+                    servicer.WatchFlowRun,
+                    request_deserializer=flowrun_dot_v1_dot_flow__run__service__pb2.WatchFlowRunRequest.FromString,
+                    response_serializer=flowrun_dot_v1_dot_flow__run__service__pb2.WatchFlowRunResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -740,6 +817,60 @@ class FlowRunService:
             '/flowrun.v1.FlowRunService/HeartbeatFlowRun',
             flowrun_dot_v1_dot_flow__run__service__pb2.HeartbeatFlowRunRequest.SerializeToString,
             flowrun_dot_v1_dot_flow__run__service__pb2.HeartbeatFlowRunResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WatchFlowRuns(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/flowrun.v1.FlowRunService/WatchFlowRuns',
+            flowrun_dot_v1_dot_flow__run__service__pb2.WatchFlowRunsRequest.SerializeToString,
+            flowrun_dot_v1_dot_flow__run__service__pb2.WatchFlowRunsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WatchFlowRun(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/flowrun.v1.FlowRunService/WatchFlowRun',
+            flowrun_dot_v1_dot_flow__run__service__pb2.WatchFlowRunRequest.SerializeToString,
+            flowrun_dot_v1_dot_flow__run__service__pb2.WatchFlowRunResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -1,0 +1,228 @@
+"""The outbox of flow-run changes: events appended in the changing transaction, read
+back in order by watchers (server/watch/), pruned by retention.
+
+Reading without skipping on PostgreSQL. Transactions commit in any order, so the
+events visible to a reader are not a prefix of the sequence: a transaction still in
+progress may hold a smaller sequence value than one already visible. A reader's
+position is therefore not a number but (`after`, `pending`, `pending_after`): every
+event with sequence <= after was delivered, except those written by the transactions
+in `pending`, whose events were delivered only up to sequence `pending_after`.
+
+Why that is enough: each event row stores its writer's transaction id (`xid`), and the
+writer has its xid before it draws a sequence value (the insert takes the xid first,
+and every event follows the change it describes). Take a read at snapshot S that saw
+sequence M. Any event with sequence g <= M that S did not see drew g before M did,
+so before S was taken: its transaction was running at S and is in S's in-progress
+list (pg_current_snapshot()'s xip). So "everything S saw with sequence <= M, and
+pending = xip(S)" names exactly what has been delivered; the next read fetches the
+events after M plus those of the pending transactions, in one statement (one
+snapshot). Delivery is immediate on commit, with no waiting for older transactions.
+
+Per-run order holds: two changes of one run are serialized by the run's row lock, so
+the later one draws its sequence after the earlier one committed; any snapshot that
+sees the later one sees the earlier one too, and a batch is sent in sequence order.
+
+SQLite serializes writers (BEGIN IMMEDIATE), so commit order is sequence order and
+`pending` is always empty."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import delete, event, func, select
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from server.db.tables import flow_run_event, flow_run_event_horizon
+from server.domain.events import EventKind, FlowRunEvent, decode_payload, encode_payload
+from server.domain.flow_runs import FlowRun
+from server.domain.states import State, StateType
+from server.repositories.base import Repository
+
+#: The PostgreSQL channel that wakes watchers; a NOTIFY is sent with every event batch.
+CHANNEL = "flowrun_flow_run_events"
+# connection.info key: this transaction wrote events (SQLite's in-process wake-up).
+_WROTE_EVENTS = "flowrun_wrote_events"
+
+_APPEND_PG = f"""
+WITH writer AS MATERIALIZED (SELECT pg_current_xact_id()::text::bigint AS xid),
+appended AS (
+    INSERT INTO flow_run_event (xid, occurred, kind, flow_run_id, payload)
+    SELECT writer.xid, $1, $2, $3, $4 FROM writer
+    RETURNING sequence
+)
+SELECT pg_notify('{CHANNEL}', '') FROM appended
+"""
+
+_COLUMNS = "e.sequence, e.occurred, e.kind, e.payload"
+# One statement, one snapshot: the snapshot's in-progress transaction ids, the events
+# of the pending transactions, and the events after `after` (one row with NULLs when
+# there are none).
+_READ_PG = f"""
+WITH snap AS MATERIALIZED (
+    SELECT coalesce(array_agg(x::text::bigint), '{{}}') AS xip FROM pg_snapshot_xip(pg_current_snapshot()) AS x
+),
+batch AS (
+    (SELECT {_COLUMNS} FROM flow_run_event e
+     WHERE e.xid = ANY($2::bigint[]) AND e.sequence > $3 AND e.sequence <= $1)
+    UNION ALL
+    (SELECT {_COLUMNS} FROM flow_run_event e WHERE e.sequence > $1 ORDER BY e.sequence LIMIT $4)
+)
+SELECT snap.xip, batch.* FROM snap LEFT JOIN batch ON true ORDER BY batch.sequence
+"""
+_HEAD_PG = """
+SELECT (SELECT coalesce(max(sequence), 0) FROM flow_run_event) AS head,
+       (SELECT coalesce(array_agg(x::text::bigint), '{}') FROM pg_snapshot_xip(pg_current_snapshot()) AS x) AS xip
+"""
+
+
+@dataclass(frozen=True)
+class Position:
+    """Where a reader stands (see the module docstring)."""
+
+    after: int = 0
+    pending: tuple[int, ...] = ()
+    pending_after: int = 0
+
+
+@dataclass
+class Batch:
+    events: list[tuple[FlowRunEvent, Position]] = field(default_factory=list)  # each with the position after it
+    end: Position = field(default_factory=Position)  # the position after the whole batch
+    full: bool = False  # the limit cut it: more events are waiting
+
+
+def listen_for_commits(engine: AsyncEngine, callback: Callable[[], None]) -> Callable[[], None]:
+    """SQLite: calls `callback` after each commit of a transaction that appended events
+    (the in-process wake-up). Returns the function that stops it."""
+
+    def on_commit(connection: Any) -> None:
+        if connection.info.pop(_WROTE_EVENTS, False):
+            callback()
+
+    def on_rollback(connection: Any) -> None:
+        connection.info.pop(_WROTE_EVENTS, None)
+
+    event.listen(engine.sync_engine, "commit", on_commit)
+    event.listen(engine.sync_engine, "rollback", on_rollback)
+
+    def stop() -> None:
+        event.remove(engine.sync_engine, "commit", on_commit)
+        event.remove(engine.sync_engine, "rollback", on_rollback)
+
+    return stop
+
+
+class FlowRunEventRepository(Repository):
+    async def append(
+        self,
+        kind: EventKind,
+        run: FlowRun,
+        now: datetime,
+        *,
+        state: State | None = None,
+        previous: StateType | None = None,
+    ) -> None:
+        """Appends one event in the caller's transaction; watchers are woken when it
+        commits (NOTIFY on PostgreSQL, the commit hook on SQLite)."""
+        payload = encode_payload(run, state, previous)
+        if self.driver is not None:
+            await self.driver.execute(_APPEND_PG, now, kind.value, run.id, payload)
+            return
+        await self.connection.execute(
+            flow_run_event.insert().values(occurred=now, kind=kind.value, flow_run_id=run.id, payload=payload)
+        )
+        _mark_written(self.connection)
+
+    async def append_many(self, kind: EventKind, runs: list[FlowRun], now: datetime) -> None:
+        for run in runs:
+            await self.append(kind, run, now)
+
+    async def head(self) -> Position:
+        """The position of a reader that has seen everything committed so far: where
+        a watch "from now" starts."""
+        if self.driver is not None:
+            row = await self.driver.fetchrow(_HEAD_PG)
+            assert row is not None
+            return Position(after=row["head"], pending=tuple(row["xip"]))
+        head = (await self.connection.execute(select(func.max(flow_run_event.c.sequence)))).scalar()
+        return Position(after=head or 0)
+
+    async def read(self, position: Position, limit: int) -> Batch:
+        """The next events after `position`, in sequence order, at most `limit` of
+        them past `position.after` (plus any of the pending transactions)."""
+        if self.driver is not None:
+            return await self._read_pg(position, limit)
+        query = (
+            select(
+                flow_run_event.c.sequence, flow_run_event.c.occurred, flow_run_event.c.kind, flow_run_event.c.payload
+            )
+            .where(flow_run_event.c.sequence > position.after)
+            .order_by(flow_run_event.c.sequence)
+            .limit(limit)
+        )
+        rows = (await self.connection.execute(query)).all()
+        batch = Batch(full=len(rows) >= limit)
+        for sequence, occurred, kind, payload in rows:
+            batch.events.append((decode_payload(sequence, kind, occurred, payload), Position(after=sequence)))
+        batch.end = batch.events[-1][1] if batch.events else position
+        return batch
+
+    async def _read_pg(self, position: Position, limit: int) -> Batch:
+        assert self.driver is not None
+        records = await self.driver.fetch(
+            _READ_PG, position.after, list(position.pending), position.pending_after, limit
+        )
+        xip = tuple(records[0]["xip"])
+        batch = Batch()
+        newer = highest = 0
+        for record in records:
+            sequence = record["sequence"]
+            if sequence is None:  # the empty batch's one row
+                continue
+            event_ = decode_payload(sequence, record["kind"], record["occurred"], record["payload"])
+            if sequence <= position.after:  # a pending transaction's event, committed since
+                after = Position(position.after, position.pending, sequence)
+            else:
+                newer += 1
+                after = Position(after=sequence, pending=xip)
+            highest = max(highest, sequence)
+            batch.events.append((event_, after))
+        batch.full = newer >= limit
+        if batch.full:
+            batch.end = batch.events[-1][1]
+        else:  # everything this snapshot saw was delivered
+            batch.end = Position(after=max(position.after, highest), pending=xip)
+        return batch
+
+    async def pruned_through(self) -> int:
+        """The highest sequence retention has deleted (0: none)."""
+        query = select(flow_run_event_horizon.c.pruned_through).where(flow_run_event_horizon.c.id == 1)
+        return (await self.connection.execute(query)).scalar() or 0
+
+    async def prune(self, before: datetime) -> int:
+        """Deletes the events that occurred before `before` (a prefix of the sequence:
+        up to the last such event), records how far, and returns how many went."""
+        last = (
+            await self.connection.execute(
+                select(func.max(flow_run_event.c.sequence)).where(flow_run_event.c.occurred < before)
+            )
+        ).scalar()
+        if last is None:
+            return 0
+        result = await self.connection.execute(delete(flow_run_event).where(flow_run_event.c.sequence <= last))
+        updated = await self.connection.execute(
+            flow_run_event_horizon.update()
+            .where(flow_run_event_horizon.c.id == 1, flow_run_event_horizon.c.pruned_through < last)
+            .values(pruned_through=last)
+        )
+        if updated.rowcount == 0:
+            insert = self.dialect.insert(flow_run_event_horizon).values(id=1, pruned_through=last)
+            await self.connection.execute(insert.on_conflict_do_nothing(index_elements=["id"]))
+        return result.rowcount or 0
+
+
+def _mark_written(connection: AsyncConnection) -> None:
+    connection.sync_connection.info[_WROTE_EVENTS] = True  # type: ignore[union-attr]

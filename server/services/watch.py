@@ -1,0 +1,240 @@
+"""WatchFlowRuns and WatchFlowRun: requests into a start position and a filter, the
+stream (server/watch/stream.py) into response messages."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+from google.protobuf.message import Message
+
+from flowrun.v1 import filters_pb2, flow_run_event_pb2, state_pb2
+from flowrun.v1 import flow_run_service_pb2 as pb
+from server import clock, errors
+from server.config import Settings
+from server.db.unit_of_work import Database
+from server.domain.events import EventKind, FlowRunEvent
+from server.domain.flow_runs import FlowRun
+from server.repositories.flow_run_events import Position
+from server.services import filters_from_proto, to_proto
+from server.services.from_proto import required_uuid
+from server.watch import cursor as cursors
+from server.watch.filter import TagsFilter, ValueFilter, WatchFilter, only_run
+from server.watch.hub import EventHub
+from server.watch.stream import Sent, follow
+
+SNAPSHOT_PAGE = 200
+_KINDS: dict[EventKind, Any] = {
+    kind: flow_run_event_pb2.FlowRunEventKind.Value(f"FLOW_RUN_EVENT_KIND_{kind.value}") for kind in EventKind
+}
+
+
+class Watcher:
+    """What both RPCs share: the database, the hub and the cursor key."""
+
+    def __init__(self, database: Database, settings: Settings, hub: EventHub) -> None:
+        self.database = database
+        self.settings = settings
+        self.hub = hub
+
+    def encode(self, position: Position) -> str:
+        return cursors.encode(position, self.settings.resolved_page_token_secret)
+
+    async def start_position(self, cursor: str) -> Position:
+        """The position `cursor` names, checked against retention; or now."""
+        async with self.database.unit_of_work(write=False) as uow:
+            if not cursor:
+                return await uow.repos.flow_run_events.head()
+            position = cursors.decode(cursor, self.settings.resolved_page_token_secret)
+            pruned = await uow.repos.flow_run_events.pruned_through()
+        if position.after < pruned:
+            retention = int(self.settings.event_retention.total_seconds())
+            raise errors.OutOfRange(
+                f"The cursor is older than the event retention ({retention} s): its events are gone. "
+                "Read the runs again and watch from now.",
+                metadata={"retention_seconds": str(retention)},
+            )
+        return position
+
+    def follow(self, start: Position, match: Any) -> AsyncIterator[Sent]:
+        return follow(self.database, self.hub, self.settings, start, match.matches, self.encode)
+
+    def event(self, event: FlowRunEvent, position: Position) -> flow_run_event_pb2.FlowRunEvent:
+        message = flow_run_event_pb2.FlowRunEvent(
+            cursor=self.encode(position),
+            kind=_KINDS[event.kind],
+            flow_run=to_proto.flow_run(event.run, clock.now()),
+        )
+        message.time.FromDatetime(event.occurred)
+        if event.state is not None:
+            message.state.CopyFrom(to_proto.state(event.state))
+        if event.previous_state_type is not None:
+            previous: Any = state_pb2.StateType.Value(f"STATE_TYPE_{event.previous_state_type.value}")
+            message.previous_state_type = previous
+        return message
+
+    def progress(self, position: Position, *, snapshot_complete: bool = False) -> pb.WatchProgress:
+        message = pb.WatchProgress(cursor=self.encode(position), snapshot_complete=snapshot_complete)
+        message.time.FromDatetime(clock.now())
+        return message
+
+
+async def watch_flow_runs(
+    watcher: Watcher, request: pb.WatchFlowRunsRequest
+) -> AsyncIterator[pb.WatchFlowRunsResponse]:
+    match = watch_filter(request.flow_run_filter) if request.HasField("flow_run_filter") else WatchFilter()
+    start = await watcher.start_position(request.cursor)
+    if not request.cursor and request.start == pb.WATCH_START_SNAPSHOT:
+        async for run in _snapshot(watcher, request, match):
+            yield pb.WatchFlowRunsResponse(snapshot_run=to_proto.flow_run(run, clock.now()))
+        yield pb.WatchFlowRunsResponse(progress=watcher.progress(start, snapshot_complete=True))
+    async for sent in watcher.follow(start, match):
+        if sent.event is None:
+            yield pb.WatchFlowRunsResponse(progress=watcher.progress(sent.position))
+        else:
+            yield pb.WatchFlowRunsResponse(event=watcher.event(sent.event, sent.position))
+
+
+async def watch_flow_run(watcher: Watcher, request: pb.WatchFlowRunRequest) -> AsyncIterator[pb.WatchFlowRunResponse]:
+    flow_run_id = required_uuid(request.flow_run_id, "flow_run_id")
+    start = await watcher.start_position(request.cursor)
+    if not request.cursor:
+        async with watcher.database.unit_of_work(write=False) as uow:
+            run = await uow.repos.flow_runs.get(flow_run_id)
+        if run is None:
+            raise errors.flow_run_not_found(flow_run_id)
+        yield pb.WatchFlowRunResponse(snapshot_run=to_proto.flow_run(run, clock.now()))
+        if _is_terminal(run) and not request.keep_going:
+            return
+    async for sent in watcher.follow(start, only_run(flow_run_id)):
+        if sent.event is None:
+            yield pb.WatchFlowRunResponse(progress=watcher.progress(sent.position))
+            continue
+        yield pb.WatchFlowRunResponse(event=watcher.event(sent.event, sent.position))
+        if sent.event.kind == EventKind.DELETED:
+            return
+        if sent.event.state is not None and sent.event.state.is_terminal and not request.keep_going:
+            return
+
+
+def _is_terminal(run: FlowRun) -> bool:
+    return run.state_type is not None and run.state_type.is_terminal
+
+
+async def _snapshot(watcher: Watcher, request: pb.WatchFlowRunsRequest, match: WatchFilter) -> AsyncIterator[FlowRun]:
+    """Every matching run as it is now, page by page (each page its own short read)."""
+    token = ""
+    while True:
+        listing = pb.ListFlowRunsRequest(
+            flow_run_filter=request.flow_run_filter, page_size=SNAPSHOT_PAGE, page_token=token
+        )
+        filters = filters_from_proto.list_filters(listing)
+        sort = filters_from_proto.flow_run_sort(listing.sort)
+        page = filters_from_proto.page_request(listing, max_bytes=watcher.settings.page_max_bytes)
+        async with watcher.database.unit_of_work(write=False) as uow:
+            runs, token = await uow.repos.flow_runs.list_page(
+                filters, sort, page, secret=watcher.settings.resolved_page_token_secret
+            )
+        for run in runs:
+            if match.matches_run(run):
+                yield run
+        if not token:
+            return
+
+
+# The filter: the supported part of FlowRunFilter.
+
+_SUPPORTED = {"id", "flow_id", "deployment_id", "tags", "state"}
+
+
+def watch_filter(message: filters_pb2.FlowRunFilter) -> WatchFilter:
+    """The supported fields of a FlowRunFilter (see WatchFlowRuns); INVALID_ARGUMENT
+    naming every other field that is set."""
+    violations: list[tuple[str, str]] = []
+    root = "flow_run_filter"
+    if message.operator == filters_pb2.FILTER_OPERATOR_OR:
+        violations.append((f"{root}.operator", "WatchFlowRuns combines criteria with AND only"))
+    for descriptor, _value in message.ListFields():
+        if descriptor.name not in _SUPPORTED and descriptor.name != "operator":
+            violations.append((f"{root}.{descriptor.name}", "not supported by WatchFlowRuns"))
+    state_type = None
+    if message.HasField("state"):
+        state = message.state
+        for descriptor, _value in state.ListFields():
+            if descriptor.name != "type" and descriptor.name != "operator":
+                violations.append((f"{root}.state.{descriptor.name}", "not supported by WatchFlowRuns"))
+        if state.HasField("type"):
+            t = state.type
+            state_type = ValueFilter(
+                any=_strict(_types(t.any, f"{root}.state.type.any", violations), _strict_flag(t)),
+                not_any=frozenset(_types(t.not_any, f"{root}.state.type.not_any", violations)),
+            )
+    result = WatchFilter(
+        id=_ids(message, "id", root, violations),
+        flow_id=_ids(message, "flow_id", root, violations),
+        deployment_id=_ids(message, "deployment_id", root, violations),
+        tags=_tags(message, root, violations),
+        state_type=state_type,
+    )
+    if violations:
+        raise errors.InvalidArgument(violations)
+    return result
+
+
+def _strict_flag(message: Message) -> bool:
+    return bool(getattr(message, "strict_any", False))
+
+
+def _strict(values: list[str], strict: bool) -> frozenset[str] | None:
+    return frozenset(values) if values or strict else None
+
+
+def _ids(
+    message: filters_pb2.FlowRunFilter, name: str, root: str, violations: list[tuple[str, str]]
+) -> ValueFilter | None:
+    if not message.HasField(name):
+        return None
+    sub = getattr(message, name)
+    path = f"{root}.{name}"
+    if sub.operator == filters_pb2.FILTER_OPERATOR_OR:
+        violations.append((f"{path}.operator", "WatchFlowRuns combines criteria with AND only"))
+    return ValueFilter(
+        any=_strict(_uuids(sub.any, f"{path}.any", violations), _strict_flag(sub)),
+        not_any=frozenset(_uuids(sub.not_any, f"{path}.not_any", violations)),
+        is_null=sub.is_null if sub.HasField("is_null") else None,
+    )
+
+
+def _uuids(values: Any, path: str, violations: list[tuple[str, str]]) -> list[str]:
+    out = []
+    for index, value in enumerate(values):
+        try:
+            out.append(str(uuid.UUID(value)))
+        except (ValueError, AttributeError, TypeError):
+            violations.append((f"{path}[{index}]", "must be a UUID"))
+    return out
+
+
+def _types(values: Any, path: str, violations: list[tuple[str, str]]) -> list[str]:
+    out = []
+    for index, value in enumerate(values):
+        name = state_pb2.StateType.Name(value) if value in state_pb2.StateType.values() else ""
+        if not name.startswith("STATE_TYPE_") or value == 0:
+            violations.append((f"{path}[{index}]", "must be a known state type"))
+            continue
+        out.append(name.removeprefix("STATE_TYPE_"))
+    return out
+
+
+def _tags(message: filters_pb2.FlowRunFilter, root: str, violations: list[tuple[str, str]]) -> TagsFilter | None:
+    if not message.HasField("tags"):
+        return None
+    sub = message.tags
+    if sub.operator == filters_pb2.FILTER_OPERATOR_OR:
+        violations.append((f"{root}.tags.operator", "WatchFlowRuns combines criteria with AND only"))
+    return TagsFilter(
+        all=frozenset(sub.all),
+        any=_strict(list(sub.any), _strict_flag(sub)),
+        is_null=sub.is_null if sub.HasField("is_null") else None,
+    )

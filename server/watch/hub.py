@@ -1,0 +1,151 @@
+"""The per-process wake-up of watch streams: when events commit, every stream of this
+process is woken and reads what is new (notifications are only hints; the events are
+always read from the table).
+
+PostgreSQL: one connection per process LISTENs on the events channel (taken from the
+pool for the life of the process, so it counts in FLOWRUN_DB_POOL_SIZE); every event
+batch NOTIFYs in its own transaction, which PostgreSQL delivers at commit to every
+replica. If that connection dies, the hub reconnects with backoff and wakes every
+stream (notifications may have been missed meanwhile). SQLite: a commit hook in this
+process wakes the streams at once, and the hub reads the highest event sequence every
+FLOWRUN_WATCH_POLL_SECONDS (1 s; one small query per process, not per stream) to see
+what other processes wrote to the same file: that is the latency bound for changes
+made through another process.
+
+Streams never poll the table in a loop: they wait on their wake-up between reads, and
+read once more at each heartbeat (a safety net for a lost notification)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import Any
+
+from server.config import Settings
+from server.db.unit_of_work import Database
+from server.repositories.flow_run_events import CHANNEL, listen_for_commits
+
+log = logging.getLogger("flowrun.watch")
+
+RECONNECT_MAX_SECONDS = 5.0
+
+
+class Wakeup:
+    """One stream's flag: set by the hub, cleared by the stream before each read (so a
+    commit during the read sets it again and nothing is lost)."""
+
+    def __init__(self) -> None:
+        self.flag = asyncio.Event()
+
+    def set(self) -> None:
+        self.flag.set()
+
+    async def wait(self, timeout: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.flag.wait(), timeout)
+
+    def clear(self) -> None:
+        self.flag.clear()
+
+
+class EventHub:
+    def __init__(self, database: Database, settings: Settings) -> None:
+        self._database = database
+        self._streams: set[Wakeup] = set()
+        self._task: asyncio.Task[None] | None = None
+        self._stop_hook: Any = None
+        self.closing = False
+        self.poll_seconds = settings.watch_poll_seconds
+        self.listening = asyncio.Event()  # PostgreSQL: the LISTEN is in place (tests wait on it)
+
+    @property
+    def streams(self) -> int:
+        return len(self._streams)
+
+    def subscribe(self) -> Wakeup:
+        wakeup = Wakeup()
+        self._streams.add(wakeup)
+        return wakeup
+
+    def unsubscribe(self, wakeup: Wakeup) -> None:
+        self._streams.discard(wakeup)
+
+    def wake_all(self) -> None:
+        for wakeup in self._streams:
+            wakeup.set()
+
+    async def start(self) -> None:
+        if self._database.dialect.is_sqlite:
+            self._stop_hook = listen_for_commits(self._database.engine, self.wake_all)
+            self.listening.set()
+            self._task = asyncio.create_task(self._poll_forever(), name="watch-poll")
+        else:
+            self._task = asyncio.create_task(self._listen_forever(), name="watch-listener")
+
+    async def close(self) -> None:
+        """Shutdown: streams end (UNAVAILABLE with their cursor) and the listener goes."""
+        self.closing = True
+        self.wake_all()
+        if self._stop_hook is not None:
+            self._stop_hook()
+            self._stop_hook = None
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def _poll_forever(self) -> None:
+        """SQLite: wakes the streams when another process appended events."""
+        seen = None
+        while True:
+            await asyncio.sleep(self.poll_seconds)
+            if not self._streams:
+                continue
+            try:
+                async with self._database.unit_of_work(write=False) as uow:
+                    head = (await uow.repos.flow_run_events.head()).after
+            except Exception as exc:
+                log.debug("watch poll failed: %r", exc)
+                continue
+            if head != seen:
+                seen = head
+                self.wake_all()
+
+    async def _listen_forever(self) -> None:
+        delay = 0.1
+        while True:
+            try:
+                await self._listen_once()
+                delay = 0.1
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("watch listener: %r; reconnecting in %.1f s", exc, delay)
+            self.listening.clear()
+            self.wake_all()  # notifications may have been missed
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, RECONNECT_MAX_SECONDS)
+
+    async def _listen_once(self) -> None:
+        """Holds one connection LISTENing until it dies (returns) or the hub closes."""
+        connection = await self._database.engine.connect()
+        try:
+            driver = (await connection.get_raw_connection()).driver_connection
+            assert driver is not None
+            lost = asyncio.Event()
+            driver.add_termination_listener(lambda _connection: lost.set())
+            await driver.add_listener(CHANNEL, self._notified)
+            self.listening.set()
+            self.wake_all()  # anything committed before the LISTEN took effect
+            await lost.wait()
+        finally:
+            # Never back to the pool: it holds a LISTEN (or is dead).
+            with contextlib.suppress(Exception):
+                await connection.invalidate()
+            with contextlib.suppress(Exception):
+                await connection.close()
+
+    def _notified(self, _connection: Any, _pid: int, _channel: str, _payload: str) -> None:
+        self.wake_all()

@@ -1,0 +1,139 @@
+"""Watch delivery under the hard cases: a transaction that commits after later ones
+(PostgreSQL), a client that stops reading, and a burst larger than one read."""
+
+from __future__ import annotations
+
+import asyncio
+
+import grpc
+import pytest
+from google.protobuf import struct_pb2
+
+from flowrun.v1 import filters_pb2, flow_run_event_pb2
+from flowrun.v1 import flow_run_service_pb2 as pb
+from server import clock
+from server.app import build_app
+from tests.conftest import settings_for
+from tests.helpers.rich_errors import decode
+from tests.helpers.watching import make_flow, make_run, start_watch
+
+K = flow_run_event_pb2.FlowRunEventKind
+
+
+@pytest.fixture
+async def served(database_url):
+    """A server of the test's own: (app, flows stub, runs stub); settings per test."""
+    from flowrun.v1 import flow_run_service_pb2_grpc, flow_service_pb2_grpc
+
+    apps = []
+
+    async def serve(**overrides):
+        app = await build_app(settings_for(database_url, watch_heartbeat_seconds=0.2, **overrides))
+        await app.start()
+        apps.append(app)
+        await asyncio.wait_for(app.hub.listening.wait(), 10)
+        channel = grpc.aio.insecure_channel(f"127.0.0.1:{app.port}", options=[("grpc.http2.bdp_probe", 0)])
+        apps.append(channel)
+        return (
+            app,
+            flow_service_pb2_grpc.FlowServiceStub(channel),
+            flow_run_service_pb2_grpc.FlowRunServiceStub(channel),
+        )
+
+    yield serve
+    for item in reversed(apps):
+        if isinstance(item, grpc.aio.Channel):
+            await item.close()
+        else:
+            await item.stop(grace=0)
+
+
+async def test_a_late_commit_is_delivered_and_never_skipped_by_a_cursor(served, backend, unique):
+    """PostgreSQL commits out of sequence order: a transaction holding an early sequence
+    value commits after later ones. The live stream delivers it when it commits, and a
+    cursor issued while it was open does not skip it."""
+    if backend != "postgres":
+        pytest.skip("SQLite serializes writers: commit order is sequence order")
+    app, flows, runs = await served()
+    flow_id = await make_flow(flows, unique)
+    only_flow = filters_pb2.FlowRunFilter(flow_id=filters_pb2.IdFilter(any=[flow_id]))
+    late_run = await make_run(runs, flow_id)
+    watch = start_watch(runs, flow_run_filter=only_flow)
+    await watch.first_progress()
+    holding, release = asyncio.Event(), asyncio.Event()
+
+    async def late_writer() -> None:
+        async with app.database.unit_of_work(write=True) as uow:
+            await uow.repos.flow_runs.update(late_run.id, {"name": "late"}, clock.now())  # draws its sequence now
+            holding.set()
+            await release.wait()  # ... and commits after the others
+
+    writer = asyncio.ensure_future(late_writer())
+    await holding.wait()
+    later = [(await make_run(runs, flow_id)).id for _ in range(3)]
+    await watch.until(lambda w: len(w.events) >= 3)
+    cursor_while_open = watch.events[-1].cursor
+    assert [e.flow_run.id for e in watch.events] == later
+    release.set()
+    await writer
+    await watch.until(lambda w: len(w.events) >= 4)
+    late = watch.events[3]
+    assert (late.kind, late.flow_run.id, late.flow_run.name) == (K.FLOW_RUN_EVENT_KIND_UPDATED, late_run.id, "late")
+    resumed = start_watch(runs, flow_run_filter=only_flow, cursor=cursor_while_open)
+    await resumed.until(lambda w: len(w.events) >= 1)
+    await asyncio.sleep(0.3)
+    watch.cancel()
+    resumed.cancel()
+    assert [e.flow_run.id for e in resumed.events] == [late_run.id]
+    assert len(watch.events) == 4
+
+
+async def test_a_burst_larger_than_one_read_arrives_whole_and_in_order(served, unique):
+    app, flows, runs = await served(watch_batch_size=3)
+    flow_id = await make_flow(flows, unique)
+    only_flow = filters_pb2.FlowRunFilter(flow_id=filters_pb2.IdFilter(any=[flow_id]))
+    watch = start_watch(runs, flow_run_filter=only_flow)
+    await watch.first_progress()
+    ids = await asyncio.gather(*(make_run(runs, flow_id) for _ in range(10)))
+    await watch.until(lambda w: len(w.events) >= 10)
+    await asyncio.sleep(0.3)
+    watch.cancel()
+    assert sorted(e.flow_run.id for e in watch.events) == sorted(run.id for run in ids)
+    assert len(watch.events) == 10
+
+
+async def test_a_client_that_stops_reading_gets_resource_exhausted_then_resumes(served, unique):
+    app, flows, runs = await served(watch_buffer_events=2, watch_stall_seconds=0.3)
+    flow_id = await make_flow(flows, unique)
+    only_flow = filters_pb2.FlowRunFilter(flow_id=filters_pb2.IdFilter(any=[flow_id]))
+    call = runs.WatchFlowRuns(pb.WatchFlowRunsRequest(flow_run_filter=only_flow))
+    first = await call.read()  # the stream is open (a heartbeat)
+    assert first.WhichOneof("message") == "progress"
+    parameters = struct_pb2.Struct()
+    parameters.update({"blob": "x" * 400_000})  # each event carries the run, parameters included
+    created = [(await make_run(runs, flow_id, parameters=parameters)).id for _ in range(24)]
+    await asyncio.sleep(1.0)  # the client reads nothing: the server's buffer stays full
+    received: list = []
+    error = None
+
+    async def read_all() -> None:
+        nonlocal error
+        try:
+            while (message := await call.read()) is not grpc.aio.EOF:
+                if message.WhichOneof("message") == "event":
+                    received.append(message.event)
+        except grpc.aio.AioRpcError as exc:
+            error = exc
+
+    await asyncio.wait_for(read_all(), 20)
+    assert error is not None and error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    info = decode(error)
+    assert info.reason == "WATCH_TOO_SLOW"
+    assert len(received) < len(created)
+    if received:
+        assert info.metadata["cursor"] == received[-1].cursor
+    resumed = start_watch(runs, flow_run_filter=only_flow, cursor=info.metadata["cursor"])
+    missing = len(created) - len(received)
+    await resumed.until(lambda w: len(w.events) >= missing)
+    resumed.cancel()
+    assert [e.flow_run.id for e in received] + [e.flow_run.id for e in resumed.events] == created
