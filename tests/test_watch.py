@@ -262,6 +262,9 @@ async def test_cancelled_streams_release_their_reader(wstubs, watch_app):
     while watch_app.hub.streams:
         assert asyncio.get_running_loop().time() < deadline, "a cancelled stream kept its reader"
         await asyncio.sleep(0.02)
+    await asyncio.sleep(0.1)
+    leftovers = [task for task in asyncio.all_tasks() if "Queue.get" in repr(task) or "watch-reader" in repr(task)]
+    assert not leftovers, "a cancelled stream left a task behind"
 
 
 async def test_shutdown_ends_streams_with_unavailable_and_a_cursor(database_url, unique):

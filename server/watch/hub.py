@@ -10,7 +10,8 @@ stream (notifications may have been missed meanwhile). SQLite: a commit hook in 
 process wakes the streams at once, and the hub reads the highest event sequence every
 FLOWRUN_WATCH_POLL_SECONDS (1 s; one small query per process, not per stream) to see
 what other processes wrote to the same file: that is the latency bound for changes
-made through another process.
+made through another process. Behind pgbouncer (FLOWRUN_DB_PGBOUNCER), where a LISTEN
+cannot hold its server connection, PostgreSQL is polled the same way.
 
 Streams never poll the table in a loop: they wait on their wake-up between reads, and
 read once more at each heartbeat (a safety net for a lost notification)."""
@@ -57,6 +58,9 @@ class EventHub:
         self._stop_hook: Any = None
         self.closing = False
         self.poll_seconds = settings.watch_poll_seconds
+        # Behind pgbouncer's transaction pooling a LISTEN would stay on a server connection
+        # other clients use: the hub polls as on SQLite instead (FLOWRUN_WATCH_POLL_SECONDS).
+        self._polls = settings.db_pgbouncer
         self.listening = asyncio.Event()  # PostgreSQL: the LISTEN is in place (tests wait on it)
 
     @property
@@ -76,8 +80,9 @@ class EventHub:
             wakeup.set()
 
     async def start(self) -> None:
-        if self._database.dialect.is_sqlite:
-            self._stop_hook = listen_for_commits(self._database.engine, self.wake_all)
+        if self._database.dialect.is_sqlite or self._polls:
+            if self._database.dialect.is_sqlite:
+                self._stop_hook = listen_for_commits(self._database.engine, self.wake_all)
             self.listening.set()
             self._task = asyncio.create_task(self._poll_forever(), name="watch-poll")
         else:

@@ -93,6 +93,7 @@ async def follow(
     reader = _Reader(database, hub, settings, start, match)
     task = asyncio.create_task(reader.run(), name="watch-reader")
     sent_through = start
+    getting: asyncio.Future[Sent] | None = None
     try:
         while True:
             if reader.buffer.empty():
@@ -119,7 +120,9 @@ async def follow(
                 raise _too_slow(encode(sent_through))
             if hub.closing:
                 raise _shutting_down(encode(sent_through))
-    finally:
+    finally:  # the client went away, or the stream ended: nothing of it outlives it
+        if getting is not None:
+            getting.cancel()
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await task
