@@ -25,6 +25,7 @@ from flowrun.v1 import (
     deployment_pb2,
     deployment_service_pb2,
     deployment_service_pb2_grpc,
+    flow_run_event_pb2,
     flow_run_pb2,
     flow_run_service_pb2_grpc,
     flow_service_pb2,
@@ -276,6 +277,28 @@ async def test_a_silent_run_is_crashed_once_and_gives_back_its_slot(live, move_c
     assert (await live.get(alive)).state_type == CRASHED  # went silent too, later
 
 
+async def test_watchers_see_the_crash_like_any_other_state_change(live, move_clock):
+    run_id = await live.run(RUNNING, timeout=5)
+    stream = live.runs.WatchFlowRun(runs_pb.WatchFlowRunRequest(flow_run_id=run_id), timeout=30)
+    snapshot = await stream.read()
+    assert snapshot.snapshot_run.state_type == RUNNING
+    move_clock(timedelta(seconds=6))
+    await live.sweeper(CrashZombies).sweep_once()
+
+    async def crash_event():
+        while True:
+            message = await stream.read()
+            assert message is not grpc.aio.EOF, "the stream ended without the crash"
+            if message.HasField("event"):
+                return message.event
+
+    event = await asyncio.wait_for(crash_event(), timeout=20)
+    assert event.kind == flow_run_event_pb2.FLOW_RUN_EVENT_KIND_STATE_CHANGED
+    assert event.state.type == CRASHED and event.previous_state_type == RUNNING
+    assert event.state.message.startswith("No heartbeat since ")
+    stream.cancel()
+
+
 async def test_a_run_heartbeating_in_time_is_never_crashed(live, move_clock):
     run_id = await live.run(RUNNING, timeout=10)
     zombies = live.sweeper(CrashZombies)
@@ -394,10 +417,10 @@ async def test_two_sweeps_racing_completions_and_heartbeats_crash_each_silent_ru
         await live.propose(run_id, RUNNING)
         return run_id
 
-    silent = [await started() for _ in range(12)]
-    finishing = [await started() for _ in range(12)]
-    beating = [await started() for _ in range(6)]
-    assert await live.active_slots(deployment.id) == 30
+    silent = [await started() for _ in range(8)]
+    finishing = [await started() for _ in range(8)]
+    beating = [await started() for _ in range(4)]
+    assert await live.active_slots(deployment.id) == 20
     move_clock(timedelta(seconds=6))  # every deadline has passed
 
     async def finish(run_id: str) -> int:
