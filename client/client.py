@@ -43,6 +43,7 @@ from .errors import from_rpc_error
 from .heartbeat import RunHeartbeat
 from .retry import NO_RETRIES, RetryPolicy, retryable
 from .tls import TlsConfig
+from .watch import resuming
 
 __all__ = ["DEFAULT_TARGET", "FlowRunUpdate", "FlowrunClient", "RetryPolicy", "TlsConfig", "default_target"]
 
@@ -536,6 +537,50 @@ class FlowrunClient:
         timeout (or every `interval` seconds). `beat.lost` is set when the server says the
         run is no longer RUNNING; see client/heartbeat.py."""
         return RunHeartbeat(self.heartbeat_flow_run, flow_run_id, interval=interval)
+
+    def watch_flow_runs(
+        self,
+        *,
+        flow_run_filter: filters_pb2.FlowRunFilter | None = None,
+        cursor: str = "",
+        snapshot: bool = False,
+        progress: bool = False,
+    ) -> AsyncIterator[flow_run_service_pb2.WatchFlowRunsResponse]:
+        """Yield the changes of the matching runs as they commit, forever (break out of
+        the loop to stop): WatchFlowRunsResponse messages whose `event` is a
+        FlowRunEvent (CREATED, STATE_CHANGED, UPDATED, DELETED, each with its `cursor`).
+
+        The filter supports `id`, `flow_id`, `deployment_id`, `tags` and `state.type`.
+        With `cursor`, start right after it; else with `snapshot`, first every matching
+        run as it is now (`snapshot_run` messages, then a `progress` one with
+        snapshot_complete); else from now. A broken stream (UNAVAILABLE: a server went
+        away; RESOURCE_EXHAUSTED: this reader fell behind) is opened again from the last
+        cursor, so nothing is missed or repeated (client/watch.py). `progress` also
+        yields the heartbeats. No deadline applies.
+        """
+        start = flow_run_service_pb2.WATCH_START_SNAPSHOT if snapshot else flow_run_service_pb2.WATCH_START_NOW
+
+        def open_stream(at: str) -> Any:
+            request = flow_run_service_pb2.WatchFlowRunsRequest(flow_run_filter=flow_run_filter, cursor=at, start=start)
+            return self._flow_runs.WatchFlowRuns(request, metadata=self._metadata)
+
+        return resuming(open_stream, cursor, self._retry, progress=progress)
+
+    def watch_flow_run(
+        self, flow_run_id: str, *, cursor: str = "", keep_going: bool = False, progress: bool = False
+    ) -> AsyncIterator[flow_run_service_pb2.WatchFlowRunResponse]:
+        """Yield one run as it is now (`snapshot_run`, unless `cursor` is given), then
+        its changes (`event`) in the order of its history; the iterator ends after the
+        run reaches a terminal state (unless `keep_going`) or is deleted. Resumes like
+        watch_flow_runs."""
+
+        def open_stream(at: str) -> Any:
+            request = flow_run_service_pb2.WatchFlowRunRequest(
+                flow_run_id=flow_run_id, cursor=at, keep_going=keep_going
+            )
+            return self._flow_runs.WatchFlowRun(request, metadata=self._metadata)
+
+        return resuming(open_stream, cursor, self._retry, progress=progress)
 
     async def get_task_run_dependencies(self, flow_run_id: str) -> list[graph_pb2.TaskRunDependency]:
         """Return every task run of a flow run with the task runs it depends on."""

@@ -13,6 +13,7 @@ from flowrun.v1 import filters_pb2, flow_run_service_pb2, state_pb2
 
 from . import cli_args as a
 from . import cli_output as out
+from . import commands_watch
 from .client import FlowrunClient
 from .errors import FlowrunError, NotFoundError
 
@@ -123,6 +124,7 @@ def add_parser(resources: argparse._SubParsersAction, common: argparse.ArgumentP
     delete = run.add_parser("delete", parents=[common], help="delete runs with their states")
     delete.add_argument("ids", nargs="+", metavar="ID")
     delete.set_defaults(command=_delete)
+    commands_watch.add_parser(run, common)
 
 
 async def collect(items: AsyncIterator[_T], limit: int | None) -> tuple[list[_T], bool]:
