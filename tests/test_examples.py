@@ -169,3 +169,15 @@ async def test_go_example(app, go_example, unique):
     assert_the_scenario(steps)
     malformed = next(entry for entry in steps if entry["step"] == "malformed_id")
     assert malformed["details"][1]["fields"] == ["flow_run_id"]
+
+
+async def test_node_watch_example(app, node_example, unique):
+    """examples/node/watch.js: WatchFlowRun and a resumed WatchFlowRuns from Node."""
+    steps = await run_example(["node", "watch.js", f"127.0.0.1:{app.port}", unique], cwd=node_example)
+    assert [entry["step"] for entry in steps] == ["snapshot", "event", "event", "resumed"]
+    assert steps[0]["state"] == "STATE_TYPE_PENDING"
+    assert [(s["kind"], s["state"], s["previous_state_type"]) for s in steps[1:]] == [
+        ("FLOW_RUN_EVENT_KIND_STATE_CHANGED", "STATE_TYPE_RUNNING", "STATE_TYPE_PENDING"),
+        ("FLOW_RUN_EVENT_KIND_STATE_CHANGED", "STATE_TYPE_COMPLETED", "STATE_TYPE_RUNNING"),
+        ("FLOW_RUN_EVENT_KIND_STATE_CHANGED", "STATE_TYPE_COMPLETED", "STATE_TYPE_RUNNING"),
+    ]
