@@ -88,7 +88,8 @@ async def set_state(
     )
     await orchestrate(context, kind.policy(force) if policy is None else policy, kind.bookkeeping)
     result = await context.finish()
-    if isinstance(context.run, FlowRun) and context.validated_state is not None:
+    stored = context.validated_state is not None and context.validated_state is not context.initial_state
+    if stored and isinstance(context.run, FlowRun):
         await _append_event(repos, context, created=created is not None)
     return result
 
