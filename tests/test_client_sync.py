@@ -108,3 +108,22 @@ async def test_the_loop_thread_ends_with_close():
     await asyncio.to_thread(open_and_close)
     leftover = [t for t in threading.enumerate() if t.ident not in before and t.name == "flowrun-sync-client"]
     assert leftover == []
+
+
+async def test_a_stream_is_a_plain_iterator_too(app, unique):
+    """Streaming RPCs (watch) run on the private loop like the rest: one message per next(),
+    and other calls on the same client may be made between two."""
+
+    def script() -> list[str]:
+        with SyncClient(f"127.0.0.1:{app.port}") as client:
+            flow, _ = client.create_flow(f"sync-watch-{unique}")
+            run, _ = client.create_flow_run(flow.id)
+            stream = client.watch_flow_run(run.id)
+            kinds = [next(stream).WhichOneof("message")]  # the run as it is now
+            for state_type in (state_pb2.STATE_TYPE_RUNNING, state_pb2.STATE_TYPE_COMPLETED):
+                client.set_flow_run_state(run.id, state_type)
+            kinds += [message.WhichOneof("message") for message in stream]  # ends at COMPLETED
+            return kinds
+
+    kinds = await asyncio.wait_for(asyncio.to_thread(script), 30)
+    assert kinds[0] == "snapshot_run" and kinds.count("event") >= 2
