@@ -123,15 +123,14 @@ class Settings(BaseSettings):
     event_prune_interval_seconds: float = Field(default=60.0, gt=0)
     # An idle watch stream gets a progress message this often (below proxies' idle timeouts).
     watch_heartbeat_seconds: float = Field(default=15.0, gt=0)
-    # Events one stream holds for its client; a stream whose buffer stays full for
-    # watch_stall_seconds ends with RESOURCE_EXHAUSTED (the client resumes from its cursor).
+    # Events one live stream holds for its client; a client that falls this far behind
+    # gets RESOURCE_EXHAUSTED (and resumes from its cursor).
     watch_buffer_events: int = Field(default=1_000, ge=1)
-    watch_stall_seconds: float = Field(default=30.0, gt=0)
-    # Events one stream reads per query.
+    # Events one read of the outbox returns (the shared reader's, and a catching-up stream's).
     watch_batch_size: int = Field(default=500, ge=1, le=10_000)
-    # SQLite: how often streams look for events other processes wrote to the same file
-    # (their own process wakes them at once). PostgreSQL wakes them by NOTIFY and only
-    # looks every 30 s as a safety net.
+    # SQLite (and PostgreSQL behind pgbouncer): how often each process looks for events
+    # other processes wrote (its own commits wake its streams at once). PostgreSQL wakes
+    # them by NOTIFY; streams also re-read at every heartbeat as a safety net.
     watch_poll_seconds: float = Field(default=1.0, gt=0)
 
     @field_validator("tls_cert_file", "tls_key_file", "tls_client_ca_file", "auth_tokens_file", mode="before")

@@ -263,7 +263,7 @@ async def test_cancelled_streams_release_their_reader(wstubs, watch_app):
         assert asyncio.get_running_loop().time() < deadline, "a cancelled stream kept its reader"
         await asyncio.sleep(0.02)
     await asyncio.sleep(0.1)
-    leftovers = [task for task in asyncio.all_tasks() if "Queue.get" in repr(task) or "watch-reader" in repr(task)]
+    leftovers = [task for task in asyncio.all_tasks() if "Queue.get" in repr(task) or "watch-tail" in repr(task)]
     assert not leftovers, "a cancelled stream left a task behind"
 
 

@@ -31,6 +31,7 @@ class FlowRunEvent:
     run: FlowRun
     state: State | None = None
     previous_state_type: StateType | None = None
+    xid: int | None = None  # the writing transaction (PostgreSQL)
 
 
 _RUN_TIMES = frozenset(
@@ -47,7 +48,7 @@ def encode_payload(run: FlowRun, state: State | None, previous: StateType | None
     )
 
 
-def decode_payload(sequence: int, kind: str, occurred: datetime, payload: str) -> FlowRunEvent:
+def decode_payload(sequence: int, kind: str, occurred: datetime, payload: str, xid: int | None = None) -> FlowRunEvent:
     data = json.loads(payload)
     return FlowRunEvent(
         sequence=sequence,
@@ -56,6 +57,7 @@ def decode_payload(sequence: int, kind: str, occurred: datetime, payload: str) -
         run=_run_from_json(data["run"]),
         state=_state_from_json(data["state"]),
         previous_state_type=StateType(data["previous"]) if data.get("previous") else None,
+        xid=xid,
     )
 
 

@@ -6,7 +6,8 @@ events visible to a reader are not a prefix of the sequence: a transaction still
 progress may hold a smaller sequence value than one already visible. A reader's
 position is therefore not a number but (`after`, `pending`, `pending_after`): every
 event with sequence <= after was delivered, except those written by the transactions
-in `pending`, whose events were delivered only up to sequence `pending_after`.
+in `pending` (of which those up to sequence `pending_after` were; the server always
+issues 0 there, see _read_pg).
 
 Why that is enough: each event row stores its writer's transaction id (`xid`), and the
 writer has its xid before it draws a sequence value (the insert takes the xid first,
@@ -32,7 +33,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, event, func, select
+from sqlalchemy import and_, delete, event, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from server.db.tables import flow_run_event, flow_run_event_horizon
@@ -56,7 +57,7 @@ appended AS (
 SELECT pg_notify('{CHANNEL}', '') FROM appended
 """
 
-_COLUMNS = "e.sequence, e.occurred, e.kind, e.payload"
+_COLUMNS = "e.sequence, e.xid, e.occurred, e.kind, e.payload"
 # One statement, one snapshot: the snapshot's in-progress transaction ids, the events
 # of the pending transactions, and the events after `after` (one row with NULLs when
 # there are none).
@@ -92,6 +93,13 @@ class Batch:
     events: list[tuple[FlowRunEvent, Position]] = field(default_factory=list)  # each with the position after it
     end: Position = field(default_factory=Position)  # the position after the whole batch
     full: bool = False  # the limit cut it: more events are waiting
+
+
+def includes(position: Position, sequence: int, xid: int | None) -> bool:
+    """Whether a reader at `position` has been sent the event (sequence, xid)."""
+    if sequence > position.after:
+        return False
+    return xid is None or xid not in position.pending or sequence <= position.pending_after
 
 
 def listen_for_commits(engine: AsyncEngine, callback: Callable[[], None]) -> Callable[[], None]:
@@ -182,9 +190,13 @@ class FlowRunEventRepository(Repository):
             sequence = record["sequence"]
             if sequence is None:  # the empty batch's one row
                 continue
-            event_ = decode_payload(sequence, record["kind"], record["occurred"], record["payload"])
-            if sequence <= position.after:  # a pending transaction's event, committed since
-                after = Position(position.after, position.pending, sequence)
+            event_ = decode_payload(sequence, record["kind"], record["occurred"], record["payload"], record["xid"])
+            if sequence <= position.after:
+                # A pending transaction's event, committed since. Its cursor is the batch's
+                # start: another pending transaction may still hold a smaller sequence, so
+                # no position between these events can name what was sent (a resume from
+                # here sends them again: at least once across a resume, never skipped).
+                after = position
             else:
                 newer += 1
                 after = Position(after=sequence, pending=xip)
@@ -196,6 +208,30 @@ class FlowRunEventRepository(Repository):
         else:  # everything this snapshot saw was delivered
             batch.end = Position(after=max(position.after, highest), pending=xip)
         return batch
+
+    async def read_between(self, start: Position, end: Position, after: int, limit: int) -> list[FlowRunEvent]:
+        """The events `end` has delivered and `start` has not (a stream that read up to
+        `start` joins the shared reader at `end`: server/watch/tail.py), with sequence
+        above `after`, in sequence order, at most `limit`. Every such event is
+        committed (see the module docstring), so the set never changes and pages by
+        sequence."""
+        columns = (
+            flow_run_event.c.sequence,
+            flow_run_event.c.xid,
+            flow_run_event.c.occurred,
+            flow_run_event.c.kind,
+            flow_run_event.c.payload,
+        )
+        c = flow_run_event.c
+        not_in_start = c.sequence > start.after
+        if start.pending:
+            not_in_start = or_(not_in_start, and_(c.xid.in_(start.pending), c.sequence > start.pending_after))
+        in_end = c.sequence <= end.after
+        if end.pending:
+            in_end = and_(in_end, or_(c.xid.is_(None), c.xid.not_in(end.pending), c.sequence <= end.pending_after))
+        query = select(*columns).where(not_in_start, in_end, c.sequence > after).order_by(c.sequence).limit(limit)
+        rows = (await self.connection.execute(query)).all()
+        return [decode_payload(seq, kind, occurred, payload, xid) for seq, xid, occurred, kind, payload in rows]
 
     async def pruned_through(self) -> int:
         """The highest sequence retention has deleted (0: none)."""

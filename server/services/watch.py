@@ -4,6 +4,7 @@ stream (server/watch/stream.py) into response messages."""
 from __future__ import annotations
 
 import uuid
+from collections import OrderedDict
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -23,8 +24,10 @@ from server.watch import cursor as cursors
 from server.watch.filter import TagsFilter, ValueFilter, WatchFilter, only_run
 from server.watch.hub import EventHub
 from server.watch.stream import Sent, follow
+from server.watch.tail import Tail
 
 SNAPSHOT_PAGE = 200
+BUILT_EVENTS_KEPT = 4096
 _KINDS: dict[EventKind, Any] = {
     kind: flow_run_event_pb2.FlowRunEventKind.Value(f"FLOW_RUN_EVENT_KIND_{kind.value}") for kind in EventKind
 }
@@ -37,6 +40,10 @@ class Watcher:
         self.database = database
         self.settings = settings
         self.hub = hub
+        self.tail = Tail(database, hub, settings)
+        # Event messages by (sequence, position): every live stream sends the same ones,
+        # so each is built (run converted, cursor signed) once.
+        self._built: OrderedDict[tuple[int, Position], flow_run_event_pb2.FlowRunEvent] = OrderedDict()
 
     def encode(self, position: Position) -> str:
         return cursors.encode(position, self.settings.resolved_page_token_secret)
@@ -58,9 +65,18 @@ class Watcher:
         return position
 
     def follow(self, start: Position, match: Any) -> AsyncIterator[Sent]:
-        return follow(self.database, self.hub, self.settings, start, match.matches, self.encode)
+        return follow(self.database, self.hub, self.tail, self.settings, start, match.matches, self.encode)
 
     def event(self, event: FlowRunEvent, position: Position) -> flow_run_event_pb2.FlowRunEvent:
+        key = (event.sequence, position)
+        message = self._built.get(key)
+        if message is None:
+            message = self._built[key] = self._build(event, position)
+            if len(self._built) > BUILT_EVENTS_KEPT:
+                self._built.popitem(last=False)
+        return message
+
+    def _build(self, event: FlowRunEvent, position: Position) -> flow_run_event_pb2.FlowRunEvent:
         message = flow_run_event_pb2.FlowRunEvent(
             cursor=self.encode(position),
             kind=_KINDS[event.kind],

@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from server.config import Settings
@@ -62,10 +63,17 @@ class EventHub:
         # other clients use: the hub polls as on SQLite instead (FLOWRUN_WATCH_POLL_SECONDS).
         self._polls = settings.db_pgbouncer
         self.listening = asyncio.Event()  # PostgreSQL: the LISTEN is in place (tests wait on it)
+        self.tail: Any = None  # the shared reader (server/watch/tail.py) sets itself here
+        self._closers: list[Callable[[], Awaitable[None]]] = []
 
     @property
     def streams(self) -> int:
-        return len(self._streams)
+        """Live watch streams in this process (those attached to the shared reader)."""
+        return self.tail.streams if self.tail is not None else 0
+
+    def on_close(self, closer: Callable[[], Awaitable[None]]) -> None:
+        """`closer` runs when the hub closes (the shared reader ends its streams)."""
+        self._closers.append(closer)
 
     def subscribe(self) -> Wakeup:
         wakeup = Wakeup()
@@ -92,6 +100,8 @@ class EventHub:
         """Shutdown: streams end (UNAVAILABLE with their cursor) and the listener goes."""
         self.closing = True
         self.wake_all()
+        for closer in self._closers:
+            await closer()
         if self._stop_hook is not None:
             self._stop_hook()
             self._stop_hook = None

@@ -1,20 +1,25 @@
-"""One watch stream: a reader task that follows the outbox from a position into a
-bounded buffer, and the generator that hands the buffer to the client, with heartbeats
-when there is nothing to send.
+"""One watch stream: it catches up from its start position by reading the outbox
+itself, then joins the process's shared reader (server/watch/tail.py) and sends what
+that offers it, with heartbeats when there is nothing to send.
 
-The reader never holds a transaction while it waits, and reads only when woken (or at
-a heartbeat). A client slower than the events fills the buffer; the reader then waits
-for room, and if the buffer stays full for FLOWRUN_WATCH_STALL_SECONDS it gives up: the
-client's next read ends the stream with RESOURCE_EXHAUSTED and the cursor of the last
-event it was sent, so a slow client costs the server one bounded buffer and never
-blocks writers or other streams."""
+Catching up, the stream reads one batch at a time and sends it before reading the
+next, so a slow client only slows itself. Once a read comes back short (it is near the
+live end), the stream attaches to the tail at the tail's position T and reads, once,
+the events between its own position and T (what the tail had already passed); from
+then on the tail offers it every event after T, into a bounded buffer
+(FLOWRUN_WATCH_BUFFER_EVENTS). A client that does not keep up fills the buffer and the
+stream ends with RESOURCE_EXHAUSTED and the cursor of the last event the client got.
+
+Cursors: after a caught-up event, the position after it; after an event read while
+joining, the position the stream joined from (a resume from there may send those few
+events again, never skips one); heartbeats carry the tail's position once the buffer
+is empty."""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import time
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
 
 from server import errors
 from server.config import Settings
@@ -22,65 +27,15 @@ from server.db.unit_of_work import Database
 from server.domain.events import FlowRunEvent
 from server.repositories.flow_run_events import Position
 from server.watch.hub import EventHub
+from server.watch.tail import LiveStream, Sent, Tail
 
-
-@dataclass(frozen=True)
-class Sent:
-    """What the stream sends next: an event (with the position after it), or progress
-    (a heartbeat: the position everything before which was sent or did not match)."""
-
-    position: Position
-    event: FlowRunEvent | None = None
-
-
-class _Reader:
-    def __init__(
-        self,
-        database: Database,
-        hub: EventHub,
-        settings: Settings,
-        start: Position,
-        match: Callable[[FlowRunEvent], bool],
-    ) -> None:
-        self.database = database
-        self.hub = hub
-        self.settings = settings
-        self.match = match
-        self.buffer: asyncio.Queue[Sent] = asyncio.Queue(maxsize=settings.watch_buffer_events)
-        self.seen = start  # every matching event before it is in the buffer or was sent
-        self.too_slow = False
-
-    async def run(self) -> None:
-        wakeup = self.hub.subscribe()
-        settings = self.settings
-        position = self.seen
-        try:
-            while not self.hub.closing:
-                wakeup.clear()  # before the read: a commit during it wakes us again
-                async with self.database.unit_of_work(write=False) as uow:
-                    batch = await uow.repos.flow_run_events.read(position, settings.watch_batch_size)
-                for event, after in batch.events:
-                    if self.match(event) and not await self._put(Sent(after, event)):
-                        return
-                    position = self.seen = after
-                position = self.seen = batch.end
-                if not batch.full:
-                    await wakeup.wait(settings.watch_heartbeat_seconds)
-        finally:
-            self.hub.unsubscribe(wakeup)
-
-    async def _put(self, sent: Sent) -> bool:
-        try:
-            await asyncio.wait_for(self.buffer.put(sent), self.settings.watch_stall_seconds)
-        except TimeoutError:
-            self.too_slow = True
-            return False
-        return True
+__all__ = ["Sent", "follow"]
 
 
 async def follow(
     database: Database,
     hub: EventHub,
+    tail: Tail,
     settings: Settings,
     start: Position,
     match: Callable[[FlowRunEvent], bool],
@@ -90,42 +45,64 @@ async def follow(
     heartbeat; forever, until the caller stops iterating (cancellation included), the
     client falls behind (ResourceExhausted), the server shuts down (ShuttingDown) or
     the database fails (its error)."""
-    reader = _Reader(database, hub, settings, start, match)
-    task = asyncio.create_task(reader.run(), name="watch-reader")
-    sent_through = start
-    getting: asyncio.Future[Sent] | None = None
+    heartbeat = settings.watch_heartbeat_seconds
+    position = start
+    quiet_since = time.monotonic()
+    # Catching up: read and send, batch after batch, until near the live end.
+    while not hub.closing:
+        async with database.unit_of_work(write=False) as uow:
+            batch = await uow.repos.flow_run_events.read(position, settings.watch_batch_size)
+        for event, after in batch.events:
+            if match(event):
+                yield Sent(after, event)
+                quiet_since = time.monotonic()
+            position = after
+        position = batch.end
+        if time.monotonic() - quiet_since >= heartbeat:
+            yield Sent(position)
+            quiet_since = time.monotonic()
+        if not batch.full:
+            break
+    if hub.closing:
+        raise _shutting_down(encode(position))
+    # Joining the tail: the events between `position` and the tail's, then the tail's.
+    live = LiveStream(match, position, settings.watch_buffer_events)
+    joined = await tail.attach(live)
     try:
+        last = 0
         while True:
-            if reader.buffer.empty():
-                if task.done():
-                    task.result()  # the database's error, if any
-                    if reader.too_slow:
-                        raise _too_slow(encode(sent_through))
-                    raise _shutting_down(encode(reader.seen))
-                getting = asyncio.ensure_future(reader.buffer.get())
-                done, _ = await asyncio.wait(
-                    {getting, task}, timeout=settings.watch_heartbeat_seconds, return_when=asyncio.FIRST_COMPLETED
+            async with database.unit_of_work(write=False) as uow:
+                between = await uow.repos.flow_run_events.read_between(
+                    position, joined, last, settings.watch_batch_size
                 )
-                if getting not in done:
-                    getting.cancel()
-                    if not done:  # idle: a heartbeat
-                        yield Sent(reader.seen)
-                    continue
-                sent = getting.result()
-            else:
-                sent = reader.buffer.get_nowait()
-            yield sent
-            sent_through = sent.position
-            if reader.too_slow:
+            for event in between:
+                if match(event):
+                    yield Sent(position, event)
+                last = event.sequence
+            if len(between) < settings.watch_batch_size:
+                break
+        sent_through = joined
+        while True:
+            if live.failure is not None:
+                raise live.failure
+            if live.too_slow:
                 raise _too_slow(encode(sent_through))
             if hub.closing:
                 raise _shutting_down(encode(sent_through))
-    finally:  # the client went away, or the stream ended: nothing of it outlives it
-        if getting is not None:
-            getting.cancel()
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await task
+            if live.items:
+                sent = live.items.popleft()
+                yield sent
+                sent_through = sent.position
+                continue
+            live.ready.clear()
+            try:
+                await asyncio.wait_for(live.ready.wait(), heartbeat)
+            except TimeoutError:
+                if not live.items and tail.position is not None:
+                    sent_through = tail.position  # every matching event before it was sent
+                yield Sent(sent_through)
+    finally:  # the client went away, or the stream ended: it leaves the tail
+        tail.detach(live)
 
 
 def _too_slow(cursor: str) -> errors.ResourceExhausted:
