@@ -8,11 +8,12 @@ import logging
 import signal
 import sys
 
-from server import workers
+from server import logs, workers
 from server.app import build_app, run
 from server.auth import AuthConfigError, authenticator_from_settings
 from server.config import Settings
 from server.db import connection_budget
+from server.metrics_export import MetricsEndpoint, MetricsError
 from server.tls import TlsError, check_settings
 from server.tracing import TracingConfigError, check_environment
 
@@ -47,12 +48,16 @@ async def serve(settings: Settings) -> None:
     # SIGHUP re-reads the TLS files (no restart, no dropped calls); before the app exists
     # there is nothing to re-read, but the signal must not end the process.
     loop.add_signal_handler(signal.SIGHUP, lambda: app and app.reload_certificates())
+    # One process serves its own metrics; with workers the supervisor does (server/workers.py).
+    endpoint = MetricsEndpoint(settings) if settings.metrics_port is not None else None
     app = await build_app(settings)
     await app.start()
     print(f"flowrun serving on {settings.host}:{app.port}", flush=True)
     await stop.wait()
     logging.getLogger("flowrun.server").info("shutting down")
     await app.stop()
+    if endpoint is not None:
+        endpoint.stop()
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -68,7 +73,7 @@ def main(argv: list[str] | None = None) -> None:
         if value is not None
     }
     settings = Settings(**overrides)
-    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logs.configure(settings.log_level, settings.log_format)
     try:
         check_settings(settings)  # a clear message now rather than from every worker
         check_environment()  # the OTEL_* variables (server/tracing.py)
@@ -87,6 +92,7 @@ def main(argv: list[str] | None = None) -> None:
         TlsError,
         AuthConfigError,
         TracingConfigError,
+        MetricsError,
         connection_budget.ConnectionBudgetError,
     ) as exc:
         sys.exit(f"flowrun-server: error: {exc}")

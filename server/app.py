@@ -23,6 +23,7 @@ from flowrun.v1 import (
     work_pool_service_pb2,
     work_pool_service_pb2_grpc,
 )
+from server import metrics
 from server.auth import AuthInterceptor, authenticator_from_settings
 from server.cancellation import CancellationShieldInterceptor
 from server.config import Settings
@@ -33,6 +34,8 @@ from server.error_mapping import ErrorMappingInterceptor
 from server.health import DatabaseHealth
 from server.lease_reaper import LeaseReaper
 from server.liveness import Sweeper, sweepers
+from server.metrics_export import PoolSampler
+from server.observability import ObservabilityInterceptor
 from server.orchestration.interceptor import OrchestratedMethod, OrchestrationInterceptor
 from server.orchestration.policies import FLOW_RUNS
 from server.orchestration.task_runs import TASK_RUNS
@@ -122,6 +125,8 @@ class App:
     liveness: list[Sweeper] = field(default_factory=list)
     # OpenTelemetry (server/tracing.py); None when the OTEL_* variables leave it off.
     tracing: Tracing | None = None
+    # Copies the pool's counters into the metrics (server/metrics_export.py) when they are on.
+    pool_sampler: PoolSampler | None = None
     # Wakes watch streams (server/watch/hub.py) and deletes events past retention.
     hub: EventHub | None = None
     pruner: Periodic | None = None
@@ -141,6 +146,8 @@ class App:
         self.reaper.start()
         for sweeper in self.liveness:
             sweeper.start()
+        if self.pool_sampler is not None:
+            self.pool_sampler.start()
         if self.hub is not None:
             await self.hub.start()
         if self.pruner is not None:
@@ -155,6 +162,8 @@ class App:
         await self.reaper.stop()
         for sweeper in self.liveness:
             await sweeper.stop()
+        if self.pool_sampler is not None:
+            await self.pool_sampler.stop()
         if self.pruner is not None:
             await self.pruner.stop()
         if self.hub is not None:
@@ -184,6 +193,7 @@ async def build_app(settings: Settings, *, reuse_port: bool = False, tracing: Tr
         # when on, is outside them all: every call's span holds all its work.
         interceptors=[
             *([tracing.server_interceptor()] if tracing else []),
+            *observability_interceptors(settings),
             AuthInterceptor(authenticator),
             CancellationShieldInterceptor(),
             ErrorMappingInterceptor(),
@@ -221,11 +231,23 @@ async def build_app(settings: Settings, *, reuse_port: bool = False, tracing: Tr
         reaper=reaper,
         monitor=monitor,
         liveness=sweepers(database, settings),
+        pool_sampler=PoolSampler(database) if settings.metrics_port is not None else None,
         hub=hub,
         pruner=event_pruner(database, settings),
         tls=tls,
         tracing=tracing,
     )
+
+
+def observability_interceptors(settings: Settings) -> list[grpc.aio.ServerInterceptor]:
+    """Per-RPC metrics and the call's identity for JSON log lines (server/observability.py),
+    just inside tracing: none at all when both are off, so they cost nothing then."""
+    if settings.metrics_port is not None:
+        metrics.enable()
+    record_metrics, bind_calls = settings.metrics_port is not None, settings.log_format == "json"
+    if not (record_metrics or bind_calls):
+        return []
+    return [ObservabilityInterceptor(record_metrics=record_metrics, bind_calls=bind_calls)]
 
 
 def run(main: Coroutine[object, object, None]) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 from functools import cached_property
 from pathlib import Path
+from typing import Literal
 
 from platformdirs import user_data_dir
 from pydantic import Field, field_validator
@@ -31,6 +32,14 @@ class Settings(BaseSettings):
     migrate_on_start: bool = True
     reflection: bool = True
     log_level: str = "INFO"
+    # "text" (default) or "json": one JSON object per line (server/logs.py).
+    log_format: Literal["text", "json"] = "text"
+    # Prometheus metrics on this port at /metrics (server/metrics_export.py); unset: off.
+    # 0 picks a free port (logged). With --workers N the supervisor serves the sum.
+    metrics_port: int | None = Field(default=None, ge=0, le=65535)
+    # Deployments with a slot series of their own (the most slots in use); the rest are
+    # summed into deployment="other", so the label set stays bounded.
+    metrics_max_deployments: int = Field(default=20, ge=0)
     # Server processes sharing the port (SO_REUSEPORT, Linux only); unset picks the default
     # for the database and the machine (server/workers.py).
     workers: int | None = Field(default=None, ge=1)
@@ -133,7 +142,9 @@ class Settings(BaseSettings):
     # them by NOTIFY; streams also re-read at every heartbeat as a safety net.
     watch_poll_seconds: float = Field(default=1.0, gt=0)
 
-    @field_validator("tls_cert_file", "tls_key_file", "tls_client_ca_file", "auth_tokens_file", mode="before")
+    @field_validator(
+        "tls_cert_file", "tls_key_file", "tls_client_ca_file", "auth_tokens_file", "metrics_port", mode="before"
+    )
     @classmethod
     def _empty_path_is_unset(cls, value: object) -> object:
         return None if value == "" else value

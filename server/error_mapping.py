@@ -18,7 +18,7 @@ from grpc_status import rpc_status
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
-from server import errors
+from server import errors, metrics
 from server.db.dialect import is_unique_violation, sqlstate
 from server.services.validation import request_violations
 
@@ -174,6 +174,8 @@ def to_grpc_status(exc: BaseException, method: str) -> grpc.Status:
             grpc.StatusCode.ABORTED, exc.message, exc.reason, exc.metadata, _retry_info(RETRY_CONFLICT_SECONDS)
         )
     if _is_conflict(exc):
+        if metrics.enabled:
+            metrics.DB_CONFLICTS.inc()
         return _status(
             grpc.StatusCode.ABORTED,
             "Conflict with a concurrent request; retry",
@@ -191,7 +193,8 @@ def to_grpc_status(exc: BaseException, method: str) -> grpc.Status:
             _retry_info(RETRY_UNAVAILABLE_SECONDS),
         )
     error_id = uuid.uuid4().hex[:12]
-    log.error("internal error %s in %s", error_id, method, exc_info=exc)
+    # The one traceback an error gets: an unexpected one, under the id the client is told.
+    log.error("internal error %s in %s", error_id, method, exc_info=exc, extra={"error_id": error_id})
     return _status(
         grpc.StatusCode.INTERNAL,
         f"Internal error {error_id}; see the server log",

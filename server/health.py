@@ -20,6 +20,7 @@ from typing import Protocol
 
 from grpc_health.v1 import health, health_pb2
 
+from server import metrics
 from server.periodic import Periodic
 
 log = logging.getLogger("flowrun.health")
@@ -63,6 +64,8 @@ class DatabaseHealth:
         return False
 
     async def publish(self, status: int) -> None:
+        if metrics.enabled:
+            metrics.DATABASE_UP.set(1 if status == SERVING else 0)
         if status == self.status:
             return
         if self.status is not None:

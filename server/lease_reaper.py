@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 
-from server import clock
+from server import clock, metrics
 from server.db.unit_of_work import Database
 from server.periodic import Periodic
 
@@ -29,6 +29,8 @@ class LeaseReaper:
             async with self._database.unit_of_work(write=True) as uow:
                 deleted = await uow.repos.leases.delete_expired(clock.now(), BATCH)
             total += deleted
+            if metrics.enabled:
+                metrics.LEASES_REAPED.inc(deleted)
             if deleted < BATCH:
                 return total
 

@@ -41,5 +41,7 @@ class Periodic:
             await asyncio.sleep(self.interval)
             try:
                 await self._step()
-            except Exception:
-                log.warning("%s: a step failed; trying again in %s s", self.name, self.interval, exc_info=True)
+            except Exception as exc:
+                # Expected while the database is away: one line, no traceback (at DEBUG).
+                log.warning("%s: a step failed (%r); trying again in %s s", self.name, exc, self.interval)
+                log.debug("%s: the failed step's traceback", self.name, exc_info=True)

@@ -49,11 +49,13 @@ from multiprocessing.connection import Connection, wait
 from multiprocessing.process import BaseProcess
 from pathlib import Path
 
+from server import logs
 from server.app import build_app, run
 from server.config import Settings
 from server.db.engine import create_engine
 from server.db.migrate import migrate
 from server.db.unit_of_work import Database
+from server.metrics_export import MultiprocessMetrics
 
 log = logging.getLogger("flowrun.workers")
 
@@ -125,6 +127,7 @@ def serve(settings: Settings, count: int) -> int:
     cleanly, 1 otherwise (workers kept dying before serving, or one had to be killed)."""
     signals = _StopSignals()
     workers: list[Worker] = []
+    exported: MultiprocessMetrics | None = None
     previous_sighup = signal.signal(signal.SIGHUP, lambda _signum, _frame: _forward_sighup(workers))
     try:
         with reserve_port(settings.host, settings.port) as reservation:
@@ -132,6 +135,8 @@ def serve(settings: Settings, count: int) -> int:
             if settings.migrate_on_start:
                 run(_migrate(settings))
             worker_settings = settings.model_copy(update={"port": port, "migrate_on_start": False})
+            if settings.metrics_port is not None:  # before any worker imports prometheus-client
+                exported = MultiprocessMetrics(settings)
             if signals.received is None:
                 workers = _spawn(worker_settings, count)
             serving = bool(workers) and _wait_until_serving(workers, signals)
@@ -139,7 +144,7 @@ def serve(settings: Settings, count: int) -> int:
         if serving:
             print(f"flowrun serving on {settings.host}:{port}", flush=True)
             log.info("%d workers serving on %s:%d, pids %s", count, settings.host, port, [w.pid for w in workers])
-            requested = _supervise(worker_settings, workers, signals)
+            requested = _supervise(worker_settings, workers, signals, exported)
         else:
             requested = signals.received is not None
         clean = _stop(workers, settings.shutdown_grace_seconds + STOP_MARGIN_SECONDS)
@@ -150,6 +155,8 @@ def serve(settings: Settings, count: int) -> int:
     finally:
         signal.signal(signal.SIGHUP, previous_sighup)
         signals.close()
+        if exported is not None:
+            exported.close()
 
 
 def _forward_sighup(workers: list[Worker]) -> None:
@@ -279,7 +286,9 @@ def _wait_until_serving(workers: list[Worker], signals: _StopSignals) -> bool:
     return True
 
 
-def _supervise(settings: Settings, workers: list[Worker], signals: _StopSignals) -> bool:
+def _supervise(
+    settings: Settings, workers: list[Worker], signals: _StopSignals, exported: MultiprocessMetrics | None = None
+) -> bool:
     """Serves until a stop signal (True), replacing in `workers` every worker that exits
     on its own; False when replacements died before serving MAX_FAILED_STARTS times in a
     row."""
@@ -310,6 +319,8 @@ def _supervise(settings: Settings, workers: list[Worker], signals: _StopSignals)
             if worker.process.sentinel not in ready:
                 continue
             worker.process.join()
+            if exported is not None:
+                exported.worker_exited(worker.pid)  # its live gauges leave the sum; counters stay
             if worker.serving:
                 log.error("%s while serving; replacing it", worker.describe_exit())
                 respawn_at[worker.index] = time.monotonic()
@@ -354,9 +365,7 @@ async def _migrate(settings: Settings) -> None:
 
 def _worker_main(settings: Settings, index: int, channel: Connection) -> None:
     """A worker process's entry point (a fresh interpreter: the "spawn" start method)."""
-    logging.basicConfig(
-        level=settings.log_level, format=f"%(asctime)s %(levelname)s %(name)s [worker {index}] %(message)s"
-    )
+    logs.configure(settings.log_level, settings.log_format, worker=index)
     run(_serve_worker(settings, channel))
 
 

@@ -555,6 +555,7 @@ class AnnotateAfterWrite(GlobalTransform):
 
 
 ANNOTATED = RunKind(
+    name="flow_run",
     store=attrgetter("flow_runs"),
     not_found=errors.flow_run_not_found,
     policy=lambda force: (AnnotateAfterWrite, *CORE_POLICY),
@@ -580,6 +581,7 @@ class FailBeforeTransition(OrchestrationRule):
 
 AFTER_SLOT = CORE_POLICY.index(SecureFlowConcurrencySlots) + 1
 FAILING = RunKind(
+    name="flow_run",
     store=attrgetter("flow_runs"),
     not_found=errors.flow_run_not_found,
     # right after the rule that takes a slot: the slot it took must be given back

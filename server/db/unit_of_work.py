@@ -33,7 +33,7 @@ from typing import Any
 import asyncpg
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from server import errors
+from server import errors, metrics
 from server.call_scope import call_abandoned, in_call
 from server.db.dialect import Dialect
 from server.db.engine import BEGIN_OPTION, WRITE_OPTION
@@ -60,6 +60,9 @@ class Database:
         # A dead pooled connection fails its BEGIN at once; after a database restart every
         # pooled connection is dead, so opening tries at most this many before giving up.
         self.open_attempts = engine.pool.size() + 2 if hasattr(engine.pool, "size") else 2
+        # Units of work waiting for a connection or the write gate (the pool has no public
+        # count of its waiters); sampled by server/metrics_export.py.
+        self.waiting = 0
 
     def unit_of_work(self, *, write: bool) -> UnitOfWork:
         return UnitOfWork(self, write=write)
@@ -85,7 +88,11 @@ class UnitOfWork:
         if call_abandoned():
             raise asyncio.CancelledError("the client went away; not opening a unit of work")
         if self._gate is not None:
-            await self._gate.acquire()
+            self.database.waiting += 1
+            try:
+                await self._gate.acquire()
+            finally:
+                self.database.waiting -= 1
         try:
             await self._open()
         except BaseException:
@@ -108,13 +115,13 @@ class UnitOfWork:
 
     async def _open(self) -> None:
         if self.dialect.is_sqlite:
-            connection = self.connection = await self.database.engine.connect()
+            connection = self.connection = await self._connect()
             if self.write:
                 connection = self.connection = await connection.execution_options(**{WRITE_OPTION: True})
             await connection.begin()  # BEGIN [IMMEDIATE], from the engine's begin event
             return
         for attempt in range(1, self.database.open_attempts + 1):
-            connection = self.connection = await self.database.engine.connect()
+            connection = self.connection = await self._connect()
             driver = (await connection.get_raw_connection()).driver_connection
             assert driver is not None, "an open connection has its asyncpg connection"
             self.driver = driver
@@ -130,7 +137,17 @@ class UnitOfWork:
                 await self._discard()
                 if attempt == self.database.open_attempts:
                     raise
+                if metrics.enabled:
+                    metrics.DB_CONNECTION_RETRIES.inc()
         raise ConnectionError("no pooled connection was usable")  # UNAVAILABLE, with RetryInfo
+
+    async def _connect(self) -> AsyncConnection:
+        database = self.database
+        database.waiting += 1
+        try:
+            return await database.engine.connect()
+        finally:
+            database.waiting -= 1
 
     async def _end(self, *, commit: bool) -> None:
         """Commit or roll back, then return the connection clean or discard it; always

@@ -88,6 +88,7 @@ def policy_for(force: bool) -> Policy:
 
 
 FLOW_RUNS = RunKind(
+    name="flow_run",
     store=attrgetter("flow_runs"),
     not_found=errors.flow_run_not_found,
     policy=policy_for,

@@ -55,6 +55,7 @@ def task_run_policy(force: bool) -> Policy:
 
 
 TASK_RUNS = RunKind(
+    name="task_run",
     store=attrgetter("task_runs"),
     not_found=errors.task_run_not_found,
     policy=task_run_policy,

@@ -8,14 +8,17 @@ onto its parent task run. What differs between flow runs and task runs is a RunK
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
+from server import metrics
+from server.db.dialect import sqlstate
 from server.domain.events import EventKind
 from server.domain.flow_runs import FlowRun
-from server.domain.states import State
+from server.domain.states import State, StateType
 from server.errors import NotFound
 from server.orchestration.context import OrchestrationContext, RunStore, SetStateStatus, TransitionResult
 from server.orchestration.engine import orchestrate
@@ -36,6 +39,7 @@ class LockingStore(RunStore, Protocol):
 class RunKind:
     """What differs between flow runs and task runs when their state changes."""
 
+    name: str  # "flow_run" or "task_run": the metrics' kind label
     store: Callable[[Repositories], LockingStore]
     not_found: Callable[[str], NotFound]
     policy: Callable[[bool], Policy]  # force -> the rules to apply
@@ -72,7 +76,7 @@ async def set_state(
     never touched. `policy` replaces the kind's policy (the late-runs sweep applies the
     reference's MarkLateRunsPolicy); the bookkeeping always follows."""
     store = kind.store(repos)
-    run = created if created is not None else await store.get_for_orchestration(run_id)
+    run = created if created is not None else await _lock_and_load(store, kind, run_id)
     if run is None:
         raise kind.not_found(run_id)
     if expected_state_id is not None and run.state_id != expected_state_id:
@@ -91,6 +95,8 @@ async def set_state(
     stored = context.validated_state is not None and context.validated_state is not context.initial_state
     if stored and isinstance(context.run, FlowRun):
         await _append_event(repos, context, created=created is not None)
+    if metrics.enabled:
+        _record(kind.name, context.initial_type, proposed.type, result, force)
     return result
 
 
@@ -108,3 +114,31 @@ async def _append_event(repos: Repositories, context: OrchestrationContext, *, c
         state=context.validated_state,
         previous=None if created else context.initial_type,
     )
+
+
+# PostgreSQL's lock_not_available: the row lock was not granted within lock_timeout.
+LOCK_NOT_AVAILABLE = "55P03"
+
+
+async def _lock_and_load(store: LockingStore, kind: RunKind, run_id: str) -> Any:
+    """store.get_for_orchestration, timed for the lock-wait histogram."""
+    if not metrics.enabled:
+        return await store.get_for_orchestration(run_id)
+    started = time.perf_counter()
+    try:
+        run = await store.get_for_orchestration(run_id)
+    except Exception as exc:
+        if sqlstate(exc) == LOCK_NOT_AVAILABLE:
+            metrics.lock_timeouts(kind.name).inc()
+        raise
+    metrics.lock_wait(kind.name).observe(time.perf_counter() - started)
+    return run
+
+
+def _record(kind: str, from_type: StateType | None, to_type: StateType, result: TransitionResult, force: bool) -> None:
+    status = result.status.value
+    metrics.outcomes(kind, from_type.value if from_type else "NONE", to_type.value, status).inc()
+    if result.rule is not None:
+        metrics.decisions(kind, result.rule, status).inc()
+    if force:
+        metrics.forced(kind).inc()

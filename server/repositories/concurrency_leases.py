@@ -13,7 +13,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import delete, desc, func, select, update
 
 from server.db.tables import concurrency_lease, deployment
 from server.domain.deployments import CollisionStrategy, LeaseRenewal
@@ -32,7 +32,55 @@ class SlotPolicy:
         return self.grace_period_seconds or default
 
 
+@dataclass(frozen=True, slots=True)
+class SlotUsage:
+    """A limited deployment's slots in use (its unexpired leases), for metrics."""
+
+    deployment_id: str
+    name: str
+    limit: int
+    active: int
+
+
 class ConcurrencyLeaseRepository(Repository):
+    def _usage(self, now: datetime):
+        active = (
+            select(concurrency_lease.c.deployment_id, func.count().label("active"))
+            .where(concurrency_lease.c.expiration >= now)
+            .group_by(concurrency_lease.c.deployment_id)
+            .subquery()
+        )
+        return active, deployment.outerjoin(active, active.c.deployment_id == deployment.c.id)
+
+    async def slot_usage(self, now: datetime, top: int) -> list[SlotUsage]:
+        """The `top` limited deployments with the most slots in use (ties by id)."""
+        active, joined = self._usage(now)
+        in_use = func.coalesce(active.c.active, 0).label("in_use")
+        query = (
+            select(deployment.c.id, deployment.c.name, deployment.c.concurrency_limit, in_use)
+            .select_from(joined)
+            .where(deployment.c.concurrency_limit.is_not(None))
+            .order_by(desc(in_use), deployment.c.id)
+            .limit(top)
+        )
+        rows = (await self.connection.execute(query)).all()
+        return [SlotUsage(str(row.id), row.name, row.concurrency_limit, row.in_use) for row in rows]
+
+    async def slot_totals(self, now: datetime) -> tuple[int, int, int]:
+        """(limited deployments, their limits summed, their slots in use summed)."""
+        active, joined = self._usage(now)
+        query = (
+            select(
+                func.count(),
+                func.coalesce(func.sum(deployment.c.concurrency_limit), 0),
+                func.coalesce(func.sum(active.c.active), 0),
+            )
+            .select_from(joined)
+            .where(deployment.c.concurrency_limit.is_not(None))
+        )
+        count, limit, in_use = (await self.connection.execute(query)).one()
+        return int(count), int(limit), int(in_use)
+
     async def slot_policy(self, deployment_id: str, *, lock: bool) -> SlotPolicy | None:
         """The deployment's limit; with `lock`, its row stays locked until commit so that
         counting and taking a slot are one atomic step."""
