@@ -138,3 +138,45 @@ async def test_a_client_that_stops_reading_gets_resource_exhausted_then_resumes(
     await resumed.until(lambda w: len(w.events) >= missing)
     resumed.cancel()
     assert [e.flow_run.id for e in received] + [e.flow_run.id for e in resumed.events] == created
+
+
+async def test_a_cursor_between_two_late_commits_skips_neither(served, backend, unique):
+    """Two transactions draw sequence values (Y before X), later ones commit, then X
+    commits while Y is still open. A stream resumed from the cursor of X's event must
+    still get Y's, which has the smaller sequence value."""
+    if backend != "postgres":
+        pytest.skip("SQLite serializes writers: commit order is sequence order")
+    app, flows, runs = await served()
+    flow_id = await make_flow(flows, unique)
+    only_flow = filters_pb2.FlowRunFilter(flow_id=filters_pb2.IdFilter(any=[flow_id]))
+    run_y, run_x = await make_run(runs, flow_id), await make_run(runs, flow_id)
+    watch = start_watch(runs, flow_run_filter=only_flow)
+    await watch.first_progress()
+    gates = {name: (asyncio.Event(), asyncio.Event()) for name in ("y", "x")}
+
+    async def late(name: str, run_id: str) -> None:
+        holding, release = gates[name]
+        async with app.database.unit_of_work(write=True) as uow:
+            await uow.repos.flow_runs.update(run_id, {"name": f"late-{name}"}, clock.now())
+            holding.set()
+            await release.wait()
+
+    writer_y = asyncio.ensure_future(late("y", run_y.id))
+    await gates["y"][0].wait()
+    writer_x = asyncio.ensure_future(late("x", run_x.id))
+    await gates["x"][0].wait()
+    later = (await make_run(runs, flow_id)).id  # commits after both drew their sequence values
+    await watch.until(lambda w: len(w.events) >= 1)
+    gates["x"][1].set()
+    await writer_x
+    await watch.until(lambda w: len(w.events) >= 2)
+    x_event = watch.events[1]
+    assert (x_event.flow_run.id, x_event.flow_run.name) == (run_x.id, "late-x")
+    gates["y"][1].set()
+    await writer_y
+    await watch.until(lambda w: len(w.events) >= 3)
+    watch.cancel()
+    assert [e.flow_run.id for e in watch.events] == [later, run_x.id, run_y.id]
+    resumed = start_watch(runs, flow_run_filter=only_flow, cursor=x_event.cursor)
+    await resumed.until(lambda w: any(e.flow_run.id == run_y.id for e in w.events))
+    resumed.cancel()
