@@ -28,7 +28,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchlib import ScratchDatabase, ServerProcess, latency_summary, machine_info, migrate_database
+from benchlib import ScratchDatabase, ServerProcess, latency_summary, machine_info, migrate_database, read_proc
 from lifecycle import Recorder, create_flow, lifecycle_client
 
 
@@ -109,7 +109,16 @@ def main(argv: list[str] | None = None) -> None:
         server = ServerProcess(database.url, workers=args.workers)
         target = server.start()
         flow_id = create_flow(target)
+        ticks = os.sysconf("SC_CLK_TCK")
+
+        def server_cpu() -> float:
+            sample = read_proc(server.pgid)
+            return sample.ticks / ticks if sample else float("nan")
+
+        cpu_before = server_cpu()
         alone = asyncio.run(_load(target, flow_id, args.clients, args.duration))
+        spent = server_cpu() - cpu_before
+        alone["server_cpu_ms_per_lifecycle"] = round(1000 * spent / max(alone["lifecycles"], 1), 2)
         print(f"without watchers: {alone['per_second']} lifecycles/s", flush=True)
 
         context = multiprocessing.get_context("spawn")
@@ -125,7 +134,11 @@ def main(argv: list[str] | None = None) -> None:
             processes.append(process)
         for ready in ready_events:
             ready.wait(120)
+        cpu_before = server_cpu()
         watched = asyncio.run(_load(target, flow_id, args.clients, args.duration))
+        watched["server_cpu_ms_per_lifecycle"] = round(
+            1000 * (server_cpu() - cpu_before) / max(watched["lifecycles"], 1), 2
+        )
         stop.set()
         results = [out.get(timeout=120) for _ in processes]
         for process in processes:
@@ -140,6 +153,10 @@ def main(argv: list[str] | None = None) -> None:
             "lifecycles_per_s_without_watchers": alone["per_second"],
             "lifecycles_per_s_with_watchers": watched["per_second"],
             "throughput_change_pct": round(100 * (watched["per_second"] / alone["per_second"] - 1), 1),
+            # The server's own CPU per lifecycle (the whole run window, whatever else the
+            # machine does): what the watchers cost the server, robust to a busy machine.
+            "server_cpu_ms_per_lifecycle_without_watchers": alone["server_cpu_ms_per_lifecycle"],
+            "server_cpu_ms_per_lifecycle_with_watchers": watched["server_cpu_ms_per_lifecycle"],
             "events_received": sum(result["received"] for result in results),
             "delivery_latency_ms": latency_summary(latencies),
             "errors": {"without": alone["errors"], "with": watched["errors"]},

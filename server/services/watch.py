@@ -6,7 +6,7 @@ from __future__ import annotations
 import uuid
 from collections import OrderedDict
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, TypeVar
 
 from google.protobuf.message import Message
 
@@ -28,6 +28,7 @@ from server.watch.tail import Tail
 
 SNAPSHOT_PAGE = 200
 BUILT_EVENTS_KEPT = 4096
+_Response = TypeVar("_Response", pb.WatchFlowRunsResponse, pb.WatchFlowRunResponse)
 _KINDS: dict[EventKind, Any] = {
     kind: flow_run_event_pb2.FlowRunEventKind.Value(f"FLOW_RUN_EVENT_KIND_{kind.value}") for kind in EventKind
 }
@@ -43,7 +44,7 @@ class Watcher:
         self.tail = Tail(database, hub, settings)
         # Event messages by (sequence, position): every live stream sends the same ones,
         # so each is built (run converted, cursor signed) once.
-        self._built: OrderedDict[tuple[int, Position], flow_run_event_pb2.FlowRunEvent] = OrderedDict()
+        self._built: OrderedDict[tuple[type, int, Position], Any] = OrderedDict()
 
     def encode(self, position: Position) -> str:
         return cursors.encode(position, self.settings.resolved_page_token_secret)
@@ -67,11 +68,13 @@ class Watcher:
     def follow(self, start: Position, match: Any) -> AsyncIterator[Sent]:
         return follow(self.database, self.hub, self.tail, self.settings, start, match.matches, self.encode)
 
-    def event(self, event: FlowRunEvent, position: Position) -> flow_run_event_pb2.FlowRunEvent:
-        key = (event.sequence, position)
+    def response(self, response_type: type[_Response], event: FlowRunEvent, position: Position) -> _Response:
+        """`response_type(event=...)` for this event, built once for every stream that
+        sends it (the same message object: nothing changes it after it is built)."""
+        key = (response_type, event.sequence, position)
         message = self._built.get(key)
         if message is None:
-            message = self._built[key] = self._build(event, position)
+            message = self._built[key] = response_type(event=self._build(event, position))
             if len(self._built) > BUILT_EVENTS_KEPT:
                 self._built.popitem(last=False)
         return message
@@ -109,7 +112,7 @@ async def watch_flow_runs(
         if sent.event is None:
             yield pb.WatchFlowRunsResponse(progress=watcher.progress(sent.position))
         else:
-            yield pb.WatchFlowRunsResponse(event=watcher.event(sent.event, sent.position))
+            yield watcher.response(pb.WatchFlowRunsResponse, sent.event, sent.position)
 
 
 async def watch_flow_run(watcher: Watcher, request: pb.WatchFlowRunRequest) -> AsyncIterator[pb.WatchFlowRunResponse]:
@@ -127,7 +130,7 @@ async def watch_flow_run(watcher: Watcher, request: pb.WatchFlowRunRequest) -> A
         if sent.event is None:
             yield pb.WatchFlowRunResponse(progress=watcher.progress(sent.position))
             continue
-        yield pb.WatchFlowRunResponse(event=watcher.event(sent.event, sent.position))
+        yield watcher.response(pb.WatchFlowRunResponse, sent.event, sent.position)
         if sent.event.kind == EventKind.DELETED:
             return
         if sent.event.state is not None and sent.event.state.is_terminal and not request.keep_going:
