@@ -36,6 +36,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="server processes sharing the port, Linux only (env FLOWRUN_WORKERS; default: 1 on SQLite, "
         f"on PostgreSQL the usable CPUs up to {workers.MAX_DEFAULT_WORKERS})",
     )
+    parser.add_argument(
+        "--migrate",
+        action="store_true",
+        help="bring the database schema up to date and exit, serving nothing (a deployment's migration job)",
+    )
     return parser.parse_args(argv)
 
 
@@ -75,6 +80,9 @@ def main(argv: list[str] | None = None) -> None:
     settings = Settings(**overrides)
     logs.configure(settings.log_level, settings.log_format)
     try:
+        if args.migrate:
+            run(workers.migrate_only(settings))
+            return
         check_settings(settings)  # a clear message now rather than from every worker
         check_environment()  # the OTEL_* variables (server/tracing.py)
         count = workers.resolve_workers(settings)

@@ -31,7 +31,7 @@ from server.db.engine import create_engine
 from server.db.migrate import migrate
 from server.db.unit_of_work import Database
 from server.error_mapping import ErrorMappingInterceptor
-from server.health import DatabaseHealth
+from server.health import LIVENESS_SERVICE, DatabaseHealth
 from server.lease_reaper import LeaseReaper
 from server.liveness import Sweeper, sweepers
 from server.metrics_export import PoolSampler
@@ -142,6 +142,7 @@ class App:
         await self.server.start()
         await self.database.ping()
         await self.monitor.publish(health_pb2.HealthCheckResponse.SERVING)
+        await self.health.set(LIVENESS_SERVICE, health_pb2.HealthCheckResponse.SERVING)
         self.monitor.start()
         self.reaper.start()
         for sweeper in self.liveness:

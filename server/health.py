@@ -25,6 +25,10 @@ from server.periodic import Periodic
 
 log = logging.getLogger("flowrun.health")
 
+# The liveness probe's service name: SERVING from start until shutdown whatever the
+# database does, so an orchestrator restarts a wedged process, not one whose database is
+# away (readiness, service "", follows the database).
+LIVENESS_SERVICE = "flowrun.liveness"
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 

@@ -133,7 +133,7 @@ def serve(settings: Settings, count: int) -> int:
         with reserve_port(settings.host, settings.port) as reservation:
             port = reservation.getsockname()[1]
             if settings.migrate_on_start:
-                run(_migrate(settings))
+                run(migrate_only(settings))
             worker_settings = settings.model_copy(update={"port": port, "migrate_on_start": False})
             if settings.metrics_port is not None:  # before any worker imports prometheus-client
                 exported = MultiprocessMetrics(settings)
@@ -352,7 +352,9 @@ def _stop(workers: list[Worker], timeout: float) -> bool:
     return all(worker.process.exitcode == 0 for worker in workers)
 
 
-async def _migrate(settings: Settings) -> None:
+async def migrate_only(settings: Settings) -> None:
+    """Brings the schema up to date on a pool of its own (`flowrun-server --migrate`, and
+    the supervisor before it starts workers)."""
     database = Database(create_engine(settings))
     try:
         await migrate(database)
