@@ -290,3 +290,23 @@ async def test_shutdown_ends_streams_with_unavailable_and_a_cursor(database_url,
     assert watch.error is not None and watch.error.code() == grpc.StatusCode.UNAVAILABLE
     info = decode(watch.error)
     assert info.reason == "SHUTTING_DOWN" and info.metadata["cursor"]
+
+
+async def test_a_change_made_by_a_background_sweep_arrives(wstubs, unique, watch_app, move_clock):
+    """The late-runs sweep proposes through set_state like any client: its change is an event."""
+    from server.liveness.late_runs import MarkLateRuns
+    from server.liveness.sweeper import Sweeper
+
+    flows, runs = wstubs
+    flow_id = await make_flow(flows, unique)
+    watch = start_watch(runs, flow_run_filter=filters_pb2.FlowRunFilter(flow_id=filters_pb2.IdFilter(any=[flow_id])))
+    await watch.first_progress()
+    run = await make_run(runs, flow_id, state=state_pb2.StateCreate(type=state_pb2.STATE_TYPE_SCHEDULED))
+    move_clock(timedelta(seconds=watch_app.settings.late_runs_after_seconds + 5))
+    sweeper = Sweeper(watch_app.database, MarkLateRuns(watch_app.settings), interval=60, batch_size=200)
+    assert (await sweeper.sweep_once())["accept"] >= 1
+    await watch.until(lambda w: len(w.events) >= 2)
+    watch.cancel()
+    late = watch.events[1]
+    assert (late.kind, late.flow_run.id, late.state.name) == (K.FLOW_RUN_EVENT_KIND_STATE_CHANGED, run.id, "Late")
+    assert late.previous_state_type == state_pb2.STATE_TYPE_SCHEDULED
