@@ -59,7 +59,10 @@ TRACEPARENT = f"00-{CALLER_TRACE_ID:032x}-{CALLER_SPAN_ID:016x}-01"
 )
 def test_the_otel_variables_turn_tracing_on(environ, on):
     assert tracing_requested(environ) is on
-    assert (tracing_from_environment(environ) is not None) is on
+    tracing = tracing_from_environment(environ)
+    assert (tracing is not None) is on
+    if tracing is not None:
+        tracing.shutdown()  # its batch processor's thread
 
 
 def test_exporter_names_follow_the_otlp_protocol():
