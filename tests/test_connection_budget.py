@@ -40,7 +40,8 @@ def settings(**values) -> Settings:
         ({"db_max_connections": 100}, 1, Pool(20, 80)),  # the pool keeps 20 open, overflow is the rest
         ({"db_max_connections": 100}, 4, Pool(20, 5)),
         ({"db_max_connections": 100}, 8, Pool(12, 0)),  # floor(100 / 8): 4 connections stay unused
-        ({"db_max_connections": 3}, 3, Pool(1, 0)),
+        ({"db_max_connections": 6}, 3, Pool(2, 0)),  # the least on PostgreSQL: LISTEN + one for calls
+        ({"db_max_connections": 3, "db_pgbouncer": True}, 3, Pool(1, 0)),  # behind pgbouncer: no LISTEN
         ({"db_max_connections": 40, "db_pool_size": 4}, 4, Pool(4, 6)),
         ({"db_max_connections": 40, "db_max_overflow": 4}, 4, Pool(6, 4)),
         ({"db_max_connections": 40, "db_pool_size": 4, "db_max_overflow": 2}, 4, Pool(4, 2)),  # fewer is fine
@@ -55,7 +56,9 @@ def test_each_workers_pool_fits_its_share(values, workers, pool):
 @pytest.mark.parametrize(
     ("values", "workers", "message"),
     [
-        ({"db_max_connections": 3}, 4, "FLOWRUN_DB_MAX_CONNECTIONS=3 is less than the 4 workers"),
+        ({"db_max_connections": 3, "db_pgbouncer": True}, 4, "leaves 0 connection(s) per worker, less than the 1"),
+        ({"db_max_connections": 7}, 4, "leaves 1 connection(s) per worker, less than the 2 each needs"),
+        ({"db_pool_size": 1, "db_max_overflow": 0}, 1, "is less than the 2 connections a worker needs"),
         (
             {"db_max_connections": 40, "db_pool_size": 6, "db_max_overflow": 5},
             4,
@@ -118,7 +121,7 @@ def run_server(**env: str) -> subprocess.CompletedProcess[str]:
     ("env", "says"),
     [
         ({"FLOWRUN_WORKERS": "2", "FLOWRUN_DB_POOL_SIZE": "100000"}, "is more than PostgreSQL allows"),
-        ({"FLOWRUN_WORKERS": "2", "FLOWRUN_DB_MAX_CONNECTIONS": "1"}, "is less than the 2 workers"),
+        ({"FLOWRUN_WORKERS": "2", "FLOWRUN_DB_MAX_CONNECTIONS": "3"}, "less than the 2 each needs"),
     ],
 )
 def test_a_server_that_does_not_fit_refuses_to_start(env, says):

@@ -10,9 +10,13 @@ max_overflow) never exceeds the budget:
 - one of them set: the other is the rest of the share;
 - both set: used as they are, and they must fit in the share.
 
-A configuration that cannot fit (a share below one connection, a pool size or overflow
-larger than the share) is refused with a message that says what to change. Without a
-budget the pool is as configured (default 20 + 10 per worker).
+A configuration that cannot fit (a share below the least a worker needs, a pool size or
+overflow larger than the share) is refused with a message that says what to change.
+Without a budget the pool is as configured (default 20 + 10 per worker).
+
+The least a worker needs: on PostgreSQL the watch hub (server/watch/hub.py) holds one
+pooled connection for the process's life for its LISTEN, so a worker needs that one
+plus one for calls; behind pgbouncer the hub polls instead and one connection will do.
 
 At start, on PostgreSQL, workers x (pool_size + max_overflow) must fit in max_connections
 less superuser_reserved_connections and reserved_connections (PostgreSQL 16+): a server
@@ -39,6 +43,11 @@ log = logging.getLogger("flowrun.db")
 DEFAULT_POOL_SIZE = Settings.model_fields["db_pool_size"].default
 
 
+def least_per_worker(settings: Settings) -> int:
+    """The fewest pooled connections a worker can serve with (see the module's docstring)."""
+    return 1 if settings.db_pgbouncer else 2
+
+
 class ConnectionBudgetError(Exception):
     """Pool settings that contradict each other or do not fit the database."""
 
@@ -62,13 +71,19 @@ def pool_per_worker(settings: Settings, workers: int) -> Pool:
     """Each worker's pool (see the module's docstring for the rules)."""
     size, overflow = settings.db_pool_size, settings.db_max_overflow
     budget = settings.db_max_connections
+    least = least_per_worker(settings)
     if budget is None:
+        if size + overflow < least:
+            raise ConnectionBudgetError(
+                f"FLOWRUN_DB_POOL_SIZE={size} + FLOWRUN_DB_MAX_OVERFLOW={overflow} is less than the {least} "
+                "connections a worker needs (one stays with the watch hub's LISTEN)"
+            )
         return Pool(size, overflow)
     share = budget // workers
-    if share < 1:
+    if share < least:
         raise ConnectionBudgetError(
-            f"FLOWRUN_DB_MAX_CONNECTIONS={budget} is less than the {workers} workers: each worker needs at least "
-            "one connection; raise it or run fewer workers"
+            f"FLOWRUN_DB_MAX_CONNECTIONS={budget} over {workers} worker(s) leaves {share} connection(s) per worker, "
+            f"less than the {least} each needs (one stays with the watch hub's LISTEN); raise it or run fewer workers"
         )
     where = f"FLOWRUN_DB_MAX_CONNECTIONS={budget} over {workers} worker(s) leaves {share} connection(s) per worker"
     size_set = "db_pool_size" in settings.model_fields_set
@@ -96,10 +111,12 @@ def pool_per_worker(settings: Settings, workers: int) -> Pool:
 
 def sized_for(settings: Settings, workers: int) -> Settings:
     """`settings` with each worker's pool sized from the budget (the same settings when
-    there is none)."""
-    if settings.db_max_connections is None or settings.is_sqlite:
+    there is none). Raises ConnectionBudgetError for pools that cannot serve or fit."""
+    if settings.is_sqlite:
         return settings
     pool = pool_per_worker(settings, workers)
+    if settings.db_max_connections is None:
+        return settings
     return settings.model_copy(update={"db_pool_size": pool.size, "db_max_overflow": pool.overflow})
 
 
