@@ -81,6 +81,7 @@ def test_an_unknown_exporter_is_a_clear_error():
         tracing_from_environment({"OTEL_TRACES_EXPORTER": "zipkin"})
 
 
+@pytest.mark.multiprocess  # a Python process of its own
 def test_a_server_started_with_an_unknown_exporter_says_so_and_exits():
     environment = {**os.environ, "OTEL_TRACES_EXPORTER": "zipkin", "FLOWRUN_WORKERS": "1"}
     result = subprocess.run(
@@ -95,6 +96,7 @@ def test_a_server_started_with_an_unknown_exporter_says_so_and_exits():
     assert result.stderr.strip().splitlines()[-1].startswith("flowrun-server: error: OTEL_TRACES_EXPORTER: no span")
 
 
+@pytest.mark.multiprocess  # a Python process of its own
 def test_off_loads_no_sdk_and_no_instrumentation(tmp_path):
     """Off means off: a whole server built and started without the OTEL_* variables has
     not even imported the SDK or an instrumentation, so no interceptor, driver wrapper or
