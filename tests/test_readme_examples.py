@@ -1,6 +1,7 @@
 """The README's Python examples run as written: every ```python block of its "Python client
 and command line" section (subsections included) is run as a script, in a process of its
-own, against a live server named by FLOWRUN_TARGET (the clients' default).
+own, against a live server named by FLOWRUN_TARGET (the clients' default); and every
+`flowrun` command of its ```sh blocks parses.
 
 A block that uses the TLS files (ca.pem, client.pem, client-key.pem) runs in a folder
 holding them, against a server that requires client certificates; every other block
@@ -14,6 +15,7 @@ import asyncio
 import contextlib
 import os
 import re
+import shlex
 import shutil
 import sys
 from collections.abc import AsyncIterator
@@ -29,15 +31,13 @@ REPO = Path(__file__).resolve().parent.parent
 SECTION = "## Python client and command line"
 TLS_FILES = ("ca.pem", "client.pem", "client-key.pem")
 
-pytestmark = pytest.mark.slow  # a Python process per block
-
 
 def readme() -> Path:
     return Path(os.environ.get("FLOWRUN_README_FILE") or REPO / "README.md")
 
 
-def section_blocks(text: str) -> list[tuple[int, str]]:
-    """(line number, code) of each ```python block between the section's heading and the
+def section_blocks(text: str, language: str = "python") -> list[tuple[int, str]]:
+    """(line number, code) of each ```LANGUAGE block between the section's heading and the
     next `## ` heading."""
     lines = text.splitlines()
     start = next((i for i, line in enumerate(lines) if line.strip() == SECTION), None)
@@ -45,7 +45,8 @@ def section_blocks(text: str) -> list[tuple[int, str]]:
         return []
     end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines))
     blocks = []
-    for match in re.finditer(r"^```python[^\n]*\n(.*?)^```", "\n".join(lines[start:end]) + "\n", re.S | re.M):
+    pattern = rf"^```{language}[^\n]*\n(.*?)^```"
+    for match in re.finditer(pattern, "\n".join(lines[start:end]) + "\n", re.S | re.M):
         line = start + "\n".join(lines[start:end])[: match.start()].count("\n") + 2
         blocks.append((line, match.group(1)))
     return blocks
@@ -86,6 +87,41 @@ async def servers(tmp_path_factory) -> AsyncIterator[dict[str, object]]:
         }
 
 
+SAMPLE_ID = "5f0c6a0e-3c1e-4f3e-9a53-2b8f6c1d9e47"
+
+
+def command_lines(blocks: list[tuple[int, str]]) -> list[tuple[int, list[str]]]:
+    """The `flowrun ...` commands of shell blocks as argument lists: continuation lines
+    joined, comments and leading VAR=value assignments dropped, $VARIABLES made ids."""
+    commands = []
+    for first, code in blocks:
+        joined = code.replace("\\\n", " ")
+        for offset, text in enumerate(joined.splitlines()):
+            words = shlex.split(text, comments=True)
+            while words and re.fullmatch(r"[A-Z_]+=\S*", words[0]):
+                words.pop(0)
+            if words[:1] == ["flowrun"]:
+                # Shell variables there stand for ids (a run's, a transition's).
+                commands.append((first + offset, [SAMPLE_ID if word.startswith("$") else word for word in words[1:]]))
+    return commands
+
+
+COMMANDS = command_lines(section_blocks(readme().read_text(encoding="utf-8"), "sh"))
+
+
+def test_the_command_lines_parse(monkeypatch):
+    """Every `flowrun` command shown parses with today's options (nothing runs)."""
+    from client.cli_parser import build
+
+    assert len(COMMANDS) >= 10, COMMANDS
+    for line, arguments in COMMANDS:
+        try:
+            build().parse_args(arguments)
+        except SystemExit as exit_:
+            raise AssertionError(f"README line {line}: flowrun {shlex.join(arguments)}") from exit_
+
+
+@pytest.mark.slow  # a Python process per block
 @pytest.mark.parametrize(("line", "code"), BLOCKS, ids=[f"README-line-{line}" for line, _ in BLOCKS])
 async def test_example_runs_as_written(servers, line, code, tmp_path):
     target, cwd = servers["tls" if any(name in code for name in TLS_FILES) else "plain"]
