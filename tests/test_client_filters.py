@@ -97,3 +97,34 @@ async def test_every_paged_list_has_an_iterator(client, world, unique):
     assert tasks == [f"task-{unique}"]
     states = [s.type async for s in client.iter_flow_run_states(world["runs"]["plain"], page_size=1)]
     assert len(states) == 1
+
+
+def test_every_filter_and_sort_of_a_request_is_a_parameter():
+    """A filter added to a List/Count request later must reach the client's methods too."""
+    import inspect
+
+    from flowrun.v1 import (
+        deployment_service_pb2,
+        flow_run_service_pb2,
+        flow_service_pb2,
+        task_run_service_pb2,
+        work_pool_service_pb2,
+    )
+
+    requests = {
+        ("list_flows", "iter_flows"): flow_service_pb2.ListFlowsRequest,
+        ("count_flows",): flow_service_pb2.CountFlowsRequest,
+        ("list_flow_runs", "iter_flow_runs"): flow_run_service_pb2.ListFlowRunsRequest,
+        ("count_flow_runs",): flow_run_service_pb2.CountFlowRunsRequest,
+        ("list_task_runs", "iter_task_runs"): task_run_service_pb2.ListTaskRunsRequest,
+        ("list_deployments", "iter_deployments"): deployment_service_pb2.ListDeploymentsRequest,
+        ("list_work_pools", "iter_work_pools"): work_pool_service_pb2.ListWorkPoolsRequest,
+        ("list_work_queues", "iter_work_queues"): work_pool_service_pb2.ListWorkQueuesRequest,
+    }
+    for methods, request in requests.items():
+        wanted = {field.name for field in request.DESCRIPTOR.fields if field.name.endswith("_filter")}
+        wanted |= {"sort"} & set(request.DESCRIPTOR.fields_by_name)
+        assert wanted, request
+        for method in methods:
+            parameters = set(inspect.signature(getattr(FlowrunClient, method)).parameters)
+            assert wanted <= parameters, (method, wanted - parameters)
