@@ -13,7 +13,7 @@ import grpc
 import pytest
 from google.protobuf import field_mask_pb2
 
-from flowrun.v1 import filters_pb2, flow_run_pb2, flow_run_service_pb2, state_pb2
+from flowrun.v1 import filters_pb2, flow_run_pb2, flow_run_service_pb2, flow_service_pb2, state_pb2
 from flowrun.v1 import flow_run_service_pb2 as pb
 from server.app import build_app
 from tests.conftest import settings_for
@@ -310,3 +310,18 @@ async def test_a_change_made_by_a_background_sweep_arrives(wstubs, unique, watch
     late = watch.events[1]
     assert (late.kind, late.flow_run.id, late.state.name) == (K.FLOW_RUN_EVENT_KIND_STATE_CHANGED, run.id, "Late")
     assert late.previous_state_type == state_pb2.STATE_TYPE_SCHEDULED
+
+
+async def test_deleting_a_flow_deletes_its_runs_with_an_event_each(wstubs, unique):
+    flows, runs = wstubs
+    flow_id = await make_flow(flows, unique)
+    watch = start_watch(runs, flow_run_filter=filters_pb2.FlowRunFilter(flow_id=filters_pb2.IdFilter(any=[flow_id])))
+    await watch.first_progress()
+    ids = {(await make_run(runs, flow_id)).id for _ in range(3)}
+    await flows.DeleteFlow(flow_service_pb2.DeleteFlowRequest(flow_id=flow_id))
+    await watch.until(lambda w: len(w.events) >= 6)
+    await asyncio.sleep(0.3)
+    watch.cancel()
+    deleted = [e for e in watch.events if e.kind == K.FLOW_RUN_EVENT_KIND_DELETED]
+    assert {e.flow_run.id for e in deleted} == ids and len(watch.events) == 6
+    assert all(e.flow_run.state_type == state_pb2.STATE_TYPE_PENDING for e in deleted)  # the runs as they were last
