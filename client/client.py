@@ -112,7 +112,8 @@ class FlowrunClient:
     exponential backoff and jitter that waits at least the server's RetryInfo delay;
     see client/retry.py. set_flow_run_state sends a transition id (a fresh UUID unless
     you give one), the same in every attempt, so a retried transition is not applied
-    twice. The client is built on grpc.aio, so create it inside a running event loop.
+    twice. The client is built on grpc.aio, so create it inside a running event loop;
+    code without one uses SyncClient (client/sync.py), the same methods without await.
     """
 
     def __init__(
