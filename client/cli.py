@@ -110,7 +110,10 @@ def _tls(args: argparse.Namespace) -> TlsConfig | None:
 def error_line(error: FlowrunError) -> str:
     """One line for a failed call: `error: CODE: message (REASON)`, then what else the
     server said (the fields at fault, when to retry) and how many attempts were made."""
-    parts = [f"error: {_one_line(str(error))}"]
+    head = f"{error.code.name}: {error.message}"
+    if error.reason and error.reason != error.code.name:  # INVALID_ARGUMENT (INVALID_ARGUMENT) says nothing more
+        head += f" ({error.reason})"
+    parts = [f"error: {_one_line(head)}"]
     for field, description in error.field_violations:
         violation = f"{field}: {_one_line(description)}"
         if violation not in parts[0]:  # the message often is the first violation already

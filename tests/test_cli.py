@@ -443,6 +443,7 @@ async def test_errors_are_one_line_with_code_and_reason(flowrun, capsys):
     code, out, err = await flowrun("run", "inspect", "not-a-uuid")
     assert (code, out) == (1, "")
     assert_one_error_line(err, "INVALID_ARGUMENT", "flow_run_id")
+    assert err.count("INVALID_ARGUMENT") == 1 and err.count("flow_run_id") == 1  # nothing said twice
     # Unreachable server: the code, the transport's reason and the attempts, on one line.
     capsys.readouterr()
     code = await asyncio.to_thread(cli.main, ["--target", "127.0.0.1:1", "--max-attempts", "2", "flow", "ls"])
