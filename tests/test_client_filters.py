@@ -4,19 +4,27 @@ count_* alike (each case fails if the client drops that argument)."""
 
 from __future__ import annotations
 
+import uuid
+
 import pytest
 
 from client import FlowrunClient
 from flowrun.v1 import filters_pb2
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 async def client(app):
     async with FlowrunClient(f"127.0.0.1:{app.port}") as client:
         yield client
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
+def unique() -> str:
+    """One suffix for the module: its world is built once per backend and only read."""
+    return uuid.uuid4().hex[:10]
+
+
+@pytest.fixture(scope="module")
 async def world(client, unique):
     """Two tagged flows: `with_all` has a deployment on a pool, a run on another pool's queue and a task
     run; `bare` has one plain run. Every run carries the tag too."""
