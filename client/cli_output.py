@@ -24,7 +24,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from flowrun.v1 import deployment_pb2, flow_pb2, flow_run_pb2, state_pb2, work_pool_pb2
+from flowrun.v1 import deployment_pb2, flow_pb2, flow_run_pb2, state_pb2, task_run_pb2, work_pool_pb2
 
 OUTPUT_CHOICES = ("auto", "table", "json")
 
@@ -143,7 +143,7 @@ def _escape(text: str) -> str:
 
 # Columns a narrow terminal must leave whole (ids are copied from tables, times read at a
 # glance); the others fold onto more lines when there is no room.
-_WHOLE = frozenset({"ID", "FLOW ID", "WHEN", "CREATED", "TIMESTAMP", "STATE"})
+_WHOLE = frozenset({"ID", "FLOW ID", "WHEN", "ENDED", "CREATED", "TIMESTAMP", "STATE"})
 
 
 def table(*columns: str, title: str | None = None) -> Table:
@@ -250,6 +250,21 @@ def states_table(states: Sequence[state_pb2.State], title: str | None = None) ->
         suffix = "" if state.name.upper() == type_name else f" ({type_name})"
         grid.add_row(
             when(state.timestamp), state_cell(state.type, state.name) + suffix, state.id, _escape(state.message)
+        )
+    return compact(grid)
+
+
+def task_runs_table(task_runs: Sequence[task_run_pb2.TaskRun]) -> Table:
+    grid = table("ID", "NAME", "TASK KEY", "STATE", "WHEN", "ENDED")
+    for task_run in task_runs:
+        moment = task_run.start_time if task_run.HasField("start_time") else task_run.expected_start_time
+        grid.add_row(
+            task_run.id,
+            _escape(task_run.name),
+            _escape(task_run.task_key + (f" [{task_run.dynamic_key}]" if task_run.dynamic_key else "")),
+            state_cell(task_run.state_type, task_run.state_name),
+            when(moment),
+            when(task_run.end_time),
         )
     return compact(grid)
 

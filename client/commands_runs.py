@@ -58,6 +58,11 @@ def add_parser(resources: argparse._SubParsersAction, common: argparse.ArgumentP
     history.add_argument("id")
     history.set_defaults(command=_history)
 
+    tasks = run.add_parser("tasks", parents=[common], help="a run's task runs, by expected start")
+    tasks.add_argument("id")
+    tasks.add_argument("--state", action="append", type=a.state_types, metavar="TYPE[,TYPE]", help="state type")
+    tasks.set_defaults(command=_tasks)
+
     create = run.add_parser("create", parents=[common], help="create a run of a flow")
     create.add_argument("flow", help="flow id or name")
     create.add_argument("--name", default="", help="run name (default: a random slug)")
@@ -218,6 +223,20 @@ async def _history(client: FlowrunClient, args: argparse.Namespace) -> out.Resul
     return out.Result(
         data=flow_run_service_pb2.ListFlowRunStatesResponse(states=states), human=out.one(out.states_table(states))
     )
+
+
+async def _tasks(client: FlowrunClient, args: argparse.Namespace) -> out.Result:
+    await client.get_flow_run(args.id)  # an unknown run is NOT_FOUND, not an empty list
+    task_filter = filters_pb2.TaskRunFilter(flow_run_id=filters_pb2.IdFilter(any=[args.id]))
+    if args.state:
+        task_filter.state.type.any.extend(kind for kinds in args.state for kind in kinds)
+    task_runs = [
+        task_run
+        async for task_run in client.iter_task_runs(
+            task_run_filter=task_filter, sort=filters_pb2.TASK_RUN_SORT_EXPECTED_START_TIME_ASC
+        )
+    ]
+    return out.Result(data={"task_runs": task_runs}, human=out.one(out.task_runs_table(task_runs)))
 
 
 async def _create(client: FlowrunClient, args: argparse.Namespace) -> out.Result:

@@ -268,6 +268,23 @@ async def test_run_inspect_and_history(flowrun, client, unique):
         assert_one_error_line(err, "NOT_FOUND", "FLOW_RUN_NOT_FOUND", unknown)
 
 
+async def test_run_tasks(flowrun, client, unique):
+    flow, _ = await client.create_flow(f"tasks-{unique}")
+    run, _ = await client.create_flow_run(flow.id)
+    first, _ = await client.create_task_run(run.id, "extract", name=f"extract-{unique}")
+    await client.create_task_run(run.id, "load", name=f"load-{unique}", dynamic_key="2")
+    await client.set_task_run_state(first.id, state_pb2.STATE_TYPE_RUNNING)
+    listed = await ok(flowrun, "run", "tasks", run.id)
+    assert sorted(task["task_key"] for task in listed["task_runs"]) == ["extract", "load"]
+    running = await ok(flowrun, "run", "tasks", run.id, "--state", "running")
+    assert [task["id"] for task in running["task_runs"]] == [first.id]
+    code, out, _ = await flowrun("-o", "table", "run", "tasks", run.id)
+    assert code == 0 and "load [2]" in out and "Running" in out and first.id in out
+    code, _, err = await flowrun("run", "tasks", str(uuid.uuid4()))
+    assert code == 1
+    assert_one_error_line(err, "NOT_FOUND")
+
+
 async def test_set_state_exit_codes_tell_accept_reject_wait_and_abort(flowrun, client, unique):
     flow, _ = await client.create_flow(f"codes-{unique}")
     run, _ = await client.create_flow_run(flow.id)
