@@ -45,7 +45,7 @@ async def _load(target: str, flow_id: str, clients: int, duration: float) -> dic
     return {"lifecycles": rec.lifecycles, "per_second": round(rec.lifecycles / duration, 1), "errors": dict(rec.errors)}
 
 
-async def _watch(target: str, flow_id: str, count: int, ready, stop, out) -> None:
+async def _watch(target: str, flow_id: str, count: int, batch: bool, ready, stop, out) -> None:
     import grpc
 
     from flowrun.v1 import filters_pb2, flow_run_service_pb2_grpc
@@ -58,17 +58,18 @@ async def _watch(target: str, flow_id: str, count: int, ready, stop, out) -> Non
     async def one(stub) -> None:
         nonlocal received, opened
         request = pb.WatchFlowRunsRequest(
-            flow_run_filter=filters_pb2.FlowRunFilter(flow_id=filters_pb2.IdFilter(any=[flow_id]))
+            flow_run_filter=filters_pb2.FlowRunFilter(flow_id=filters_pb2.IdFilter(any=[flow_id])), batch=batch
         )
         first = True
         async for message in stub.WatchFlowRuns(request):
             if first:
                 opened += 1
                 first = False
-            if message.WhichOneof("message") == "event":
-                arrived = time.time()
-                changed = message.event.time.seconds + message.event.time.nanos / 1e9
-                latencies.append(arrived - changed)
+            kind = message.WhichOneof("message")
+            events = [message.event] if kind == "event" else message.events.events if kind == "events" else []
+            arrived = time.time()
+            for event in events:
+                latencies.append(arrived - (event.time.seconds + event.time.nanos / 1e9))
                 received += 1
 
     async with grpc.aio.insecure_channel(target) as channel:
@@ -86,8 +87,8 @@ async def _watch(target: str, flow_id: str, count: int, ready, stop, out) -> Non
     out.put({"received": received, "latencies": latencies})
 
 
-def _watcher_main(target: str, flow_id: str, count: int, ready, stop, out) -> None:
-    asyncio.run(_watch(target, flow_id, count, ready, stop, out))
+def _watcher_main(target: str, flow_id: str, count: int, batch: bool, ready, stop, out) -> None:
+    asyncio.run(_watch(target, flow_id, count, batch, ready, stop, out))
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -98,6 +99,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--duration", type=float, default=15.0)
     parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--batch", action="store_true", help="watchers ask for batched events (WatchFlowRuns batch)")
     parser.add_argument("--json-out", type=Path)
     args = parser.parse_args(argv)
 
@@ -129,7 +131,7 @@ def main(argv: list[str] | None = None) -> None:
         for count in share:
             ready = context.Event()
             ready_events.append(ready)
-            process = context.Process(target=_watcher_main, args=(target, flow_id, count, ready, stop, out))
+            process = context.Process(target=_watcher_main, args=(target, flow_id, count, args.batch, ready, stop, out))
             process.start()
             processes.append(process)
         for ready in ready_events:
@@ -149,6 +151,7 @@ def main(argv: list[str] | None = None) -> None:
             "machine": machine_info(),
             "clients": args.clients,
             "watchers": args.watchers,
+            "batch": args.batch,
             "duration_s": args.duration,
             "lifecycles_per_s_without_watchers": alone["per_second"],
             "lifecycles_per_s_with_watchers": watched["per_second"],

@@ -562,7 +562,10 @@ class FlowrunClient:
         start = flow_run_service_pb2.WATCH_START_SNAPSHOT if snapshot else flow_run_service_pb2.WATCH_START_NOW
 
         def open_stream(at: str) -> Any:
-            request = flow_run_service_pb2.WatchFlowRunsRequest(flow_run_filter=flow_run_filter, cursor=at, start=start)
+            # batch: busy streams send fewer messages; the iterator yields them one by one.
+            request = flow_run_service_pb2.WatchFlowRunsRequest(
+                flow_run_filter=flow_run_filter, cursor=at, start=start, batch=True
+            )
             return self._flow_runs.WatchFlowRuns(request, metadata=self._metadata)
 
         return resuming(open_stream, cursor, self._retry, progress=progress)

@@ -40,6 +40,13 @@ async def resuming(
             async for message in call:
                 failures = 0
                 kind = message.WhichOneof("message")
+                if kind == "events":  # a batch (WatchFlowRuns with `batch`): one message per event
+                    for event in message.events.events:
+                        cursor = event.cursor
+                        single = type(message)()
+                        single.event.CopyFrom(event)
+                        yield single
+                    continue
                 if kind == "event":
                     cursor = message.event.cursor
                 elif kind == "progress":

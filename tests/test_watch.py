@@ -325,3 +325,27 @@ async def test_deleting_a_flow_deletes_its_runs_with_an_event_each(wstubs, uniqu
     deleted = [e for e in watch.events if e.kind == K.FLOW_RUN_EVENT_KIND_DELETED]
     assert {e.flow_run.id for e in deleted} == ids and len(watch.events) == 6
     assert all(e.flow_run.state_type == state_pb2.STATE_TYPE_PENDING for e in deleted)  # the runs as they were last
+
+
+async def test_batch_mode_sends_the_same_events_in_fewer_messages(wstubs, unique):
+    flows, runs = wstubs
+    flow_id = await make_flow(flows, unique)
+    only_flow = filters_pb2.FlowRunFilter(flow_id=filters_pb2.IdFilter(any=[flow_id]))
+    one_by_one = start_watch(runs, flow_run_filter=only_flow)
+    batched = start_watch(runs, flow_run_filter=only_flow, batch=True)
+    await one_by_one.first_progress()
+    await batched.first_progress()
+    await asyncio.gather(*(make_run(runs, flow_id) for _ in range(12)))
+    await one_by_one.until(lambda w: len(w.events) >= 12)
+
+    def batched_events(w):
+        return [e for m in w.messages if m.WhichOneof("message") == "events" for e in m.events.events]
+
+    await batched.until(lambda w: len(batched_events(w)) >= 12)
+    await asyncio.sleep(0.3)
+    one_by_one.cancel()
+    batched.cancel()
+    assert not batched.events  # no single-event messages in batch mode
+    assert [(e.cursor, e.flow_run.id) for e in batched_events(batched)] == [
+        (e.cursor, e.flow_run.id) for e in one_by_one.events
+    ]

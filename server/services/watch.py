@@ -65,7 +65,7 @@ class Watcher:
             )
         return position
 
-    def follow(self, start: Position, match: Any) -> AsyncIterator[Sent]:
+    def follow(self, start: Position, match: Any) -> AsyncIterator[list[Sent]]:
         return follow(self.database, self.hub, self.tail, self.settings, start, match.matches, self.encode)
 
     def response(self, response_type: type[_Response], event: FlowRunEvent, position: Position) -> _Response:
@@ -108,11 +108,16 @@ async def watch_flow_runs(
         async for run in _snapshot(watcher, request, match):
             yield pb.WatchFlowRunsResponse(snapshot_run=to_proto.flow_run(run, clock.now()))
         yield pb.WatchFlowRunsResponse(progress=watcher.progress(start, snapshot_complete=True))
-    async for sent in watcher.follow(start, match):
-        if sent.event is None:
-            yield pb.WatchFlowRunsResponse(progress=watcher.progress(sent.position))
+    async for chunk in watcher.follow(start, match):
+        if chunk[0].event is None:
+            yield pb.WatchFlowRunsResponse(progress=watcher.progress(chunk[0].position))
+        elif request.batch:
+            events = [watcher.response(pb.WatchFlowRunsResponse, s.event, s.position).event for s in chunk if s.event]
+            yield pb.WatchFlowRunsResponse(events=flow_run_event_pb2.FlowRunEventBatch(events=events))
         else:
-            yield watcher.response(pb.WatchFlowRunsResponse, sent.event, sent.position)
+            for sent in chunk:
+                assert sent.event is not None
+                yield watcher.response(pb.WatchFlowRunsResponse, sent.event, sent.position)
 
 
 async def watch_flow_run(watcher: Watcher, request: pb.WatchFlowRunRequest) -> AsyncIterator[pb.WatchFlowRunResponse]:
@@ -126,15 +131,16 @@ async def watch_flow_run(watcher: Watcher, request: pb.WatchFlowRunRequest) -> A
         yield pb.WatchFlowRunResponse(snapshot_run=to_proto.flow_run(run, clock.now()))
         if _is_terminal(run) and not request.keep_going:
             return
-    async for sent in watcher.follow(start, only_run(flow_run_id)):
-        if sent.event is None:
-            yield pb.WatchFlowRunResponse(progress=watcher.progress(sent.position))
-            continue
-        yield watcher.response(pb.WatchFlowRunResponse, sent.event, sent.position)
-        if sent.event.kind == EventKind.DELETED:
-            return
-        if sent.event.state is not None and sent.event.state.is_terminal and not request.keep_going:
-            return
+    async for chunk in watcher.follow(start, only_run(flow_run_id)):
+        for sent in chunk:
+            if sent.event is None:
+                yield pb.WatchFlowRunResponse(progress=watcher.progress(sent.position))
+                continue
+            yield watcher.response(pb.WatchFlowRunResponse, sent.event, sent.position)
+            if sent.event.kind == EventKind.DELETED:
+                return
+            if sent.event.state is not None and sent.event.state.is_terminal and not request.keep_going:
+                return
 
 
 def _is_terminal(run: FlowRun) -> bool:

@@ -40,26 +40,27 @@ async def follow(
     start: Position,
     match: Callable[[FlowRunEvent], bool],
     encode: Callable[[Position], str],
-) -> AsyncIterator[Sent]:
+) -> AsyncIterator[list[Sent]]:
     """The events after `start` that `match`, as they commit, with progress at every
     heartbeat; forever, until the caller stops iterating (cancellation included), the
     client falls behind (ResourceExhausted), the server shuts down (ShuttingDown) or
-    the database fails (its error)."""
+    the database fails (its error). Yields chunks: the events that are ready together
+    (at most a read's worth), in order, or one progress item."""
     heartbeat = settings.watch_heartbeat_seconds
+    most = settings.watch_batch_size
     position = start
     quiet_since = time.monotonic()
     # Catching up: read and send, batch after batch, until near the live end.
     while not hub.closing:
         async with database.unit_of_work(write=False) as uow:
-            batch = await uow.repos.flow_run_events.read(position, settings.watch_batch_size)
-        for event, after in batch.events:
-            if match(event):
-                yield Sent(after, event)
-                quiet_since = time.monotonic()
-            position = after
+            batch = await uow.repos.flow_run_events.read(position, most)
+        chunk = [Sent(after, event) for event, after in batch.events if match(event)]
+        if chunk:
+            yield chunk
+            quiet_since = time.monotonic()
         position = batch.end
         if time.monotonic() - quiet_since >= heartbeat:
-            yield Sent(position)
+            yield [Sent(position)]
             quiet_since = time.monotonic()
         if not batch.full:
             break
@@ -72,15 +73,13 @@ async def follow(
         last = 0
         while True:
             async with database.unit_of_work(write=False) as uow:
-                between = await uow.repos.flow_run_events.read_between(
-                    position, joined, last, settings.watch_batch_size
-                )
-            for event in between:
-                if match(event):
-                    yield Sent(position, event)
-                last = event.sequence
-            if len(between) < settings.watch_batch_size:
+                between = await uow.repos.flow_run_events.read_between(position, joined, last, most)
+            chunk = [Sent(position, event) for event in between if match(event)]
+            if chunk:
+                yield chunk
+            if len(between) < most:
                 break
+            last = between[-1].sequence
         sent_through = joined
         while True:
             if live.failure is not None:
@@ -90,9 +89,9 @@ async def follow(
             if hub.closing:
                 raise _shutting_down(encode(sent_through))
             if live.items:
-                sent = live.items.popleft()
-                yield sent
-                sent_through = sent.position
+                chunk = [live.items.popleft() for _ in range(min(most, len(live.items)))]
+                yield chunk
+                sent_through = chunk[-1].position
                 continue
             live.ready.clear()
             try:
@@ -100,7 +99,7 @@ async def follow(
             except TimeoutError:
                 if not live.items and tail.position is not None:
                     sent_through = tail.position  # every matching event before it was sent
-                yield Sent(sent_through)
+                yield [Sent(sent_through)]
     finally:  # the client went away, or the stream ended: it leaves the tail
         tail.detach(live)
 

@@ -31,6 +31,9 @@ from server.watch.hub import EventHub
 
 log = logging.getLogger("flowrun.watch")
 
+#: How long the tail lets events accumulate after a wake-up before it reads them.
+COALESCE_SECONDS = 0.01
+
 
 @dataclass(frozen=True)
 class Sent:
@@ -126,6 +129,9 @@ class Tail:
                 self.position = batch.end
                 if not batch.full:
                     await wakeup.wait(settings.watch_heartbeat_seconds)
+                    # Under load commits come in bursts: gather them for a moment, so one
+                    # read (and one message per batching stream) carries several.
+                    await asyncio.sleep(COALESCE_SECONDS)
         except asyncio.CancelledError:
             raise
         except Exception as exc:

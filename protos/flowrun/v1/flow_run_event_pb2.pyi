@@ -3,10 +3,11 @@ import datetime
 from flowrun.v1 import flow_run_pb2 as _flow_run_pb2
 from flowrun.v1 import state_pb2 as _state_pb2
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
+from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
-from collections.abc import Mapping as _Mapping
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
 from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
@@ -39,3 +40,9 @@ class FlowRunEvent(_message.Message):
     state: _state_pb2.State
     previous_state_type: _state_pb2.StateType
     def __init__(self, cursor: _Optional[str] = ..., kind: _Optional[_Union[FlowRunEventKind, str]] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., flow_run: _Optional[_Union[_flow_run_pb2.FlowRun, _Mapping]] = ..., state: _Optional[_Union[_state_pb2.State, _Mapping]] = ..., previous_state_type: _Optional[_Union[_state_pb2.StateType, str]] = ...) -> None: ...
+
+class FlowRunEventBatch(_message.Message):
+    __slots__ = ("events",)
+    EVENTS_FIELD_NUMBER: _ClassVar[int]
+    events: _containers.RepeatedCompositeFieldContainer[FlowRunEvent]
+    def __init__(self, events: _Optional[_Iterable[_Union[FlowRunEvent, _Mapping]]] = ...) -> None: ...

@@ -272,14 +272,16 @@ class HeartbeatFlowRunResponse(_message.Message):
     def __init__(self, deadline: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., heartbeat_timeout: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...) -> None: ...
 
 class WatchFlowRunsRequest(_message.Message):
-    __slots__ = ("flow_run_filter", "cursor", "start")
+    __slots__ = ("flow_run_filter", "cursor", "start", "batch")
     FLOW_RUN_FILTER_FIELD_NUMBER: _ClassVar[int]
     CURSOR_FIELD_NUMBER: _ClassVar[int]
     START_FIELD_NUMBER: _ClassVar[int]
+    BATCH_FIELD_NUMBER: _ClassVar[int]
     flow_run_filter: _filters_pb2.FlowRunFilter
     cursor: str
     start: WatchStart
-    def __init__(self, flow_run_filter: _Optional[_Union[_filters_pb2.FlowRunFilter, _Mapping]] = ..., cursor: _Optional[str] = ..., start: _Optional[_Union[WatchStart, str]] = ...) -> None: ...
+    batch: bool
+    def __init__(self, flow_run_filter: _Optional[_Union[_filters_pb2.FlowRunFilter, _Mapping]] = ..., cursor: _Optional[str] = ..., start: _Optional[_Union[WatchStart, str]] = ..., batch: _Optional[bool] = ...) -> None: ...
 
 class WatchProgress(_message.Message):
     __slots__ = ("cursor", "snapshot_complete", "time")
@@ -292,14 +294,16 @@ class WatchProgress(_message.Message):
     def __init__(self, cursor: _Optional[str] = ..., snapshot_complete: _Optional[bool] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class WatchFlowRunsResponse(_message.Message):
-    __slots__ = ("event", "snapshot_run", "progress")
+    __slots__ = ("event", "snapshot_run", "progress", "events")
     EVENT_FIELD_NUMBER: _ClassVar[int]
     SNAPSHOT_RUN_FIELD_NUMBER: _ClassVar[int]
     PROGRESS_FIELD_NUMBER: _ClassVar[int]
+    EVENTS_FIELD_NUMBER: _ClassVar[int]
     event: _flow_run_event_pb2.FlowRunEvent
     snapshot_run: _flow_run_pb2.FlowRun
     progress: WatchProgress
-    def __init__(self, event: _Optional[_Union[_flow_run_event_pb2.FlowRunEvent, _Mapping]] = ..., snapshot_run: _Optional[_Union[_flow_run_pb2.FlowRun, _Mapping]] = ..., progress: _Optional[_Union[WatchProgress, _Mapping]] = ...) -> None: ...
+    events: _flow_run_event_pb2.FlowRunEventBatch
+    def __init__(self, event: _Optional[_Union[_flow_run_event_pb2.FlowRunEvent, _Mapping]] = ..., snapshot_run: _Optional[_Union[_flow_run_pb2.FlowRun, _Mapping]] = ..., progress: _Optional[_Union[WatchProgress, _Mapping]] = ..., events: _Optional[_Union[_flow_run_event_pb2.FlowRunEventBatch, _Mapping]] = ...) -> None: ...
 
 class WatchFlowRunRequest(_message.Message):
     __slots__ = ("flow_run_id", "cursor", "keep_going")
