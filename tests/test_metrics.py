@@ -131,6 +131,27 @@ async def test_a_call_whose_deadline_passes_counts_as_deadline_exceeded(stubs, m
     await counted(lambda: deltas("flowrun_rpc_requests_total", method=get, code="DEADLINE_EXCEEDED") == 1)
 
 
+async def test_a_call_its_client_cancels_counts_as_cancelled(stubs, monkeypatch):
+    _, flows, _ = stubs
+    get = FLOWS + "GetFlow"
+    deltas = Deltas(("flowrun_rpc_requests_total", {"method": get, "code": "CANCELLED"}))
+    from server.repositories.flows import FlowRepository
+
+    started = asyncio.Event()
+    real_get = FlowRepository.get
+
+    async def slow_get(self, flow_id):
+        started.set()
+        await asyncio.sleep(0.3)
+        return await real_get(self, flow_id)
+
+    monkeypatch.setattr(FlowRepository, "get", slow_get)
+    call = flows.GetFlow(flow_service_pb2.GetFlowRequest(flow_id=str(uuid.uuid4())), timeout=30)
+    await started.wait()
+    call.cancel()
+    await counted(lambda: deltas("flowrun_rpc_requests_total", method=get, code="CANCELLED") == 1)
+
+
 async def test_orchestration_outcomes_deciding_rules_forced_transitions_and_lock_waits(stubs):
     _, flows, runs = stubs
     flow = (await flows.CreateFlow(flow_service_pb2.CreateFlowRequest(name=f"m-{uuid.uuid4().hex[:8]}"))).flow
@@ -165,7 +186,6 @@ async def test_orchestration_outcomes_deciding_rules_forced_transitions_and_lock
     assert deltas("flowrun_orchestration_lock_wait_seconds_count", **kind) == 5
 
 
-@pytest.mark.slow  # waits out a 200 ms lock timeout
 async def test_a_lock_timeout_is_counted(stubs, backend, database_url):
     if backend != "postgres":
         pytest.skip("lock_timeout is PostgreSQL's; SQLite's writers queue on the write gate")
