@@ -170,6 +170,8 @@ def to_grpc_status(exc: BaseException, method: str) -> grpc.Status:
     if isinstance(exc, errors.ShuttingDown):
         return _status(grpc.StatusCode.UNAVAILABLE, exc.message, exc.reason, exc.metadata)
     if isinstance(exc, errors.Conflict):
+        if metrics.enabled:
+            metrics.DB_CONFLICTS.inc()
         return _status(
             grpc.StatusCode.ABORTED, exc.message, exc.reason, exc.metadata, _retry_info(RETRY_CONFLICT_SECONDS)
         )

@@ -33,6 +33,7 @@ from server.config import Settings
 from server.db.engine import create_engine
 from server.db.unit_of_work import Database
 from server.periodic import Periodic
+from server.repositories.concurrency_leases import SlotUsage
 
 log = logging.getLogger("flowrun.metrics")
 
@@ -122,7 +123,7 @@ class SlotCollector(Collector):
         yield active
         yield limit
 
-    async def _read(self) -> SlotUsage:
+    async def _read(self) -> SlotSummary:
         database = Database(create_engine(self._settings))
         try:
             async with asyncio.timeout(SLOT_QUERY_TIMEOUT_SECONDS):
@@ -131,7 +132,7 @@ class SlotCollector(Collector):
                     count, limit, active = await uow.repos.leases.slot_totals(clock.now())
         finally:
             await database.dispose()
-        return SlotUsage(
+        return SlotSummary(
             top=top,
             other_deployments=count - len(top),
             other_limit=limit - sum(row.limit for row in top),
@@ -140,8 +141,10 @@ class SlotCollector(Collector):
 
 
 @dataclass(frozen=True)
-class SlotUsage:
-    top: list
+class SlotSummary:
+    """The busiest limited deployments, and the rest summed."""
+
+    top: list[SlotUsage]
     other_deployments: int
     other_limit: int
     other_active: int

@@ -21,7 +21,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from flowrun.v1 import flow_run_service_pb2 as runs_pb
 from flowrun.v1 import flow_run_service_pb2_grpc, flow_service_pb2, flow_service_pb2_grpc, state_pb2
-from server import metrics
+from server import errors, metrics
 from server.app import build_app, observability_interceptors
 from server.error_mapping import to_grpc_status
 from server.health import NOT_SERVING, SERVING, DatabaseHealth
@@ -259,7 +259,9 @@ def test_conflicts_are_counted_where_they_become_aborted():
     deltas = Deltas(("flowrun_db_conflicts_total", {}))
     metrics.enable()
     assert to_grpc_status(Serialization(), "/m").code == grpc.StatusCode.ABORTED
-    assert deltas("flowrun_db_conflicts_total") == 1
+    assert to_grpc_status(errors.Conflict("the commit failed"), "/m").code == grpc.StatusCode.ABORTED
+    assert to_grpc_status(errors.NotFound("no such run"), "/m").code == grpc.StatusCode.NOT_FOUND
+    assert deltas("flowrun_db_conflicts_total") == 2
 
 
 async def test_database_up_follows_health():
