@@ -260,7 +260,7 @@ def test_conflicts_are_counted_where_they_become_aborted():
     metrics.enable()
     assert to_grpc_status(Serialization(), "/m").code == grpc.StatusCode.ABORTED
     assert to_grpc_status(errors.Conflict("the commit failed"), "/m").code == grpc.StatusCode.ABORTED
-    assert to_grpc_status(errors.NotFound("no such run"), "/m").code == grpc.StatusCode.NOT_FOUND
+    assert to_grpc_status(errors.NotFound("FLOW_RUN_NOT_FOUND", "no such run"), "/m").code == grpc.StatusCode.NOT_FOUND
     assert deltas("flowrun_db_conflicts_total") == 2
 
 
