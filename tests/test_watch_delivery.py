@@ -180,3 +180,15 @@ async def test_a_cursor_between_two_late_commits_skips_neither(served, backend, 
     resumed = start_watch(runs, flow_run_filter=only_flow, cursor=x_event.cursor)
     await resumed.until(lambda w: any(e.flow_run.id == run_y.id for e in w.events))
     resumed.cancel()
+
+
+async def test_a_pool_of_one_connection_still_delivers(served, unique):
+    """With no connection to spare for LISTEN, the hub polls: watches and writes both work."""
+    app, flows, runs = await served(db_pool_size=1, db_max_overflow=0, watch_poll_seconds=0.1)
+    flow_id = await make_flow(flows, unique)
+    watch = start_watch(runs, flow_run_filter=filters_pb2.FlowRunFilter(flow_id=filters_pb2.IdFilter(any=[flow_id])))
+    await watch.first_progress()
+    created = [(await make_run(runs, flow_id)).id for _ in range(3)]
+    await watch.until(lambda w: len(w.events) >= 3)
+    watch.cancel()
+    assert [e.flow_run.id for e in watch.events] == created

@@ -1,20 +1,23 @@
-"""The per-process wake-up of watch streams: when events commit, every stream of this
-process is woken and reads what is new (notifications are only hints; the events are
-always read from the table).
+"""The per-process wake-up of watch streams: when events commit, this process's shared
+reader (server/watch/tail.py) is woken and reads what is new (notifications are only
+hints; the events are always read from the table).
 
-PostgreSQL: one connection per process LISTENs on the events channel (taken from the
-pool for the life of the process, so it counts in FLOWRUN_DB_POOL_SIZE); every event
-batch NOTIFYs in its own transaction, which PostgreSQL delivers at commit to every
-replica. If that connection dies, the hub reconnects with backoff and wakes every
-stream (notifications may have been missed meanwhile). SQLite: a commit hook in this
-process wakes the streams at once, and the hub reads the highest event sequence every
-FLOWRUN_WATCH_POLL_SECONDS (1 s; one small query per process, not per stream) to see
-what other processes wrote to the same file: that is the latency bound for changes
-made through another process. Behind pgbouncer (FLOWRUN_DB_PGBOUNCER), where a LISTEN
-cannot hold its server connection, PostgreSQL is polled the same way.
+PostgreSQL: one connection per process LISTENs on the events channel; every event
+NOTIFYs in its own transaction, which PostgreSQL delivers at commit to every replica.
+If that connection dies, the hub reconnects with backoff and wakes its readers
+(notifications may have been missed meanwhile). The connection is one of the pool's,
+for the life of the process: it counts in FLOWRUN_DB_POOL_SIZE + FLOWRUN_DB_MAX_OVERFLOW
+and so in FLOWRUN_DB_MAX_CONNECTIONS, and a pool of N serves N - 1 requests at once.
 
-Streams never poll the table in a loop: they wait on their wake-up between reads, and
-read once more at each heartbeat (a safety net for a lost notification)."""
+SQLite: a commit hook in this process wakes the reader at once, and the hub reads the
+highest event sequence every FLOWRUN_WATCH_POLL_SECONDS (1 s; one small query per
+process, not per stream) to see what other processes wrote to the same file: that is
+the latency bound for changes made through another process. Behind pgbouncer
+(FLOWRUN_DB_PGBOUNCER), where a LISTEN cannot keep its server connection, and with a
+pool of a single connection, PostgreSQL is polled the same way.
+
+Nothing polls the table in a loop: the reader waits for its wake-up between reads, and
+reads once more at each heartbeat (a safety net for a lost notification)."""
 
 from __future__ import annotations
 
@@ -60,8 +63,9 @@ class EventHub:
         self.closing = False
         self.poll_seconds = settings.watch_poll_seconds
         # Behind pgbouncer's transaction pooling a LISTEN would stay on a server connection
-        # other clients use: the hub polls as on SQLite instead (FLOWRUN_WATCH_POLL_SECONDS).
-        self._polls = settings.db_pgbouncer
+        # other clients use, and a pool of one connection has none to spare for it: the
+        # hub polls as on SQLite instead (FLOWRUN_WATCH_POLL_SECONDS).
+        self._polls = settings.db_pgbouncer or settings.db_pool_size + settings.db_max_overflow < 2
         self.listening = asyncio.Event()  # PostgreSQL: the LISTEN is in place (tests wait on it)
         self.tail: Any = None  # the shared reader (server/watch/tail.py) sets itself here
         self._closers: list[Callable[[], Awaitable[None]]] = []
