@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import timedelta
 
 import grpc
 import pytest
@@ -192,3 +193,35 @@ async def test_a_pool_of_one_connection_still_delivers(served, unique):
     await watch.until(lambda w: len(w.events) >= 3)
     watch.cancel()
     assert [e.flow_run.id for e in watch.events] == created
+
+
+@pytest.mark.slow
+async def test_a_stream_whose_unread_events_are_pruned_ends_out_of_range(served, unique, move_clock):
+    """Catching up, a stream re-checks retention at every read: events deleted before it
+    read them end it with OUT_OF_RANGE instead of a silent gap."""
+    from server.watch.retention import prune_events
+
+    app, flows, runs = await served(watch_batch_size=1)
+    flow_id = await make_flow(flows, unique)
+    only_flow = filters_pb2.FlowRunFilter(flow_id=filters_pb2.IdFilter(any=[flow_id]))
+    watch = start_watch(runs, flow_run_filter=only_flow)
+    await watch.first_progress()
+    first = await make_run(runs, flow_id)
+    await watch.until(lambda w: w.events)
+    watch.cancel()
+    cursor = watch.events[0].cursor
+    parameters = struct_pb2.Struct()
+    parameters.update({"blob": "x" * 400_000})  # big events: the server cannot run far ahead of the client
+    for _ in range(8):
+        await make_run(runs, flow_id, parameters=parameters)
+    call = runs.WatchFlowRuns(pb.WatchFlowRunsRequest(flow_run_filter=only_flow, cursor=cursor))
+    assert (await call.read()).WhichOneof("message") == "event"
+    move_clock(app.settings.event_retention + timedelta(minutes=1))
+    await make_run(runs, flow_id)
+    assert await prune_events(app.database, app.settings) >= 8
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        async with asyncio.timeout(20):
+            while (message := await call.read()) is not grpc.aio.EOF:
+                assert message.event.flow_run.id != first.id
+    assert caught.value.code() == grpc.StatusCode.OUT_OF_RANGE
+    assert decode(caught.value).reason == "WATCH_CURSOR_EXPIRED"

@@ -23,7 +23,7 @@ from server.services.from_proto import required_uuid
 from server.watch import cursor as cursors
 from server.watch.filter import TagsFilter, ValueFilter, WatchFilter, only_run
 from server.watch.hub import EventHub
-from server.watch.stream import Sent, follow
+from server.watch.stream import Sent, expired, follow
 from server.watch.tail import Tail
 
 SNAPSHOT_PAGE = 200
@@ -57,12 +57,7 @@ class Watcher:
             position = cursors.decode(cursor, self.settings.resolved_page_token_secret)
             pruned = await uow.repos.flow_run_events.pruned_through()
         if position.after < pruned:
-            retention = int(self.settings.event_retention.total_seconds())
-            raise errors.OutOfRange(
-                f"The cursor is older than the event retention ({retention} s): its events are gone. "
-                "Read the runs again and watch from now.",
-                metadata={"retention_seconds": str(retention)},
-            )
+            raise expired(self.settings)
         return position
 
     def follow(self, start: Position, match: Any) -> AsyncIterator[list[Sent]]:

@@ -29,7 +29,7 @@ from server.repositories.flow_run_events import Position
 from server.watch.hub import EventHub
 from server.watch.tail import LiveStream, Sent, Tail
 
-__all__ = ["Sent", "follow"]
+__all__ = ["Sent", "expired", "follow"]
 
 
 async def follow(
@@ -53,6 +53,8 @@ async def follow(
     # Catching up: read and send, batch after batch, until near the live end.
     while not hub.closing:
         async with database.unit_of_work(write=False) as uow:
+            if position.after < await uow.repos.flow_run_events.pruned_through():
+                raise expired(settings)  # retention deleted events this stream has not read
             batch = await uow.repos.flow_run_events.read(position, most)
         chunk = [Sent(after, event) for event, after in batch.events if match(event)]
         if chunk:
@@ -102,6 +104,15 @@ async def follow(
                 yield [Sent(sent_through)]
     finally:  # the client went away, or the stream ended: it leaves the tail
         tail.detach(live)
+
+
+def expired(settings: Settings) -> errors.OutOfRange:
+    retention = int(settings.event_retention.total_seconds())
+    return errors.OutOfRange(
+        f"The cursor is older than the event retention ({retention} s): its events are gone. "
+        "Read the runs again and watch from now.",
+        metadata={"retention_seconds": str(retention)},
+    )
 
 
 def _too_slow(cursor: str) -> errors.ResourceExhausted:
