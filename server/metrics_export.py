@@ -15,10 +15,12 @@ their own, and every other limited deployment is summed into deployment="other".
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import shutil
 import tempfile
+import threading
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from wsgiref.simple_server import WSGIServer
@@ -79,13 +81,46 @@ class PoolSampler:
 
 
 class SlotCollector(Collector):
-    """flowrun_deployment_slots_active / _limit, read at scrape time (in the scraping
-    thread, on a connection of its own) so they are exact and never stale, whichever
-    worker's process serves the scrape."""
+    """flowrun_deployment_slots_active / _limit, read at scrape time so they are exact and
+    never stale, whichever process serves the scrape. The read runs on an event loop of
+    the collector's own (a thread started at the first scrape) over one connection kept
+    between scrapes: nothing runs between scrapes, and a scrape costs one query, not a
+    new engine (which, measured on SQLite under load, cost more than all the rest)."""
 
     def __init__(self, settings: Settings) -> None:
         self._settings = settings.model_copy(update={"db_pool_size": 1, "db_max_overflow": 0})
         self._top = settings.metrics_max_deployments
+        self._lock = threading.Lock()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._database: Database | None = None
+
+    def _running_loop(self) -> asyncio.AbstractEventLoop:
+        with self._lock:
+            if self._loop is None:
+                loop = asyncio.new_event_loop()
+                self._thread = threading.Thread(target=loop.run_forever, name="flowrun-slot-metrics", daemon=True)
+                self._thread.start()
+                self._loop = loop
+            return self._loop
+
+    def close(self) -> None:
+        """Closes the connection and stops the loop (if a scrape ever started them)."""
+        with self._lock:
+            loop, thread, self._loop, self._thread = self._loop, self._thread, None, None
+        if loop is None or thread is None:
+            return
+        with contextlib.suppress(Exception):
+            asyncio.run_coroutine_threadsafe(self._dispose(), loop).result(SLOT_QUERY_TIMEOUT_SECONDS)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(SLOT_QUERY_TIMEOUT_SECONDS)
+        if not thread.is_alive():
+            loop.close()
+
+    async def _dispose(self) -> None:
+        database, self._database = self._database, None
+        if database is not None:
+            await database.dispose()
 
     def describe(self) -> Iterable[Metric]:
         return list(self._families())
@@ -109,7 +144,8 @@ class SlotCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         try:
-            usage = asyncio.run(self._read())
+            future = asyncio.run_coroutine_threadsafe(self._read(), self._running_loop())
+            usage = future.result(SLOT_QUERY_TIMEOUT_SECONDS + 1)
         except Exception as exc:  # no slot series this scrape; the rest is still served
             log.warning("reading deployment slots for metrics failed: %r", exc)
             return
@@ -124,14 +160,12 @@ class SlotCollector(Collector):
         yield limit
 
     async def _read(self) -> SlotSummary:
-        database = Database(create_engine(self._settings))
-        try:
-            async with asyncio.timeout(SLOT_QUERY_TIMEOUT_SECONDS):
-                async with database.unit_of_work(write=False) as uow:
-                    top = await uow.repos.leases.slot_usage(clock.now(), self._top)
-                    count, limit, active = await uow.repos.leases.slot_totals(clock.now())
-        finally:
-            await database.dispose()
+        if self._database is None:
+            self._database = Database(create_engine(self._settings))
+        async with asyncio.timeout(SLOT_QUERY_TIMEOUT_SECONDS):
+            async with self._database.unit_of_work(write=False) as uow:
+                top = await uow.repos.leases.slot_usage(clock.now(), self._top)
+                count, limit, active = await uow.repos.leases.slot_totals(clock.now())
         return SlotSummary(
             top=top,
             other_deployments=count - len(top),
@@ -170,7 +204,8 @@ class MetricsEndpoint:
             registry.register(_Registry(REGISTRY))  # this process's metrics and the library's defaults
         else:
             MultiProcessCollector(registry, path=multiprocess_dir)
-        registry.register(SlotCollector(settings))
+        self._slots = SlotCollector(settings)
+        registry.register(self._slots)
         self.registry = registry
         self._server: WSGIServer
         try:
@@ -184,6 +219,7 @@ class MetricsEndpoint:
         self._server.shutdown()
         self._server.server_close()
         self._thread.join(timeout=5)
+        self._slots.close()
 
 
 class MultiprocessMetrics:

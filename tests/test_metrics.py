@@ -308,17 +308,18 @@ async def test_slots_are_read_at_scrape_time_with_capped_deployment_labels(tmp_p
                         pending = await runs.SetFlowRunState(set_state(run.id, S.STATE_TYPE_PENDING))
                         assert pending.status == S.SET_STATE_STATUS_ACCEPT
                 await create_deployment(channel, flow.id)  # unlimited: no series
-            families = {
-                family.name: family for family in await asyncio.to_thread(list, SlotCollector(settings).collect())
-            }
+            collector = SlotCollector(settings)
+            try:
+                collected = await asyncio.to_thread(list, collector.collect())  # as the HTTP thread does
+                again = await asyncio.to_thread(list, collector.collect())  # the kept connection serves again
+            finally:
+                collector.close()
         finally:
             await app.stop(grace=0)
-    active = {
-        sample.labels["deployment"]: sample.value for sample in families["flowrun_deployment_slots_active"].samples
-    }
-    limits = {
-        sample.labels["deployment"]: sample.value for sample in families["flowrun_deployment_slots_limit"].samples
-    }
+    families = {family.name: family.samples for family in collected}
+    assert {family.name: family.samples for family in again} == families
+    active = {sample.labels["deployment"]: sample.value for sample in families["flowrun_deployment_slots_active"]}
+    limits = {sample.labels["deployment"]: sample.value for sample in families["flowrun_deployment_slots_limit"]}
     assert active == {deployments[3]: 3, deployments[2]: 2, "other": 1}
     assert limits == {deployments[3]: 5, deployments[2]: 4, "other": 7}
 
