@@ -272,10 +272,10 @@ class ScratchDatabase:
 
 async def migrate_database(url: str) -> None:
     """Creates the schema the way the server does on start."""
-    from server.config import Settings
-    from server.db.engine import create_engine
-    from server.db.migrate import migrate
-    from server.db.unit_of_work import Database
+    from flowrun.server.config import Settings
+    from flowrun.server.db.engine import create_engine
+    from flowrun.server.db.migrate import migrate
+    from flowrun.server.db.unit_of_work import Database
 
     database = Database(create_engine(Settings(database_url=url)))
     try:
@@ -289,13 +289,13 @@ async def migrate_database(url: str) -> None:
 
 def server_supports_workers() -> bool:
     result = subprocess.run(
-        [sys.executable, "-m", "server", "--help"], cwd=REPO, capture_output=True, text=True, timeout=60
+        [sys.executable, "-m", "flowrun.server", "--help"], cwd=REPO, capture_output=True, text=True, timeout=60
     )
     return "--workers" in result.stdout
 
 
 class ServerProcess:
-    """`python -m server` on a free port in its own session, so that its process group
+    """`python -m flowrun.server` on a free port in its own session, so that its process group
     (the server and any worker processes it starts) can be measured and stopped."""
 
     def __init__(self, database_url: str, workers: int | None = None) -> None:
@@ -306,7 +306,7 @@ class ServerProcess:
         self.log = tempfile.NamedTemporaryFile(prefix="flowrun-bench-server-", suffix=".log", delete=False)
 
     def start(self, timeout: float = 120.0) -> str:
-        command = [sys.executable, "-m", "server", "--host", "127.0.0.1", "--port", "0"]
+        command = [sys.executable, "-m", "flowrun.server", "--host", "127.0.0.1", "--port", "0"]
         command += ["--database-url", self.database_url]
         if self.workers:
             command += ["--workers", str(self.workers)]

@@ -10,7 +10,7 @@ the reference benchmark); anything but ACCEPT counts as an error.
 Read mode: seeds --read-rows runs straight into the tables, then C clients loop over
 ListFlowRuns with representative filters (page_size 200) and CountFlowRuns.
 
-Without --target the script starts `python -m server` itself on a fresh database
+Without --target the script starts `python -m flowrun.server` itself on a fresh database
 (PostgreSQL: bench_<random>, dropped afterwards; SQLite: a temporary file), so that it
 can read the server's CPU time from /proc. The clients run in separate processes
 (--procs, default min(C, 2)), each an asyncio loop (uvloop when installed) over

@@ -44,12 +44,12 @@ async def capture_set_state(database_url: str, run_number: int) -> list[tuple[st
     SetState read and write go straight to asyncpg, so that is where they are recorded."""
     import asyncpg
 
-    from server.config import Settings
-    from server.db.engine import create_engine
-    from server.db.unit_of_work import Database
-    from server.domain.states import State, StateType
-    from server.orchestration.policies import FLOW_RUNS
-    from server.orchestration.transitions import set_state
+    from flowrun.server.config import Settings
+    from flowrun.server.db.engine import create_engine
+    from flowrun.server.db.unit_of_work import Database
+    from flowrun.server.domain.states import State, StateType
+    from flowrun.server.orchestration.policies import FLOW_RUNS
+    from flowrun.server.orchestration.transitions import set_state
 
     settings = Settings(database_url=database_url)
     database = Database(create_engine(settings))

@@ -18,12 +18,12 @@ from datetime import UTC, datetime, timedelta
 
 import benchlib  # noqa: F401  (puts the repository on sys.path)
 
-from server.config import Settings
-from server.db.engine import create_engine
-from server.db.tables import flow, flow_run, flow_run_state
-from server.domain.flow_runs import FlowRunPolicy
-from server.domain.names import random_run_name
-from server.domain.states import StateType
+from flowrun.server.config import Settings
+from flowrun.server.db.engine import create_engine
+from flowrun.server.db.tables import flow, flow_run, flow_run_state
+from flowrun.server.domain.flow_runs import FlowRunPolicy
+from flowrun.server.domain.names import random_run_name
+from flowrun.server.domain.states import StateType
 
 TAG_POOL = ("prod", "dev", "etl", "ml", "nightly", "hourly", "team-a", "team-b", "critical", "backfill")
 WORK_QUEUES = ("default", "etl", "gpu")

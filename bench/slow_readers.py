@@ -39,8 +39,8 @@ from flowrun.v1 import flow_run_service_pb2 as runs_pb  # noqa: E402
 
 _SERVE = """
 import asyncio, json, sys
-import server.app as app_module
-from server.config import Settings
+import flowrun.server.app as app_module
+from flowrun.server.config import Settings
 extra = [tuple(pair) for pair in json.loads(sys.argv[1])]
 base = app_module.server_options
 app_module.server_options = lambda settings, **kw: base(settings, **kw) + extra
@@ -115,7 +115,7 @@ def stalled_call(port: int, path: str, message: bytes, streams: int = 1) -> sock
 
 
 async def seed(port: int, runs: int, parameter_bytes: int) -> str:
-    from client import FlowrunClient
+    from flowrun.client import FlowrunClient
 
     async with FlowrunClient(f"127.0.0.1:{port}") as client:
         flow, _ = await client.create_flow(f"slow-readers-{os.getpid()}")
@@ -126,7 +126,7 @@ async def seed(port: int, runs: int, parameter_bytes: int) -> str:
 
 
 async def answers(port: int) -> bool:
-    from client import FlowrunClient
+    from flowrun.client import FlowrunClient
 
     async with FlowrunClient(f"127.0.0.1:{port}", timeout=10) as client:
         await client.create_flow("still-serving")

@@ -12,8 +12,8 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from .client import FlowrunClient
-    from .errors import (
+    from flowrun.client.client import FlowrunClient
+    from flowrun.client.errors import (
         AbortedError,
         DeadlineExceededError,
         FailedPreconditionError,
@@ -27,9 +27,9 @@ if TYPE_CHECKING:
         UnavailableError,
         from_rpc_error,
     )
-    from .retry import RetryPolicy
-    from .sync import SyncClient
-    from .tls import TlsConfig
+    from flowrun.client.retry import RetryPolicy
+    from flowrun.client.sync import SyncClient
+    from flowrun.client.tls import TlsConfig
 
 _MODULE_OF = {
     "FlowrunClient": ".client",

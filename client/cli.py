@@ -25,9 +25,9 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     import argparse
 
-    from .cli_output import Result
-    from .errors import FlowrunError
-    from .tls import TlsConfig
+    from flowrun.client.cli_output import Result
+    from flowrun.client.errors import FlowrunError
+    from flowrun.client.tls import TlsConfig
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -52,12 +52,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _main(argv: Sequence[str] | None) -> int:
     import asyncio
 
-    from . import token_commands
-    from .cli_args import EXIT_ERROR
-    from .cli_output import OUTPUT_CHOICES, emit
-    from .cli_parser import build
-    from .errors import FlowrunError
-    from .tls import TlsConfigError
+    from flowrun.client import token_commands
+    from flowrun.client.cli_args import EXIT_ERROR
+    from flowrun.client.cli_output import OUTPUT_CHOICES, emit
+    from flowrun.client.cli_parser import build
+    from flowrun.client.errors import FlowrunError
+    from flowrun.client.tls import TlsConfigError
 
     parser = build()
     args = parser.parse_args(argv)
@@ -88,8 +88,8 @@ def _main(argv: Sequence[str] | None) -> int:
 
 
 async def _call(args: argparse.Namespace) -> Result:
-    from .client import FlowrunClient
-    from .retry import RetryPolicy
+    from flowrun.client.client import FlowrunClient
+    from flowrun.client.retry import RetryPolicy
 
     # The channel is made here, inside the loop asyncio.run started.
     retry = RetryPolicy(max_attempts=args.max_attempts) if args.max_attempts > 1 else None
@@ -100,7 +100,7 @@ async def _call(args: argparse.Namespace) -> Result:
 
 def _tls(args: argparse.Namespace) -> TlsConfig | None:
     """TLS when asked (--tls) or when any TLS file is given, by option or environment."""
-    from .tls import TlsConfig
+    from flowrun.client.tls import TlsConfig
 
     if not (args.tls or args.ca_file or args.cert_file or args.key_file):
         return None

@@ -5,10 +5,10 @@ from __future__ import annotations
 import argparse
 import os
 
-from . import cli_output, commands_flows, commands_infra, commands_runs, token_commands
-from .cli_args import positive_int
-from .client import DEFAULT_TARGET
-from .retry import RetryPolicy
+from flowrun.client import cli_output, commands_flows, commands_infra, commands_runs, token_commands
+from flowrun.client.cli_args import positive_int
+from flowrun.client.client import DEFAULT_TARGET
+from flowrun.client.retry import RetryPolicy
 
 EPILOG = """\
 output: a table on a terminal, JSON when stdout is not one (a pipe, a file); --output or

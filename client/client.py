@@ -18,6 +18,11 @@ import grpc
 from google.protobuf import duration_pb2, field_mask_pb2, json_format, struct_pb2, timestamp_pb2
 from google.protobuf.message import Message
 
+from flowrun.client.errors import from_rpc_error
+from flowrun.client.heartbeat import RunHeartbeat
+from flowrun.client.retry import NO_RETRIES, RetryPolicy, retryable
+from flowrun.client.tls import TlsConfig
+from flowrun.client.watch import resuming
 from flowrun.v1 import (
     deployment_pb2,
     deployment_service_pb2,
@@ -38,12 +43,6 @@ from flowrun.v1 import (
     work_pool_service_pb2,
     work_pool_service_pb2_grpc,
 )
-
-from .errors import from_rpc_error
-from .heartbeat import RunHeartbeat
-from .retry import NO_RETRIES, RetryPolicy, retryable
-from .tls import TlsConfig
-from .watch import resuming
 
 __all__ = ["DEFAULT_TARGET", "FlowRunUpdate", "FlowrunClient", "RetryPolicy", "TlsConfig", "default_target"]
 

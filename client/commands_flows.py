@@ -7,12 +7,11 @@ from typing import Any
 
 from rich.console import Console, Group
 
+from flowrun.client import cli_args as a
+from flowrun.client import cli_output as out
+from flowrun.client.client import FlowrunClient
+from flowrun.client.commands_runs import DEFAULT_LIMIT, collect, page_size_for
 from flowrun.v1 import filters_pb2, flow_pb2, flow_run_pb2, flow_service_pb2
-
-from . import cli_args as a
-from . import cli_output as out
-from .client import FlowrunClient
-from .commands_runs import DEFAULT_LIMIT, collect, page_size_for
 
 
 def add_parser(resources: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:

@@ -7,16 +7,15 @@ from typing import Any
 
 from rich.console import Console
 
+from flowrun.client import cli_args as a
+from flowrun.client import cli_output as out
+from flowrun.client.client import FlowrunClient
+from flowrun.client.commands_runs import collect, page_size_for, resolve_flow_id
 from flowrun.v1 import (
     deployment_service_pb2,
     filters_pb2,
     work_pool_service_pb2,
 )
-
-from . import cli_args as a
-from . import cli_output as out
-from .client import FlowrunClient
-from .commands_runs import collect, page_size_for, resolve_flow_id
 
 
 def add_parser(resources: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:

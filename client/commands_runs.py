@@ -9,13 +9,12 @@ from typing import Any, TypeVar
 from rich.console import Console, Group
 from rich.markup import escape
 
+from flowrun.client import cli_args as a
+from flowrun.client import cli_output as out
+from flowrun.client import commands_watch
+from flowrun.client.client import FlowrunClient
+from flowrun.client.errors import FlowrunError, NotFoundError
 from flowrun.v1 import filters_pb2, flow_run_service_pb2, state_pb2
-
-from . import cli_args as a
-from . import cli_output as out
-from . import commands_watch
-from .client import FlowrunClient
-from .errors import FlowrunError, NotFoundError
 
 _T = TypeVar("_T")
 

@@ -13,11 +13,10 @@ from typing import Any
 
 from rich.markup import escape
 
+from flowrun.client import cli_args as a
+from flowrun.client import cli_output as out
+from flowrun.client.client import FlowrunClient
 from flowrun.v1 import filters_pb2
-
-from . import cli_args as a
-from . import cli_output as out
-from .client import FlowrunClient
 
 EVENT_KIND_PREFIX = "FLOW_RUN_EVENT_KIND_"
 
@@ -43,7 +42,7 @@ def add_parser(run: argparse._SubParsersAction, common: argparse.ArgumentParser)
 
 
 async def _filter(client: FlowrunClient, args: argparse.Namespace) -> filters_pb2.FlowRunFilter | None:
-    from .commands_runs import resolve_flow_id
+    from flowrun.client.commands_runs import resolve_flow_id
 
     run = filters_pb2.FlowRunFilter(
         tags=filters_pb2.TagsFilter(all=args.tag) if args.tag else None,

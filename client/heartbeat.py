@@ -23,9 +23,8 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from types import TracebackType
 
+from flowrun.client.errors import FailedPreconditionError, FlowrunError, NotFoundError
 from flowrun.v1 import flow_run_service_pb2
-
-from .errors import FailedPreconditionError, FlowrunError, NotFoundError
 
 log = logging.getLogger("flowrun.client.heartbeat")
 

@@ -1,6 +1,6 @@
 """`SyncClient`: FlowrunClient for scripts and notebooks that do not use asyncio.
 
-    from client import SyncClient
+    from flowrun.client import SyncClient
 
     with SyncClient("127.0.0.1:50051") as client:
         flow, _ = client.create_flow("etl")
@@ -37,7 +37,7 @@ from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from types import TracebackType
 from typing import Any, TypeVar
 
-from .client import FlowrunClient
+from flowrun.client.client import FlowrunClient
 
 __all__ = ["SyncClient"]
 

@@ -21,8 +21,8 @@ from pathlib import Path
 
 from rich.markup import escape
 
-from server.auth_tokens import TokenFileError, create, read, revoke
-from server.roles import ROLE_NAMES, Role
+from flowrun.server.auth_tokens import TokenFileError, create, read, revoke
+from flowrun.server.roles import ROLE_NAMES, Role
 
 
 def add_parser(resources: argparse._SubParsersAction, output: argparse.ArgumentParser | None = None) -> None:
@@ -80,7 +80,7 @@ def _create(args: argparse.Namespace) -> None:
 
 
 def _list(args: argparse.Namespace) -> None:
-    from .cli_output import Result, compact, emit, table
+    from flowrun.client.cli_output import Result, compact, emit, table
 
     entries = read(args.file) if args.file.exists() else []
     shown = []

@@ -15,8 +15,8 @@ from typing import Any
 
 import grpc
 
-from .errors import from_rpc_error
-from .retry import RetryPolicy
+from flowrun.client.errors import from_rpc_error
+from flowrun.client.retry import RetryPolicy
 
 # Codes after which a watch is opened again from its cursor.
 RESUMABLE = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.RESOURCE_EXHAUSTED})

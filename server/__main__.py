@@ -1,4 +1,4 @@
-"""`python -m server` / `flowrun-server`: serve until SIGTERM or SIGINT."""
+"""`python -m flowrun.server` / `flowrun-server`: serve until SIGTERM or SIGINT."""
 
 from __future__ import annotations
 
@@ -8,14 +8,14 @@ import logging
 import signal
 import sys
 
-from server import logs, workers
-from server.app import build_app, run
-from server.auth import AuthConfigError, authenticator_from_settings
-from server.config import Settings
-from server.db import connection_budget
-from server.metrics_export import MetricsEndpoint, MetricsError
-from server.tls import TlsError, check_settings
-from server.tracing import TracingConfigError, check_environment
+from flowrun.server import logs, workers
+from flowrun.server.app import build_app, run
+from flowrun.server.auth import AuthConfigError, authenticator_from_settings
+from flowrun.server.config import Settings
+from flowrun.server.db import connection_budget
+from flowrun.server.metrics_export import MetricsEndpoint, MetricsError
+from flowrun.server.tls import TlsError, check_settings
+from flowrun.server.tracing import TracingConfigError, check_environment
 
 
 def positive_int(text: str) -> int:

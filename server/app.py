@@ -11,6 +11,35 @@ from dataclasses import dataclass, field
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
+from flowrun.server import metrics
+from flowrun.server.auth import AuthInterceptor, authenticator_from_settings
+from flowrun.server.cancellation import CancellationShieldInterceptor
+from flowrun.server.config import Settings
+from flowrun.server.db.engine import create_engine
+from flowrun.server.db.migrate import migrate
+from flowrun.server.db.unit_of_work import Database
+from flowrun.server.error_mapping import ErrorMappingInterceptor
+from flowrun.server.health import LIVENESS_SERVICE, DatabaseHealth
+from flowrun.server.lease_reaper import LeaseReaper
+from flowrun.server.liveness import Sweeper, sweepers
+from flowrun.server.metrics_export import PoolSampler
+from flowrun.server.observability import ObservabilityInterceptor
+from flowrun.server.orchestration.interceptor import OrchestratedMethod, OrchestrationInterceptor
+from flowrun.server.orchestration.policies import FLOW_RUNS
+from flowrun.server.orchestration.task_runs import TASK_RUNS
+from flowrun.server.periodic import Periodic
+from flowrun.server.reflection import enable_reflection
+from flowrun.server.services import from_proto
+from flowrun.server.services.deployments import DeploymentService
+from flowrun.server.services.flow_runs import FlowRunService
+from flowrun.server.services.flows import FlowService
+from flowrun.server.services.task_runs import TaskRunService
+from flowrun.server.services.work_pools import WorkPoolService
+from flowrun.server.shared_secrets import resolve_page_token_secret
+from flowrun.server.tls import ServerCertificates, server_certificates
+from flowrun.server.tracing import Tracing, tracing_from_environment
+from flowrun.server.watch.hub import EventHub
+from flowrun.server.watch.retention import event_pruner
 from flowrun.v1 import (
     deployment_service_pb2,
     deployment_service_pb2_grpc,
@@ -23,35 +52,6 @@ from flowrun.v1 import (
     work_pool_service_pb2,
     work_pool_service_pb2_grpc,
 )
-from server import metrics
-from server.auth import AuthInterceptor, authenticator_from_settings
-from server.cancellation import CancellationShieldInterceptor
-from server.config import Settings
-from server.db.engine import create_engine
-from server.db.migrate import migrate
-from server.db.unit_of_work import Database
-from server.error_mapping import ErrorMappingInterceptor
-from server.health import LIVENESS_SERVICE, DatabaseHealth
-from server.lease_reaper import LeaseReaper
-from server.liveness import Sweeper, sweepers
-from server.metrics_export import PoolSampler
-from server.observability import ObservabilityInterceptor
-from server.orchestration.interceptor import OrchestratedMethod, OrchestrationInterceptor
-from server.orchestration.policies import FLOW_RUNS
-from server.orchestration.task_runs import TASK_RUNS
-from server.periodic import Periodic
-from server.reflection import enable_reflection
-from server.services import from_proto
-from server.services.deployments import DeploymentService
-from server.services.flow_runs import FlowRunService
-from server.services.flows import FlowService
-from server.services.task_runs import TaskRunService
-from server.services.work_pools import WorkPoolService
-from server.shared_secrets import resolve_page_token_secret
-from server.tls import ServerCertificates, server_certificates
-from server.tracing import Tracing, tracing_from_environment
-from server.watch.hub import EventHub
-from server.watch.retention import event_pruner
 
 log = logging.getLogger("flowrun.server")
 

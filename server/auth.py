@@ -49,11 +49,11 @@ from typing import Any, cast
 
 import grpc
 
-from server import audit
-from server.auth_tokens import Entry, TokenFileError, read, token_hash
-from server.config import Settings
-from server.error_mapping import error_status
-from server.roles import FORCE_ROLE, FORCEABLE_METHODS, Role, changes_data, required_role
+from flowrun.server import audit
+from flowrun.server.auth_tokens import Entry, TokenFileError, read, token_hash
+from flowrun.server.config import Settings
+from flowrun.server.error_mapping import error_status
+from flowrun.server.roles import FORCE_ROLE, FORCEABLE_METHODS, Role, changes_data, required_role
 
 log = logging.getLogger("flowrun.auth")
 

@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from server.roles import Role
+from flowrun.server.roles import Role
 
 TOKEN_BYTES = 32
 _SHA256_HEX = re.compile(r"[0-9a-f]{64}")

@@ -21,7 +21,7 @@ import logging
 
 import grpc
 
-from server.call_scope import CallScope, enter
+from flowrun.server.call_scope import CallScope, enter
 
 log = logging.getLogger("flowrun.cancellation")
 # Handler tasks whose callers went away: referenced until they finish.

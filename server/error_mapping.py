@@ -18,9 +18,9 @@ from grpc_status import rpc_status
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
-from server import errors, metrics
-from server.db.dialect import is_unique_violation, sqlstate
-from server.services.validation import request_violations
+from flowrun.server import errors, metrics
+from flowrun.server.db.dialect import is_unique_violation, sqlstate
+from flowrun.server.services.validation import request_violations
 
 log = logging.getLogger("flowrun.errors")
 

@@ -20,8 +20,8 @@ from typing import Protocol
 
 from grpc_health.v1 import health, health_pb2
 
-from server import metrics
-from server.periodic import Periodic
+from flowrun.server import metrics
+from flowrun.server.periodic import Periodic
 
 log = logging.getLogger("flowrun.health")
 

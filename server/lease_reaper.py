@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import logging
 
-from server import clock, metrics
-from server.db.unit_of_work import Database
-from server.periodic import Periodic
+from flowrun.server import clock, metrics
+from flowrun.server.db.unit_of_work import Database
+from flowrun.server.periodic import Periodic
 
 log = logging.getLogger("flowrun.lease_reaper")
 BATCH = 1_000

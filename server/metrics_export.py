@@ -30,12 +30,12 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
 from prometheus_client.registry import Collector
 
-from server import clock, metrics
-from server.config import Settings
-from server.db.engine import create_engine
-from server.db.unit_of_work import Database
-from server.periodic import Periodic
-from server.repositories.concurrency_leases import SlotUsage
+from flowrun.server import clock, metrics
+from flowrun.server.config import Settings
+from flowrun.server.db.engine import create_engine
+from flowrun.server.db.unit_of_work import Database
+from flowrun.server.periodic import Periodic
+from flowrun.server.repositories.concurrency_leases import SlotUsage
 
 log = logging.getLogger("flowrun.metrics")
 

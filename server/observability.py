@@ -18,8 +18,8 @@ import time
 
 import grpc
 
-from server import metrics
-from server.logs import bind_call
+from flowrun.server import metrics
+from flowrun.server.logs import bind_call
 
 _OK = grpc.StatusCode.OK
 # A client whose deadline passes cancels the call itself (its own timer), which the

@@ -11,9 +11,9 @@ from __future__ import annotations
 import logging
 import secrets
 
-from server import clock
-from server.config import Settings
-from server.db.unit_of_work import Database
+from flowrun.server import clock
+from flowrun.server.config import Settings
+from flowrun.server.db.unit_of_work import Database
 
 log = logging.getLogger("flowrun.server")
 

@@ -34,7 +34,7 @@ from pathlib import Path
 
 import grpc
 
-from server.config import Settings
+from flowrun.server.config import Settings
 
 log = logging.getLogger("flowrun.tls")
 

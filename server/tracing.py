@@ -42,8 +42,8 @@ if TYPE_CHECKING:
     from opentelemetry.sdk.trace.export import SpanExporter
     from sqlalchemy.ext.asyncio import AsyncEngine
 
-    from server.domain.states import State
-    from server.orchestration.context import TransitionResult
+    from flowrun.server.domain.states import State
+    from flowrun.server.orchestration.context import TransitionResult
 
 DEFAULT_SERVICE_NAME = "flowrun"
 # Services whose calls get no span: probes and tooling, not work.

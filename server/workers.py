@@ -49,13 +49,13 @@ from multiprocessing.connection import Connection, wait
 from multiprocessing.process import BaseProcess
 from pathlib import Path
 
-from server import logs
-from server.app import build_app, run
-from server.config import Settings
-from server.db.engine import create_engine
-from server.db.migrate import migrate
-from server.db.unit_of_work import Database
-from server.metrics_export import MultiprocessMetrics
+from flowrun.server import logs
+from flowrun.server.app import build_app, run
+from flowrun.server.config import Settings
+from flowrun.server.db.engine import create_engine
+from flowrun.server.db.migrate import migrate
+from flowrun.server.db.unit_of_work import Database
+from flowrun.server.metrics_export import MultiprocessMetrics
 
 log = logging.getLogger("flowrun.workers")
 

@@ -19,10 +19,10 @@ import grpc
 import pytest
 from sqlalchemy.engine import make_url
 
+from flowrun.server import clock
+from flowrun.server.app import App, build_app
+from flowrun.server.config import Settings
 from flowrun.v1 import flow_run_service_pb2_grpc, flow_service_pb2_grpc
-from server import clock
-from server.app import App, build_app
-from server.config import Settings
 from tests.helpers.pgbouncer import PgBouncer
 from tests.helpers.servers import PrivatePostgres
 

@@ -24,11 +24,11 @@ from google.protobuf import descriptor_pool, message_factory
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
-from client import FlowrunClient, PermissionDeniedError, UnauthenticatedError, cli
+from flowrun.client import FlowrunClient, PermissionDeniedError, UnauthenticatedError, cli
+from flowrun.server import auth_tokens
+from flowrun.server.app import App, build_app
+from flowrun.server.roles import FORCE_ROLE, FORCEABLE_METHODS, METHOD_ROLES, Role
 from flowrun.v1 import flow_run_service_pb2, flow_service_pb2, state_pb2
-from server import auth_tokens
-from server.app import App, build_app
-from server.roles import FORCE_ROLE, FORCEABLE_METHODS, METHOD_ROLES, Role
 from tests.conftest import settings_for
 from tests.helpers.rich_errors import decode, expect_error
 
@@ -200,7 +200,7 @@ async def flowrun_command(secured: Secured, *args: str, env: dict[str, str] | No
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "client.cli",
+        "flowrun.client.cli",
         "--target",
         secured.target,
         "--no-retry",

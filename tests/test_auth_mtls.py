@@ -10,12 +10,12 @@ import logging
 import grpc
 import pytest
 
-from client import FlowrunClient
-from client.errors import FlowrunError
-from client.tls import TlsConfig
-from server import auth_tokens
-from server.app import build_app
-from server.roles import Role
+from flowrun.client import FlowrunClient
+from flowrun.client.errors import FlowrunError
+from flowrun.client.tls import TlsConfig
+from flowrun.server import auth_tokens
+from flowrun.server.app import build_app
+from flowrun.server.roles import Role
 from tests.conftest import settings_for
 from tests.helpers.certs import write_tls_files
 

@@ -12,15 +12,8 @@ import sys
 
 import pytest
 
-from flowrun.v1 import (
-    deployment_service_pb2,
-    flow_run_service_pb2,
-    flow_service_pb2,
-    task_run_service_pb2,
-    work_pool_service_pb2,
-)
-from server import audit, auth_tokens
-from server.auth import (
+from flowrun.server import audit, auth_tokens
+from flowrun.server.auth import (
     ANONYMOUS,
     AuthConfigError,
     Authenticator,
@@ -29,8 +22,15 @@ from server.auth import (
     authenticator_from_settings,
     caller_from_auth_context,
 )
-from server.config import Settings
-from server.roles import FORCEABLE_METHODS, METHOD_ROLES, Role, changes_data, required_role
+from flowrun.server.config import Settings
+from flowrun.server.roles import FORCEABLE_METHODS, METHOD_ROLES, Role, changes_data, required_role
+from flowrun.v1 import (
+    deployment_service_pb2,
+    flow_run_service_pb2,
+    flow_service_pb2,
+    task_run_service_pb2,
+    work_pool_service_pb2,
+)
 
 SERVICE_FILES = (
     flow_service_pb2,
@@ -258,7 +258,12 @@ def test_the_server_refuses_to_start_with_one_line_and_no_traceback(tmp_path, wo
         "FLOWRUN_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'flowrun.db'}",
     }
     done = subprocess.run(
-        [sys.executable, "-m", "server"], env=environment, capture_output=True, text=True, timeout=60, check=False
+        [sys.executable, "-m", "flowrun.server"],
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
     )
     assert done.returncode == 1
     assert "flowrun-server: error:" in done.stderr and "FLOWRUN_REQUIRE_AUTH" in done.stderr

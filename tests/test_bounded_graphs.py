@@ -10,11 +10,11 @@ from datetime import UTC, datetime
 import grpc
 import pytest
 
+from flowrun.server.app import build_app
 from flowrun.v1 import flow_run_service_pb2 as runs_pb
 from flowrun.v1 import flow_run_service_pb2_grpc, flow_service_pb2_grpc, state_pb2, task_run_service_pb2_grpc
 from flowrun.v1 import flow_service_pb2 as flows_pb
 from flowrun.v1 import task_run_service_pb2 as tasks_pb
-from server.app import build_app
 from tests.conftest import settings_for
 from tests.helpers.rich_errors import expect_error
 

@@ -3,8 +3,8 @@
 
 from __future__ import annotations
 
-from server.app import server_options
-from server.config import Settings
+from flowrun.server.app import server_options
+from flowrun.server.config import Settings
 
 
 def test_responses_are_capped_below_the_request_limit_by_default():

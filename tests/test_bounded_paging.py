@@ -17,6 +17,7 @@ import grpc
 import pytest
 from google.protobuf import struct_pb2
 
+from flowrun.server.app import App, build_app
 from flowrun.v1 import deployment_service_pb2 as dep_pb
 from flowrun.v1 import (
     deployment_service_pb2_grpc,
@@ -29,7 +30,6 @@ from flowrun.v1 import (
 from flowrun.v1 import flow_run_service_pb2 as runs_pb
 from flowrun.v1 import flow_service_pb2 as flows_pb
 from flowrun.v1 import task_run_service_pb2 as tasks_pb
-from server.app import App, build_app
 from tests.conftest import settings_for
 from tests.helpers.rich_errors import expect_error
 

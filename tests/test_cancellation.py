@@ -23,10 +23,10 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import NullPool
 
+from flowrun.server.app import App, build_app
+from flowrun.server.db.tables import flow_run, flow_run_state
 from flowrun.v1 import flow_run_service_pb2 as runs_pb
 from flowrun.v1 import flow_run_service_pb2_grpc, flow_service_pb2, flow_service_pb2_grpc, state_pb2
-from server.app import App, build_app
-from server.db.tables import flow_run, flow_run_state
 from tests.conftest import BACKENDS, fresh_database, settings_for
 
 CALLS = 2_000

@@ -15,8 +15,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from client import FlowrunClient, cli, commands_runs
-from client import cli_args as cli_args_module
+from flowrun.client import FlowrunClient, cli, commands_runs
+from flowrun.client import cli_args as cli_args_module
 from flowrun.v1 import state_pb2
 
 Flowrun = Callable[..., Awaitable[tuple[int, str, str]]]
@@ -527,7 +527,7 @@ def test_tables_keep_ids_whole_on_a_narrow_terminal_and_drop_empty_columns():
 
     from rich.console import Console
 
-    from client import cli_output
+    from flowrun.client import cli_output
     from flowrun.v1 import flow_run_pb2
 
     runs = [

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from client import FlowrunClient, cli, cli_args
+from flowrun.client import FlowrunClient, cli, cli_args
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -32,7 +32,7 @@ def command_environment(**extra: str) -> dict[str, str]:
 
 def run_cli(*args: str, **extra_env: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "client.cli", *args],
+        [sys.executable, "-m", "flowrun.client.cli", *args],
         cwd=REPO,
         env=command_environment(**extra_env),
         capture_output=True,
@@ -67,7 +67,7 @@ async def test_piping_into_head_ends_quietly(app, unique):
         flow, _ = await client.create_flow(f"pipe-{unique}")
         for _ in range(3):  # about 150 KB of JSON: more than a pipe holds
             await client.create_flow_run(flow.id, parameters={"blob": "x" * 50_000})
-    command = [sys.executable, "-m", "client.cli", "--target", f"127.0.0.1:{app.port}"]
+    command = [sys.executable, "-m", "flowrun.client.cli", "--target", f"127.0.0.1:{app.port}"]
 
     def like_head(output: str, read: int) -> tuple[int, bytes, str]:
         process = subprocess.Popen(
@@ -120,7 +120,7 @@ def test_server_on_a_taken_port_says_so_in_one_line(tmp_path):
         holder.listen()
         port = holder.getsockname()[1]
         result = subprocess.run(
-            [sys.executable, "-m", "server", "--port", str(port)],
+            [sys.executable, "-m", "flowrun.server", "--port", str(port)],
             cwd=REPO,
             env=command_environment(FLOWRUN_DATABASE_URL=f"sqlite+aiosqlite:///{tmp_path / 'flowrun.db'}"),
             capture_output=True,
@@ -166,7 +166,7 @@ def interrupt_when_waiting(command: list[str], marker: str | None = None) -> sub
 def test_ctrl_c_ends_the_command_with_130_and_one_line():
     with SilentServer() as target:
         result = interrupt_when_waiting(
-            [sys.executable, "-m", "client.cli", "--target", target, "--timeout", "60", "run", "ls"]
+            [sys.executable, "-m", "flowrun.client.cli", "--target", target, "--timeout", "60", "run", "ls"]
         )
     assert (result.returncode, result.stdout, result.stderr) == (130, "", "interrupted\n")
 
@@ -174,7 +174,7 @@ def test_ctrl_c_ends_the_command_with_130_and_one_line():
 SYNC_SCRIPT = """
 import sys
 import time
-from client import SyncClient
+from flowrun.client import SyncClient
 client = SyncClient(sys.argv[1], timeout=60)
 print("calling", flush=True)
 try:

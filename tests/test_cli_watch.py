@@ -6,9 +6,9 @@ from __future__ import annotations
 import asyncio
 import json
 
-from client import FlowrunClient, cli
+from flowrun.client import FlowrunClient, cli
+from flowrun.server.app import build_app
 from flowrun.v1 import filters_pb2, state_pb2
-from server.app import build_app
 from tests.conftest import settings_for
 
 

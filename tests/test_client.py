@@ -9,7 +9,7 @@ import uuid
 import grpc
 import pytest
 
-from client import FlowrunClient, InvalidArgumentError, NotFoundError, cli
+from flowrun.client import FlowrunClient, InvalidArgumentError, NotFoundError, cli
 from flowrun.v1 import deployment_pb2, filters_pb2, state_pb2, task_run_pb2
 
 

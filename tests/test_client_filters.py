@@ -8,7 +8,7 @@ import uuid
 
 import pytest
 
-from client import FlowrunClient
+from flowrun.client import FlowrunClient
 from flowrun.v1 import filters_pb2
 
 

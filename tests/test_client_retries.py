@@ -16,14 +16,14 @@ from google.protobuf import any_pb2, duration_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
-from client import (
+from flowrun.client import (
     AbortedError,
     FlowrunClient,
     InvalidArgumentError,
     RetryPolicy,
     UnavailableError,
 )
-from client.retry import is_idempotent
+from flowrun.client.retry import is_idempotent
 from flowrun.v1 import (
     flow_pb2,
     flow_run_pb2,

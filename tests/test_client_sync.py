@@ -13,7 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from client import FlowrunClient, NotFoundError, RetryPolicy, SyncClient, UnavailableError
+from flowrun.client import FlowrunClient, NotFoundError, RetryPolicy, SyncClient, UnavailableError
 from flowrun.v1 import state_pb2
 
 

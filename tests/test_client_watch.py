@@ -7,10 +7,10 @@ import asyncio
 
 import pytest
 
-from client import FlowrunClient
-from client.retry import RetryPolicy
+from flowrun.client import FlowrunClient
+from flowrun.client.retry import RetryPolicy
+from flowrun.server.app import build_app
 from flowrun.v1 import filters_pb2, flow_run_event_pb2, state_pb2
-from server.app import build_app
 from tests.conftest import settings_for
 from tests.helpers.servers import free_port
 
@@ -90,7 +90,7 @@ async def test_watch_flow_run_ends_when_the_run_finishes(database_url, unique):
 
 
 async def test_a_bad_cursor_is_raised_not_retried(database_url):
-    from client.errors import InvalidArgumentError
+    from flowrun.client.errors import InvalidArgumentError
 
     port = free_port()
     app = await serve(database_url, port)

@@ -12,6 +12,8 @@ import pytest
 from google.protobuf.duration_pb2 import Duration
 from sqlalchemy import func, select
 
+from flowrun.server.app import build_app
+from flowrun.server.db.tables import concurrency_lease
 from flowrun.v1 import (
     deployment_pb2,
     deployment_service_pb2,
@@ -23,8 +25,6 @@ from flowrun.v1 import (
     state_pb2,
 )
 from flowrun.v1 import flow_run_service_pb2 as runs_pb
-from server.app import build_app
-from server.db.tables import concurrency_lease
 from tests.conftest import settings_for
 from tests.helpers.rich_errors import expect_error
 

@@ -12,8 +12,8 @@ import sys
 
 import pytest
 
-from server.config import Settings
-from server.db.connection_budget import (
+from flowrun.server.config import Settings
+from flowrun.server.db.connection_budget import (
     Capacity,
     ConnectionBudgetError,
     Pool,
@@ -112,7 +112,7 @@ def test_the_capacity_message_names_every_term():
 def run_server(**env: str) -> subprocess.CompletedProcess[str]:
     environment = {**os.environ, "FLOWRUN_PORT": "0", "FLOWRUN_DATABASE_URL": POSTGRES, **env}
     return subprocess.run(
-        [sys.executable, "-m", "server"], cwd=REPO, env=environment, capture_output=True, text=True, timeout=60
+        [sys.executable, "-m", "flowrun.server"], cwd=REPO, env=environment, capture_output=True, text=True, timeout=60
     )
 
 

@@ -19,12 +19,12 @@ import yaml
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from prometheus_client.parser import text_string_to_metric_families
 
+from flowrun.server.app import build_app
+from flowrun.server.config import Settings
+from flowrun.server.health import LIVENESS_SERVICE
+from flowrun.server.metrics_export import MetricsEndpoint
 from flowrun.v1 import flow_run_service_pb2 as runs_pb
 from flowrun.v1 import flow_run_service_pb2_grpc, flow_service_pb2, flow_service_pb2_grpc, state_pb2
-from server.app import build_app
-from server.config import Settings
-from server.health import LIVENESS_SERVICE
-from server.metrics_export import MetricsEndpoint
 from tests.conftest import settings_for
 from tests.helpers.factories import create_deployment
 
@@ -97,7 +97,7 @@ def test_the_deployment_probes_grpc_health_and_matches_the_settings():
 def test_the_migration_command_migrates_and_exits(tmp_path):
     url = f"sqlite+aiosqlite:///{tmp_path / 'flowrun.db'}"
     done = subprocess.run(
-        [sys.executable, "-m", "server", "--migrate", "--database-url", url],
+        [sys.executable, "-m", "flowrun.server", "--migrate", "--database-url", url],
         cwd=REPO,
         capture_output=True,
         text=True,

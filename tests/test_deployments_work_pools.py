@@ -19,6 +19,8 @@ import pytest
 from google.protobuf.duration_pb2 import Duration
 from google.protobuf.struct_pb2 import Struct
 
+from flowrun.server.app import build_app
+from flowrun.server.error_mapping import DOMAIN
 from flowrun.v1 import (
     deployment_pb2,
     deployment_service_pb2_grpc,
@@ -32,8 +34,6 @@ from flowrun.v1 import deployment_service_pb2 as dep_pb
 from flowrun.v1 import flow_run_service_pb2 as runs_pb
 from flowrun.v1 import flow_service_pb2 as flows_pb
 from flowrun.v1 import work_pool_service_pb2 as pools_pb
-from server.app import build_app
-from server.error_mapping import DOMAIN
 from tests.conftest import settings_for
 from tests.helpers.rich_errors import expect_error
 

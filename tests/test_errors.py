@@ -7,10 +7,10 @@ import uuid
 import grpc
 import pytest
 
+from flowrun.server.error_mapping import DOMAIN, to_grpc_status
 from flowrun.v1 import flow_run_service_pb2 as runs_pb
 from flowrun.v1 import flow_service_pb2 as flows_pb
 from flowrun.v1 import state_pb2
-from server.error_mapping import DOMAIN, to_grpc_status
 from tests.helpers.rich_errors import expect_error
 
 

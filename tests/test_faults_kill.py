@@ -42,8 +42,8 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from server import workers
-from server.config import Settings
+from flowrun.server import workers
+from flowrun.server.config import Settings
 from tests.conftest import fresh_database
 from tests.helpers import dying_workers
 from tests.helpers.fault_load import (

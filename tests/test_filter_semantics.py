@@ -27,6 +27,7 @@ import grpc
 import pytest
 from google.protobuf.json_format import ParseDict
 
+from flowrun.server.domain import filters as domain
 from flowrun.v1 import deployment_service_pb2 as dep_pb
 from flowrun.v1 import (
     deployment_service_pb2_grpc,
@@ -37,7 +38,6 @@ from flowrun.v1 import (
 )
 from flowrun.v1 import flow_run_service_pb2 as runs_pb
 from flowrun.v1 import flow_service_pb2 as flows_pb
-from server.domain import filters as domain
 from tests.helpers.rich_errors import expect_error
 
 OR = "FILTER_OPERATOR_OR"

@@ -43,6 +43,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from hypothesis import HealthCheck, event, given, note, settings
 from hypothesis import strategies as st
 
+from flowrun.server.app import build_app
 from flowrun.v1 import (
     filters_pb2,
     flow_run_service_pb2,
@@ -51,7 +52,6 @@ from flowrun.v1 import (
     flow_service_pb2_grpc,
     state_pb2,
 )
-from server.app import build_app
 from tests.conftest import create_postgres_database, drop_postgres_database, settings_for
 
 pytestmark = pytest.mark.slow  # hundreds of examples against the server: over half a minute

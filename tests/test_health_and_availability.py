@@ -9,11 +9,11 @@ import grpc
 import pytest
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
+from flowrun.server.app import FLOWRUN_SERVICES, build_app
+from flowrun.server.health import DatabaseHealth
 from flowrun.v1 import flow_run_service_pb2 as runs_pb
 from flowrun.v1 import flow_run_service_pb2_grpc, flow_service_pb2_grpc
 from flowrun.v1 import flow_service_pb2 as flows_pb
-from server.app import FLOWRUN_SERVICES, build_app
-from server.health import DatabaseHealth
 from tests.conftest import settings_for
 from tests.helpers.rich_errors import expect_error
 

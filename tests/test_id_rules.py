@@ -10,10 +10,10 @@ import uuid
 import grpc
 import pytest
 
+from flowrun.server.services.from_proto import canonical_uuid
 from flowrun.v1 import filters_pb2
 from flowrun.v1 import flow_run_service_pb2 as runs_pb
 from flowrun.v1 import flow_service_pb2 as flows_pb
-from server.services.from_proto import canonical_uuid
 from tests.helpers.rich_errors import expect_error
 
 SAMPLE = uuid.UUID("5f0c3a1e-9b2d-4c7a-8e6f-0123456789ab")

@@ -19,8 +19,19 @@ import grpc
 import pytest
 from google.protobuf.duration_pb2 import Duration
 
-from client import FailedPreconditionError, FlowrunClient
-from client.heartbeat import UNTIMED_INTERVAL_SECONDS
+from flowrun.client import FailedPreconditionError, FlowrunClient
+from flowrun.client.heartbeat import UNTIMED_INTERVAL_SECONDS
+from flowrun.server import clock
+from flowrun.server.app import App, build_app
+from flowrun.server.config import Settings
+from flowrun.server.domain.states import State, StateType
+from flowrun.server.liveness import Sweeper, sweepers
+from flowrun.server.liveness.late_runs import MarkLateRuns
+from flowrun.server.liveness.pause_expirations import NEVER_RESUMED, FailExpiredPauses
+from flowrun.server.liveness.zombies import CrashZombies
+from flowrun.server.orchestration.context import SetStateStatus
+from flowrun.server.orchestration.policies import FLOW_RUNS, MARK_LATE_RUNS_POLICY
+from flowrun.server.orchestration.transitions import STATE_CHANGED_REASON, set_state
 from flowrun.v1 import (
     deployment_pb2,
     deployment_service_pb2,
@@ -33,17 +44,6 @@ from flowrun.v1 import (
     state_pb2,
 )
 from flowrun.v1 import flow_run_service_pb2 as runs_pb
-from server import clock
-from server.app import App, build_app
-from server.config import Settings
-from server.domain.states import State, StateType
-from server.liveness import Sweeper, sweepers
-from server.liveness.late_runs import MarkLateRuns
-from server.liveness.pause_expirations import NEVER_RESUMED, FailExpiredPauses
-from server.liveness.zombies import CrashZombies
-from server.orchestration.context import SetStateStatus
-from server.orchestration.policies import FLOW_RUNS, MARK_LATE_RUNS_POLICY
-from server.orchestration.transitions import STATE_CHANGED_REASON, set_state
 from tests.conftest import BACKENDS, fresh_database, settings_for
 from tests.helpers.rich_errors import expect_error
 

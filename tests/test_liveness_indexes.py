@@ -9,8 +9,8 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import event
 
-from server import clock
-from server.app import build_app
+from flowrun.server import clock
+from flowrun.server.app import build_app
 from tests.conftest import fresh_database, settings_for
 
 pytestmark = pytest.mark.slow  # a database of its own, filled with thousands of runs: about a second

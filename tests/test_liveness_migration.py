@@ -11,10 +11,10 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy import inspect, select
 
-from server.db.engine import create_engine
-from server.db.migrate import MIGRATIONS, migrate
-from server.db.tables import flow, flow_run
-from server.db.unit_of_work import Database
+from flowrun.server.db.engine import create_engine
+from flowrun.server.db.migrate import MIGRATIONS, migrate
+from flowrun.server.db.tables import flow, flow_run
+from flowrun.server.db.unit_of_work import Database
 from tests.conftest import BACKENDS, fresh_database, settings_for
 
 pytestmark = pytest.mark.slow  # migrates a database of its own step by step: a second or two

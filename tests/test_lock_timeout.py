@@ -9,9 +9,9 @@ import asyncpg
 import grpc
 import pytest
 
+from flowrun.server.app import build_app
 from flowrun.v1 import flow_run_service_pb2 as runs_pb
 from flowrun.v1 import flow_run_service_pb2_grpc, flow_service_pb2, flow_service_pb2_grpc, state_pb2
-from server.app import build_app
 from tests.conftest import create_postgres_database, drop_postgres_database, settings_for
 from tests.helpers.rich_errors import expect_error
 

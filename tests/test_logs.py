@@ -13,11 +13,11 @@ import grpc
 import pytest
 from opentelemetry.sdk.trace import TracerProvider
 
+from flowrun.server import logs
+from flowrun.server.app import build_app
+from flowrun.server.error_mapping import to_grpc_status
+from flowrun.server.repositories.flows import FlowRepository
 from flowrun.v1 import flow_service_pb2, flow_service_pb2_grpc
-from server import logs
-from server.app import build_app
-from server.error_mapping import to_grpc_status
-from server.repositories.flows import FlowRepository
 from tests.conftest import settings_for
 from tests.helpers.servers import ServerProcess
 
@@ -152,7 +152,7 @@ async def test_a_failing_background_step_logs_one_line_without_a_traceback(captu
     warning, its traceback only at DEBUG."""
     import asyncio
 
-    from server.periodic import Periodic
+    from flowrun.server.periodic import Periodic
 
     async def step() -> None:
         raise ConnectionError("database went away")

@@ -19,13 +19,13 @@ import pytest
 from prometheus_client import REGISTRY
 from prometheus_client.parser import text_string_to_metric_families
 
+from flowrun.server import errors, metrics
+from flowrun.server.app import build_app, observability_interceptors
+from flowrun.server.error_mapping import to_grpc_status
+from flowrun.server.health import NOT_SERVING, SERVING, DatabaseHealth
+from flowrun.server.metrics_export import MetricsEndpoint, PoolSampler, SlotCollector
 from flowrun.v1 import flow_run_service_pb2 as runs_pb
 from flowrun.v1 import flow_run_service_pb2_grpc, flow_service_pb2, flow_service_pb2_grpc, state_pb2
-from server import errors, metrics
-from server.app import build_app, observability_interceptors
-from server.error_mapping import to_grpc_status
-from server.health import NOT_SERVING, SERVING, DatabaseHealth
-from server.metrics_export import MetricsEndpoint, PoolSampler, SlotCollector
 from tests.conftest import fresh_database, settings_for
 from tests.helpers.factories import create_deployment
 
@@ -116,7 +116,7 @@ async def test_a_call_whose_deadline_passes_counts_as_deadline_exceeded(stubs, m
     _, flows, _ = stubs
     get = FLOWS + "GetFlow"
     deltas = Deltas(("flowrun_rpc_requests_total", {"method": get, "code": "DEADLINE_EXCEEDED"}))
-    from server.repositories.flows import FlowRepository
+    from flowrun.server.repositories.flows import FlowRepository
 
     real_get = FlowRepository.get
 
@@ -135,7 +135,7 @@ async def test_a_call_its_client_cancels_counts_as_cancelled(stubs, monkeypatch)
     _, flows, _ = stubs
     get = FLOWS + "GetFlow"
     deltas = Deltas(("flowrun_rpc_requests_total", {"method": get, "code": "CANCELLED"}))
-    from server.repositories.flows import FlowRepository
+    from flowrun.server.repositories.flows import FlowRepository
 
     started = asyncio.Event()
     real_get = FlowRepository.get

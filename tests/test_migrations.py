@@ -6,8 +6,8 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import inspect
 
-from server.db.migrate import migrate
-from server.db.tables import metadata
+from flowrun.server.db.migrate import migrate
+from flowrun.server.db.tables import metadata
 
 
 async def test_migrations_match_the_tables_the_code_uses(app):

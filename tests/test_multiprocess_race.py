@@ -1,4 +1,4 @@
-"""Several `python -m server` processes share one database while clients race random
+"""Several `python -m flowrun.server` processes share one database while clients race random
 proposals through all of them: the run lock lives in the database, so every guarantee
 of test_concurrency.py must hold across processes too.
 

@@ -10,13 +10,13 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy import JSON, text
 
+from flowrun.server.db.engine import create_engine
+from flowrun.server.db.migrate import MIGRATIONS, migrate
+from flowrun.server.db.tables import flow, metadata
+from flowrun.server.db.unit_of_work import Database
 from flowrun.v1 import flow_run_service_pb2 as runs_pb
 from flowrun.v1 import flow_service_pb2 as flows_pb
 from flowrun.v1 import state_pb2, task_run_service_pb2, task_run_service_pb2_grpc
-from server.db.engine import create_engine
-from server.db.migrate import MIGRATIONS, migrate
-from server.db.tables import flow, metadata
-from server.db.unit_of_work import Database
 from tests.conftest import fresh_database, settings_for
 
 #: Every nullable JSON column of the schema, read from the tables (a new one is covered too).

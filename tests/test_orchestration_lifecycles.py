@@ -12,10 +12,10 @@ from typing import Any
 import pytest
 from google.protobuf import duration_pb2, field_mask_pb2, json_format, struct_pb2
 
+from flowrun.server import clock
 from flowrun.v1 import flow_run_pb2, state_pb2
 from flowrun.v1 import flow_run_service_pb2 as runs_pb
 from flowrun.v1 import flow_service_pb2 as flows_pb
-from server import clock
 from tests.helpers.factories import create_deployment
 
 # Also behind pgbouncer in transaction pooling mode (tests/conftest.py).

@@ -49,17 +49,19 @@ async def test_the_installed_package_serves_migrates_and_stops(tmp_path):
     for needed in (
         "flowrun/v1/descriptor_set.binpb",
         "flowrun/v1/flow_run_service_pb2.py",
-        "server/db/migrations/env.py",
-        "server/db/migrations/versions/0001_initial_schema.py",
-        "client/cli.py",
+        "flowrun/server/db/migrations/env.py",
+        "flowrun/server/db/migrations/versions/0001_initial_schema.py",
+        "flowrun/client/cli.py",
     ):
         assert needed in names, needed
+    # One import package: nothing generic (`server`, `client`) lands at the top of site-packages.
+    assert {name.split("/")[0] for name in names} == {"flowrun", "flowrun-0.1.0.dist-info"}
 
     workdir = tmp_path / "elsewhere"  # not the source tree: only the installed copy is importable
     workdir.mkdir()
     env = {"PYTHONPATH": str(site)}
     where = subprocess.run(
-        [sys.executable, "-c", "import server, flowrun.v1; print(server.__file__)"],
+        [sys.executable, "-c", "import flowrun.server, flowrun.client, flowrun.v1; print(flowrun.server.__file__)"],
         cwd=workdir,
         env={**os.environ, **env},
         capture_output=True,

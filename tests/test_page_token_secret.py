@@ -19,14 +19,14 @@ import grpc
 import pytest
 from sqlalchemy import delete, func, select
 
+from flowrun.server.app import App, build_app
+from flowrun.server.db.engine import create_engine
+from flowrun.server.db.migrate import migrate
+from flowrun.server.db.tables import server_secret
+from flowrun.server.db.unit_of_work import Database
+from flowrun.server.shared_secrets import PAGE_TOKEN_SECRET, resolve_page_token_secret
 from flowrun.v1 import flow_service_pb2 as flows_pb
 from flowrun.v1 import flow_service_pb2_grpc
-from server.app import App, build_app
-from server.db.engine import create_engine
-from server.db.migrate import migrate
-from server.db.tables import server_secret
-from server.db.unit_of_work import Database
-from server.shared_secrets import PAGE_TOKEN_SECRET, resolve_page_token_secret
 from tests.conftest import fresh_database, settings_for
 from tests.helpers.rich_errors import expect_error
 from tests.helpers.servers import running_servers
@@ -168,7 +168,7 @@ async def test_concurrent_first_starts_agree_on_one_key(fresh_url):
 @pytest.mark.multiprocess
 @pytest.mark.slow
 async def test_server_processes_started_together_share_the_key(fresh_url, tmp_path):
-    """Two `python -m server` processes on a fresh database, migrating and creating the key
+    """Two `python -m flowrun.server` processes on a fresh database, migrating and creating the key
     at the same time. An empty FLOWRUN_PAGE_TOKEN_SECRET counts as unset."""
     env = {"FLOWRUN_PAGE_TOKEN_SECRET": ""}
     async with running_servers(fresh_url, 2, tmp_path, env=env) as addresses:

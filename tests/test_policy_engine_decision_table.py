@@ -16,14 +16,14 @@ from typing import Any
 
 import pytest
 
+from flowrun.server.config import Settings
+from flowrun.server.domain.flow_runs import FlowRun
+from flowrun.server.domain.states import State, StateType
+from flowrun.server.orchestration.policies import FLOW_RUNS
+from flowrun.server.orchestration.task_runs import TASK_RUNS
+from flowrun.server.orchestration.transitions import RunKind, set_state
+from flowrun.server.services import from_proto, to_proto
 from flowrun.v1 import flow_run_pb2
-from server.config import Settings
-from server.domain.flow_runs import FlowRun
-from server.domain.states import State, StateType
-from server.orchestration.policies import FLOW_RUNS
-from server.orchestration.task_runs import TASK_RUNS
-from server.orchestration.transitions import RunKind, set_state
-from server.services import from_proto, to_proto
 from tests.helpers.decision_table import CORE_TABLE, FORCED_TABLE, Expect, Proposal, Start, table_cases, variant_cases
 from tests.helpers.memory_repositories import MemoryRepositories, proposal
 

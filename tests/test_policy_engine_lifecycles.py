@@ -21,18 +21,18 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from server import errors
-from server.config import Settings
-from server.db.tables import ORCHESTRATED_RUN_COLUMNS
-from server.domain.deployments import CollisionStrategy
-from server.domain.flow_runs import FlowRunPolicy
-from server.domain.states import State, StateType, has_persisted_result
-from server.orchestration.context import OrchestrationContext, SetStateStatus, TransitionResult
-from server.orchestration.policies import CORE_POLICY, FLOW_RUNS, GLOBAL_POLICY
-from server.orchestration.rules import GlobalTransform, OrchestrationRule
-from server.orchestration.slot_rules import ACTIVE_STATES, SecureFlowConcurrencySlots
-from server.orchestration.task_runs import TASK_RUNS
-from server.orchestration.transitions import RunKind, set_state
+from flowrun.server import errors
+from flowrun.server.config import Settings
+from flowrun.server.db.tables import ORCHESTRATED_RUN_COLUMNS
+from flowrun.server.domain.deployments import CollisionStrategy
+from flowrun.server.domain.flow_runs import FlowRunPolicy
+from flowrun.server.domain.states import State, StateType, has_persisted_result
+from flowrun.server.orchestration.context import OrchestrationContext, SetStateStatus, TransitionResult
+from flowrun.server.orchestration.policies import CORE_POLICY, FLOW_RUNS, GLOBAL_POLICY
+from flowrun.server.orchestration.rules import GlobalTransform, OrchestrationRule
+from flowrun.server.orchestration.slot_rules import ACTIVE_STATES, SecureFlowConcurrencySlots
+from flowrun.server.orchestration.task_runs import TASK_RUNS
+from flowrun.server.orchestration.transitions import RunKind, set_state
 from tests.helpers.memory_repositories import MemoryRepositories, proposal
 
 SETTINGS = Settings()

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from server.app import App, build_app
+from flowrun.server.app import App, build_app
 from tests.conftest import settings_for
 from tests.helpers.certs import write_tls_files
 
@@ -111,7 +111,7 @@ COMMANDS = command_lines(section_blocks(readme().read_text(encoding="utf-8"), "s
 
 def test_the_command_lines_parse(monkeypatch):
     """Every `flowrun` command shown parses with today's options (nothing runs)."""
-    from client.cli_parser import build
+    from flowrun.client.cli_parser import build
 
     assert len(COMMANDS) >= 10, COMMANDS
     for line, arguments in COMMANDS:

@@ -18,7 +18,7 @@ import pytest
 from google.protobuf import descriptor_pb2, descriptor_pool, json_format, message_factory
 from grpc_reflection.v1alpha import reflection_pb2
 
-from server.app import FLOWRUN_SERVICES
+from flowrun.server.app import FLOWRUN_SERVICES
 
 pytestmark = pytest.mark.parametrize("version", ["v1", "v1alpha"])
 

@@ -28,12 +28,12 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.serialization import Encoding
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from client import FlowrunClient
-from client.tls import TlsConfig, TlsConfigError
+from flowrun.client import FlowrunClient
+from flowrun.client.tls import TlsConfig, TlsConfigError
+from flowrun.server.app import App, build_app
+from flowrun.server.config import Settings
+from flowrun.server.tls import ServerCertificates, TlsError, peer_subject, server_certificates
 from flowrun.v1 import flow_service_pb2, flow_service_pb2_grpc
-from server.app import App, build_app
-from server.config import Settings
-from server.tls import ServerCertificates, TlsError, peer_subject, server_certificates
 from tests.conftest import settings_for
 from tests.helpers.certs import CertificateAuthority, TlsFiles, write_tls_files
 from tests.helpers.servers import REPO, ServerProcess
@@ -432,7 +432,7 @@ async def run_cli(*args: str, env: dict[str, str] | None = None) -> tuple[int, s
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "client.cli",
+        "flowrun.client.cli",
         *args,
         cwd=REPO,
         env={**environment, **(env or {})},

@@ -19,9 +19,8 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
 
-from flowrun.v1 import flow_run_service_pb2_grpc, flow_service_pb2, flow_service_pb2_grpc, state_pb2
-from server.app import App, build_app
-from server.tracing import (
+from flowrun.server.app import App, build_app
+from flowrun.server.tracing import (
     SpanAttributes,
     Tracing,
     TracingConfigError,
@@ -29,6 +28,7 @@ from server.tracing import (
     tracing_from_environment,
     tracing_requested,
 )
+from flowrun.v1 import flow_run_service_pb2_grpc, flow_service_pb2, flow_service_pb2_grpc, state_pb2
 from tests.conftest import settings_for
 from tests.helpers.races import new_run, proposal
 from tests.helpers.servers import REPO
@@ -85,7 +85,7 @@ def test_an_unknown_exporter_is_a_clear_error():
 def test_a_server_started_with_an_unknown_exporter_says_so_and_exits():
     environment = {**os.environ, "OTEL_TRACES_EXPORTER": "zipkin", "FLOWRUN_WORKERS": "1"}
     result = subprocess.run(
-        [sys.executable, "-m", "server", "--port", "0", "--database-url", "sqlite+aiosqlite:///:memory:"],
+        [sys.executable, "-m", "flowrun.server", "--port", "0", "--database-url", "sqlite+aiosqlite:///:memory:"],
         cwd=REPO,
         env=environment,
         capture_output=True,
@@ -104,8 +104,8 @@ def test_off_loads_no_sdk_and_no_instrumentation(tmp_path):
     it, which without an SDK is a no-op.)"""
     script = f"""
 import asyncio, sys
-from server.app import build_app
-from server.config import Settings
+from flowrun.server.app import build_app
+from flowrun.server.config import Settings
 
 async def main():
     app = await build_app(Settings(database_url="sqlite+aiosqlite:///{tmp_path / "off.db"}", port=0))

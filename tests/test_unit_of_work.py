@@ -7,11 +7,11 @@ import asyncpg
 import pytest
 from sqlalchemy import text
 
-from server import errors
-from server.config import Settings
-from server.db.engine import create_engine
-from server.db.migrate import migrate
-from server.db.unit_of_work import Database
+from flowrun.server import errors
+from flowrun.server.config import Settings
+from flowrun.server.db.engine import create_engine
+from flowrun.server.db.migrate import migrate
+from flowrun.server.db.unit_of_work import Database
 from tests.conftest import fresh_database
 
 

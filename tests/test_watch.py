@@ -13,9 +13,9 @@ import grpc
 import pytest
 from google.protobuf import field_mask_pb2
 
+from flowrun.server.app import build_app
 from flowrun.v1 import filters_pb2, flow_run_pb2, flow_run_service_pb2, flow_service_pb2, state_pb2
 from flowrun.v1 import flow_run_service_pb2 as pb
-from server.app import build_app
 from tests.conftest import settings_for
 from tests.helpers.rich_errors import decode
 from tests.helpers.watching import STREAM_TIMEOUT, K, make_flow, make_run, of_run, propose, start_watch
@@ -228,7 +228,7 @@ async def test_snapshot_then_changes(wstubs, unique):
 
 
 async def test_retention_out_of_range(wstubs, unique, move_clock, watch_app):
-    from server.watch.retention import prune_events
+    from flowrun.server.watch.retention import prune_events
 
     flows, runs = wstubs
     flow_id = await make_flow(flows, unique)
@@ -294,8 +294,8 @@ async def test_shutdown_ends_streams_with_unavailable_and_a_cursor(database_url,
 
 async def test_a_change_made_by_a_background_sweep_arrives(wstubs, unique, watch_app, move_clock):
     """The late-runs sweep proposes through set_state like any client: its change is an event."""
-    from server.liveness.late_runs import MarkLateRuns
-    from server.liveness.sweeper import Sweeper
+    from flowrun.server.liveness.late_runs import MarkLateRuns
+    from flowrun.server.liveness.sweeper import Sweeper
 
     flows, runs = wstubs
     flow_id = await make_flow(flows, unique)

@@ -10,10 +10,10 @@ import grpc
 import pytest
 from google.protobuf import struct_pb2
 
+from flowrun.server import clock
+from flowrun.server.app import build_app
 from flowrun.v1 import filters_pb2, flow_run_event_pb2
 from flowrun.v1 import flow_run_service_pb2 as pb
-from server import clock
-from server.app import build_app
 from tests.conftest import settings_for
 from tests.helpers.rich_errors import decode
 from tests.helpers.watching import make_flow, make_run, start_watch
@@ -199,7 +199,7 @@ async def test_a_pool_of_one_connection_still_delivers(served, unique):
 async def test_a_stream_whose_unread_events_are_pruned_ends_out_of_range(served, unique, move_clock):
     """Catching up, a stream re-checks retention at every read: events deleted before it
     read them end it with OUT_OF_RANGE instead of a silent gap."""
-    from server.watch.retention import prune_events
+    from flowrun.server.watch.retention import prune_events
 
     app, flows, runs = await served(watch_batch_size=1)
     flow_id = await make_flow(flows, unique)

@@ -8,11 +8,11 @@ from __future__ import annotations
 import random
 from datetime import UTC, datetime, timedelta
 
-from server.config import Settings
-from server.domain.states import StateType
-from server.orchestration.policies import FLOW_RUNS
-from server.orchestration.task_runs import TASK_RUNS
-from server.orchestration.transitions import set_state
+from flowrun.server.config import Settings
+from flowrun.server.domain.states import StateType
+from flowrun.server.orchestration.policies import FLOW_RUNS
+from flowrun.server.orchestration.task_runs import TASK_RUNS
+from flowrun.server.orchestration.transitions import set_state
 from tests.helpers.memory_repositories import MemoryRepositories, proposal
 
 SETTINGS = Settings()

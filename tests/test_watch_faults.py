@@ -10,10 +10,10 @@ import uuid
 
 import pytest
 
-from client import FlowrunClient
-from client.retry import RetryPolicy
+from flowrun.client import FlowrunClient
+from flowrun.client.retry import RetryPolicy
+from flowrun.server.app import build_app
 from flowrun.v1 import filters_pb2, flow_run_event_pb2
-from server.app import build_app
 from tests.conftest import settings_for
 from tests.helpers.servers import PrivatePostgres
 

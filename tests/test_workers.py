@@ -1,4 +1,4 @@
-"""`python -m server --workers 2`: one announced port served by two worker processes of
+"""`python -m flowrun.server --workers 2`: one announced port served by two worker processes of
 one supervisor, on a fresh PostgreSQL database and on an SQLite file.
 
 Which worker answers a call is not visible in the API, and should not be: the tests find
@@ -24,10 +24,10 @@ from pathlib import Path
 import grpc
 import pytest
 
+from flowrun.server import workers
+from flowrun.server.config import Settings
 from flowrun.v1 import flow_run_service_pb2 as runs_pb
 from flowrun.v1 import flow_run_service_pb2_grpc
-from server import workers
-from server.config import Settings
 from tests.conftest import BACKENDS, fresh_database
 from tests.helpers.processes import TCP_LISTEN, alive, children, connections_per_worker, socket_states, worker_pids
 from tests.helpers.races import (
@@ -59,7 +59,7 @@ CHANNEL_OPTIONS = [("grpc.use_local_subchannel_pool", 1)]
 
 @contextlib.asynccontextmanager
 async def supervisor(database_url: str, log_dir: Path, count: int = WORKERS) -> AsyncIterator[ServerProcess]:
-    """`python -m server --workers count`, SERVING on its announced port."""
+    """`python -m flowrun.server --workers count`, SERVING on its announced port."""
     server = ServerProcess(database_url, log_path=log_dir / "server.log", args=["--workers", str(count)])
     try:
         await asyncio.to_thread(server.wait_until_serving, START_TIMEOUT_SECONDS)

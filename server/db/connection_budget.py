@@ -36,7 +36,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import NullPool
 
-from server.config import Settings
+from flowrun.server.config import Settings
 
 log = logging.getLogger("flowrun.db")
 

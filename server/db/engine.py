@@ -8,7 +8,7 @@ from sqlalchemy import event
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-from server.config import Settings
+from flowrun.server.config import Settings
 
 WRITE_OPTION = "flowrun_write"
 # The engine's execution option holding the statement that opens a PostgreSQL transaction

@@ -10,7 +10,7 @@ from alembic.config import Config
 from sqlalchemy import text
 from sqlalchemy.engine import Connection
 
-from server.db.unit_of_work import Database
+from flowrun.server.db.unit_of_work import Database
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 ADVISORY_LOCK_KEY = 7_246_170_113  # any constant unique to flowrun

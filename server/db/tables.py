@@ -18,7 +18,7 @@ from sqlalchemy import (
     UniqueConstraint,
 )
 
-from server.db.types import JSONColumn, Timestamp, UUIDText
+from flowrun.server.db.types import JSONColumn, Timestamp, UUIDText
 
 metadata = MetaData(
     naming_convention={
@@ -262,4 +262,3 @@ flow_run_event_horizon = Table(
     Column("id", Integer, primary_key=True, autoincrement=False),
     Column("pruned_through", BigInteger, nullable=False),
 )
-

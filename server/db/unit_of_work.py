@@ -33,11 +33,11 @@ from typing import Any
 import asyncpg
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from server import errors, metrics
-from server.call_scope import call_abandoned, in_call
-from server.db.dialect import Dialect
-from server.db.engine import BEGIN_OPTION, WRITE_OPTION
-from server.repositories import Repositories
+from flowrun.server import errors, metrics
+from flowrun.server.call_scope import call_abandoned, in_call
+from flowrun.server.db.dialect import Dialect
+from flowrun.server.db.engine import BEGIN_OPTION, WRITE_OPTION
+from flowrun.server.repositories import Repositories
 
 log = logging.getLogger("flowrun.db")
 

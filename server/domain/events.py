@@ -10,8 +10,8 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from server.domain.flow_runs import FlowRun, FlowRunPolicy
-from server.domain.states import State, StateDetails, StateType
+from flowrun.server.domain.flow_runs import FlowRun, FlowRunPolicy
+from flowrun.server.domain.states import State, StateDetails, StateType
 
 
 class EventKind(StrEnum):

@@ -26,7 +26,7 @@ from datetime import UTC, datetime
 from enum import Enum, StrEnum
 from typing import Any, Literal
 
-from server.domain.states import StateType
+from flowrun.server.domain.states import StateType
 
 Operator = Literal["and", "or"]
 AND: Operator = "and"

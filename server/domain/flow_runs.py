@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from server.domain.states import State, StateType, estimated_run_time
+from flowrun.server.domain.states import State, StateType, estimated_run_time
 
 
 @dataclass(slots=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from server.domain.states import StateType
+from flowrun.server.domain.states import StateType
 
 
 @dataclass(slots=True)

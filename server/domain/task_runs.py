@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
-from server.domain.states import State, StateType, estimated_run_time
+from flowrun.server.domain.states import State, StateType, estimated_run_time
 
 PARENTS_KEY = "__parents__"
 TaskInputs = dict[str, list[dict[str, Any]]]

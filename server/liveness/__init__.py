@@ -10,12 +10,12 @@ the sweep read as the expected one (server/liveness/sweeper.py)."""
 
 from __future__ import annotations
 
-from server.config import Settings
-from server.db.unit_of_work import Database
-from server.liveness.late_runs import MarkLateRuns
-from server.liveness.pause_expirations import FailExpiredPauses
-from server.liveness.sweeper import Sweep, Sweeper
-from server.liveness.zombies import CrashZombies
+from flowrun.server.config import Settings
+from flowrun.server.db.unit_of_work import Database
+from flowrun.server.liveness.late_runs import MarkLateRuns
+from flowrun.server.liveness.pause_expirations import FailExpiredPauses
+from flowrun.server.liveness.sweeper import Sweep, Sweeper
+from flowrun.server.liveness.zombies import CrashZombies
 
 __all__ = ["Sweep", "Sweeper", "sweepers"]
 

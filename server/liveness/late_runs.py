@@ -10,14 +10,14 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from server.config import Settings
-from server.domain.states import State, StateDetails, StateType
-from server.orchestration.context import TransitionResult
-from server.orchestration.liveness_rules import LATE
-from server.orchestration.policies import FLOW_RUNS, MARK_LATE_RUNS_POLICY
-from server.orchestration.transitions import set_state
-from server.repositories import Repositories
-from server.repositories.liveness import Candidate, Position, continuation
+from flowrun.server.config import Settings
+from flowrun.server.domain.states import State, StateDetails, StateType
+from flowrun.server.orchestration.context import TransitionResult
+from flowrun.server.orchestration.liveness_rules import LATE
+from flowrun.server.orchestration.policies import FLOW_RUNS, MARK_LATE_RUNS_POLICY
+from flowrun.server.orchestration.transitions import set_state
+from flowrun.server.repositories import Repositories
+from flowrun.server.repositories.liveness import Candidate, Position, continuation
 
 
 class MarkLateRuns:

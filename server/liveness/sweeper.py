@@ -17,13 +17,13 @@ import logging
 from datetime import datetime
 from typing import Protocol
 
-from server import clock
-from server.db.unit_of_work import Database
-from server.liveness.metrics import ACTIONS
-from server.orchestration.context import TransitionResult
-from server.periodic import Periodic
-from server.repositories import Repositories
-from server.repositories.liveness import Candidate, Position
+from flowrun.server import clock
+from flowrun.server.db.unit_of_work import Database
+from flowrun.server.liveness.metrics import ACTIONS
+from flowrun.server.orchestration.context import TransitionResult
+from flowrun.server.periodic import Periodic
+from flowrun.server.repositories import Repositories
+from flowrun.server.repositories.liveness import Candidate, Position
 
 log = logging.getLogger("flowrun.liveness")
 

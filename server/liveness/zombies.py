@@ -11,13 +11,13 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from server.config import Settings
-from server.domain.states import State, StateType
-from server.orchestration.context import TransitionResult
-from server.orchestration.policies import FLOW_RUNS
-from server.orchestration.transitions import set_state
-from server.repositories import Repositories
-from server.repositories.liveness import Candidate, Position, Silence, continuation
+from flowrun.server.config import Settings
+from flowrun.server.domain.states import State, StateType
+from flowrun.server.orchestration.context import TransitionResult
+from flowrun.server.orchestration.policies import FLOW_RUNS
+from flowrun.server.orchestration.transitions import set_state
+from flowrun.server.repositories import Repositories
+from flowrun.server.repositories.liveness import Candidate, Position, Silence, continuation
 
 
 def crash_message(silence: Silence) -> str:

@@ -6,10 +6,10 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from server.domain.flow_runs import FlowRun
-from server.domain.states import StateType
-from server.orchestration.context import FlowRunContext, OrchestrationContext, RunT
-from server.orchestration.rules import GlobalTransform, Policy
+from flowrun.server.domain.flow_runs import FlowRun
+from flowrun.server.domain.states import StateType
+from flowrun.server.orchestration.context import FlowRunContext, OrchestrationContext, RunT
+from flowrun.server.orchestration.rules import GlobalTransform, Policy
 
 ONE_MICROSECOND = timedelta(microseconds=1)
 

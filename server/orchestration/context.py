@@ -8,13 +8,13 @@ from datetime import datetime
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
-from server.domain.flow_runs import FlowRun
-from server.domain.states import State, StateType
-from server.domain.task_runs import TaskRun
+from flowrun.server.domain.flow_runs import FlowRun
+from flowrun.server.domain.states import State, StateType
+from flowrun.server.domain.task_runs import TaskRun
 
 if TYPE_CHECKING:
-    from server.config import Settings
-    from server.repositories import Repositories
+    from flowrun.server.config import Settings
+    from flowrun.server.repositories import Repositories
 
 
 class SetStateStatus(StrEnum):

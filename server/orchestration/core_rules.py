@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import math
 
-from server.domain.flow_runs import FlowRun, FlowRunPolicy
-from server.domain.states import State, StateType, has_persisted_result
-from server.orchestration.context import FlowRunContext
-from server.orchestration.minimal_rules import DATA_LOSS_REASON
-from server.orchestration.rules import ALL_ORCHESTRATION_STATES, TERMINAL, OrchestrationRule
+from flowrun.server.domain.flow_runs import FlowRun, FlowRunPolicy
+from flowrun.server.domain.states import State, StateType, has_persisted_result
+from flowrun.server.orchestration.context import FlowRunContext
+from flowrun.server.orchestration.minimal_rules import DATA_LOSS_REASON
+from flowrun.server.orchestration.rules import ALL_ORCHESTRATION_STATES, TERMINAL, OrchestrationRule
 
 DUPLICATE_TRANSITION_REASON = "This run has already made this state transition."
 

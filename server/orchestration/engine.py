@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import functools
 
-from server.domain.states import StateType
-from server.orchestration.context import OrchestrationContext
-from server.orchestration.rules import GlobalTransform, Policy
+from flowrun.server.domain.states import StateType
+from flowrun.server.orchestration.context import OrchestrationContext
+from flowrun.server.orchestration.rules import GlobalTransform, Policy
 
 
 @functools.cache

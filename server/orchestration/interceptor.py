@@ -16,12 +16,12 @@ from typing import Any, Protocol
 
 import grpc
 
-from server import clock
-from server.config import Settings
-from server.db.unit_of_work import Database
-from server.domain.states import State
-from server.orchestration.context import TransitionResult
-from server.orchestration.transitions import RunKind, set_state
+from flowrun.server import clock
+from flowrun.server.config import Settings
+from flowrun.server.db.unit_of_work import Database
+from flowrun.server.domain.states import State
+from flowrun.server.orchestration.context import TransitionResult
+from flowrun.server.orchestration.transitions import RunKind, set_state
 
 #: (request, now) -> (run id, stamped proposal, force); raises InvalidArgument.
 DecodeSetState = Callable[[Any, datetime], tuple[str, State, bool]]

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from server.domain.flow_runs import FlowRun
-from server.orchestration.context import FlowRunContext
-from server.orchestration.rules import GlobalTransform
+from flowrun.server.domain.flow_runs import FlowRun
+from flowrun.server.orchestration.context import FlowRunContext
+from flowrun.server.orchestration.rules import GlobalTransform
 
 
 class PreserveDeploymentConcurrencyLeaseId(GlobalTransform[FlowRun]):

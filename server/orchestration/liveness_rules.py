@@ -10,12 +10,12 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from server.domain.deployments import CollisionStrategy
-from server.domain.flow_runs import FlowRun
-from server.domain.states import State, StateType
-from server.orchestration.context import FlowRunContext
-from server.orchestration.rules import GlobalTransform, OrchestrationRule
-from server.orchestration.slot_rules import LIMIT_REACHED, cancelled
+from flowrun.server.domain.deployments import CollisionStrategy
+from flowrun.server.domain.flow_runs import FlowRun
+from flowrun.server.domain.states import State, StateType
+from flowrun.server.orchestration.context import FlowRunContext
+from flowrun.server.orchestration.rules import GlobalTransform, OrchestrationRule
+from flowrun.server.orchestration.slot_rules import LIMIT_REACHED, cancelled
 
 LATE = "Late"
 FULL_CANCEL_NEW = "Deployment concurrency limit is full and uses the CANCEL_NEW strategy."

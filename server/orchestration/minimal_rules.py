@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from server.domain.flow_runs import FlowRun
-from server.domain.states import State, StateType, has_persisted_result
-from server.orchestration.context import FlowRunContext, OrchestrationContext, RunT
-from server.orchestration.rules import TERMINAL, OrchestrationRule
+from flowrun.server.domain.flow_runs import FlowRun
+from flowrun.server.domain.states import State, StateType, has_persisted_result
+from flowrun.server.orchestration.context import FlowRunContext, OrchestrationContext, RunT
+from flowrun.server.orchestration.rules import TERMINAL, OrchestrationRule
 
 DATA_LOSS_REASON = "Cannot overwrite a COMPLETED state that carries persisted result data with one that does not."
 

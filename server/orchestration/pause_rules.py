@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import uuid
 
-from server.domain.flow_runs import FlowRun
-from server.domain.states import State, StateType
-from server.orchestration.context import FlowRunContext
-from server.orchestration.core_rules import start_new_attempt
-from server.orchestration.rules import ALL_ORCHESTRATION_STATES, OrchestrationRule
+from flowrun.server.domain.flow_runs import FlowRun
+from flowrun.server.domain.states import State, StateType
+from flowrun.server.orchestration.context import FlowRunContext
+from flowrun.server.orchestration.core_rules import start_new_attempt
+from flowrun.server.orchestration.rules import ALL_ORCHESTRATION_STATES, OrchestrationRule
 
 RESUMABLE_TO = frozenset({StateType.RUNNING, StateType.SCHEDULED, StateType.CANCELLING})
 

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from operator import attrgetter
 
-from server import errors
-from server.orchestration import bookkeeping as book
-from server.orchestration.core_rules import (
+from flowrun.server import errors
+from flowrun.server.orchestration import bookkeeping as book
+from flowrun.server.orchestration.core_rules import (
     CopyScheduledTime,
     EnforceCancellingToCancelledTransition,
     EnsureOnlyScheduledFlowsMarkedLate,
@@ -19,19 +19,19 @@ from server.orchestration.core_rules import (
     PreventPendingTransitions,
     WaitForScheduledTime,
 )
-from server.orchestration.lease_rules import PreserveDeploymentConcurrencyLeaseId
-from server.orchestration.liveness_rules import EnforceDeploymentConcurrencyOnLate, SetHeartbeatDeadline
-from server.orchestration.minimal_rules import BypassCancellingFlowRunsWithNoInfra, PreventResultDataLoss
-from server.orchestration.pause_rules import HandlePausingFlows, HandleResumingPausedFlows
-from server.orchestration.retry_rules import RetryFailedFlows
-from server.orchestration.rules import Policy
-from server.orchestration.slot_rules import (
+from flowrun.server.orchestration.lease_rules import PreserveDeploymentConcurrencyLeaseId
+from flowrun.server.orchestration.liveness_rules import EnforceDeploymentConcurrencyOnLate, SetHeartbeatDeadline
+from flowrun.server.orchestration.minimal_rules import BypassCancellingFlowRunsWithNoInfra, PreventResultDataLoss
+from flowrun.server.orchestration.pause_rules import HandlePausingFlows, HandleResumingPausedFlows
+from flowrun.server.orchestration.retry_rules import RetryFailedFlows
+from flowrun.server.orchestration.rules import Policy
+from flowrun.server.orchestration.slot_rules import (
     ReleaseFlowConcurrencySlots,
     SecureFlowConcurrencySlots,
     ValidateDeploymentConcurrencyAtRunning,
 )
-from server.orchestration.subflow_rules import UpdateSubflowParentTask
-from server.orchestration.transitions import RunKind
+from flowrun.server.orchestration.subflow_rules import UpdateSubflowParentTask
+from flowrun.server.orchestration.transitions import RunKind
 
 #: Used for unforced proposals: Prefect's CoreFlowPolicy, in its order.
 CORE_POLICY: Policy = (

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from server.domain.flow_runs import FlowRun
-from server.domain.states import State, StateDetails, StateType
-from server.orchestration.context import FlowRunContext
-from server.orchestration.core_rules import start_new_attempt
-from server.orchestration.rules import OrchestrationRule
+from flowrun.server.domain.flow_runs import FlowRun
+from flowrun.server.domain.states import State, StateDetails, StateType
+from flowrun.server.orchestration.context import FlowRunContext
+from flowrun.server.orchestration.core_rules import start_new_attempt
+from flowrun.server.orchestration.rules import OrchestrationRule
 
 
 class RetryFailedFlows(OrchestrationRule[FlowRun]):

@@ -16,8 +16,8 @@ from __future__ import annotations
 
 from typing import Any, ClassVar, Generic
 
-from server.domain.states import TERMINAL_STATES, State, StateType
-from server.orchestration.context import OrchestrationContext, RunT, SetStateStatus
+from flowrun.server.domain.states import TERMINAL_STATES, State, StateType
+from flowrun.server.orchestration.context import OrchestrationContext, RunT, SetStateStatus
 
 StateSet = frozenset[StateType | None]
 

@@ -11,11 +11,11 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from server.domain.deployments import CollisionStrategy
-from server.domain.flow_runs import FlowRun
-from server.domain.states import State, StateDetails, StateType
-from server.orchestration.context import FlowRunContext, SetStateStatus
-from server.orchestration.rules import ALL_ORCHESTRATION_STATES, GlobalTransform, OrchestrationRule
+from flowrun.server.domain.deployments import CollisionStrategy
+from flowrun.server.domain.flow_runs import FlowRun
+from flowrun.server.domain.states import State, StateDetails, StateType
+from flowrun.server.orchestration.context import FlowRunContext, SetStateStatus
+from flowrun.server.orchestration.rules import ALL_ORCHESTRATION_STATES, GlobalTransform, OrchestrationRule
 
 ACTIVE_STATES = frozenset({StateType.PENDING, StateType.RUNNING, StateType.CANCELLING})
 LIMIT_REACHED = "Deployment concurrency limit reached."

@@ -3,12 +3,12 @@ run (the run's parent_task_run_id), whose state mirrors the subflow's."""
 
 from __future__ import annotations
 
-from server import errors
-from server.domain.flow_runs import FlowRun
-from server.orchestration.context import FlowRunContext
-from server.orchestration.rules import GlobalTransform
-from server.orchestration.task_runs import TASK_RUNS
-from server.orchestration.transitions import set_state
+from flowrun.server import errors
+from flowrun.server.domain.flow_runs import FlowRun
+from flowrun.server.orchestration.context import FlowRunContext
+from flowrun.server.orchestration.rules import GlobalTransform
+from flowrun.server.orchestration.task_runs import TASK_RUNS
+from flowrun.server.orchestration.transitions import set_state
 
 
 class UpdateSubflowParentTask(GlobalTransform[FlowRun]):

@@ -11,14 +11,14 @@ from __future__ import annotations
 
 from operator import attrgetter
 
-from server import errors
-from server.domain.states import StateType
-from server.domain.task_runs import TaskRun
-from server.orchestration.bookkeeping import RUN_BOOKKEEPING
-from server.orchestration.context import TaskRunContext
-from server.orchestration.minimal_rules import PreventResultDataLoss
-from server.orchestration.rules import GlobalTransform, Policy
-from server.orchestration.transitions import RunKind
+from flowrun.server import errors
+from flowrun.server.domain.states import StateType
+from flowrun.server.domain.task_runs import TaskRun
+from flowrun.server.orchestration.bookkeeping import RUN_BOOKKEEPING
+from flowrun.server.orchestration.context import TaskRunContext
+from flowrun.server.orchestration.minimal_rules import PreventResultDataLoss
+from flowrun.server.orchestration.rules import GlobalTransform, Policy
+from flowrun.server.orchestration.transitions import RunKind
 
 
 class UpdateTaskRunStateDetails(GlobalTransform[TaskRun]):

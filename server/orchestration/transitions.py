@@ -14,19 +14,19 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
-from server import metrics
-from server.db.dialect import sqlstate
-from server.domain.events import EventKind
-from server.domain.flow_runs import FlowRun
-from server.domain.states import State, StateType
-from server.errors import NotFound
-from server.orchestration.context import OrchestrationContext, RunStore, SetStateStatus, TransitionResult
-from server.orchestration.engine import orchestrate
-from server.orchestration.rules import Policy
+from flowrun.server import metrics
+from flowrun.server.db.dialect import sqlstate
+from flowrun.server.domain.events import EventKind
+from flowrun.server.domain.flow_runs import FlowRun
+from flowrun.server.domain.states import State, StateType
+from flowrun.server.errors import NotFound
+from flowrun.server.orchestration.context import OrchestrationContext, RunStore, SetStateStatus, TransitionResult
+from flowrun.server.orchestration.engine import orchestrate
+from flowrun.server.orchestration.rules import Policy
 
 if TYPE_CHECKING:
-    from server.config import Settings
-    from server.repositories import Repositories
+    from flowrun.server.config import Settings
+    from flowrun.server.repositories import Repositories
 
 
 class LockingStore(RunStore, Protocol):

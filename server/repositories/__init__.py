@@ -7,18 +7,18 @@ from functools import cached_property
 import asyncpg
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from server.db.dialect import Dialect
-from server.repositories.concurrency_leases import ConcurrencyLeaseRepository
-from server.repositories.deployments import DeploymentRepository
-from server.repositories.flow_run_events import FlowRunEventRepository
-from server.repositories.flow_run_states import FlowRunStateRepository
-from server.repositories.flow_runs import FlowRunRepository
-from server.repositories.flows import FlowRepository
-from server.repositories.graphs import GraphRepository
-from server.repositories.liveness import LivenessRepository
-from server.repositories.server_secrets import ServerSecretRepository
-from server.repositories.task_runs import TaskRunRepository
-from server.repositories.work_pools import WorkPoolRepository
+from flowrun.server.db.dialect import Dialect
+from flowrun.server.repositories.concurrency_leases import ConcurrencyLeaseRepository
+from flowrun.server.repositories.deployments import DeploymentRepository
+from flowrun.server.repositories.flow_run_events import FlowRunEventRepository
+from flowrun.server.repositories.flow_run_states import FlowRunStateRepository
+from flowrun.server.repositories.flow_runs import FlowRunRepository
+from flowrun.server.repositories.flows import FlowRepository
+from flowrun.server.repositories.graphs import GraphRepository
+from flowrun.server.repositories.liveness import LivenessRepository
+from flowrun.server.repositories.server_secrets import ServerSecretRepository
+from flowrun.server.repositories.task_runs import TaskRunRepository
+from flowrun.server.repositories.work_pools import WorkPoolRepository
 
 
 class Repositories:

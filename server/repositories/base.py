@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncpg
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from server.db.dialect import Dialect
+from flowrun.server.db.dialect import Dialect
 
 
 class Repository:

@@ -15,9 +15,9 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import delete, desc, func, select, update
 
-from server.db.tables import concurrency_lease, deployment
-from server.domain.deployments import CollisionStrategy, LeaseRenewal
-from server.repositories.base import Repository
+from flowrun.server.db.tables import concurrency_lease, deployment
+from flowrun.server.domain.deployments import CollisionStrategy, LeaseRenewal
+from flowrun.server.repositories.base import Repository
 
 
 @dataclass(frozen=True, slots=True)

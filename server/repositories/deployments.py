@@ -9,14 +9,14 @@ from typing import Any
 
 from sqlalchemy import Select, delete, func, select
 
-from server import errors
-from server.db.dialect import binary_order
-from server.db.tables import concurrency_lease, deployment, flow, work_pool, work_queue
-from server.domain.deployments import CollisionStrategy, Deployment, DeploymentCreate
-from server.domain.filters import DeploymentFilter, PageRequest, fingerprint
-from server.repositories.base import Repository
-from server.repositories.filters import deployment_where
-from server.repositories.paging import SortKey, fetch_page
+from flowrun.server import errors
+from flowrun.server.db.dialect import binary_order
+from flowrun.server.db.tables import concurrency_lease, deployment, flow, work_pool, work_queue
+from flowrun.server.domain.deployments import CollisionStrategy, Deployment, DeploymentCreate
+from flowrun.server.domain.filters import DeploymentFilter, PageRequest, fingerprint
+from flowrun.server.repositories.base import Repository
+from flowrun.server.repositories.filters import deployment_where
+from flowrun.server.repositories.paging import SortKey, fetch_page
 
 QUEUE_NAME = "current_queue_name"
 POOL_NAME = "current_pool_name"

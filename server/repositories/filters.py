@@ -34,10 +34,10 @@ from collections.abc import Sequence
 from sqlalchemy import ColumnElement, and_, exists, false, func, or_, select, true
 from sqlalchemy.sql import FromClause
 
-from server.db import tables
-from server.db.dialect import Dialect
-from server.db.types import Timestamp
-from server.domain.filters import (
+from flowrun.server.db import tables
+from flowrun.server.db.dialect import Dialect
+from flowrun.server.db.types import Timestamp
+from flowrun.server.domain.filters import (
     BoolFilter,
     CreatedByFilter,
     DeploymentFilter,

@@ -36,11 +36,11 @@ from typing import Any
 from sqlalchemy import and_, delete, event, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from server.db.tables import flow_run_event, flow_run_event_horizon
-from server.domain.events import EventKind, FlowRunEvent, decode_payload, encode_payload
-from server.domain.flow_runs import FlowRun
-from server.domain.states import State, StateType
-from server.repositories.base import Repository
+from flowrun.server.db.tables import flow_run_event, flow_run_event_horizon
+from flowrun.server.domain.events import EventKind, FlowRunEvent, decode_payload, encode_payload
+from flowrun.server.domain.flow_runs import FlowRun
+from flowrun.server.domain.states import State, StateType
+from flowrun.server.repositories.base import Repository
 
 #: The PostgreSQL channel that wakes watchers; a NOTIFY is sent with every event batch.
 CHANNEL = "flowrun_flow_run_events"

@@ -7,11 +7,11 @@ from typing import Any
 
 from sqlalchemy import delete, select, update
 
-from server.db.tables import flow_run, flow_run_state
-from server.domain.filters import PageRequest
-from server.domain.states import State, StateDetails, StateType, is_persisted_data
-from server.repositories.base import Repository
-from server.repositories.paging import fetch_page, state_history_sort_key
+from flowrun.server.db.tables import flow_run, flow_run_state
+from flowrun.server.domain.filters import PageRequest
+from flowrun.server.domain.states import State, StateDetails, StateType, is_persisted_data
+from flowrun.server.repositories.base import Repository
+from flowrun.server.repositories.paging import fetch_page, state_history_sort_key
 
 
 def state_from_row(row: Any, prefix: str = "") -> State:

@@ -10,9 +10,9 @@ from typing import Any
 from sqlalchemy import Select, bindparam, delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 
-from server import clock, errors
-from server.db.dialect import is_foreign_key_violation
-from server.db.tables import (
+from flowrun.server import clock, errors
+from flowrun.server.db.dialect import is_foreign_key_violation
+from flowrun.server.db.tables import (
     ORCHESTRATED_RUN_COLUMNS,
     deployment,
     flow,
@@ -22,17 +22,17 @@ from server.db.tables import (
     work_pool,
     work_queue,
 )
-from server.domain.events import EventKind
-from server.domain.filters import FlowRunSort, ListFilters, PageRequest, fingerprint
-from server.domain.flow_runs import FlowRun, FlowRunCreate, FlowRunPolicy
-from server.domain.names import random_run_name
-from server.domain.states import State, StateType
-from server.repositories import orchestration_sql as sql
-from server.repositories.base import Repository
-from server.repositories.filters import flow_run_where
-from server.repositories.flow_run_events import FlowRunEventRepository
-from server.repositories.flow_run_states import STATE_PREFIX, state_from_row, state_values
-from server.repositories.paging import fetch_page, flow_run_sort_key
+from flowrun.server.domain.events import EventKind
+from flowrun.server.domain.filters import FlowRunSort, ListFilters, PageRequest, fingerprint
+from flowrun.server.domain.flow_runs import FlowRun, FlowRunCreate, FlowRunPolicy
+from flowrun.server.domain.names import random_run_name
+from flowrun.server.domain.states import State, StateType
+from flowrun.server.repositories import orchestration_sql as sql
+from flowrun.server.repositories.base import Repository
+from flowrun.server.repositories.filters import flow_run_where
+from flowrun.server.repositories.flow_run_events import FlowRunEventRepository
+from flowrun.server.repositories.flow_run_states import STATE_PREFIX, state_from_row, state_values
+from flowrun.server.repositories.paging import fetch_page, flow_run_sort_key
 
 _state_columns = [column.label(f"{STATE_PREFIX}{column.name}") for column in flow_run_state.c]
 

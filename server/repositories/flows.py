@@ -9,16 +9,16 @@ from typing import Any
 
 from sqlalchemy import delete, func, select, update
 
-from server import clock, errors
-from server.db.tables import flow
-from server.domain.events import EventKind
-from server.domain.filters import FlowSort, ListFilters, PageRequest, fingerprint
-from server.domain.flows import Flow, FlowCreate
-from server.repositories.base import Repository
-from server.repositories.filters import flow_where
-from server.repositories.flow_run_events import FlowRunEventRepository
-from server.repositories.flow_runs import FlowRunRepository
-from server.repositories.paging import fetch_page, flow_sort_key
+from flowrun.server import clock, errors
+from flowrun.server.db.tables import flow
+from flowrun.server.domain.events import EventKind
+from flowrun.server.domain.filters import FlowSort, ListFilters, PageRequest, fingerprint
+from flowrun.server.domain.flows import Flow, FlowCreate
+from flowrun.server.repositories.base import Repository
+from flowrun.server.repositories.filters import flow_where
+from flowrun.server.repositories.flow_run_events import FlowRunEventRepository
+from flowrun.server.repositories.flow_runs import FlowRunRepository
+from flowrun.server.repositories.paging import fetch_page, flow_sort_key
 
 
 def flow_from_row(row: Any) -> Flow:

@@ -23,13 +23,13 @@ from typing import Any
 
 from sqlalchemy import case, func, or_, select
 
-from server import errors
-from server.db.tables import flow, flow_run, flow_run_state, task_run
-from server.db.types import Timestamp
-from server.domain.graphs import Graph, GraphNode, GraphState
-from server.domain.states import StateType
-from server.domain.task_runs import PARENTS_KEY
-from server.repositories.base import Repository
+from flowrun.server import errors
+from flowrun.server.db.tables import flow, flow_run, flow_run_state, task_run
+from flowrun.server.db.types import Timestamp
+from flowrun.server.domain.graphs import Graph, GraphNode, GraphState
+from flowrun.server.domain.states import StateType
+from flowrun.server.domain.task_runs import PARENTS_KEY
+from flowrun.server.repositories.base import Repository
 
 _subflow = flow_run.alias("subflow")
 _subflow_flow = flow.alias("subflow_flow")

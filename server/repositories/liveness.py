@@ -17,10 +17,10 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, and_, or_, select, update
 
-from server.db.tables import flow_run, flow_run_state
-from server.domain.states import StateType
-from server.repositories.base import Repository
-from server.repositories.flow_run_states import STATE_PREFIX, state_from_row
+from flowrun.server.db.tables import flow_run, flow_run_state
+from flowrun.server.domain.states import StateType
+from flowrun.server.repositories.base import Repository
+from flowrun.server.repositories.flow_run_states import STATE_PREFIX, state_from_row
 
 _state_columns = [column.label(f"{STATE_PREFIX}{column.name}") for column in flow_run_state.c]
 

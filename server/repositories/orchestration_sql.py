@@ -12,8 +12,8 @@ from typing import Any
 
 from asyncpg import Record
 
-from server.db.tables import flow_run, flow_run_state
-from server.repositories.flow_run_states import STATE_PREFIX
+from flowrun.server.db.tables import flow_run, flow_run_state
+from flowrun.server.repositories.flow_run_states import STATE_PREFIX
 
 READ_RUN_FOR_UPDATE = (
     "SELECT "

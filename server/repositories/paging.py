@@ -33,12 +33,12 @@ from typing import Any
 from sqlalchemy import ColumnElement, Row, Select, func, literal, tuple_
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from server.db import tables
-from server.db.dialect import binary_order
-from server.db.types import Timestamp, UUIDText
-from server.domain.filters import FlowRunSort, FlowSort, PageRequest
-from server.domain.task_runs import TaskRunSort
-from server.errors import InvalidArgument
+from flowrun.server.db import tables
+from flowrun.server.db.dialect import binary_order
+from flowrun.server.db.types import Timestamp, UUIDText
+from flowrun.server.domain.filters import FlowRunSort, FlowSort, PageRequest
+from flowrun.server.domain.task_runs import TaskRunSort
+from flowrun.server.errors import InvalidArgument
 
 TOKEN_VERSION = 1
 MAX_TOKEN_LENGTH = 1024

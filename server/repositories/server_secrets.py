@@ -7,8 +7,8 @@ from datetime import datetime
 
 from sqlalchemy import select
 
-from server.db.tables import server_secret
-from server.repositories.base import Repository
+from flowrun.server.db.tables import server_secret
+from flowrun.server.repositories.base import Repository
 
 
 class ServerSecretRepository(Repository):

@@ -11,21 +11,21 @@ from typing import Any
 from sqlalchemy import Select, select, update
 from sqlalchemy.exc import IntegrityError
 
-from server import errors
-from server.db.dialect import is_foreign_key_violation
-from server.db.tables import ORCHESTRATED_RUN_COLUMNS, task_run, task_run_state
-from server.domain.filters import PageRequest, TaskRunFilter, fingerprint
-from server.domain.states import State, StateType
-from server.domain.task_runs import (
+from flowrun.server import errors
+from flowrun.server.db.dialect import is_foreign_key_violation
+from flowrun.server.db.tables import ORCHESTRATED_RUN_COLUMNS, task_run, task_run_state
+from flowrun.server.domain.filters import PageRequest, TaskRunFilter, fingerprint
+from flowrun.server.domain.states import State, StateType
+from flowrun.server.domain.task_runs import (
     TaskRun,
     TaskRunCreate,
     TaskRunPolicy,
     TaskRunSort,
 )
-from server.repositories.base import Repository
-from server.repositories.filters import task_run_where
-from server.repositories.flow_run_states import STATE_PREFIX, state_from_row, state_values
-from server.repositories.paging import fetch_page, task_run_sort_key
+from flowrun.server.repositories.base import Repository
+from flowrun.server.repositories.filters import task_run_where
+from flowrun.server.repositories.flow_run_states import STATE_PREFIX, state_from_row, state_values
+from flowrun.server.repositories.paging import fetch_page, task_run_sort_key
 
 _state_columns = [column.label(f"{STATE_PREFIX}{column.name}") for column in task_run_state.c]
 

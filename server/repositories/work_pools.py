@@ -17,11 +17,11 @@ from typing import Any
 
 from sqlalchemy import BigInteger, Select, String, and_, cast, delete, literal_column, select, update
 
-from server import errors
-from server.db.dialect import binary_order
-from server.db.tables import flow_run, work_pool, work_queue
-from server.domain.filters import PageRequest, WorkPoolFilter, WorkQueueFilter, fingerprint
-from server.domain.work_pools import (
+from flowrun.server import errors
+from flowrun.server.db.dialect import binary_order
+from flowrun.server.db.tables import flow_run, work_pool, work_queue
+from flowrun.server.domain.filters import PageRequest, WorkPoolFilter, WorkQueueFilter, fingerprint
+from flowrun.server.domain.work_pools import (
     DEFAULT_QUEUE_NAME,
     HIGHEST_PRIORITY,
     WorkPool,
@@ -29,9 +29,9 @@ from server.domain.work_pools import (
     WorkQueue,
     WorkQueueCreate,
 )
-from server.repositories.base import Repository
-from server.repositories.filters import work_pool_where, work_queue_where
-from server.repositories.paging import SortKey, fetch_page
+from flowrun.server.repositories.base import Repository
+from flowrun.server.repositories.filters import work_pool_where, work_queue_where
+from flowrun.server.repositories.paging import SortKey, fetch_page
 
 POOL_NAME = "current_pool_name"
 

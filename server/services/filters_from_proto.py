@@ -17,8 +17,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
-from flowrun.v1 import filters_pb2, state_pb2
-from server.domain.filters import (
+from flowrun.server.domain.filters import (
     AND,
     OR,
     BoolFilter,
@@ -44,10 +43,11 @@ from server.domain.filters import (
     WorkPoolFilter,
     WorkQueueFilter,
 )
-from server.domain.states import StateType
-from server.domain.task_runs import TaskRunSort
-from server.errors import InvalidArgument
-from server.services.from_proto import canonical_uuid
+from flowrun.server.domain.states import StateType
+from flowrun.server.domain.task_runs import TaskRunSort
+from flowrun.server.errors import InvalidArgument
+from flowrun.server.services.from_proto import canonical_uuid
+from flowrun.v1 import filters_pb2, state_pb2
 
 MAX_LIST_VALUES = 1000
 

@@ -7,17 +7,17 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any
 
+from flowrun.server import clock, errors
+from flowrun.server.config import Settings
+from flowrun.server.db.unit_of_work import Database
+from flowrun.server.domain.states import State, StateType
+from flowrun.server.orchestration.interceptor import transition_result
+from flowrun.server.orchestration.policies import FLOW_RUNS
+from flowrun.server.orchestration.transitions import set_state
+from flowrun.server.services import filters_from_proto, from_proto, to_proto, watch
+from flowrun.server.watch.hub import EventHub
 from flowrun.v1 import flow_run_service_pb2 as pb
 from flowrun.v1 import flow_run_service_pb2_grpc
-from server import clock, errors
-from server.config import Settings
-from server.db.unit_of_work import Database
-from server.domain.states import State, StateType
-from server.orchestration.interceptor import transition_result
-from server.orchestration.policies import FLOW_RUNS
-from server.orchestration.transitions import set_state
-from server.services import filters_from_proto, from_proto, to_proto, watch
-from server.watch.hub import EventHub
 
 UPDATABLE_FLOW_RUN_FIELDS = frozenset(
     {"name", "flow_version", "parameters", "empirical_policy", "tags", "infrastructure_pid", "job_variables"}

@@ -12,6 +12,14 @@ from google.protobuf.json_format import MessageToDict
 from google.protobuf.message import Message
 from google.protobuf.timestamp_pb2 import Timestamp
 
+from flowrun.server.domain.deployments import CollisionStrategy, DeploymentCreate
+from flowrun.server.domain.flow_runs import FlowRunCreate, FlowRunPolicy
+from flowrun.server.domain.flows import FlowCreate
+from flowrun.server.domain.names import random_run_name
+from flowrun.server.domain.states import State, StateDetails, StateType
+from flowrun.server.domain.task_runs import TaskInputs, TaskRunCreate, TaskRunPolicy
+from flowrun.server.domain.work_pools import DEFAULT_POOL_TYPE, HIGHEST_PRIORITY, WorkPoolCreate, WorkQueueCreate
+from flowrun.server.errors import InvalidArgument
 from flowrun.v1 import (
     deployment_pb2,
     deployment_service_pb2,
@@ -23,14 +31,6 @@ from flowrun.v1 import (
     task_run_service_pb2,
     work_pool_service_pb2,
 )
-from server.domain.deployments import CollisionStrategy, DeploymentCreate
-from server.domain.flow_runs import FlowRunCreate, FlowRunPolicy
-from server.domain.flows import FlowCreate
-from server.domain.names import random_run_name
-from server.domain.states import State, StateDetails, StateType
-from server.domain.task_runs import TaskInputs, TaskRunCreate, TaskRunPolicy
-from server.domain.work_pools import DEFAULT_POOL_TYPE, HIGHEST_PRIORITY, WorkPoolCreate, WorkQueueCreate
-from server.errors import InvalidArgument
 
 MAX_NAME_LENGTH = 200
 MAX_TAGS = 1_000

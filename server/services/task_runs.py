@@ -4,16 +4,16 @@ interceptor, as SetFlowRunState's do)."""
 
 from __future__ import annotations
 
+from flowrun.server import clock, errors
+from flowrun.server.config import Settings
+from flowrun.server.db.unit_of_work import Database
+from flowrun.server.domain.states import State, StateType
+from flowrun.server.orchestration.interceptor import transition_result
+from flowrun.server.orchestration.task_runs import TASK_RUNS
+from flowrun.server.orchestration.transitions import set_state
+from flowrun.server.services import filters_from_proto, from_proto, to_proto
 from flowrun.v1 import task_run_service_pb2 as pb
 from flowrun.v1 import task_run_service_pb2_grpc
-from server import clock, errors
-from server.config import Settings
-from server.db.unit_of_work import Database
-from server.domain.states import State, StateType
-from server.orchestration.interceptor import transition_result
-from server.orchestration.task_runs import TASK_RUNS
-from server.orchestration.transitions import set_state
-from server.services import filters_from_proto, from_proto, to_proto
 
 
 class TaskRunService(task_run_service_pb2_grpc.TaskRunServiceServicer):

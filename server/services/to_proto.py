@@ -9,6 +9,14 @@ from google.protobuf.duration_pb2 import Duration
 from google.protobuf.struct_pb2 import NullValue, Struct, Value
 from google.protobuf.timestamp_pb2 import Timestamp
 
+from flowrun.server.domain.deployments import CollisionStrategy, Deployment, LeaseRenewal
+from flowrun.server.domain.flow_runs import FlowRun, FlowRunPolicy
+from flowrun.server.domain.flows import Flow
+from flowrun.server.domain.graphs import Graph
+from flowrun.server.domain.states import State, StateDetails, StateType
+from flowrun.server.domain.task_runs import TaskInputs, TaskRun, TaskRunPolicy, upstream_task_run_ids
+from flowrun.server.domain.work_pools import WorkPool, WorkQueue
+from flowrun.server.orchestration.context import SetStateStatus, TransitionResult
 from flowrun.v1 import (
     deployment_pb2,
     deployment_service_pb2,
@@ -20,14 +28,6 @@ from flowrun.v1 import (
     task_run_pb2,
     work_pool_pb2,
 )
-from server.domain.deployments import CollisionStrategy, Deployment, LeaseRenewal
-from server.domain.flow_runs import FlowRun, FlowRunPolicy
-from server.domain.flows import Flow
-from server.domain.graphs import Graph
-from server.domain.states import State, StateDetails, StateType
-from server.domain.task_runs import TaskInputs, TaskRun, TaskRunPolicy, upstream_task_run_ids
-from server.domain.work_pools import WorkPool, WorkQueue
-from server.orchestration.context import SetStateStatus, TransitionResult
 
 # getattr, not StateType.Value(): the stubs type Value()'s result as a plain int.
 STATE_TYPES: dict[StateType, state_pb2.StateType] = {

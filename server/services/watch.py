@@ -10,21 +10,21 @@ from typing import Any, TypeVar
 
 from google.protobuf.message import Message
 
+from flowrun.server import clock, errors
+from flowrun.server.config import Settings
+from flowrun.server.db.unit_of_work import Database
+from flowrun.server.domain.events import EventKind, FlowRunEvent
+from flowrun.server.domain.flow_runs import FlowRun
+from flowrun.server.repositories.flow_run_events import Position
+from flowrun.server.services import filters_from_proto, to_proto
+from flowrun.server.services.from_proto import required_uuid
+from flowrun.server.watch import cursor as cursors
+from flowrun.server.watch.filter import TagsFilter, ValueFilter, WatchFilter, only_run
+from flowrun.server.watch.hub import EventHub
+from flowrun.server.watch.stream import Sent, expired, follow
+from flowrun.server.watch.tail import Tail
 from flowrun.v1 import filters_pb2, flow_run_event_pb2, state_pb2
 from flowrun.v1 import flow_run_service_pb2 as pb
-from server import clock, errors
-from server.config import Settings
-from server.db.unit_of_work import Database
-from server.domain.events import EventKind, FlowRunEvent
-from server.domain.flow_runs import FlowRun
-from server.repositories.flow_run_events import Position
-from server.services import filters_from_proto, to_proto
-from server.services.from_proto import required_uuid
-from server.watch import cursor as cursors
-from server.watch.filter import TagsFilter, ValueFilter, WatchFilter, only_run
-from server.watch.hub import EventHub
-from server.watch.stream import Sent, expired, follow
-from server.watch.tail import Tail
 
 SNAPSHOT_PAGE = 200
 BUILT_EVENTS_KEPT = 4096

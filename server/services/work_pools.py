@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+from flowrun.server import clock, errors
+from flowrun.server.config import Settings
+from flowrun.server.db.unit_of_work import Database
+from flowrun.server.services import filters_from_proto, from_proto, to_proto
 from flowrun.v1 import work_pool_service_pb2 as pb
 from flowrun.v1 import work_pool_service_pb2_grpc
-from server import clock, errors
-from server.config import Settings
-from server.db.unit_of_work import Database
-from server.services import filters_from_proto, from_proto, to_proto
 
 
 class WorkPoolService(work_pool_service_pb2_grpc.WorkPoolServiceServicer):

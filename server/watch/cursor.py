@@ -15,8 +15,8 @@ import binascii
 import hashlib
 import hmac
 
-from server import errors
-from server.repositories.flow_run_events import Position
+from flowrun.server import errors
+from flowrun.server.repositories.flow_run_events import Position
 
 VERSION = 2
 _MAC_BYTES = 16

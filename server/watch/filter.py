@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from server.domain.events import FlowRunEvent
-from server.domain.flow_runs import FlowRun
-from server.domain.states import StateType
+from flowrun.server.domain.events import FlowRunEvent
+from flowrun.server.domain.flow_runs import FlowRun
+from flowrun.server.domain.states import StateType
 
 
 @dataclass(frozen=True)

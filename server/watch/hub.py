@@ -27,9 +27,9 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from server.config import Settings
-from server.db.unit_of_work import Database
-from server.repositories.flow_run_events import CHANNEL, listen_for_commits
+from flowrun.server.config import Settings
+from flowrun.server.db.unit_of_work import Database
+from flowrun.server.repositories.flow_run_events import CHANNEL, listen_for_commits
 
 log = logging.getLogger("flowrun.watch")
 

@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import logging
 
-from server import clock
-from server.config import Settings
-from server.db.unit_of_work import Database
-from server.periodic import Periodic
+from flowrun.server import clock
+from flowrun.server.config import Settings
+from flowrun.server.db.unit_of_work import Database
+from flowrun.server.periodic import Periodic
 
 log = logging.getLogger("flowrun.watch")
 

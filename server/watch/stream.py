@@ -21,13 +21,13 @@ import asyncio
 import time
 from collections.abc import AsyncIterator, Callable
 
-from server import errors
-from server.config import Settings
-from server.db.unit_of_work import Database
-from server.domain.events import FlowRunEvent
-from server.repositories.flow_run_events import Position
-from server.watch.hub import EventHub
-from server.watch.tail import LiveStream, Sent, Tail
+from flowrun.server import errors
+from flowrun.server.config import Settings
+from flowrun.server.db.unit_of_work import Database
+from flowrun.server.domain.events import FlowRunEvent
+from flowrun.server.repositories.flow_run_events import Position
+from flowrun.server.watch.hub import EventHub
+from flowrun.server.watch.tail import LiveStream, Sent, Tail
 
 __all__ = ["Sent", "expired", "follow"]
 

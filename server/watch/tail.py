@@ -23,11 +23,11 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from server.config import Settings
-from server.db.unit_of_work import Database
-from server.domain.events import FlowRunEvent
-from server.repositories.flow_run_events import Position, includes
-from server.watch.hub import EventHub
+from flowrun.server.config import Settings
+from flowrun.server.db.unit_of_work import Database
+from flowrun.server.domain.events import FlowRunEvent
+from flowrun.server.repositories.flow_run_events import Position, includes
+from flowrun.server.watch.hub import EventHub
 
 log = logging.getLogger("flowrun.watch")
 

@@ -46,6 +46,8 @@ from grpc_status import rpc_status
 from hypothesis import HealthCheck, Phase, given
 from hypothesis import strategies as st
 
+from flowrun.server.app import build_app
+from flowrun.server.config import Settings
 from flowrun.v1 import (
     deployment_service_pb2,
     flow_run_service_pb2,
@@ -54,8 +56,6 @@ from flowrun.v1 import (
     task_run_service_pb2,
     work_pool_service_pb2,
 )
-from server.app import build_app
-from server.config import Settings
 from tests.fuzz.strategies import Body, Pool, request_bodies
 
 SERVICE_FILES = (

@@ -28,12 +28,12 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any, Generic, TypeVar
 
-from server.db.tables import ORCHESTRATED_RUN_COLUMNS
-from server.domain.deployments import CollisionStrategy
-from server.domain.flow_runs import FlowRun, FlowRunPolicy
-from server.domain.states import State, StateDetails, StateType, is_persisted_data
-from server.domain.task_runs import TaskRun, TaskRunPolicy
-from server.repositories.concurrency_leases import SlotPolicy
+from flowrun.server.db.tables import ORCHESTRATED_RUN_COLUMNS
+from flowrun.server.domain.deployments import CollisionStrategy
+from flowrun.server.domain.flow_runs import FlowRun, FlowRunPolicy
+from flowrun.server.domain.states import State, StateDetails, StateType, is_persisted_data
+from flowrun.server.domain.task_runs import TaskRun, TaskRunPolicy
+from flowrun.server.repositories.concurrency_leases import SlotPolicy
 
 Run = TypeVar("Run", FlowRun, TaskRun)
 

@@ -1,4 +1,4 @@
-"""The processes of a `python -m server --workers N` supervisor, read from /proc: which
+"""The processes of a `python -m flowrun.server --workers N` supervisor, read from /proc: which
 children listen on its port, how many connections each holds, and whether a pid is
 still alive. Which worker answers a call is not visible in the API, and should not be."""
 

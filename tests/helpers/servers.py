@@ -1,4 +1,4 @@
-"""Real `python -m server` processes for tests that need more than one server: each
+"""Real `python -m flowrun.server` processes for tests that need more than one server: each
 binds a free loopback port (FLOWRUN_PORT=0) and announces it on stdout. Callers stop
 every handle in a `finally`, even when the test fails."""
 
@@ -58,7 +58,7 @@ class ServerProcess:
             **(env or {}),
         }
         self.process = subprocess.Popen(
-            [*(command or [sys.executable, "-m", "server"]), *(args or [])],
+            [*(command or [sys.executable, "-m", "flowrun.server"]), *(args or [])],
             cwd=cwd,
             env=env,
             stdin=subprocess.DEVNULL,

@@ -9,7 +9,7 @@ from alembic import context
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from server.db.tables import metadata
+from flowrun.server.db.tables import metadata
 
 
 def run_on(connection: Connection) -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-import server.db.types
+import flowrun.server.db.types
 
 revision = "0002"
 down_revision = "0001"
@@ -21,15 +21,15 @@ depends_on = None
 def upgrade() -> None:
     op.create_table(
         "work_pool",
-        sa.Column("id", server.db.types.UUIDText(length=36), nullable=False),
-        sa.Column("created", server.db.types.Timestamp(timezone=True), nullable=False),
-        sa.Column("updated", server.db.types.Timestamp(timezone=True), nullable=False),
+        sa.Column("id", flowrun.server.db.types.UUIDText(length=36), nullable=False),
+        sa.Column("created", flowrun.server.db.types.Timestamp(timezone=True), nullable=False),
+        sa.Column("updated", flowrun.server.db.types.Timestamp(timezone=True), nullable=False),
         sa.Column("name", sa.String(), nullable=False),
         sa.Column("type", sa.String(), nullable=False),
         sa.Column("description", sa.Text(), nullable=True),
         sa.Column("is_paused", sa.Boolean(), nullable=False),
         sa.Column("concurrency_limit", sa.Integer(), nullable=True),
-        sa.Column("default_queue_id", server.db.types.UUIDText(length=36), nullable=True),
+        sa.Column("default_queue_id", flowrun.server.db.types.UUIDText(length=36), nullable=True),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_work_pool")),
         sa.UniqueConstraint("name", name=op.f("uq_work_pool__name")),
     )
@@ -38,11 +38,11 @@ def upgrade() -> None:
 
     op.create_table(
         "work_queue",
-        sa.Column("id", server.db.types.UUIDText(length=36), nullable=False),
-        sa.Column("created", server.db.types.Timestamp(timezone=True), nullable=False),
-        sa.Column("updated", server.db.types.Timestamp(timezone=True), nullable=False),
+        sa.Column("id", flowrun.server.db.types.UUIDText(length=36), nullable=False),
+        sa.Column("created", flowrun.server.db.types.Timestamp(timezone=True), nullable=False),
+        sa.Column("updated", flowrun.server.db.types.Timestamp(timezone=True), nullable=False),
         sa.Column("name", sa.String(), nullable=False),
-        sa.Column("work_pool_id", server.db.types.UUIDText(length=36), nullable=False),
+        sa.Column("work_pool_id", flowrun.server.db.types.UUIDText(length=36), nullable=False),
         sa.Column("priority", sa.Integer(), nullable=False),
         sa.Column("concurrency_limit", sa.Integer(), nullable=True),
         sa.Column("is_paused", sa.Boolean(), nullable=False),
@@ -59,19 +59,19 @@ def upgrade() -> None:
 
     op.create_table(
         "deployment",
-        sa.Column("id", server.db.types.UUIDText(length=36), nullable=False),
-        sa.Column("created", server.db.types.Timestamp(timezone=True), nullable=False),
-        sa.Column("updated", server.db.types.Timestamp(timezone=True), nullable=False),
+        sa.Column("id", flowrun.server.db.types.UUIDText(length=36), nullable=False),
+        sa.Column("created", flowrun.server.db.types.Timestamp(timezone=True), nullable=False),
+        sa.Column("updated", flowrun.server.db.types.Timestamp(timezone=True), nullable=False),
         sa.Column("name", sa.String(), nullable=False),
-        sa.Column("flow_id", server.db.types.UUIDText(length=36), nullable=False),
+        sa.Column("flow_id", flowrun.server.db.types.UUIDText(length=36), nullable=False),
         sa.Column("version", sa.String(), nullable=True),
         sa.Column("work_queue_name", sa.String(), nullable=True),
-        sa.Column("work_queue_id", server.db.types.UUIDText(length=36), nullable=True),
+        sa.Column("work_queue_id", flowrun.server.db.types.UUIDText(length=36), nullable=True),
         sa.Column("paused", sa.Boolean(), nullable=False),
-        sa.Column("tags", server.db.types.JSONColumn, nullable=False),
-        sa.Column("labels", server.db.types.JSONColumn, nullable=True),
-        sa.Column("parameters", server.db.types.JSONColumn, nullable=False),
-        sa.Column("job_variables", server.db.types.JSONColumn, nullable=False),
+        sa.Column("tags", flowrun.server.db.types.JSONColumn, nullable=False),
+        sa.Column("labels", flowrun.server.db.types.JSONColumn, nullable=True),
+        sa.Column("parameters", flowrun.server.db.types.JSONColumn, nullable=False),
+        sa.Column("job_variables", flowrun.server.db.types.JSONColumn, nullable=False),
         sa.Column("concurrency_limit", sa.Integer(), nullable=True),
         sa.Column("collision_strategy", sa.String(length=16), nullable=False),
         sa.Column("grace_period_seconds", sa.Integer(), nullable=True),
@@ -95,11 +95,11 @@ def upgrade() -> None:
 
     op.create_table(
         "concurrency_lease",
-        sa.Column("id", server.db.types.UUIDText(length=36), nullable=False),
-        sa.Column("created", server.db.types.Timestamp(timezone=True), nullable=False),
-        sa.Column("deployment_id", server.db.types.UUIDText(length=36), nullable=False),
-        sa.Column("flow_run_id", server.db.types.UUIDText(length=36), nullable=False),
-        sa.Column("expiration", server.db.types.Timestamp(timezone=True), nullable=False),
+        sa.Column("id", flowrun.server.db.types.UUIDText(length=36), nullable=False),
+        sa.Column("created", flowrun.server.db.types.Timestamp(timezone=True), nullable=False),
+        sa.Column("deployment_id", flowrun.server.db.types.UUIDText(length=36), nullable=False),
+        sa.Column("flow_run_id", flowrun.server.db.types.UUIDText(length=36), nullable=False),
+        sa.Column("expiration", flowrun.server.db.types.Timestamp(timezone=True), nullable=False),
         sa.ForeignKeyConstraint(
             ["deployment_id"],
             ["deployment.id"],

@@ -11,7 +11,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-import server.db.types
+import flowrun.server.db.types
 
 revision = "0004"
 down_revision = "0003"
@@ -24,7 +24,7 @@ def upgrade() -> None:
         "server_secret",
         sa.Column("name", sa.String(), nullable=False),
         sa.Column("value", sa.Text(), nullable=False),
-        sa.Column("created", server.db.types.Timestamp(timezone=True), nullable=False),
+        sa.Column("created", flowrun.server.db.types.Timestamp(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("name", name=op.f("pk_server_secret")),
     )
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-import server.db.types
+import flowrun.server.db.types
 
 revision = "0006"
 down_revision = "0005"
@@ -27,8 +27,12 @@ depends_on = None
 def upgrade() -> None:
     with op.batch_alter_table("flow_run", schema=None) as batch_op:
         batch_op.add_column(sa.Column("heartbeat_timeout_seconds", sa.Integer(), nullable=True))
-        batch_op.add_column(sa.Column("last_heartbeat_time", server.db.types.Timestamp(timezone=True), nullable=True))
-        batch_op.add_column(sa.Column("heartbeat_deadline", server.db.types.Timestamp(timezone=True), nullable=True))
+        batch_op.add_column(
+            sa.Column("last_heartbeat_time", flowrun.server.db.types.Timestamp(timezone=True), nullable=True)
+        )
+        batch_op.add_column(
+            sa.Column("heartbeat_deadline", flowrun.server.db.types.Timestamp(timezone=True), nullable=True)
+        )
         batch_op.create_index(batch_op.f("ix_flow_run__heartbeat_deadline"), ["heartbeat_deadline"], unique=False)
     with op.batch_alter_table("deployment", schema=None) as batch_op:
         batch_op.add_column(sa.Column("heartbeat_timeout_seconds", sa.Integer(), nullable=True))

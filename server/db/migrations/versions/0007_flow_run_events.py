@@ -11,7 +11,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-import server.db.types
+import flowrun.server.db.types
 
 revision = "0007"
 down_revision = "0006"
@@ -29,9 +29,9 @@ def upgrade() -> None:
             nullable=False,
         ),
         sa.Column("xid", sa.BigInteger(), nullable=True),
-        sa.Column("occurred", server.db.types.Timestamp(timezone=True), nullable=False),
+        sa.Column("occurred", flowrun.server.db.types.Timestamp(timezone=True), nullable=False),
         sa.Column("kind", sa.String(length=16), nullable=False),
-        sa.Column("flow_run_id", server.db.types.UUIDText(length=36), nullable=False),
+        sa.Column("flow_run_id", flowrun.server.db.types.UUIDText(length=36), nullable=False),
         sa.Column("payload", sa.Text(), nullable=False),
         sa.PrimaryKeyConstraint("sequence", name=op.f("pk_flow_run_event")),
         sqlite_autoincrement=True,

@@ -1,0 +1,1 @@
+../protos/flowrun/__init__.py
