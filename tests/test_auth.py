@@ -73,12 +73,29 @@ def cheap_request(method: str, *, force: bool = False) -> bytes:
     if force:
         request.force = True
         request.state.type = state_pb2.STATE_TYPE_RUNNING
+    if "start" in descriptor.input_type.fields_by_name:  # a watch: its snapshot ends with a message at once
+        request.start = flow_run_service_pb2.WATCH_START_SNAPSHOT
     return request.SerializeToString()
 
 
+def server_streaming(method: str) -> bool:
+    service, name = method[1:].split("/")
+    return descriptor_pool.Default().FindServiceByName(service).methods_by_name[name].server_streaming
+
+
 async def outcome(channel, method: str, body: bytes, token: str | None) -> grpc.aio.AioRpcError | None:
+    """The call's error, or None when it was let through. A stream (a watch) that was let through
+    may run forever: its first message, or its end, is the answer, and it is then cancelled."""
+    metadata = bearer(token) if token else None
     try:
-        await channel.unary_unary(method)(body, timeout=10, metadata=bearer(token) if token else None)
+        if not server_streaming(method):
+            await channel.unary_unary(method)(body, timeout=10, metadata=metadata)
+            return None
+        call = channel.unary_stream(method)(body, timeout=10, metadata=metadata)
+        try:
+            await call.read()
+        finally:
+            call.cancel()
     except grpc.aio.AioRpcError as error:
         return error
     return None
