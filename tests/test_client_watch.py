@@ -24,6 +24,7 @@ async def serve(database_url: str, port: int):
     return app
 
 
+@pytest.mark.slow  # stops and starts a server
 async def test_watch_resumes_after_the_server_restarts_and_misses_nothing(database_url, unique):
     port = free_port()
     app = await serve(database_url, port)

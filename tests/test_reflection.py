@@ -183,6 +183,7 @@ def _every_symbol(service) -> set[str]:
     return symbols
 
 
+@pytest.mark.slow  # every symbol of every served file: about 800 lookups
 async def test_describe_resolves_any_symbol(app, version):
     """grpc/grpc#34743: methods, enum values and fields were "Symbol not found"."""
 
