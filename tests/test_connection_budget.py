@@ -102,6 +102,26 @@ async def test_pools_that_would_exceed_postgresql_are_refused():
     await check_capacity(fits.model_copy(update={"db_pgbouncer": True}), 3)
 
 
+def test_with_metrics_on_the_slot_collectors_connection_comes_off_the_budget():
+    # 25 over 3 workers leaves 8 each; the scraping process's own connection leaves 24, still 8 each ...
+    assert pool_per_worker(settings(db_max_connections=25, metrics_port=9090), 3).most == 8
+    # ... but with 24, 23 remain: 7 each, so 3 x 7 + 1 = 22 <= 24.
+    assert pool_per_worker(settings(db_max_connections=24), 3).most == 8
+    assert pool_per_worker(settings(db_max_connections=24, metrics_port=9090), 3).most == 7
+    with pytest.raises(ConnectionBudgetError) as refused:
+        pool_per_worker(settings(db_max_connections=4, metrics_port=9090), 2)
+    assert "FLOWRUN_DB_MAX_CONNECTIONS=4 (less 1 for metrics) over 2 worker(s) leaves 1" in str(refused.value)
+
+
+async def test_the_capacity_check_counts_the_metrics_connection():
+    capacity = await read_capacity(POSTGRES)
+    exactly = settings(db_pool_size=capacity.available, db_max_overflow=0)  # one worker takes every connection
+    await check_capacity(exactly, 1)
+    with pytest.raises(ConnectionBudgetError) as refused:
+        await check_capacity(exactly.model_copy(update={"metrics_port": 9090}), 1)
+    assert "+ 1 for metrics" in str(refused.value)
+
+
 def test_the_capacity_message_names_every_term():
     assert Capacity(100, 3, 2).describe() == (
         "max_connections 100 - superuser_reserved_connections 3 - reserved_connections 2"

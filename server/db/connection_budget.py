@@ -18,6 +18,12 @@ The least a worker needs: on PostgreSQL the watch hub (server/watch/hub.py) hold
 pooled connection for the process's life for its LISTEN, so a worker needs that one
 plus one for calls; behind pgbouncer the hub polls instead and one connection will do.
 
+With metrics on (FLOWRUN_METRICS_PORT), the process that serves /metrics (the single
+process, or the supervisor of `--workers`) keeps one more connection of its own, outside
+the pools, to read the deployment slots at scrape time (server/metrics_export.py
+SlotCollector): it is taken off the budget before the share is split, and counted in the
+start-up check.
+
 At start, on PostgreSQL, workers x (pool_size + max_overflow) must fit in max_connections
 less superuser_reserved_connections and reserved_connections (PostgreSQL 16+): a server
 whose pools could ask for more would fail under load with "too many clients" instead of
@@ -67,6 +73,16 @@ class Pool:
         return f"pool {self.size} + overflow {self.overflow}"
 
 
+def outside_pools(settings: Settings) -> int:
+    """Connections a replica keeps besides its workers' pools: the slot collector's, with
+    metrics on."""
+    return 1 if settings.metrics_port is not None else 0
+
+
+def metrics_note(settings: Settings) -> str:
+    return " (less 1 for metrics)" if outside_pools(settings) else ""
+
+
 def pool_per_worker(settings: Settings, workers: int) -> Pool:
     """Each worker's pool (see the module's docstring for the rules)."""
     size, overflow = settings.db_pool_size, settings.db_max_overflow
@@ -79,13 +95,17 @@ def pool_per_worker(settings: Settings, workers: int) -> Pool:
                 "connections a worker needs (one stays with the watch hub's LISTEN)"
             )
         return Pool(size, overflow)
-    share = budget // workers
+    share = (budget - outside_pools(settings)) // workers
     if share < least:
         raise ConnectionBudgetError(
-            f"FLOWRUN_DB_MAX_CONNECTIONS={budget} over {workers} worker(s) leaves {share} connection(s) per worker, "
+            f"FLOWRUN_DB_MAX_CONNECTIONS={budget}{metrics_note(settings)} over {workers} worker(s) leaves {share} "
+            "connection(s) per worker, "
             f"less than the {least} each needs (one stays with the watch hub's LISTEN); raise it or run fewer workers"
         )
-    where = f"FLOWRUN_DB_MAX_CONNECTIONS={budget} over {workers} worker(s) leaves {share} connection(s) per worker"
+    where = (
+        f"FLOWRUN_DB_MAX_CONNECTIONS={budget}{metrics_note(settings)} over {workers} worker(s) leaves {share} "
+        "connection(s) per worker"
+    )
     size_set = "db_pool_size" in settings.model_fields_set
     overflow_set = "db_max_overflow" in settings.model_fields_set
     if size_set and overflow_set:
@@ -172,18 +192,21 @@ async def check_capacity(settings: Settings, workers: int) -> None:
     except (OSError, DBAPIError) as exc:
         log.warning("could not read PostgreSQL's max_connections to check the pool sizes: %s", exc)
         return
-    needed = workers * pool.most
+    extra = outside_pools(settings)
+    needed = workers * pool.most + extra
     if needed > capacity.available:
         raise ConnectionBudgetError(
-            f"{workers} worker(s) x {pool.most} connections ({pool.describe()}) = {needed} is more than PostgreSQL "
+            f"{workers} worker(s) x {pool.most} connections ({pool.describe()})"
+            f"{f' + {extra} for metrics' if extra else ''} = {needed} is more than PostgreSQL "
             f"allows: {capacity.describe()} = {capacity.available}; set FLOWRUN_DB_MAX_CONNECTIONS to at most "
             f"{capacity.available} (less what other replicas use), or lower the pool or the workers"
         )
     log.info(
-        "connections: %d worker(s) x %d (%s) = %d of PostgreSQL's %d",
+        "connections: %d worker(s) x %d (%s) + %d for metrics = %d of PostgreSQL's %d",
         workers,
         pool.most,
         pool.describe(),
+        extra,
         needed,
         capacity.available,
     )
