@@ -53,10 +53,11 @@ async def _watch(target: str, flow_id: str, count: int, batch: bool, ready, stop
 
     latencies: list[float] = []
     received = 0
+    messages = 0  # those carrying events (a batch is one message)
     opened = 0
 
     async def one(stub) -> None:
-        nonlocal received, opened
+        nonlocal received, messages, opened
         request = pb.WatchFlowRunsRequest(
             flow_run_filter=filters_pb2.FlowRunFilter(flow_id=filters_pb2.IdFilter(any=[flow_id])), batch=batch
         )
@@ -68,6 +69,7 @@ async def _watch(target: str, flow_id: str, count: int, batch: bool, ready, stop
             kind = message.WhichOneof("message")
             events = [message.event] if kind == "event" else message.events.events if kind == "events" else []
             arrived = time.time()
+            messages += bool(events)
             for event in events:
                 latencies.append(arrived - (event.time.seconds + event.time.nanos / 1e9))
                 received += 1
@@ -77,14 +79,16 @@ async def _watch(target: str, flow_id: str, count: int, batch: bool, ready, stop
         tasks = [asyncio.ensure_future(one(stub)) for _ in range(count)]
         while opened < count:  # every stream sent its first heartbeat: it is open
             await asyncio.sleep(0.05)
+        cpu_start = time.process_time()
         ready.set()
         while not stop.is_set():
             await asyncio.sleep(0.1)
+        cpu = time.process_time() - cpu_start  # this process's CPU while the load ran
         await asyncio.sleep(1.0)  # the last events in flight
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-    out.put({"received": received, "latencies": latencies})
+    out.put({"received": received, "messages": messages, "latencies": latencies, "cpu_s": cpu})
 
 
 def _watcher_main(target: str, flow_id: str, count: int, batch: bool, ready, stop, out) -> None:
@@ -161,6 +165,19 @@ def main(argv: list[str] | None = None) -> None:
             "server_cpu_ms_per_lifecycle_without_watchers": alone["server_cpu_ms_per_lifecycle"],
             "server_cpu_ms_per_lifecycle_with_watchers": watched["server_cpu_ms_per_lifecycle"],
             "events_received": sum(result["received"] for result in results),
+            # Messages carrying events, over all watchers (a batch is one): what the server
+            # pays per message (a gRPC write) is the watchers' main cost.
+            "event_messages_received": sum(result["messages"] for result in results),
+            # The watcher processes' CPU while the load ran: on a small machine they compete
+            # with the server and the load generator for the same cores.
+            "watcher_cpu_s": round(sum(result["cpu_s"] for result in results), 2),
+            "server_extra_cpu_us_per_event_message": round(
+                1000
+                * (watched["server_cpu_ms_per_lifecycle"] - alone["server_cpu_ms_per_lifecycle"])
+                * watched["lifecycles"]
+                / max(sum(result["messages"] for result in results), 1),
+                4,
+            ),
             "delivery_latency_ms": latency_summary(latencies),
             "errors": {"without": alone["errors"], "with": watched["errors"]},
         }

@@ -34,6 +34,7 @@ from flowrun.server.services.deployments import DeploymentService
 from flowrun.server.services.flow_runs import FlowRunService
 from flowrun.server.services.flows import FlowService
 from flowrun.server.services.task_runs import TaskRunService
+from flowrun.server.services.watch import PreEncodedResponses
 from flowrun.server.services.work_pools import WorkPoolService
 from flowrun.server.shared_secrets import resolve_page_token_secret
 from flowrun.server.tls import ServerCertificates, server_certificates
@@ -201,6 +202,7 @@ async def build_app(settings: Settings, *, reuse_port: bool = False, tracing: Tr
             OrchestrationInterceptor(
                 database, settings, orchestrated_methods(), observer=tracing.observer if tracing else None
             ),
+            PreEncodedResponses(),  # innermost: Watch responses may be bytes encoded once for all streams
         ],
         options=server_options(settings, reuse_port=reuse_port),
         maximum_concurrent_rpcs=settings.max_concurrent_rpcs,

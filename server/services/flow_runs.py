@@ -102,11 +102,15 @@ class FlowRunService(flow_run_service_pb2_grpc.FlowRunServiceServicer):
             raise errors.flow_run_not_found(flow_run_id)
         return pb.DeleteFlowRunResponse()
 
-    async def WatchFlowRuns(self, request: pb.WatchFlowRunsRequest, context) -> AsyncIterator[pb.WatchFlowRunsResponse]:
+    async def WatchFlowRuns(
+        self, request: pb.WatchFlowRunsRequest, context
+    ) -> AsyncIterator[pb.WatchFlowRunsResponse | bytes]:
         async for response in watch.watch_flow_runs(self._watcher, request):
             yield response
 
-    async def WatchFlowRun(self, request: pb.WatchFlowRunRequest, context) -> AsyncIterator[pb.WatchFlowRunResponse]:
+    async def WatchFlowRun(
+        self, request: pb.WatchFlowRunRequest, context
+    ) -> AsyncIterator[pb.WatchFlowRunResponse | bytes]:
         async for response in watch.watch_flow_run(self._watcher, request):
             yield response
 

@@ -1,13 +1,22 @@
 """WatchFlowRuns and WatchFlowRun: requests into a start position and a filter, the
-stream (server/watch/stream.py) into response messages."""
+stream (server/watch/stream.py) into response messages.
+
+Every live stream sends the same events, so each event is serialized once (in the
+`Watcher`) and the streams send bytes: a single-event response is the event's encoded
+field, a batch the concatenation of those inside the batch field (protobuf's wire
+format: a repeated message field is its elements' encodings one after the other).
+`PreEncodedResponses` gives the two Watch methods a response serializer that passes
+those bytes through (and serializes the other messages, snapshot and progress, as
+usual); the other interceptors keep wrapping the handler as before."""
 
 from __future__ import annotations
 
 import uuid
 from collections import OrderedDict
 from collections.abc import AsyncIterator
-from typing import Any, TypeVar
+from typing import Any
 
+import grpc
 from google.protobuf.message import Message
 
 from flowrun.server import clock, errors
@@ -28,7 +37,8 @@ from flowrun.v1 import flow_run_service_pb2 as pb
 
 SNAPSHOT_PAGE = 200
 BUILT_EVENTS_KEPT = 4096
-_Response = TypeVar("_Response", pb.WatchFlowRunsResponse, pb.WatchFlowRunResponse)
+_SERVICE = pb.DESCRIPTOR.services_by_name["FlowRunService"].full_name
+WATCH_METHODS = frozenset(f"/{_SERVICE}/{name}" for name in ("WatchFlowRuns", "WatchFlowRun"))
 _KINDS: dict[EventKind, Any] = {
     kind: flow_run_event_pb2.FlowRunEventKind.Value(f"FLOW_RUN_EVENT_KIND_{kind.value}") for kind in EventKind
 }
@@ -42,9 +52,9 @@ class Watcher:
         self.settings = settings
         self.hub = hub
         self.tail = Tail(database, hub, settings)
-        # Event messages by (sequence, position): every live stream sends the same ones,
-        # so each is built (run converted, cursor signed) once.
-        self._built: OrderedDict[tuple[type, int, Position], Any] = OrderedDict()
+        # Encoded events by (sequence, position): every live stream sends the same ones,
+        # so each is built (run converted, cursor signed) and serialized once.
+        self._built: OrderedDict[tuple[int, Position], bytes] = OrderedDict()
 
     def encode(self, position: Position) -> str:
         return cursors.encode(position, self.settings.resolved_page_token_secret)
@@ -63,16 +73,21 @@ class Watcher:
     def follow(self, start: Position, match: Any) -> AsyncIterator[list[Sent]]:
         return follow(self.database, self.hub, self.tail, self.settings, start, match.matches, self.encode)
 
-    def response(self, response_type: type[_Response], event: FlowRunEvent, position: Position) -> _Response:
-        """`response_type(event=...)` for this event, built once for every stream that
-        sends it (the same message object: nothing changes it after it is built)."""
-        key = (response_type, event.sequence, position)
-        message = self._built.get(key)
-        if message is None:
-            message = self._built[key] = response_type(event=self._build(event, position))
+    def encoded(self, event: FlowRunEvent, position: Position) -> bytes:
+        """The event as the `event` field (1) of either response, which is also one element
+        of a FlowRunEventBatch's `events` (1): encoded once for every stream that sends it
+        (the last BUILT_EVENTS_KEPT are kept)."""
+        key = (event.sequence, position)
+        framed = self._built.get(key)
+        if framed is None:
+            framed = self._built[key] = encoded_event(self._build(event, position).SerializeToString())
             if len(self._built) > BUILT_EVENTS_KEPT:
                 self._built.popitem(last=False)
-        return message
+        return framed
+
+    def batch(self, chunk: list[Sent]) -> bytes:
+        """A WatchFlowRunsResponse whose `events` batch holds the chunk's events."""
+        return encoded_batch([self.encoded(s.event, s.position) for s in chunk if s.event is not None])
 
     def _build(self, event: FlowRunEvent, position: Position) -> flow_run_event_pb2.FlowRunEvent:
         message = flow_run_event_pb2.FlowRunEvent(
@@ -96,7 +111,8 @@ class Watcher:
 
 async def watch_flow_runs(
     watcher: Watcher, request: pb.WatchFlowRunsRequest
-) -> AsyncIterator[pb.WatchFlowRunsResponse]:
+) -> AsyncIterator[pb.WatchFlowRunsResponse | bytes]:
+    """Response messages, and events already encoded (bytes; see the module docstring)."""
     match = watch_filter(request.flow_run_filter) if request.HasField("flow_run_filter") else WatchFilter()
     start = await watcher.start_position(request.cursor)
     if not request.cursor and request.start == pb.WATCH_START_SNAPSHOT:
@@ -107,15 +123,16 @@ async def watch_flow_runs(
         if chunk[0].event is None:
             yield pb.WatchFlowRunsResponse(progress=watcher.progress(chunk[0].position))
         elif request.batch:
-            events = [watcher.response(pb.WatchFlowRunsResponse, s.event, s.position).event for s in chunk if s.event]
-            yield pb.WatchFlowRunsResponse(events=flow_run_event_pb2.FlowRunEventBatch(events=events))
+            yield watcher.batch(chunk)
         else:
             for sent in chunk:
                 assert sent.event is not None
-                yield watcher.response(pb.WatchFlowRunsResponse, sent.event, sent.position)
+                yield watcher.encoded(sent.event, sent.position)
 
 
-async def watch_flow_run(watcher: Watcher, request: pb.WatchFlowRunRequest) -> AsyncIterator[pb.WatchFlowRunResponse]:
+async def watch_flow_run(
+    watcher: Watcher, request: pb.WatchFlowRunRequest
+) -> AsyncIterator[pb.WatchFlowRunResponse | bytes]:
     flow_run_id = required_uuid(request.flow_run_id, "flow_run_id")
     start = await watcher.start_position(request.cursor)
     if not request.cursor:
@@ -131,11 +148,66 @@ async def watch_flow_run(watcher: Watcher, request: pb.WatchFlowRunRequest) -> A
             if sent.event is None:
                 yield pb.WatchFlowRunResponse(progress=watcher.progress(sent.position))
                 continue
-            yield watcher.response(pb.WatchFlowRunResponse, sent.event, sent.position)
+            yield watcher.encoded(sent.event, sent.position)
             if sent.event.kind == EventKind.DELETED:
                 return
             if sent.event.state is not None and sent.event.state.is_terminal and not request.keep_going:
                 return
+
+
+class PreEncodedResponses(grpc.aio.ServerInterceptor):
+    """Innermost: the Watch methods' responses may be bytes already encoded (sent as
+    they are); every other method's handler is untouched. The wrapped handlers are
+    built once per method."""
+
+    def __init__(self) -> None:
+        self._wrapped: dict[str, tuple[grpc.RpcMethodHandler, grpc.RpcMethodHandler]] = {}
+
+    async def intercept_service(self, continuation, handler_call_details):
+        handler = await continuation(handler_call_details)
+        method = handler_call_details.method
+        if handler is None or method not in WATCH_METHODS or handler.unary_stream is None:
+            return handler
+        cached = self._wrapped.get(method)
+        if cached is None or cached[0] is not handler:
+            serialize = handler.response_serializer
+            wrapped = grpc.unary_stream_rpc_method_handler(
+                handler.unary_stream,
+                request_deserializer=handler.request_deserializer,
+                response_serializer=lambda message: message if isinstance(message, bytes) else serialize(message),
+            )
+            cached = self._wrapped[method] = (handler, wrapped)
+        return cached[1]
+
+
+def encoded_event(body: bytes) -> bytes:
+    """A serialized FlowRunEvent as field 1 of a response (or one element of a batch)."""
+    return _EVENT_TAG + _varint(len(body)) + body
+
+
+def encoded_batch(events: list[bytes]) -> bytes:
+    """A WatchFlowRunsResponse whose `events` batch holds these `encoded_event`s."""
+    inner = b"".join(events)
+    return _BATCH_TAG + _varint(len(inner)) + inner
+
+
+def _varint(value: int) -> bytes:
+    out = bytearray()
+    while value > 0x7F:
+        out.append((value & 0x7F) | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
+
+
+def _tag(message: Any, field: str) -> bytes:
+    """A length-delimited field's key: (number << 3) | 2."""
+    return _varint(message.DESCRIPTOR.fields_by_name[field].number << 3 | 2)
+
+
+_EVENT_TAG = _tag(pb.WatchFlowRunsResponse, "event")
+assert _EVENT_TAG == _tag(pb.WatchFlowRunResponse, "event") == _tag(flow_run_event_pb2.FlowRunEventBatch, "events")
+_BATCH_TAG = _tag(pb.WatchFlowRunsResponse, "events")
 
 
 def _is_terminal(run: FlowRun) -> bool:
