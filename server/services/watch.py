@@ -12,6 +12,7 @@ usual); the other interceptors keep wrapping the handler as before."""
 from __future__ import annotations
 
 import uuid
+import weakref
 from collections import OrderedDict
 from collections.abc import AsyncIterator
 from typing import Any
@@ -55,6 +56,7 @@ class Watcher:
         # Encoded events by (sequence, position): every live stream sends the same ones,
         # so each is built (run converted, cursor signed) and serialized once.
         self._built: OrderedDict[tuple[int, Position], bytes] = OrderedDict()
+        self._filters: weakref.WeakValueDictionary[WatchFilter, WatchFilter] = weakref.WeakValueDictionary()
 
     def encode(self, position: Position) -> str:
         return cursors.encode(position, self.settings.resolved_page_token_secret)
@@ -70,7 +72,10 @@ class Watcher:
             raise expired(self.settings)
         return position
 
-    def follow(self, start: Position, match: Any) -> AsyncIterator[list[Sent]]:
+    def follow(self, start: Position, match: WatchFilter) -> AsyncIterator[list[Sent]]:
+        # Equal filters become one object, which the shared reader evaluates once per event
+        # for all their streams (kept while a stream holds it).
+        match = self._filters.setdefault(match, match)
         return follow(self.database, self.hub, self.tail, self.settings, start, match.matches, self.encode)
 
     def encoded(self, event: FlowRunEvent, position: Position) -> bytes:

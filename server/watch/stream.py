@@ -97,7 +97,10 @@ async def follow(
                 continue
             live.ready.clear()
             try:
-                await asyncio.wait_for(live.ready.wait(), heartbeat)
+                # asyncio.timeout, not wait_for: on Python 3.11 wait_for starts a task per
+                # call, and every live stream waits here once per read of the tail.
+                async with asyncio.timeout(heartbeat):
+                    await live.ready.wait()
             except TimeoutError:
                 if not live.items and tail.position is not None:
                     sent_through = tail.position  # every matching event before it was sent

@@ -49,6 +49,9 @@ class LiveStream:
 
     def __init__(self, match: Callable[[FlowRunEvent], bool], sent: Position, limit: int) -> None:
         self.match = match
+        # The filter object behind `match` (a bound method's instance): equal filters are
+        # one object (the servicer interns them), so their streams share one evaluation.
+        self.key = id(getattr(match, "__self__", match))
         self.sent = sent  # what the stream had sent when it attached: offered events in it are skipped
         self.limit = limit
         self.items: deque[Sent] = deque()
@@ -56,8 +59,16 @@ class LiveStream:
         self.too_slow = False
         self.failure: BaseException | None = None
 
-    def offer(self, event: FlowRunEvent, after: Position) -> None:
-        if self.too_slow or includes(self.sent, event.sequence, event.xid) or not self.match(event):
+    def offer(self, event: FlowRunEvent, after: Position, matched: dict[int, bool]) -> None:
+        """`matched`: this event's filter results so far, by filter (one per event, shared
+        by the streams: streams with the same filter object evaluate it once)."""
+        if self.too_slow or includes(self.sent, event.sequence, event.xid):
+            return
+        key = self.key
+        hit = matched.get(key)
+        if hit is None:
+            hit = matched[key] = self.match(event)
+        if not hit:
             return
         if len(self.items) >= self.limit:
             self.too_slow = True
@@ -123,8 +134,9 @@ class Tail:
                     batch = await uow.repos.flow_run_events.read(self.position, settings.watch_batch_size)
                 streams = list(self._streams)
                 for event, after in batch.events:
+                    matched: dict[int, bool] = {}
                     for stream in streams:
-                        stream.offer(event, after)
+                        stream.offer(event, after, matched)
                     self.position = after
                 self.position = batch.end
                 if not batch.full:
