@@ -10,9 +10,10 @@ import pytest
 from flowrun.client import FlowrunClient
 from flowrun.client.retry import RetryPolicy
 from flowrun.server.app import build_app
-from flowrun.v1 import filters_pb2, flow_run_event_pb2, state_pb2
+from flowrun.v1 import flow_run_event_pb2, state_pb2
 from tests.conftest import settings_for
 from tests.helpers.servers import free_port
+from tests.helpers.watching import watch_flow_through_client
 
 K = flow_run_event_pb2.FlowRunEventKind
 FAST_RETRIES = RetryPolicy(max_attempts=100, initial_backoff=0.05, max_backoff=0.2)
@@ -29,20 +30,9 @@ async def test_watch_resumes_after_the_server_restarts_and_misses_nothing(databa
     port = free_port()
     app = await serve(database_url, port)
     client = FlowrunClient(f"127.0.0.1:{port}", retry=FAST_RETRIES)
-    received: list[flow_run_event_pb2.FlowRunEvent] = []
     try:
         flow, _ = await client.create_flow(f"client-watch-{unique}")
-        only_flow = filters_pb2.FlowRunFilter(flow_id=filters_pb2.IdFilter(any=[flow.id]))
-        opened = asyncio.Event()
-
-        async def watch() -> None:
-            async for message in client.watch_flow_runs(flow_run_filter=only_flow, progress=True):
-                opened.set()
-                if message.WhichOneof("message") == "event":
-                    received.append(message.event)
-
-        watching = asyncio.ensure_future(watch())
-        await asyncio.wait_for(opened.wait(), 10)
+        watching, received = await watch_flow_through_client(client, flow.id)
         first = (await client.create_flow_run(flow.id))[0].id
         await app.stop(grace=1)  # the stream ends UNAVAILABLE; the iterator keeps trying
         app = await serve(database_url, port)

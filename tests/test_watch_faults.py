@@ -13,9 +13,10 @@ import pytest
 from flowrun.client import FlowrunClient
 from flowrun.client.retry import RetryPolicy
 from flowrun.server.app import build_app
-from flowrun.v1 import filters_pb2, flow_run_event_pb2
+from flowrun.v1 import flow_run_event_pb2
 from tests.conftest import settings_for
 from tests.helpers.servers import PrivatePostgres
+from tests.helpers.watching import watch_flow_through_client
 
 pytestmark = [pytest.mark.multiprocess, pytest.mark.slow]  # a PostgreSQL cluster of its own
 
@@ -28,21 +29,10 @@ async def test_a_watch_resumes_across_a_postgresql_restart(private_postgres: Pri
     url = private_postgres.url(driver="postgresql+asyncpg")
     app = await build_app(settings_for(url, watch_heartbeat_seconds=0.2))
     await app.start()
-    received: list[flow_run_event_pb2.FlowRunEvent] = []
     try:
         async with FlowrunClient(f"127.0.0.1:{app.port}", retry=PATIENT) as client:
             flow, _ = await client.create_flow(f"watch-restart-{uuid.uuid4().hex[:8]}")
-            only_flow = filters_pb2.FlowRunFilter(flow_id=filters_pb2.IdFilter(any=[flow.id]))
-            opened = asyncio.Event()
-
-            async def watch() -> None:
-                async for message in client.watch_flow_runs(flow_run_filter=only_flow, progress=True):
-                    opened.set()
-                    if message.WhichOneof("message") == "event":
-                        received.append(message.event)
-
-            watching = asyncio.ensure_future(watch())
-            await asyncio.wait_for(opened.wait(), 10)
+            watching, received = await watch_flow_through_client(client, flow.id)
             before = (await client.create_flow_run(flow.id, idempotency_key="before"))[0].id
             await asyncio.to_thread(private_postgres.restart)
             after = (await client.create_flow_run(flow.id, idempotency_key="after"))[0].id  # retried until back

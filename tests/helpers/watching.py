@@ -7,7 +7,7 @@ import asyncio
 
 import grpc
 
-from flowrun.v1 import flow_run_event_pb2, flow_run_pb2, flow_run_service_pb2, flow_service_pb2, state_pb2
+from flowrun.v1 import filters_pb2, flow_run_event_pb2, flow_run_pb2, flow_run_service_pb2, flow_service_pb2, state_pb2
 from flowrun.v1 import flow_run_service_pb2 as pb
 
 K = flow_run_event_pb2.FlowRunEventKind
@@ -76,3 +76,21 @@ def start_watch(runs, **request) -> Watch:
 
 def of_run(watch: Watch, run_id: str) -> list[tuple[int, str]]:
     return [(e.kind, e.state.type if e.HasField("state") else 0) for e in watch.events if e.flow_run.id == run_id]
+
+
+async def watch_flow_through_client(client, flow_id: str) -> tuple[asyncio.Future, list]:
+    """Starts `client.watch_flow_runs` on one flow's runs (the client resumes by itself) and
+    waits until the stream is open; returns the watching task and the events it collects."""
+    received: list[flow_run_event_pb2.FlowRunEvent] = []
+    only_flow = filters_pb2.FlowRunFilter(flow_id=filters_pb2.IdFilter(any=[flow_id]))
+    opened = asyncio.Event()
+
+    async def watch() -> None:
+        async for message in client.watch_flow_runs(flow_run_filter=only_flow, progress=True):
+            opened.set()
+            if message.WhichOneof("message") == "event":
+                received.append(message.event)
+
+    watching = asyncio.ensure_future(watch())
+    await asyncio.wait_for(opened.wait(), 10)
+    return watching, received
