@@ -7,7 +7,7 @@ import json
 import re
 import uuid
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 from google.protobuf import timestamp_pb2
 
@@ -33,6 +33,13 @@ EXIT_BY_STATUS = {
 STATE_TYPE_NAMES = [
     name.removeprefix("STATE_TYPE_") for name in state_pb2.StateType.keys() if name != "STATE_TYPE_UNSPECIFIED"
 ]
+
+
+class Subparsers(Protocol):
+    """What ArgumentParser.add_subparsers() returns, as the commands use it (argparse
+    documents the object but gives its class no public name)."""
+
+    def add_parser(self, name: str, **kwargs: Any) -> argparse.ArgumentParser: ...
 
 
 def state_type(text: str) -> int:

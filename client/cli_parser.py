@@ -7,7 +7,7 @@ import os
 
 from flowrun.client import cli_output, commands_flows, commands_infra, commands_runs, token_commands
 from flowrun.client.cli_args import positive_int
-from flowrun.client.client import DEFAULT_TARGET
+from flowrun.client.client import default_target
 from flowrun.client.retry import RetryPolicy
 
 EPILOG = """\
@@ -27,7 +27,7 @@ def build() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--target",
-        default=os.environ.get("FLOWRUN_TARGET", DEFAULT_TARGET),
+        default=default_target(),
         help="server address host:port (default: $FLOWRUN_TARGET or %(default)s)",
     )
     parser.add_argument(

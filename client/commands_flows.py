@@ -9,12 +9,13 @@ from rich.console import Console, Group
 
 from flowrun.client import cli_args as a
 from flowrun.client import cli_output as out
+from flowrun.client.cli_args import Subparsers
 from flowrun.client.client import FlowrunClient
 from flowrun.client.commands_runs import DEFAULT_LIMIT, collect, page_size_for
 from flowrun.v1 import filters_pb2, flow_pb2, flow_run_pb2, flow_service_pb2
 
 
-def add_parser(resources: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+def add_parser(resources: Subparsers, common: argparse.ArgumentParser) -> None:
     flow = resources.add_parser("flow", help="flows").add_subparsers(dest="action", required=True, metavar="ACTION")
 
     create = flow.add_parser("create", parents=[common], help="get or create a flow by name")

@@ -9,6 +9,7 @@ from rich.console import Console
 
 from flowrun.client import cli_args as a
 from flowrun.client import cli_output as out
+from flowrun.client.cli_args import Subparsers
 from flowrun.client.client import FlowrunClient
 from flowrun.client.commands_runs import collect, page_size_for, resolve_flow_id
 from flowrun.v1 import (
@@ -18,7 +19,7 @@ from flowrun.v1 import (
 )
 
 
-def add_parser(resources: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+def add_parser(resources: Subparsers, common: argparse.ArgumentParser) -> None:
     _deployment_parser(resources, common)
     _work_pool_parser(resources, common)
     _work_queue_parser(resources, common)
@@ -30,7 +31,7 @@ def _list_options(parser: argparse.ArgumentParser) -> None:
     pages.add_argument("--all", action="store_true", help="every match, page after page")
 
 
-def _deployment_parser(resources: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+def _deployment_parser(resources: Subparsers, common: argparse.ArgumentParser) -> None:
     deployment = resources.add_parser("deployment", help="deployments").add_subparsers(
         dest="action", required=True, metavar="ACTION"
     )
@@ -61,7 +62,7 @@ def _deployment_parser(resources: argparse._SubParsersAction, common: argparse.A
     delete.set_defaults(command=_deployment_delete)
 
 
-def _work_pool_parser(resources: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+def _work_pool_parser(resources: Subparsers, common: argparse.ArgumentParser) -> None:
     pool = resources.add_parser("work-pool", help="work pools").add_subparsers(
         dest="action", required=True, metavar="ACTION"
     )
@@ -88,7 +89,7 @@ def _work_pool_parser(resources: argparse._SubParsersAction, common: argparse.Ar
     delete.set_defaults(command=_pool_delete)
 
 
-def _work_queue_parser(resources: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+def _work_queue_parser(resources: Subparsers, common: argparse.ArgumentParser) -> None:
     queue = resources.add_parser("work-queue", help="work queues of a pool").add_subparsers(
         dest="action", required=True, metavar="ACTION"
     )

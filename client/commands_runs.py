@@ -12,6 +12,7 @@ from rich.markup import escape
 from flowrun.client import cli_args as a
 from flowrun.client import cli_output as out
 from flowrun.client import commands_watch
+from flowrun.client.cli_args import Subparsers
 from flowrun.client.client import FlowrunClient
 from flowrun.client.errors import FlowrunError, NotFoundError
 from flowrun.v1 import filters_pb2, flow_run_service_pb2, state_pb2
@@ -22,7 +23,7 @@ DEFAULT_LIMIT = 20
 MAX_PAGE = 200
 
 
-def add_parser(resources: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+def add_parser(resources: Subparsers, common: argparse.ArgumentParser) -> None:
     run = resources.add_parser("run", help="flow runs").add_subparsers(dest="action", required=True, metavar="ACTION")
 
     ls = run.add_parser("ls", aliases=["list"], parents=[common], help="list runs (newest first by default)")

@@ -15,13 +15,14 @@ from rich.markup import escape
 
 from flowrun.client import cli_args as a
 from flowrun.client import cli_output as out
+from flowrun.client.cli_args import Subparsers
 from flowrun.client.client import FlowrunClient
 from flowrun.v1 import filters_pb2
 
 EVENT_KIND_PREFIX = "FLOW_RUN_EVENT_KIND_"
 
 
-def add_parser(run: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+def add_parser(run: Subparsers, common: argparse.ArgumentParser) -> None:
     watch = run.add_parser(
         "watch",
         parents=[common],

@@ -21,11 +21,12 @@ from pathlib import Path
 
 from rich.markup import escape
 
+from flowrun.client.cli_args import Subparsers
 from flowrun.server.auth_tokens import TokenFileError, create, read, revoke
 from flowrun.server.roles import ROLE_NAMES, Role
 
 
-def add_parser(resources: argparse._SubParsersAction, output: argparse.ArgumentParser | None = None) -> None:
+def add_parser(resources: Subparsers, output: argparse.ArgumentParser | None = None) -> None:
     """`output` is the parser of the --output option every listing takes."""
     token = resources.add_parser(
         "token", help="manage the server's tokens file (local, no server call)"

@@ -549,3 +549,13 @@ def test_tables_keep_ids_whole_on_a_narrow_terminal_and_drop_empty_columns():
     assert max(len(line) for line in text.splitlines()) <= 80
     empty = cli_output.runs_table([], {})
     assert [str(column.header) for column in empty.columns][:2] == ["ID", "FLOW"]  # no rows: headers stay
+
+
+@pytest.mark.parametrize(("environment", "target"), [("", "127.0.0.1:50051"), ("example:1", "example:1")])
+def test_the_default_target_is_the_clients(monkeypatch, environment, target):
+    """The CLI dials what FlowrunClient would: $FLOWRUN_TARGET, and the default when it is empty."""
+    from flowrun.client import cli_parser
+    from flowrun.client.client import default_target
+
+    monkeypatch.setenv("FLOWRUN_TARGET", environment)
+    assert cli_parser.build().parse_args(["flow", "ls"]).target == default_target() == target
