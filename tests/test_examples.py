@@ -171,9 +171,6 @@ async def test_go_example(app, go_example, unique):
     assert malformed["details"][1]["fields"] == ["flow_run_id"]
 
 
-@pytest.mark.xfail(
-    strict=False, reason="open bug (issue 12): the Node watch example failed once in CI on SQLite under load"
-)
 async def test_node_watch_example(app, node_example, unique):
     """examples/node/watch.js: WatchFlowRun and a resumed WatchFlowRuns from Node."""
     steps = await run_example(["node", "watch.js", f"127.0.0.1:{app.port}", unique], cwd=node_example)

@@ -4,19 +4,22 @@ back in order by watchers (server/watch/), pruned by retention.
 Reading without skipping on PostgreSQL. Transactions commit in any order, so the
 events visible to a reader are not a prefix of the sequence: a transaction still in
 progress may hold a smaller sequence value than one already visible. A reader's
-position is therefore not a number but (`after`, `pending`, `pending_after`): every
-event with sequence <= after was delivered, except those written by the transactions
-in `pending` (of which those up to sequence `pending_after` were; the server always
-issues 0 there, see _read_pg).
+position is therefore not a number but a snapshot's frontier (`after`, `xmax`,
+`pending`): every event with sequence <= after was delivered, except those written by
+a transaction the snapshot saw as in progress, which PostgreSQL reports in two parts:
+the ids in `pending` (the snapshot's xip list) and every id >= `xmax`. The second part
+matters: a snapshot's xmax is the last *completed* transaction id + 1, so a transaction
+that took its id after the last one to finish is running but in no list (the bug that
+read only xip skipped such events under load).
 
 Why that is enough: each event row stores its writer's transaction id (`xid`), and the
 writer has its xid before it draws a sequence value (the insert takes the xid first,
 and every event follows the change it describes). Take a read at snapshot S that saw
 sequence M. Any event with sequence g <= M that S did not see drew g before M did,
-so before S was taken: its transaction was running at S and is in S's in-progress
-list (pg_current_snapshot()'s xip). So "everything S saw with sequence <= M, and
-pending = xip(S)" names exactly what has been delivered; the next read fetches the
-events after M plus those of the pending transactions, in one statement (one
+so before S was taken: its transaction was running at S, so S counts it as in
+progress (in xip(S), or at or above xmax(S)). So "everything S saw with sequence <= M,
+and S's in-progress set" names exactly what has been delivered; the next read fetches
+the events after M plus those of the in-progress transactions, in one statement (one
 snapshot). Delivery is immediate on commit, with no waiting for older transactions.
 
 Per-run order holds: two changes of one run are serialized by the run's row lock, so
@@ -33,7 +36,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, delete, event, func, or_, select
+from sqlalchemy import ColumnElement, and_, delete, event, func, not_, or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from flowrun.server.db.tables import flow_run_event, flow_run_event_horizon
@@ -58,34 +61,40 @@ SELECT pg_notify('{CHANNEL}', '') FROM appended
 """
 
 _COLUMNS = "e.sequence, e.xid, e.occurred, e.kind, e.payload"
-# One statement, one snapshot: the snapshot's in-progress transaction ids, the events
-# of the pending transactions, and the events after `after` (one row with NULLs when
-# there are none).
+# The statement's snapshot's in-progress set: the xip list and xmax (see the module docstring).
+_SNAPSHOT_PG = """
+SELECT (SELECT coalesce(array_agg(x::text::bigint), '{}') FROM pg_snapshot_xip(s) AS x) AS xip,
+       pg_snapshot_xmax(s)::text::bigint AS xmax
+FROM pg_current_snapshot() AS s
+"""
+# One statement, one snapshot: the snapshot's in-progress set, the events of the
+# transactions that were in progress at the last read ($2: xip, $3: xmax) and have
+# committed since, and the events after `after` (one row with NULLs when there are none).
 _READ_PG = f"""
-WITH snap AS MATERIALIZED (
-    SELECT coalesce(array_agg(x::text::bigint), '{{}}') AS xip FROM pg_snapshot_xip(pg_current_snapshot()) AS x
-),
+WITH snap AS MATERIALIZED ({_SNAPSHOT_PG}),
 batch AS (
     (SELECT {_COLUMNS} FROM flow_run_event e
-     WHERE e.xid = ANY($2::bigint[]) AND e.sequence > $3 AND e.sequence <= $1)
+     WHERE (e.xid = ANY($2::bigint[]) OR e.xid >= $3) AND e.sequence <= $1)
     UNION ALL
     (SELECT {_COLUMNS} FROM flow_run_event e WHERE e.sequence > $1 ORDER BY e.sequence LIMIT $4)
 )
-SELECT snap.xip, batch.* FROM snap LEFT JOIN batch ON true ORDER BY batch.sequence
+SELECT snap.xip, snap.xmax, batch.* FROM snap LEFT JOIN batch ON true ORDER BY batch.sequence
 """
-_HEAD_PG = """
-SELECT (SELECT coalesce(max(sequence), 0) FROM flow_run_event) AS head,
-       (SELECT coalesce(array_agg(x::text::bigint), '{}') FROM pg_snapshot_xip(pg_current_snapshot()) AS x) AS xip
+_HEAD_PG = f"""
+SELECT (SELECT coalesce(max(sequence), 0) FROM flow_run_event) AS head, snap.xip, snap.xmax
+FROM ({_SNAPSHOT_PG}) AS snap
 """
 
 
 @dataclass(frozen=True)
 class Position:
-    """Where a reader stands (see the module docstring)."""
+    """Where a reader stands (see the module docstring): every event up to `after` was
+    delivered except those of the transactions in `pending` or at or above `xmax`
+    (PostgreSQL; on SQLite events carry no xid and both are unused)."""
 
     after: int = 0
+    xmax: int = 0
     pending: tuple[int, ...] = ()
-    pending_after: int = 0
 
 
 @dataclass
@@ -99,7 +108,16 @@ def includes(position: Position, sequence: int, xid: int | None) -> bool:
     """Whether a reader at `position` has been sent the event (sequence, xid)."""
     if sequence > position.after:
         return False
-    return xid is None or xid not in position.pending or sequence <= position.pending_after
+    return xid is None or (xid < position.xmax and xid not in position.pending)
+
+
+def _delivered(position: Position) -> ColumnElement[bool]:
+    """`includes` in SQL: the events a reader at `position` has been sent."""
+    c = flow_run_event.c
+    held_back = c.xid >= position.xmax
+    if position.pending:
+        held_back = or_(held_back, c.xid.in_(position.pending))
+    return and_(c.sequence <= position.after, or_(c.xid.is_(None), not_(held_back)))
 
 
 def listen_for_commits(engine: AsyncEngine, callback: Callable[[], None]) -> Callable[[], None]:
@@ -154,7 +172,7 @@ class FlowRunEventRepository(Repository):
         if self.driver is not None:
             row = await self.driver.fetchrow(_HEAD_PG)
             assert row is not None
-            return Position(after=row["head"], pending=tuple(row["xip"]))
+            return Position(after=row["head"], xmax=row["xmax"], pending=tuple(row["xip"]))
         head = (await self.connection.execute(select(func.max(flow_run_event.c.sequence)))).scalar()
         return Position(after=head or 0)
 
@@ -180,10 +198,8 @@ class FlowRunEventRepository(Repository):
 
     async def _read_pg(self, position: Position, limit: int) -> Batch:
         assert self.driver is not None
-        records = await self.driver.fetch(
-            _READ_PG, position.after, list(position.pending), position.pending_after, limit
-        )
-        xip = tuple(records[0]["xip"])
+        records = await self.driver.fetch(_READ_PG, position.after, list(position.pending), position.xmax, limit)
+        xip, xmax = tuple(records[0]["xip"]), records[0]["xmax"]
         batch = Batch()
         newer = highest = 0
         for record in records:
@@ -199,14 +215,14 @@ class FlowRunEventRepository(Repository):
                 after = position
             else:
                 newer += 1
-                after = Position(after=sequence, pending=xip)
+                after = Position(after=sequence, xmax=xmax, pending=xip)
             highest = max(highest, sequence)
             batch.events.append((event_, after))
         batch.full = newer >= limit
         if batch.full:
             batch.end = batch.events[-1][1]
         else:  # everything this snapshot saw was delivered
-            batch.end = Position(after=max(position.after, highest), pending=xip)
+            batch.end = Position(after=max(position.after, highest), xmax=xmax, pending=xip)
         return batch
 
     async def read_between(self, start: Position, end: Position, after: int, limit: int) -> list[FlowRunEvent]:
@@ -223,15 +239,20 @@ class FlowRunEventRepository(Repository):
             flow_run_event.c.payload,
         )
         c = flow_run_event.c
-        not_in_start = c.sequence > start.after
-        if start.pending:
-            not_in_start = or_(not_in_start, and_(c.xid.in_(start.pending), c.sequence > start.pending_after))
-        in_end = c.sequence <= end.after
-        if end.pending:
-            in_end = and_(in_end, or_(c.xid.is_(None), c.xid.not_in(end.pending), c.sequence <= end.pending_after))
-        query = select(*columns).where(not_in_start, in_end, c.sequence > after).order_by(c.sequence).limit(limit)
+        query = (
+            select(*columns)
+            .where(not_(_delivered(start)), _delivered(end), c.sequence > after)
+            .order_by(c.sequence)
+            .limit(limit)
+        )
         rows = (await self.connection.execute(query)).all()
         return [decode_payload(seq, kind, occurred, payload, xid) for seq, xid, occurred, kind, payload in rows]
+
+    async def writer_of(self, sequence: int) -> int | None:
+        """The id of the transaction that wrote event `sequence` (None: no such event,
+        or SQLite)."""
+        query = select(flow_run_event.c.xid).where(flow_run_event.c.sequence == sequence)
+        return (await self.connection.execute(query)).scalar()
 
     async def pruned_through(self) -> int:
         """The highest sequence retention has deleted (0: none)."""

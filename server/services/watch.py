@@ -15,6 +15,7 @@ import uuid
 import weakref
 from collections import OrderedDict
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from typing import Any
 
 import grpc
@@ -66,10 +67,13 @@ class Watcher:
         async with self.database.unit_of_work(write=False) as uow:
             if not cursor:
                 return await uow.repos.flow_run_events.head()
-            position = cursors.decode(cursor, self.settings.resolved_page_token_secret)
+            position, xmax_known = cursors.decode(cursor, self.settings.resolved_page_token_secret)
             pruned = await uow.repos.flow_run_events.pruned_through()
-        if position.after < pruned:
-            raise expired(self.settings)
+            if position.after < pruned:
+                raise expired(self.settings)
+            if not xmax_known:  # a version 2 cursor: see server/watch/cursor.py
+                writer = await uow.repos.flow_run_events.writer_of(position.after)
+                position = replace(position, xmax=writer + 1 if writer is not None else 0)
         return position
 
     def follow(self, start: Position, match: WatchFilter) -> AsyncIterator[list[Sent]]:
