@@ -26,13 +26,33 @@ Per-run order holds: two changes of one run are serialized by the run's row lock
 the later one draws its sequence after the earlier one committed; any snapshot that
 sees the later one sees the earlier one too, and a batch is sent in sequence order.
 
+Every read is bounded by its limit, also the events of the in-progress transactions
+that committed since (one transaction may hold 100,000: a flow's delete). Those are read
+by sequence, at most `limit`; when more are waiting the reader is part way through
+them, which a position of the three numbers cannot say: the position keeps its
+(after, xmax, pending) and adds a `Replay` (through, and the frontier of the snapshot S
+of the read that found them). It delivers, besides the events of its base, those with
+sequence <= through written by a transaction in the base's in-progress set that S saw
+complete. Those transactions are committed (or rolled back, writing nothing), so their
+events never change: the next reads page through them by sequence, holding S's
+frontier fixed (a transaction that commits meanwhile is not in the set, so none of its
+events can fall below `through` unread). When a page comes back short, every event of
+those transactions up to `after` has been delivered, and the position becomes
+(after, S's xmax, S's pending): S's in-progress set is the part of the base's still
+running (S came later; a transaction complete at the base's snapshot is complete at S,
+so S's set lies inside the base's), which is what remains undelivered up to `after`.
+Only then are events past `after` read again. An event delivered while paging carries
+the base as its cursor (a resume from it sends the rest of those transactions' events
+again: at least once, never skipped), and `resumable` drops the replay from any position
+that leaves the process as a cursor.
+
 SQLite serializes writers (BEGIN IMMEDIATE), so commit order is sequence order and
 `pending` is always empty."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
@@ -67,18 +87,33 @@ SELECT (SELECT coalesce(array_agg(x::text::bigint), '{}') FROM pg_snapshot_xip(s
        pg_snapshot_xmax(s)::text::bigint AS xmax
 FROM pg_current_snapshot() AS s
 """
-# One statement, one snapshot: the snapshot's in-progress set, the events of the
+# One statement, one snapshot: the snapshot's in-progress set, the first $4 events of the
 # transactions that were in progress at the last read ($2: xip, $3: xmax) and have
-# committed since, and the events after `after` (one row with NULLs when there are none).
+# committed since, and as many events after `after` as the limit leaves room for (none
+# when those fill it); one row with NULLs when there are no events.
 _READ_PG = f"""
 WITH snap AS MATERIALIZED ({_SNAPSHOT_PG}),
+committed_since AS MATERIALIZED (
+    SELECT {_COLUMNS} FROM flow_run_event e
+    WHERE (e.xid = ANY($2::bigint[]) OR e.xid >= $3) AND e.sequence <= $1
+    ORDER BY e.sequence LIMIT $4
+),
 batch AS (
-    (SELECT {_COLUMNS} FROM flow_run_event e
-     WHERE (e.xid = ANY($2::bigint[]) OR e.xid >= $3) AND e.sequence <= $1)
+    (SELECT * FROM committed_since)
     UNION ALL
-    (SELECT {_COLUMNS} FROM flow_run_event e WHERE e.sequence > $1 ORDER BY e.sequence LIMIT $4)
+    (SELECT {_COLUMNS} FROM flow_run_event e WHERE e.sequence > $1
+     ORDER BY e.sequence LIMIT $4 - (SELECT count(*) FROM committed_since))
 )
 SELECT snap.xip, snap.xmax, batch.* FROM snap LEFT JOIN batch ON true ORDER BY batch.sequence
+"""
+# Paging through a Replay: the next events, by sequence up to `after` ($1), of the
+# transactions in progress at the base ($2: xip, $3: xmax) that the replay's snapshot
+# saw complete (not in $5: xip, nor >= $6: xmax), past `through` ($4); at most $7.
+_REPLAY_PG = f"""
+SELECT {_COLUMNS} FROM flow_run_event e
+WHERE (e.xid = ANY($2::bigint[]) OR e.xid >= $3) AND NOT (e.xid = ANY($5::bigint[]) OR e.xid >= $6)
+  AND e.sequence > $4 AND e.sequence <= $1
+ORDER BY e.sequence LIMIT $7
 """
 _HEAD_PG = f"""
 SELECT (SELECT coalesce(max(sequence), 0) FROM flow_run_event) AS head, snap.xip, snap.xmax
@@ -87,14 +122,34 @@ FROM ({_SNAPSHOT_PG}) AS snap
 
 
 @dataclass(frozen=True)
+class Replay:
+    """Part way through the events of the transactions that a position's snapshot saw in
+    progress and a later snapshot (xmax, pending) saw complete: those with sequence <=
+    `through` were delivered (see the module docstring)."""
+
+    through: int
+    xmax: int
+    pending: tuple[int, ...]
+
+
+@dataclass(frozen=True)
 class Position:
     """Where a reader stands (see the module docstring): every event up to `after` was
     delivered except those of the transactions in `pending` or at or above `xmax`
-    (PostgreSQL; on SQLite events carry no xid and both are unused)."""
+    (PostgreSQL; on SQLite events carry no xid and both are unused); with a `replay`,
+    also the events it names. Positions with a replay stay in the process: cursors are
+    made of `resumable` ones."""
 
     after: int = 0
     xmax: int = 0
     pending: tuple[int, ...] = ()
+    replay: Replay | None = None
+
+    @property
+    def resumable(self) -> Position:
+        """A position a cursor can hold: without the replay, so naming at most what was
+        delivered (a resume may send the replayed events again, never skips one)."""
+        return self if self.replay is None else Position(self.after, self.xmax, self.pending)
 
 
 @dataclass
@@ -108,16 +163,31 @@ def includes(position: Position, sequence: int, xid: int | None) -> bool:
     """Whether a reader at `position` has been sent the event (sequence, xid)."""
     if sequence > position.after:
         return False
-    return xid is None or (xid < position.xmax and xid not in position.pending)
+    if xid is None or not _running(xid, position.xmax, position.pending):
+        return True
+    replay = position.replay
+    return replay is not None and sequence <= replay.through and not _running(xid, replay.xmax, replay.pending)
+
+
+def _running(xid: int, xmax: int, pending: tuple[int, ...]) -> bool:
+    """Whether a snapshot with this frontier saw transaction `xid` in progress."""
+    return xid >= xmax or xid in pending
 
 
 def _delivered(position: Position) -> ColumnElement[bool]:
     """`includes` in SQL: the events a reader at `position` has been sent."""
     c = flow_run_event.c
-    held_back = c.xid >= position.xmax
-    if position.pending:
-        held_back = or_(held_back, c.xid.in_(position.pending))
-    return and_(c.sequence <= position.after, or_(c.xid.is_(None), not_(held_back)))
+    delivered = or_(c.xid.is_(None), not_(_running_sql(position.xmax, position.pending)))
+    replay = position.replay
+    if replay is not None:
+        replayed = and_(c.sequence <= replay.through, not_(_running_sql(replay.xmax, replay.pending)))
+        delivered = or_(delivered, replayed)
+    return and_(c.sequence <= position.after, delivered)
+
+
+def _running_sql(xmax: int, pending: tuple[int, ...]) -> ColumnElement[bool]:
+    c = flow_run_event.c
+    return or_(c.xid >= xmax, c.xid.in_(pending)) if pending else c.xid >= xmax
 
 
 def listen_for_commits(engine: AsyncEngine, callback: Callable[[], None]) -> Callable[[], None]:
@@ -177,8 +247,8 @@ class FlowRunEventRepository(Repository):
         return Position(after=head or 0)
 
     async def read(self, position: Position, limit: int) -> Batch:
-        """The next events after `position`, in sequence order, at most `limit` of
-        them past `position.after` (plus any of the pending transactions)."""
+        """The next events after `position`, in sequence order, at most `limit` (those
+        of transactions `position` saw in progress first: see the module docstring)."""
         if self.driver is not None:
             return await self._read_pg(position, limit)
         query = (
@@ -198,31 +268,55 @@ class FlowRunEventRepository(Repository):
 
     async def _read_pg(self, position: Position, limit: int) -> Batch:
         assert self.driver is not None
+        if position.replay is not None:
+            return await self._replay_pg(position, position.replay, limit)
         records = await self.driver.fetch(_READ_PG, position.after, list(position.pending), position.xmax, limit)
         xip, xmax = tuple(records[0]["xip"]), records[0]["xmax"]
-        batch = Batch()
-        newer = highest = 0
+        batch = Batch(full=sum(record["sequence"] is not None for record in records) >= limit)
+        committed_since = highest = 0
         for record in records:
             sequence = record["sequence"]
             if sequence is None:  # the empty batch's one row
                 continue
-            event_ = decode_payload(sequence, record["kind"], record["occurred"], record["payload"], record["xid"])
             if sequence <= position.after:
                 # A pending transaction's event, committed since. Its cursor is the batch's
                 # start: another pending transaction may still hold a smaller sequence, so
                 # no position between these events can name what was sent (a resume from
                 # here sends them again: at least once across a resume, never skipped).
+                committed_since += 1
                 after = position
             else:
-                newer += 1
                 after = Position(after=sequence, xmax=xmax, pending=xip)
             highest = max(highest, sequence)
-            batch.events.append((event_, after))
-        batch.full = newer >= limit
-        if batch.full:
+            batch.events.append((_event(record), after))
+        if committed_since >= limit:  # more of them may be waiting: page through them
+            batch.end = replace(position, replay=Replay(through=highest, xmax=xmax, pending=xip))
+        elif batch.full:  # every such event was read, and the newer ones up to the last
             batch.end = batch.events[-1][1]
         else:  # everything this snapshot saw was delivered
             batch.end = Position(after=max(position.after, highest), xmax=xmax, pending=xip)
+        return batch
+
+    async def _replay_pg(self, position: Position, replay: Replay, limit: int) -> Batch:
+        assert self.driver is not None
+        records = await self.driver.fetch(
+            _REPLAY_PG,
+            position.after,
+            list(position.pending),
+            position.xmax,
+            replay.through,
+            list(replay.pending),
+            replay.xmax,
+            limit,
+        )
+        base = position.resumable
+        # Full either way: after the last page, what the replay's snapshot left running and
+        # the events past `after` are read next, at once.
+        batch = Batch(events=[(_event(record), base) for record in records], full=True)
+        if len(records) >= limit:
+            batch.end = replace(position, replay=replace(replay, through=records[-1]["sequence"]))
+        else:
+            batch.end = Position(after=position.after, xmax=replay.xmax, pending=replay.pending)
         return batch
 
     async def read_between(self, start: Position, end: Position, after: int, limit: int) -> list[FlowRunEvent]:
@@ -279,6 +373,10 @@ class FlowRunEventRepository(Repository):
             insert = self.dialect.insert(flow_run_event_horizon).values(id=1, pruned_through=last)
             await self.connection.execute(insert.on_conflict_do_nothing(index_elements=["id"]))
         return result.rowcount or 0
+
+
+def _event(record: Any) -> FlowRunEvent:
+    return decode_payload(record["sequence"], record["kind"], record["occurred"], record["payload"], record["xid"])
 
 
 def _mark_written(connection: AsyncConnection) -> None:

@@ -13,7 +13,8 @@ stream ends with RESOURCE_EXHAUSTED and the cursor of the last event the client 
 Cursors: after a caught-up event, the position after it; after an event read while
 joining, the position the stream joined from (a resume from there may send those few
 events again, never skips one); heartbeats carry the tail's position once the buffer
-is empty."""
+is empty. Every position that leaves as a cursor is `resumable` (a position part way
+through a large committed transaction's events is kept only in the process)."""
 
 from __future__ import annotations
 
@@ -62,12 +63,12 @@ async def follow(
             quiet_since = time.monotonic()
         position = batch.end
         if time.monotonic() - quiet_since >= heartbeat:
-            yield [Sent(position)]
+            yield [Sent(position.resumable)]
             quiet_since = time.monotonic()
         if not batch.full:
             break
     if hub.closing:
-        raise _shutting_down(encode(position))
+        raise _shutting_down(encode(position.resumable))
     # Joining the tail: the events between `position` and the tail's, then the tail's.
     live = LiveStream(match, position, settings.watch_buffer_events)
     joined = await tail.attach(live)
@@ -82,7 +83,7 @@ async def follow(
             if len(between) < most:
                 break
             last = between[-1].sequence
-        sent_through = joined
+        sent_through = joined.resumable
         while True:
             if live.failure is not None:
                 raise live.failure
@@ -103,7 +104,7 @@ async def follow(
                     await live.ready.wait()
             except TimeoutError:
                 if not live.items and tail.position is not None:
-                    sent_through = tail.position  # every matching event before it was sent
+                    sent_through = tail.position.resumable  # every matching event before it was sent
                 yield [Sent(sent_through)]
     finally:  # the client went away, or the stream ended: it leaves the tail
         tail.detach(live)
