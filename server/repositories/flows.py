@@ -10,7 +10,7 @@ from typing import Any
 from sqlalchemy import delete, func, select, update
 
 from flowrun.server import clock, errors
-from flowrun.server.db.tables import flow
+from flowrun.server.db.tables import flow, flow_run
 from flowrun.server.domain.events import EventKind
 from flowrun.server.domain.filters import FlowSort, ListFilters, PageRequest, fingerprint
 from flowrun.server.domain.flows import Flow, FlowCreate
@@ -90,12 +90,16 @@ class FlowRepository(Repository):
     async def delete_many(self, flow_ids: Sequence[str]) -> list[str]:
         """Deletes the flows that exist, with their deployments and runs (ON DELETE
         CASCADE), and returns their ids. Each run gets its DELETED event: the flows are
-        locked first (no run can be added to them meanwhile), their runs read, then
-        deleted."""
+        locked first (no run can be added to them meanwhile), then their runs (in id
+        order, as every locker of several runs does, so two deletes cannot deadlock; a
+        state change holds one run at a time), and only then read: a change committed
+        while the delete waited for a run's lock is in the run its event carries."""
         if not flow_ids:
             return []
         ids = sorted(set(flow_ids))
         await self.connection.execute(self.dialect.lock_for_update(select(flow.c.id).where(flow.c.id.in_(ids))))
+        their_runs = select(flow_run.c.id).where(flow_run.c.flow_id.in_(ids)).order_by(flow_run.c.id)
+        await self.connection.execute(self.dialect.lock_for_update(their_runs))
         runs = FlowRunRepository(self.connection, self.dialect, self.driver)
         doomed = await runs.of_flows(ids)
         statement = delete(flow).where(flow.c.id.in_(ids)).returning(flow.c.id)
