@@ -13,8 +13,10 @@ from flowrun.server import clock
 from flowrun.server.domain.events import EventKind
 from flowrun.server.repositories.flow_run_events import Batch, Position, includes
 from flowrun.v1 import filters_pb2
+from tests import test_watch_delivery
 from tests.helpers.watching import make_flow, make_run, start_watch
-from tests.test_watch_delivery import served  # noqa: F401  (the fixture)
+
+served = test_watch_delivery.served  # the fixture: a server of the test's own
 
 BIG = 23  # events of the one big transaction
 LIMIT = 5  # the batch size: the big transaction is several reads' worth
@@ -41,7 +43,7 @@ async def read_until_caught_up(app, position: Position, limit: int) -> tuple[lis
             return batches, position
 
 
-async def test_a_huge_transaction_seen_in_progress_is_read_in_bounded_pages(served, backend, unique):  # noqa: F811
+async def test_a_huge_transaction_seen_in_progress_is_read_in_bounded_pages(served, backend, unique):
     if backend != "postgres":
         pytest.skip("SQLite serializes writers: no transaction is ever pending")
     app, flows, runs = await served()
@@ -94,7 +96,7 @@ def _names_at_most(position: Position, sent, every) -> None:
             assert not includes(position, event.sequence, event.xid), (position, event.sequence)
 
 
-async def test_a_live_stream_gets_a_huge_late_transaction_in_bounded_batches(served, backend, unique):  # noqa: F811
+async def test_a_live_stream_gets_a_huge_late_transaction_in_bounded_batches(served, backend, unique):
     """Through the shared reader (the tail) and a stream resumed from a cursor issued while
     the transaction was open: every batch message holds at most the batch size."""
     if backend != "postgres":

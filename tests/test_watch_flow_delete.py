@@ -14,8 +14,10 @@ from flowrun.server.db.tables import flow_run_event
 from flowrun.server.domain.events import EventKind
 from flowrun.server.repositories.flow_run_events import FlowRunEventRepository
 from flowrun.v1 import filters_pb2, flow_run_event_pb2, flow_service_pb2
+from tests import test_watch_delivery
 from tests.helpers.watching import make_flow, make_run, start_watch
-from tests.test_watch_delivery import served  # noqa: F401  (the fixture)
+
+served = test_watch_delivery.served  # the fixture: a server of the test's own
 
 K = flow_run_event_pb2.FlowRunEventKind
 RUNS = 40
@@ -40,7 +42,7 @@ class CountingDriver:
         return counted
 
 
-async def test_events_of_many_runs_are_appended_in_one_statement(served, backend, unique):  # noqa: F811
+async def test_events_of_many_runs_are_appended_in_one_statement(served, backend, unique):
     app, flows, runs = await served()
     flow_id = await make_flow(flows, unique)
     for _ in range(5):
@@ -69,7 +71,7 @@ async def test_events_of_many_runs_are_appended_in_one_statement(served, backend
 
 
 async def test_deleting_a_flow_with_many_runs_sends_every_deleted_event_from_one_transaction(
-    served,  # noqa: F811
+    served,
     backend,
     unique,
 ):
@@ -95,7 +97,7 @@ async def test_deleting_a_flow_with_many_runs_sends_every_deleted_event_from_one
         assert writers.scalar_one() == 1  # one writer, and known: an event without one could be skipped
 
 
-async def test_a_deleted_event_carries_the_change_committed_while_the_delete_waited(served, backend, unique):  # noqa: F811
+async def test_a_deleted_event_carries_the_change_committed_while_the_delete_waited(served, backend, unique):
     """A change of a run holds the run's row lock when the flow's delete starts: the
     delete waits for it, and the run's DELETED event carries the changed run, not the
     one a read before the wait saw."""

@@ -390,14 +390,24 @@ class FlowRunEventRepository(Repository):
         query = select(flow_run_event_horizon.c.pruned_through).where(flow_run_event_horizon.c.id == 1)
         return (await self.connection.execute(query)).scalar() or 0
 
-    async def prune(self, before: datetime) -> int:
-        """Deletes the events that occurred before `before` (a prefix of the sequence:
-        up to the last such event), records how far, and returns how many went."""
-        last = (
-            await self.connection.execute(
-                select(func.max(flow_run_event.c.sequence)).where(flow_run_event.c.occurred < before)
-            )
-        ).scalar()
+    async def last_expired(self, before: datetime) -> int | None:
+        """The highest sequence of an event that occurred before `before` (None: none):
+        retention deletes the prefix up to it."""
+        query = select(func.max(flow_run_event.c.sequence)).where(flow_run_event.c.occurred < before)
+        return (await self.connection.execute(query)).scalar()
+
+    async def prune(self, through: int, limit: int) -> int:
+        """Deletes the first `limit` events with sequence <= `through` and moves the
+        horizon (pruned_through, never backwards) to the last of them, in the caller's
+        transaction: a reader sees both or neither. Returns how many went."""
+        first = (
+            select(flow_run_event.c.sequence)
+            .where(flow_run_event.c.sequence <= through)
+            .order_by(flow_run_event.c.sequence)
+            .limit(limit)
+            .subquery()
+        )
+        last = (await self.connection.execute(select(func.max(first.c.sequence)))).scalar()
         if last is None:
             return 0
         result = await self.connection.execute(delete(flow_run_event).where(flow_run_event.c.sequence <= last))

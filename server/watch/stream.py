@@ -54,9 +54,12 @@ async def follow(
     # Catching up: read and send, batch after batch, until near the live end.
     while not hub.closing:
         async with database.unit_of_work(write=False) as uow:
+            batch = await uow.repos.flow_run_events.read(position, most)
+            # After the read: retention deletes and moves the horizon in one transaction,
+            # so events the read missed (each statement has its own snapshot on
+            # PostgreSQL) are behind a horizon this later statement sees.
             if position.after < await uow.repos.flow_run_events.pruned_through():
                 raise expired(settings)  # retention deleted events this stream has not read
-            batch = await uow.repos.flow_run_events.read(position, most)
         chunk = [Sent(after, event) for event, after in batch.events if match(event)]
         if chunk:
             yield chunk
