@@ -12,12 +12,16 @@ end (the repository's head); a stream joins at the tail's current position and r
 the few events between its own position and that one itself (server/watch/stream.py).
 If the tail's read fails (the database went away), every attached stream fails with
 that error (UNAVAILABLE: their clients resume from their cursors) and the tail stops;
-the next stream starts it afresh."""
+the next stream starts it afresh.
+
+When the last stream leaves, the tail is cancelled; its task may take a moment to end
+(a unit of work's rollback is shielded from cancellation). The next stream to attach
+waits for that end before it starts another, so two tails never read, nor write the
+shared position, at once."""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections import deque
 from collections.abc import Callable
@@ -88,6 +92,7 @@ class Tail:
         self._settings = settings
         self._streams: set[LiveStream] = set()
         self._task: asyncio.Task[None] | None = None
+        self._stopping: asyncio.Task[None] | None = None  # cancelled, perhaps not ended yet
         self._starting = asyncio.Lock()
         self.position: Position | None = None  # everything before it was offered to the attached streams
         hub.tail = self
@@ -101,6 +106,7 @@ class Tail:
         """From now on every event after the returned position is offered to `stream`."""
         async with self._starting:
             if self._task is None or self._task.done():
+                await self._old_tail_ended()
                 async with self._database.unit_of_work(write=False) as uow:
                     self.position = await uow.repos.flow_run_events.head()
                 self._task = asyncio.create_task(self._run(), name="watch-tail")
@@ -112,16 +118,22 @@ class Tail:
         self._streams.discard(stream)
         if not self._streams and self._task is not None:
             self._task.cancel()
-            self._task = None
+            self._stopping, self._task = self._task, None
+
+    async def _old_tail_ended(self) -> None:
+        """Waits for the tail cancelled by the last detach to end (its outcome is its own:
+        only a cancellation of this caller propagates)."""
+        stopping, self._stopping = self._stopping, None
+        if stopping is not None:
+            await asyncio.wait([stopping])
 
     async def close(self) -> None:
         for stream in list(self._streams):
             stream.ready.set()  # they see the hub closing
         if self._task is not None:
             self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+            self._stopping, self._task = self._task, None
+        await self._old_tail_ended()
 
     async def _run(self) -> None:
         wakeup = self._hub.subscribe()
