@@ -14,6 +14,11 @@ WRITE_OPTION = "flowrun_write"
 # The engine's execution option holding the statement that opens a PostgreSQL transaction
 # (read by server/db/unit_of_work.py).
 BEGIN_OPTION = "flowrun_begin"
+# The engine's execution option saying that lock_timeout is a session setting of every
+# connection, so a single statement outside a transaction is bounded by it too (not
+# behind pgbouncer, which refuses it as a startup parameter): the two-round-trip SetState
+# (server/orchestration/unlocked.py) needs that.
+SESSION_LOCK_TIMEOUT_OPTION = "flowrun_session_lock_timeout"
 # Behind pgbouncer in transaction pooling mode consecutive transactions of one connection
 # may run on different server connections, so no prepared statement may outlive its
 # transaction: asyncpg prepares every statement unnamed and re-sends it with each
@@ -44,12 +49,23 @@ def create_engine(settings: Settings) -> AsyncEngine:
         max_overflow=settings.db_max_overflow,
         pool_timeout=settings.db_pool_timeout_seconds,
         pool_pre_ping=False,
-        execution_options={BEGIN_OPTION: begin_statement(settings)},
+        execution_options={
+            BEGIN_OPTION: begin_statement(settings),
+            SESSION_LOCK_TIMEOUT_OPTION: not settings.db_pgbouncer,
+        },
         connect_args={
-            "server_settings": {"application_name": "flowrun"},
+            "server_settings": _server_settings(settings),
             **(PGBOUNCER_CONNECT_ARGS if settings.db_pgbouncer else {}),
         },
     )
+
+
+def _server_settings(settings: Settings) -> dict[str, str]:
+    """Session settings sent at connect. lock_timeout too, except behind pgbouncer (see
+    begin_statement): there every transaction sets it with SET LOCAL instead."""
+    if settings.db_pgbouncer:
+        return {"application_name": "flowrun"}
+    return {"application_name": "flowrun", "lock_timeout": str(int(settings.lock_timeout_ms))}
 
 
 def _sqlite_engine(settings: Settings, url) -> AsyncEngine:

@@ -36,10 +36,14 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from flowrun.server import errors, metrics
 from flowrun.server.call_scope import call_abandoned, in_call
 from flowrun.server.db.dialect import Dialect
-from flowrun.server.db.engine import BEGIN_OPTION, WRITE_OPTION
+from flowrun.server.db.engine import BEGIN_OPTION, SESSION_LOCK_TIMEOUT_OPTION, WRITE_OPTION
 from flowrun.server.repositories import Repositories
 
 log = logging.getLogger("flowrun.db")
+
+#: The errors of a connection that was dead before the statement reached the server
+#: (a pooled connection after a database restart): a read may be tried again elsewhere.
+CONNECTION_LOST = (OSError, asyncpg.InterfaceError, asyncpg.PostgresConnectionError, asyncpg.AdminShutdownError)
 
 # Tasks that end units of work whose callers were cancelled: referenced until done, so
 # the event loop cannot drop them half-way.
@@ -56,7 +60,11 @@ class Database:
         self.dialect = Dialect(engine.dialect.name)
         self.sqlite_write_gate = asyncio.Lock() if self.dialect.is_sqlite else None
         # PostgreSQL: BEGIN with the transaction's settings (server/db/engine.py).
-        self.begin = engine.get_execution_options().get(BEGIN_OPTION, "BEGIN")
+        options = engine.get_execution_options()
+        self.begin = options.get(BEGIN_OPTION, "BEGIN")
+        # PostgreSQL with lock_timeout on every connection: a unit of work may run single
+        # statements outside a transaction (unit_of_work(transaction=False)).
+        self.single_statements = bool(options.get(SESSION_LOCK_TIMEOUT_OPTION, False))
         # A dead pooled connection fails its BEGIN at once; after a database restart every
         # pooled connection is dead, so opening tries at most this many before giving up.
         self.open_attempts = engine.pool.size() + 2 if hasattr(engine.pool, "size") else 2
@@ -64,8 +72,11 @@ class Database:
         # count of its waiters); sampled by server/metrics_export.py.
         self.waiting = 0
 
-    def unit_of_work(self, *, write: bool) -> UnitOfWork:
-        return UnitOfWork(self, write=write)
+    def unit_of_work(self, *, write: bool, transaction: bool = True) -> UnitOfWork:
+        """`transaction=False` (PostgreSQL, when `single_statements`): a pooled connection
+        and no BEGIN; each statement commits on its own. For callers whose every write is
+        one statement (server/orchestration/unlocked.py)."""
+        return UnitOfWork(self, write=write, transaction=transaction)
 
     async def ping(self) -> None:
         async with self.engine.connect() as connection:
@@ -76,10 +87,12 @@ class Database:
 
 
 class UnitOfWork:
-    def __init__(self, database: Database, *, write: bool) -> None:
+    def __init__(self, database: Database, *, write: bool, transaction: bool = True) -> None:
         self.database = database
         self.dialect = database.dialect
         self.write = write
+        self.transaction = transaction
+        assert transaction or database.single_statements, "statements outside a transaction need PostgreSQL"
         self.connection: AsyncConnection | None = None
         self.driver: asyncpg.Connection | None = None  # PostgreSQL only
         self._gate: asyncio.Lock | None = database.sqlite_write_gate if write else None
@@ -129,10 +142,12 @@ class UnitOfWork:
                 log.error("a pooled connection was inside a transaction; discarding it")
                 await self._discard()
                 continue
+            if not self.transaction:
+                return
             try:
                 await driver.execute(self.database.begin)
                 return
-            except (OSError, asyncpg.InterfaceError, asyncpg.PostgresConnectionError, asyncpg.AdminShutdownError):
+            except CONNECTION_LOST:
                 # Dead before anything was sent but BEGIN: safe to try another connection.
                 await self._discard()
                 if attempt == self.database.open_attempts:
@@ -164,7 +179,7 @@ class UnitOfWork:
                     raise
                 log.debug("rollback failed; connection discarded", exc_info=True)
                 return
-            if self.driver is not None and self.driver.is_in_transaction():
+            if self.driver is not None and (self.driver.is_in_transaction() or self.driver.is_closed()):
                 await self._discard()
             else:
                 await self.connection.close()
@@ -173,6 +188,8 @@ class UnitOfWork:
 
     async def _finish_transaction(self, commit: bool) -> None:
         assert self.connection is not None
+        if not self.transaction:
+            return  # each statement committed itself; _end discards a connection left in one
         if self.driver is None:
             await (self.connection.commit() if commit else self.connection.rollback())
         elif not commit:

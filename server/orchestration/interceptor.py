@@ -1,10 +1,12 @@
 """The orchestration interceptor: gives each SetState call its transaction, row lock and
 policy, then lets the servicer describe the finished result.
 
-For a SetState method it decodes the request, opens a write unit of work, runs
-transitions.set_state (lock, load, policy, persist, write back) and commits; only then
-does it call the servicer, which turns the TransitionResult (transition_result()) into
-the response. Every other method passes through untouched."""
+For a SetState method it decodes the request and decides it: on PostgreSQL first in two
+round trips without holding the row lock (server/orchestration/unlocked.py), else (and
+whenever that path hands over) in a write unit of work running transitions.set_state
+(lock, load, policy, persist, write back) and committing. Only then does it call the
+servicer, which turns the TransitionResult (transition_result()) into the response.
+Every other method passes through untouched."""
 
 from __future__ import annotations
 
@@ -22,6 +24,7 @@ from flowrun.server.db.unit_of_work import Database
 from flowrun.server.domain.states import State
 from flowrun.server.orchestration.context import TransitionResult
 from flowrun.server.orchestration.transitions import RunKind, set_state
+from flowrun.server.orchestration.unlocked import set_state_unlocked
 
 #: (request, now) -> (run id, stamped proposal, force); raises InvalidArgument.
 DecodeSetState = Callable[[Any, datetime], tuple[str, State, bool]]
@@ -88,13 +91,24 @@ class OrchestrationInterceptor(grpc.aio.ServerInterceptor):
         settings = self._settings
         observer = self._observer
 
+        kind = method.kind
+        unlocked = kind.unlocked and database.single_statements
+
         async def orchestrated(request, context):
             now = clock.now()
             run_id, proposed, force = method.decode(request, now)
             if observer is not None:
                 observer.proposed(run_id, proposed, force)
-            async with database.unit_of_work(write=True) as uow:
-                result = await set_state(uow.repos, method.kind, run_id, proposed, now, force=force, settings=settings)
+            result = None
+            if unlocked:
+                # Each attempt orchestrates a copy of the proposal of its own: rules change it.
+                def proposal() -> State:
+                    return method.decode(request, now)[1]
+
+                result = await set_state_unlocked(database, kind, run_id, proposal, now, force=force, settings=settings)
+            if result is None:
+                async with database.unit_of_work(write=True) as uow:
+                    result = await set_state(uow.repos, kind, run_id, proposed, now, force=force, settings=settings)
             if observer is not None:
                 observer.committed(result)
             token = _result.set(result)

@@ -93,4 +93,5 @@ FLOW_RUNS = RunKind(
     not_found=errors.flow_run_not_found,
     policy=policy_for,
     bookkeeping=GLOBAL_POLICY,
+    unlocked=True,
 )

@@ -44,6 +44,9 @@ class RunKind:
     not_found: Callable[[str], NotFound]
     policy: Callable[[bool], Policy]  # force -> the rules to apply
     bookkeeping: Policy  # applied after the policy, always
+    # Its store can decide and write a proposal without holding the row lock
+    # (server/orchestration/unlocked.py: read_with_version, save_*_if_unchanged).
+    unlocked: bool = False
 
 
 #: The reason of the ABORT set_state answers when the run is no longer in the expected state.
@@ -96,7 +99,7 @@ async def set_state(
     if stored and isinstance(context.run, FlowRun):
         await _append_event(repos, context, created=created is not None)
     if metrics.enabled:
-        _record(kind.name, context.initial_type, proposed.type, result, force)
+        record_outcome(kind.name, context.initial_type, proposed.type, result, force)
     return result
 
 
@@ -135,7 +138,9 @@ async def _lock_and_load(store: LockingStore, kind: RunKind, run_id: str) -> Any
     return run
 
 
-def _record(kind: str, from_type: StateType | None, to_type: StateType, result: TransitionResult, force: bool) -> None:
+def record_outcome(
+    kind: str, from_type: StateType | None, to_type: StateType, result: TransitionResult, force: bool
+) -> None:
     status = result.status.value
     metrics.outcomes(kind, from_type.value if from_type else "NONE", to_type.value, status).inc()
     if result.rule is not None:

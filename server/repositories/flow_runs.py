@@ -3,11 +3,12 @@ the locked read and write-back that orchestration uses."""
 
 from __future__ import annotations
 
+import json
 import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, bindparam, delete, func, select, update
+from sqlalchemy import Select, bindparam, delete, func, literal_column, select, update
 from sqlalchemy.exc import IntegrityError
 
 from flowrun.server import clock, errors
@@ -22,7 +23,7 @@ from flowrun.server.db.tables import (
     work_pool,
     work_queue,
 )
-from flowrun.server.domain.events import EventKind
+from flowrun.server.domain.events import EventKind, encode_payload
 from flowrun.server.domain.filters import FlowRunSort, ListFilters, PageRequest, fingerprint
 from flowrun.server.domain.flow_runs import FlowRun, FlowRunCreate, FlowRunPolicy
 from flowrun.server.domain.names import random_run_name
@@ -30,7 +31,7 @@ from flowrun.server.domain.states import State, StateType
 from flowrun.server.repositories import orchestration_sql as sql
 from flowrun.server.repositories.base import Repository
 from flowrun.server.repositories.filters import flow_run_where
-from flowrun.server.repositories.flow_run_events import FlowRunEventRepository
+from flowrun.server.repositories.flow_run_events import CHANNEL, FlowRunEventRepository
 from flowrun.server.repositories.flow_run_states import STATE_PREFIX, state_from_row, state_values
 from flowrun.server.repositories.paging import fetch_page, flow_run_sort_key
 
@@ -65,6 +66,24 @@ SAVE_RUN = (
     .values({name: bindparam(f"run_{name}") for name in RUN_WRITE_COLUMNS})
 )
 _WRITE_TRANSITION = sql.write_transition_sql(RUN_WRITE_COLUMNS)
+_WRITE_TRANSITION_IF_UNCHANGED = sql.write_transition_if_unchanged_sql(RUN_WRITE_COLUMNS, CHANNEL)
+# The run as `get` reads it, plus its row version (PostgreSQL's xmin: it changes with
+# every committed write of the row) for the conditional writes below.
+_READ_WITH_VERSION = sql.postgresql_sql(
+    _run_with_state()
+    .add_columns(literal_column("flow_run.xmin").label("row_version"))
+    .where(flow_run.c.id == bindparam("flow_run_id"))
+)
+
+
+def _run_write_values(run: FlowRun, policy: dict[str, Any], now: datetime) -> dict[str, Any]:
+    """The values of RUN_WRITE_COLUMNS for a state change of `run`."""
+    columns = {name: getattr(run, name) for name in ORCHESTRATED_RUN_COLUMNS}
+    columns["state_type"] = run.state_type.value if run.state_type else None
+    columns["heartbeat_deadline"] = run.heartbeat_deadline
+    columns["empirical_policy"] = policy
+    columns["updated"] = now
+    return columns
 
 
 def _run_for_orchestration() -> Select:
@@ -245,16 +264,44 @@ class FlowRunRepository(Repository):
             run = flow_run_from_row(sql.as_mapping(again))
         return run
 
+    async def read_with_version(self, flow_run_id: str) -> tuple[FlowRun, int] | None:
+        """PostgreSQL, without a lock: the run as `get` reads it and its row version, for
+        the conditional writes below (server/orchestration/unlocked.py)."""
+        assert self.driver is not None, "PostgreSQL only"
+        record = await self.driver.fetchrow(_READ_WITH_VERSION, flow_run_id)
+        if record is None:
+            return None
+        return flow_run_from_row(sql.as_mapping(record)), record["row_version"]
+
+    async def save_transition_if_unchanged(
+        self, run: FlowRun, version: int, state: State, previous: StateType | None, now: datetime
+    ) -> bool:
+        """save_transition and the STATE_CHANGED event of the run, as one statement that
+        is its own transaction and writes only if the run's row version is still
+        `version`. False: nothing was written (the run changed or is gone)."""
+        assert self.driver is not None, "PostgreSQL only"
+        columns = _run_write_values(run, run.empirical_policy.to_json(), now)
+        args = sql.write_transition_args(
+            state_values(state, now, flow_run_id=run.id), columns, RUN_WRITE_COLUMNS, run.id
+        )
+        payload = encode_payload(run, state, previous)
+        rows = await self.driver.fetch(
+            _WRITE_TRANSITION_IF_UNCHANGED, *args, version, now, EventKind.STATE_CHANGED.value, payload
+        )
+        return bool(rows)
+
+    async def save_policy_if_unchanged(self, run: FlowRun, version: int, now: datetime) -> bool:
+        """save_policy, only if the run's row version is still `version` (one statement)."""
+        assert self.driver is not None, "PostgreSQL only"
+        policy = json.dumps(run.empirical_policy.to_json())
+        return await self.driver.execute(sql.SAVE_POLICY_IF_UNCHANGED, policy, now, run.id, version) == "UPDATE 1"
+
     async def save_transition(self, run: FlowRun, state: State, policy: dict[str, Any], now: datetime) -> None:
         """Appends `state` to the run's history and writes the run's orchestrated columns
         (state pointer, denormalized state, timing bookkeeping, and `policy`, the run's
         policy as JSON): one statement on PostgreSQL (the INSERT rides in a CTE), two on
         SQLite. The statements are built once; each call only binds values."""
-        columns = {name: getattr(run, name) for name in ORCHESTRATED_RUN_COLUMNS}
-        columns["state_type"] = run.state_type.value if run.state_type else None
-        columns["heartbeat_deadline"] = run.heartbeat_deadline
-        columns["empirical_policy"] = policy
-        columns["updated"] = now
+        columns = _run_write_values(run, policy, now)
         state_row = state_values(state, now, flow_run_id=run.id)
         if self.dialect.is_sqlite:
             await self.connection.execute(INSERT_STATE, state_row)

@@ -1,0 +1,157 @@
+"""SetFlowRunState in two round trips on PostgreSQL: read without a lock, decide, then
+write only if nothing changed, in one statement.
+
+The locking path (transitions.set_state inside a unit of work) costs five round trips:
+BEGIN, the locked read, the write, the event, COMMIT. This path costs two, each its own
+transaction: (1) read the run, its current state and its row version (PostgreSQL's
+`xmin`, which every committed write of the row changes), with no lock; (2) run the same
+policy and bookkeeping in memory, then send the whole outcome as one statement
+(orchestration_sql.write_transition_if_unchanged_sql) that takes the row lock, checks the
+row version is still the one read, and only then writes the state, the run and the
+watchers' event. A proposal the policy turns down without writing anything (REJECT to
+the current state, WAIT, ABORT) needs no second statement at all.
+
+Why this is serializable per run, exactly as the locking path: a run changes only by
+writes of its row (every state change, update and delete writes it), and each such write
+commits a new row version. The conditional UPDATE locks the row; PostgreSQL then checks
+its WHERE against the latest committed version (after waiting for any transaction that
+held the lock). So the write happens only if no change of the run committed between the
+read and the write, and while it holds the lock none can: the outcome is the one the
+policy would have reached with the row locked from the start. If the version changed, or
+the run went, nothing is written and the whole proposal is decided again from a fresh
+read (up to ATTEMPTS times, then the locking path decides, waiting on the lock in turn).
+A decision with no write is the outcome at the moment of the read, which saw a
+committed state.
+
+Rules that reach for other rows (deployment concurrency slots and leases, a subflow's
+parent task run) cannot be decided from one row version: any use of the repositories by
+a rule raises NeedsRowLocks, the attempt is dropped, nothing having been written, and the
+locking path decides instead. So runs of limited deployments and subflow runs take the
+locking path; plain runs, the common case, take this one.
+
+Used only where each statement is bounded by lock_timeout on its own
+(Database.single_statements: PostgreSQL, not behind pgbouncer)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, NoReturn
+
+from flowrun.server import metrics
+from flowrun.server.call_scope import call_abandoned
+from flowrun.server.db.dialect import sqlstate
+from flowrun.server.db.unit_of_work import CONNECTION_LOST, Database
+from flowrun.server.domain.states import State
+from flowrun.server.orchestration.context import OrchestrationContext, TransitionResult
+from flowrun.server.orchestration.engine import orchestrate
+from flowrun.server.orchestration.transitions import LOCK_NOT_AVAILABLE, RunKind, record_outcome
+
+if TYPE_CHECKING:
+    from flowrun.server.config import Settings
+
+#: Decisions from a fresh read before the locking path takes over.
+ATTEMPTS = 3
+
+
+class NeedsRowLocks(Exception):
+    """A rule used the repositories: the proposal must be decided with the locks the
+    locking path takes."""
+
+
+class _NoOtherRows:
+    """The context's `repos` on this path: any use means the locking path must decide."""
+
+    def __getattr__(self, name: str) -> NoReturn:
+        raise NeedsRowLocks(name)
+
+
+_NO_OTHER_ROWS: Any = _NoOtherRows()
+
+
+class _Deferred:
+    """The context's store on this path: what validate() and finish() would write is
+    noted, and written after the policy in one conditional statement."""
+
+    def __init__(self) -> None:
+        self.state: State | None = None
+        self.policy_changed = False
+
+    async def save_transition(self, run: Any, state: State, policy: dict[str, Any], now: datetime) -> None:
+        self.state = state
+
+    async def save_policy(self, run_id: str, policy: dict[str, Any], now: datetime) -> None:
+        self.policy_changed = True
+
+
+async def set_state_unlocked(
+    database: Database,
+    kind: RunKind,
+    run_id: str,
+    proposal: Callable[[], State],
+    now: datetime,
+    *,
+    force: bool,
+    settings: Settings,
+) -> TransitionResult | None:
+    """The outcome of a proposal (`proposal()` makes a fresh copy of it for each attempt:
+    rules change the proposal they see), decided and written as the module docstring
+    says; None when the locking path must decide (nothing was written then). Raises the
+    kind's NotFound for an unknown run, and what the policy raises."""
+    for _ in range(ATTEMPTS):
+        async with database.unit_of_work(write=True, transaction=False) as uow:
+            runs = uow.repos.flow_runs
+            try:
+                read = await runs.read_with_version(run_id)
+            except CONNECTION_LOST:
+                return None  # a dead pooled connection: the locking path opens a live one
+            if read is None:
+                raise kind.not_found(run_id)
+            run, version = read
+            store = _Deferred()
+            proposed = proposal()
+            context = OrchestrationContext(
+                run=run,
+                initial_state=run.state,
+                proposed_state=proposed,
+                repos=_NO_OTHER_ROWS,
+                store=store,
+                now=now,
+                settings=settings,
+            )
+            try:
+                await orchestrate(context, kind.policy(force), kind.bookkeeping)
+                result = await context.finish()
+            except NeedsRowLocks:
+                return None
+            if await _write(runs, context, store, version, kind):
+                if metrics.enabled:
+                    record_outcome(kind.name, context.initial_type, proposed.type, result, force)
+                return result
+    return None
+
+
+async def _write(runs: Any, context: OrchestrationContext, store: _Deferred, version: int, kind: RunKind) -> bool:
+    """Whether the outcome was written (or needed no write); timed as the lock wait (the
+    statement takes the row lock first)."""
+    if store.state is None and not store.policy_changed:
+        return True
+    if call_abandoned():
+        raise asyncio.CancelledError("the client went away; nothing was written")
+    started = time.perf_counter()
+    try:
+        if store.state is not None:
+            written = await runs.save_transition_if_unchanged(
+                context.run, version, store.state, context.initial_type, context.now
+            )
+        else:
+            written = await runs.save_policy_if_unchanged(context.run, version, context.now)
+    except Exception as exc:
+        if metrics.enabled and sqlstate(exc) == LOCK_NOT_AVAILABLE:
+            metrics.lock_timeouts(kind.name).inc()
+        raise
+    if metrics.enabled:
+        metrics.lock_wait(kind.name).observe(time.perf_counter() - started)
+    return bool(written)
