@@ -111,23 +111,19 @@ async def test_a_live_stream_gets_a_huge_late_transaction_in_bounded_batches(ser
     writer = asyncio.ensure_future(held_big_transaction(app, flow_id, holding, release))
     await holding.wait()
     later = (await make_run(runs, flow_id)).id
-    await watch.until(lambda w: _batched(w))
-    cursor_while_open = _batched(watch)[-1].cursor
+    await watch.until(lambda w: w.batched)
+    cursor_while_open = watch.batched[-1].cursor
     release.set()
     await writer
-    await watch.until(lambda w: len(_batched(w)) >= BIG + 1)
+    await watch.until(lambda w: len(w.batched) >= BIG + 1)
     resumed = start_watch(runs, flow_run_filter=only_flow, cursor=cursor_while_open, batch=True)
-    await resumed.until(lambda w: len(_batched(w)) >= BIG)
+    await resumed.until(lambda w: len(w.batched) >= BIG)
     await asyncio.sleep(0.3)  # room for a duplicate to show
     watch.cancel()
     resumed.cancel()
     for stream in (watch, resumed):
         assert all(len(m.events.events) <= LIMIT for m in stream.messages if m.WhichOneof("message") == "events")
-    live = [e.flow_run.id for e in _batched(watch)]
+    live = [e.flow_run.id for e in watch.batched]
     assert live[0] == later
     assert sorted(live[1:]) == sorted(ids)
-    assert sorted(e.flow_run.id for e in _batched(resumed)) == sorted(ids)
-
-
-def _batched(watch):
-    return [e for m in watch.messages if m.WhichOneof("message") == "events" for e in m.events.events]
+    assert sorted(e.flow_run.id for e in resumed.batched) == sorted(ids)

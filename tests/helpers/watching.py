@@ -53,6 +53,11 @@ class Watch:
     def events(self) -> list[flow_run_event_pb2.FlowRunEvent]:
         return [m.event for m in self.messages if m.WhichOneof("message") == "event"]
 
+    @property
+    def batched(self) -> list[flow_run_event_pb2.FlowRunEvent]:
+        """The events of the batch messages (WatchFlowRuns with `batch`)."""
+        return [e for m in self.messages if m.WhichOneof("message") == "events" for e in m.events.events]
+
     async def until(self, predicate, timeout: float = STREAM_TIMEOUT) -> None:
         deadline = asyncio.get_running_loop().time() + timeout
         while not predicate(self):
