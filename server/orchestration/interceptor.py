@@ -101,11 +101,15 @@ class OrchestrationInterceptor(grpc.aio.ServerInterceptor):
                 observer.proposed(run_id, proposed, force)
             result = None
             if unlocked:
-                # Each attempt orchestrates a copy of the proposal of its own: rules change it.
-                def proposal() -> State:
+                # Rules change the proposal they see: every later attempt decodes its own copy.
+                def again() -> State:
                     return method.decode(request, now)[1]
 
-                result = await set_state_unlocked(database, kind, run_id, proposal, now, force=force, settings=settings)
+                result = await set_state_unlocked(
+                    database, kind, run_id, proposed, again, now, force=force, settings=settings
+                )
+                if result is None:
+                    proposed = again()
             if result is None:
                 async with database.unit_of_work(write=True) as uow:
                     result = await set_state(uow.repos, kind, run_id, proposed, now, force=force, settings=settings)

@@ -90,17 +90,19 @@ async def set_state_unlocked(
     database: Database,
     kind: RunKind,
     run_id: str,
-    proposal: Callable[[], State],
+    proposed: State,
+    again: Callable[[], State],
     now: datetime,
     *,
     force: bool,
     settings: Settings,
 ) -> TransitionResult | None:
-    """The outcome of a proposal (`proposal()` makes a fresh copy of it for each attempt:
-    rules change the proposal they see), decided and written as the module docstring
-    says; None when the locking path must decide (nothing was written then). Raises the
-    kind's NotFound for an unknown run, and what the policy raises."""
-    for _ in range(ATTEMPTS):
+    """The outcome of `proposed`, decided and written as the module docstring says; None
+    when the locking path must decide (nothing was written then). Rules change the
+    proposal they see: `proposed` is used up by the first attempt, and `again()` makes a
+    fresh copy for each later one (and the caller needs one of its own after a None).
+    Raises the kind's NotFound for an unknown run, and what the policy raises."""
+    for attempt in range(ATTEMPTS):
         async with database.unit_of_work(write=True, transaction=False) as uow:
             runs = uow.repos.flow_runs
             try:
@@ -111,7 +113,8 @@ async def set_state_unlocked(
                 raise kind.not_found(run_id)
             run, version = read
             store = _Deferred()
-            proposed = proposal()
+            if attempt:
+                proposed = again()
             context = OrchestrationContext(
                 run=run,
                 initial_state=run.state,
