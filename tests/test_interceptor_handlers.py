@@ -10,7 +10,7 @@ from types import SimpleNamespace
 import grpc
 import pytest
 
-from flowrun.server.auth import AuthInterceptor, Authenticator
+from flowrun.server.auth import Authenticator, AuthInterceptor
 from flowrun.server.cancellation import CancellationShieldInterceptor
 from flowrun.server.error_mapping import ErrorMappingInterceptor
 from flowrun.server.interceptor_chain import PerMethodChain

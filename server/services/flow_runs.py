@@ -51,7 +51,9 @@ class FlowRunService(flow_run_service_pb2_grpc.FlowRunServiceServicer):
                 await set_state(
                     uow.repos, FLOW_RUNS, run.id, initial, now, force=True, settings=self._settings, created=run
                 )
-        return pb.CreateFlowRunResponse(flow_run=to_proto.flow_run(run, now), created=created)
+        response = pb.CreateFlowRunResponse(created=created)
+        to_proto.write_flow_run(response.flow_run, run, now)  # in place: no copy of the run
+        return response
 
     async def GetFlowRun(self, request: pb.GetFlowRunRequest, context) -> pb.GetFlowRunResponse:
         flow_run_id = from_proto.required_uuid(request.flow_run_id, "flow_run_id")
@@ -59,7 +61,9 @@ class FlowRunService(flow_run_service_pb2_grpc.FlowRunServiceServicer):
             run = await uow.repos.flow_runs.get(flow_run_id)
         if run is None:
             raise errors.flow_run_not_found(flow_run_id)
-        return pb.GetFlowRunResponse(flow_run=to_proto.flow_run(run, clock.now()))
+        response = pb.GetFlowRunResponse()
+        to_proto.write_flow_run(response.flow_run, run, clock.now())
+        return response
 
     async def ListFlowRuns(self, request: pb.ListFlowRunsRequest, context) -> pb.ListFlowRunsResponse:
         filters = filters_from_proto.list_filters(request)
@@ -70,7 +74,10 @@ class FlowRunService(flow_run_service_pb2_grpc.FlowRunServiceServicer):
                 filters, sort, page, secret=self._settings.resolved_page_token_secret
             )
         now = clock.now()
-        return pb.ListFlowRunsResponse(flow_runs=[to_proto.flow_run(run, now) for run in runs], next_page_token=token)
+        response = pb.ListFlowRunsResponse(next_page_token=token)
+        for run in runs:
+            to_proto.write_flow_run(response.flow_runs.add(), run, now)
+        return response
 
     async def CountFlowRuns(self, request: pb.CountFlowRunsRequest, context) -> pb.CountFlowRunsResponse:
         filters = filters_from_proto.list_filters(request)
@@ -92,7 +99,9 @@ class FlowRunService(flow_run_service_pb2_grpc.FlowRunServiceServicer):
             run = await uow.repos.flow_runs.update(flow_run_id, values, now)
         if run is None:
             raise errors.flow_run_not_found(flow_run_id)
-        return pb.UpdateFlowRunResponse(flow_run=to_proto.flow_run(run, now))
+        response = pb.UpdateFlowRunResponse()
+        to_proto.write_flow_run(response.flow_run, run, now)
+        return response
 
     async def DeleteFlowRun(self, request: pb.DeleteFlowRunRequest, context) -> pb.DeleteFlowRunResponse:
         flow_run_id = from_proto.required_uuid(request.flow_run_id, "flow_run_id")
@@ -168,7 +177,9 @@ class FlowRunService(flow_run_service_pb2_grpc.FlowRunServiceServicer):
             state = await uow.repos.states.get(state_id)
         if state is None:
             raise errors.state_not_found(state_id)
-        return pb.GetFlowRunStateResponse(state=to_proto.state(state))
+        response = pb.GetFlowRunStateResponse()
+        to_proto.write_state(response.state, state)
+        return response
 
     async def ListFlowRunStates(self, request: pb.ListFlowRunStatesRequest, context) -> pb.ListFlowRunStatesResponse:
         flow_run_id = from_proto.required_uuid(request.flow_run_id, "flow_run_id")
@@ -179,7 +190,10 @@ class FlowRunService(flow_run_service_pb2_grpc.FlowRunServiceServicer):
             states, token = await uow.repos.states.list_for_run(
                 flow_run_id, page, secret=self._settings.resolved_page_token_secret
             )
-        return pb.ListFlowRunStatesResponse(states=[to_proto.state(state) for state in states], next_page_token=token)
+        response = pb.ListFlowRunStatesResponse(next_page_token=token)
+        for state in states:
+            to_proto.write_state(response.states.add(), state)
+        return response
 
     async def DeleteFlowRunState(self, request: pb.DeleteFlowRunStateRequest, context) -> pb.DeleteFlowRunStateResponse:
         state_id = from_proto.required_uuid(request.state_id, "state_id")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from google.protobuf.duration_pb2 import Duration
@@ -42,15 +42,52 @@ RETRY_TYPES = {
 }
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_NANOS_PER_SECOND = 1_000_000_000
+
+
+# Responses are written in place (message.created, message.state, ...): a sub-message
+# built apart and passed to a constructor or CopyFrom is copied a second time, and
+# Timestamp.FromDatetime / Duration.FromTimedelta are Python that goes through a time
+# tuple; the set_* helpers compute the same fields in integer arithmetic.
+
+
+def set_timestamp(message: Timestamp, value: datetime) -> None:
+    """The fields Timestamp.FromDatetime(value) sets (a naive datetime is UTC), computed
+    without its round trip through a time tuple."""
+    since = (value if value.tzinfo is not None else value.replace(tzinfo=UTC)) - _EPOCH
+    message.seconds = since.days * 86_400 + since.seconds
+    message.nanos = since.microseconds * 1_000
+
+
+def set_duration(message: Duration, value: timedelta | float) -> None:
+    """The fields Duration.FromTimedelta sets (nanos take the sign of seconds); seconds
+    as a float are rounded to microseconds, as timedelta does."""
+    if not isinstance(value, timedelta):
+        value = timedelta(seconds=value)
+    seconds, nanos = value.days * 86_400 + value.seconds, value.microseconds * 1_000
+    if seconds < 0 and nanos > 0:
+        seconds, nanos = seconds + 1, nanos - _NANOS_PER_SECOND
+    message.seconds = seconds
+    message.nanos = nanos
+
+
+def set_struct(message: Struct, value: dict[str, Any] | None) -> None:
+    """The field set (present even when empty, an empty JSON object) to `value`."""
+    message.SetInParent()
+    if value:
+        message.update(value)
+
+
 def timestamp(value: datetime) -> Timestamp:
     message = Timestamp()
-    message.FromDatetime(value)
+    set_timestamp(message, value)
     return message
 
 
 def duration(value: timedelta | float) -> Duration:
     message = Duration()
-    message.FromTimedelta(value if isinstance(value, timedelta) else timedelta(seconds=value))
+    set_duration(message, value)
     return message
 
 
@@ -61,8 +98,7 @@ def struct(value: dict[str, Any] | None) -> Struct:
     return message
 
 
-def json_value(value: Any) -> Value:
-    message = Value()
+def write_json_value(message: Value, value: Any) -> None:
     if value is None:
         message.null_value = NullValue.NULL_VALUE
     elif isinstance(value, bool):
@@ -77,136 +113,188 @@ def json_value(value: Any) -> Value:
     else:
         message.list_value.SetInParent()
         message.list_value.extend(value)
+
+
+def json_value(value: Any) -> Value:
+    message = Value()
+    write_json_value(message, value)
     return message
 
 
 def flow(value: Flow) -> flow_pb2.Flow:
-    return flow_pb2.Flow(
-        id=value.id,
-        created=timestamp(value.created),
-        updated=timestamp(value.updated),
-        name=value.name,
-        tags=value.tags,
-        labels=struct(value.labels),
-    )
+    message = flow_pb2.Flow(id=value.id, name=value.name, tags=value.tags)
+    set_timestamp(message.created, value.created)
+    set_timestamp(message.updated, value.updated)
+    set_struct(message.labels, value.labels)
+    return message
 
 
-def state_details(value: StateDetails) -> state_pb2.StateDetails:
-    message = state_pb2.StateDetails(
-        flow_run_id=value.flow_run_id or "",
-        task_run_id=value.task_run_id or "",
-        child_flow_run_id=value.child_flow_run_id or "",
-        cache_key=value.cache_key or "",
-        deferred=bool(value.deferred),
-        untrackable_result=value.untrackable_result,
-        pause_reschedule=value.pause_reschedule,
-        pause_key=value.pause_key or "",
-        run_input_keyset=value.run_input_keyset or {},
-        transition_id=value.transition_id or "",
-        task_parameters_id=value.task_parameters_id or "",
-        traceparent=value.traceparent or "",
-        deployment_concurrency_lease_id=value.deployment_concurrency_lease_id or "",
-    )
+def write_state_details(message: state_pb2.StateDetails, value: StateDetails) -> None:
+    """Fills `message` (a fresh, empty StateDetails) and marks it present."""
+    message.SetInParent()
+    if value.flow_run_id:
+        message.flow_run_id = value.flow_run_id
+    if value.task_run_id:
+        message.task_run_id = value.task_run_id
+    if value.child_flow_run_id:
+        message.child_flow_run_id = value.child_flow_run_id
+    if value.cache_key:
+        message.cache_key = value.cache_key
+    if value.deferred:
+        message.deferred = True
+    if value.untrackable_result:
+        message.untrackable_result = value.untrackable_result
+    if value.pause_reschedule:
+        message.pause_reschedule = value.pause_reschedule
+    if value.pause_key:
+        message.pause_key = value.pause_key
+    if value.run_input_keyset:
+        message.run_input_keyset.update(value.run_input_keyset)
+    if value.transition_id:
+        message.transition_id = value.transition_id
+    if value.task_parameters_id:
+        message.task_parameters_id = value.task_parameters_id
+    if value.traceparent:
+        message.traceparent = value.traceparent
+    if value.deployment_concurrency_lease_id:
+        message.deployment_concurrency_lease_id = value.deployment_concurrency_lease_id
     if value.scheduled_time is not None:
-        message.scheduled_time.FromDatetime(value.scheduled_time)
+        set_timestamp(message.scheduled_time, value.scheduled_time)
     if value.cache_expiration is not None:
-        message.cache_expiration.FromDatetime(value.cache_expiration)
+        set_timestamp(message.cache_expiration, value.cache_expiration)
     if value.pause_timeout is not None:
-        message.pause_timeout.FromDatetime(value.pause_timeout)
+        set_timestamp(message.pause_timeout, value.pause_timeout)
     if value.refresh_cache is not None:
         message.refresh_cache = value.refresh_cache
     if value.retriable is not None:
         message.retriable = value.retriable
+
+
+def state_details(value: StateDetails) -> state_pb2.StateDetails:
+    message = state_pb2.StateDetails()
+    write_state_details(message, value)
     return message
+
+
+def write_state(message: state_pb2.State, value: State) -> None:
+    """Fills `message` (a fresh, empty State) and marks it present."""
+    message.id = value.id
+    message.type = STATE_TYPES[value.type]
+    message.name = value.name
+    if value.message:
+        message.message = value.message
+    set_timestamp(message.timestamp, value.timestamp)
+    write_state_details(message.state_details, value.state_details)
+    if value.data is not None:
+        write_json_value(message.data, value.data)
 
 
 def state(value: State) -> state_pb2.State:
-    message = state_pb2.State(
-        id=value.id,
-        type=STATE_TYPES[value.type],
-        name=value.name,
-        timestamp=timestamp(value.timestamp),
-        message=value.message or "",
-        state_details=state_details(value.state_details),
-    )
-    if value.data is not None:
-        message.data.CopyFrom(json_value(value.data))
+    message = state_pb2.State()
+    write_state(message, value)
     return message
 
 
-def policy(value: FlowRunPolicy) -> flow_run_pb2.FlowRunPolicy:
-    message = flow_run_pb2.FlowRunPolicy(
-        max_retries=value.max_retries,
-        retry_delay_seconds=value.retry_delay_seconds,
-        pause_keys=sorted(value.pause_keys),
-        resuming=value.resuming,
-    )
+def write_policy(message: flow_run_pb2.FlowRunPolicy, value: FlowRunPolicy) -> None:
+    """Fills `message` (a fresh, empty FlowRunPolicy) and marks it present."""
+    message.SetInParent()
+    message.max_retries = value.max_retries
+    message.retry_delay_seconds = value.retry_delay_seconds
+    if value.pause_keys:
+        message.pause_keys.extend(sorted(value.pause_keys))
+    message.resuming = value.resuming
     if value.retries is not None:
         message.retries = value.retries
     if value.retry_delay is not None:
-        message.retry_delay.CopyFrom(duration(value.retry_delay))
+        set_duration(message.retry_delay, value.retry_delay)
     if value.retry_type in RETRY_TYPES:
         message.retry_type = RETRY_TYPES[value.retry_type]
+
+
+def policy(value: FlowRunPolicy) -> flow_run_pb2.FlowRunPolicy:
+    message = flow_run_pb2.FlowRunPolicy()
+    write_policy(message, value)
     return message
 
 
-def flow_run(value: FlowRun, now: datetime) -> flow_run_pb2.FlowRun:
-    message = flow_run_pb2.FlowRun(
-        id=value.id,
-        created=timestamp(value.created),
-        updated=timestamp(value.updated),
-        name=value.name,
-        flow_id=value.flow_id,
-        state_id=value.state_id or "",
-        deployment_id=value.deployment_id or "",
-        deployment_version=value.deployment_version or "",
-        work_queue_id=value.work_queue_id or "",
-        work_queue_name=value.work_queue_name or "",
-        flow_version=value.flow_version or "",
-        parameters=struct(value.parameters),
-        idempotency_key=value.idempotency_key or "",
-        context=struct(value.context),
-        empirical_policy=policy(value.empirical_policy),
-        tags=value.tags,
-        labels=struct(value.labels),
-        parent_task_run_id=value.parent_task_run_id or "",
-        state_type=STATE_TYPES[value.state_type] if value.state_type else state_pb2.STATE_TYPE_UNSPECIFIED,
-        state_name=value.state_name or "",
-        run_count=value.run_count,
-        total_run_time=duration(value.total_run_time),
-        estimated_run_time=duration(value.estimated_run_time(now)),
-        estimated_start_time_delta=duration(value.estimated_start_time_delta(now)),
-        auto_scheduled=value.auto_scheduled,
-        infrastructure_document_id=value.infrastructure_document_id or "",
-        infrastructure_pid=value.infrastructure_pid or "",
-        work_pool_id=value.work_pool_id or "",
-        work_pool_name=value.work_pool_name or "",
-    )
-    for name in (
-        "expected_start_time",
-        "next_scheduled_start_time",
-        "start_time",
-        "end_time",
-        "last_heartbeat_time",
-        "heartbeat_deadline",
-    ):
+_FLOW_RUN_TIMES = (
+    "expected_start_time",
+    "next_scheduled_start_time",
+    "start_time",
+    "end_time",
+    "last_heartbeat_time",
+    "heartbeat_deadline",
+)
+
+
+def write_flow_run(message: flow_run_pb2.FlowRun, value: FlowRun, now: datetime) -> None:
+    """Fills `message` (a fresh, empty FlowRun, usually a response's field) in place."""
+    message.id = value.id
+    message.name = value.name
+    message.flow_id = value.flow_id
+    message.run_count = value.run_count
+    if value.state_id:
+        message.state_id = value.state_id
+    if value.deployment_id:
+        message.deployment_id = value.deployment_id
+    if value.deployment_version:
+        message.deployment_version = value.deployment_version
+    if value.work_queue_id:
+        message.work_queue_id = value.work_queue_id
+    if value.work_queue_name:
+        message.work_queue_name = value.work_queue_name
+    if value.flow_version:
+        message.flow_version = value.flow_version
+    if value.idempotency_key:
+        message.idempotency_key = value.idempotency_key
+    if value.tags:
+        message.tags.extend(value.tags)
+    if value.parent_task_run_id:
+        message.parent_task_run_id = value.parent_task_run_id
+    if value.state_type:
+        message.state_type = STATE_TYPES[value.state_type]
+    if value.state_name:
+        message.state_name = value.state_name
+    if value.auto_scheduled:
+        message.auto_scheduled = True
+    if value.infrastructure_document_id:
+        message.infrastructure_document_id = value.infrastructure_document_id
+    if value.infrastructure_pid:
+        message.infrastructure_pid = value.infrastructure_pid
+    if value.work_pool_id:
+        message.work_pool_id = value.work_pool_id
+    if value.work_pool_name:
+        message.work_pool_name = value.work_pool_name
+    set_timestamp(message.created, value.created)
+    set_timestamp(message.updated, value.updated)
+    set_struct(message.parameters, value.parameters)
+    set_struct(message.context, value.context)
+    set_struct(message.labels, value.labels)
+    write_policy(message.empirical_policy, value.empirical_policy)
+    set_duration(message.total_run_time, value.total_run_time)
+    set_duration(message.estimated_run_time, value.estimated_run_time(now))
+    set_duration(message.estimated_start_time_delta, value.estimated_start_time_delta(now))
+    for name in _FLOW_RUN_TIMES:
         when = getattr(value, name)
         if when is not None:
-            getattr(message, name).FromDatetime(when)
+            set_timestamp(getattr(message, name), when)
     if value.heartbeat_timeout_seconds is not None:
-        message.heartbeat_timeout.CopyFrom(duration(value.heartbeat_timeout_seconds))
+        set_duration(message.heartbeat_timeout, value.heartbeat_timeout_seconds)
     if value.created_by:
-        message.created_by.CopyFrom(
-            flow_run_pb2.CreatedBy(
-                id=str(value.created_by.get("id") or ""),
-                type=value.created_by.get("type") or "",
-                display_value=value.created_by.get("display_value") or "",
-            )
-        )
+        created_by = message.created_by
+        created_by.SetInParent()
+        created_by.id = str(value.created_by.get("id") or "")
+        created_by.type = value.created_by.get("type") or ""
+        created_by.display_value = value.created_by.get("display_value") or ""
     if value.job_variables is not None:
-        message.job_variables.CopyFrom(struct(value.job_variables))
+        set_struct(message.job_variables, value.job_variables)
     if value.state is not None:
-        message.state.CopyFrom(state(value.state))
+        write_state(message.state, value.state)
+
+
+def flow_run(value: FlowRun, now: datetime) -> flow_run_pb2.FlowRun:
+    message = flow_run_pb2.FlowRun()
+    write_flow_run(message, value, now)
     return message
 
 
@@ -236,7 +324,7 @@ def set_state_response(result: TransitionResult, response_type: Any) -> Any:
     a SetFlowRunStateResponse, or the same-shaped SetTaskRunStateResponse)."""
     message = response_type(status=SET_STATE_STATUSES[result.status])
     if result.state is not None:
-        message.state.CopyFrom(state(result.state))
+        write_state(message.state, result.state)
     reason = result.reason or ""
     if result.status == SetStateStatus.ACCEPT:
         message.accept.SetInParent()
