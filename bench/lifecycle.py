@@ -30,8 +30,10 @@ import multiprocessing as mp
 import os
 import time
 from collections import Counter, defaultdict
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import benchlib
 
@@ -143,8 +145,28 @@ async def lifecycle_client(stub, flow_id: str, rec: Recorder, budget: list[int] 
             rec.lifecycles += 1
 
 
-def read_queries(now: datetime) -> list[tuple[str, str, object]]:
-    """(name, rpc, request): what a UI and a scheduler ask of a busy server."""
+@dataclass(frozen=True)
+class ReadQuery:
+    """One benchmarked read: `rpc` with `request`; with `page` > 1 the request carries
+    the page token of that page, found once per client process before the clock starts
+    (keyset paging makes every later page cost what the first does, so page 5 stands
+    for any of them)."""
+
+    name: str
+    rpc: str
+    request: Any  # the rpc's request message
+    page: int = 1
+
+
+LATER_PAGE = 5
+
+
+def read_queries(now: datetime) -> list[ReadQuery]:
+    """What a UI and a scheduler ask of a busy server: the common FlowRunFilter filters
+    (flow, deployment, state type, tags, expected and start time ranges), alone and in
+    the usual pairs, each as ListFlowRuns (default sort ID_DESC, page_size 200; first and
+    a later page) and as CountFlowRuns. Flow and deployment ids are the seeded ones."""
+    import seeding
     from google.protobuf.timestamp_pb2 import Timestamp
 
     from flowrun.v1 import filters_pb2 as f
@@ -156,54 +178,85 @@ def read_queries(now: datetime) -> list[tuple[str, str, object]]:
         out.FromDatetime(value)
         return out
 
-    failed = f.FlowRunFilter(
-        state=f.FlowRunStateFilter(type=f.StateTypeFilter(any=[s.STATE_TYPE_FAILED, s.STATE_TYPE_CRASHED]))
+    def states(*types: s.StateType) -> f.FlowRunStateFilter:
+        return f.FlowRunStateFilter(type=f.StateTypeFilter(any=list(types)))
+
+    def day() -> f.TimeFilter:
+        return f.TimeFilter(after=ts(now - timedelta(days=3)), before=ts(now - timedelta(days=2)))
+
+    flow = f.IdFilter(any=[seeding.flow_id(3)])
+    deployment = f.IdFilter(any=[seeding.deployment_id(3 + 2 * seeding.DEFAULT_FLOWS)])
+    tags = f.TagsFilter(all=["prod", "etl"])
+    filters = {
+        "all": f.FlowRunFilter(),
+        "flow": f.FlowRunFilter(flow_id=flow),
+        "deployment": f.FlowRunFilter(deployment_id=deployment),
+        "state_failed_crashed": f.FlowRunFilter(state=states(s.STATE_TYPE_FAILED, s.STATE_TYPE_CRASHED)),
+        "state_completed": f.FlowRunFilter(state=states(s.STATE_TYPE_COMPLETED)),
+        "state_running": f.FlowRunFilter(state=states(s.STATE_TYPE_RUNNING)),
+        "tags_all_prod_etl": f.FlowRunFilter(tags=tags),
+        "expected_1day": f.FlowRunFilter(expected_start_time=day()),
+        "start_1day": f.FlowRunFilter(start_time=day()),
+        "flow_state_completed": f.FlowRunFilter(flow_id=flow, state=states(s.STATE_TYPE_COMPLETED)),
+        "deployment_state_scheduled": f.FlowRunFilter(deployment_id=deployment, state=states(s.STATE_TYPE_SCHEDULED)),
+        "tags_state_failed": f.FlowRunFilter(tags=tags, state=states(s.STATE_TYPE_FAILED)),
+        "flow_expected_1day": f.FlowRunFilter(flow_id=flow, expected_start_time=day()),
+    }
+    later_pages = ("all", "flow", "state_failed_crashed", "flow_state_completed", "tags_all_prod_etl")
+    queries = []
+    for name, flow_run_filter in filters.items():
+        listing = frs.ListFlowRunsRequest(flow_run_filter=flow_run_filter, page_size=200)
+        queries.append(ReadQuery(f"list_{name}", "ListFlowRuns", listing))
+        if name in later_pages:
+            queries.append(ReadQuery(f"list_{name}_page{LATER_PAGE}", "ListFlowRuns", listing, LATER_PAGE))
+        if name != "all":  # counting every run is not a filtered read
+            request = frs.CountFlowRunsRequest(flow_run_filter=flow_run_filter)
+            queries.append(ReadQuery(f"count_{name}", "CountFlowRuns", request))
+    queries.append(
+        ReadQuery(
+            "list_start_1day_sort_start_desc",
+            "ListFlowRuns",
+            frs.ListFlowRunsRequest(
+                flow_run_filter=filters["start_1day"], sort=f.FLOW_RUN_SORT_START_TIME_DESC, page_size=200
+            ),
+        )
     )
-    completed = f.FlowRunFilter(state=f.FlowRunStateFilter(type=f.StateTypeFilter(any=[s.STATE_TYPE_COMPLETED])))
-    tags = f.FlowRunFilter(tags=f.TagsFilter(all=["prod", "etl"]))
-    window = f.FlowRunFilter(
-        start_time=f.TimeFilter(after=ts(now - timedelta(days=3)), before=ts(now - timedelta(days=2)))
-    )
-    name = f.FlowRunFilter(name=f.StringFilter(like="quail"))
-    return [
-        (
-            "list_state_any_failed_crashed",
-            "ListFlowRuns",
-            frs.ListFlowRunsRequest(flow_run_filter=failed, page_size=200),
-        ),
-        ("list_tags_all_prod_etl", "ListFlowRuns", frs.ListFlowRunsRequest(flow_run_filter=tags, page_size=200)),
-        (
-            "list_start_time_1day_sort_start_desc",
-            "ListFlowRuns",
-            frs.ListFlowRunsRequest(flow_run_filter=window, sort=f.FLOW_RUN_SORT_START_TIME_DESC, page_size=200),
-        ),
-        (
-            "list_name_like_sort_expected_desc",
-            "ListFlowRuns",
-            frs.ListFlowRunsRequest(flow_run_filter=name, sort=f.FLOW_RUN_SORT_EXPECTED_START_TIME_DESC, page_size=200),
-        ),
-        ("count_state_completed", "CountFlowRuns", frs.CountFlowRunsRequest(flow_run_filter=completed)),
-        ("count_tags_all_prod_etl", "CountFlowRuns", frs.CountFlowRunsRequest(flow_run_filter=tags)),
-    ]
+    return queries
 
 
-async def read_client(stub, queries, offset: int, rec: Recorder) -> None:
+async def resolve_pages(stub, queries: list[ReadQuery]) -> list[ReadQuery]:
+    """Each later-page query with the page token of its page in place."""
+    resolved = []
+    for query in queries:
+        request = query.request
+        for _ in range(query.page - 1):
+            response = await stub.ListFlowRuns(request, timeout=RPC_TIMEOUT_S)
+            if not response.next_page_token:
+                raise RuntimeError(f"{query.name}: fewer than {query.page} pages; seed more runs")
+            request = type(request)()
+            request.CopyFrom(query.request)
+            request.page_token = response.next_page_token
+        resolved.append(ReadQuery(query.name, query.rpc, request, query.page))
+    return resolved
+
+
+async def read_client(stub, queries: list[ReadQuery], offset: int, rec: Recorder) -> None:
     import grpc
 
     clock = time.perf_counter
     i = offset
     while clock() < rec.window_end:
-        name, rpc, request = queries[i % len(queries)]
+        query = queries[i % len(queries)]
         i += 1
         started = clock()
         try:
-            response = await getattr(stub, rpc)(request, timeout=RPC_TIMEOUT_S)
+            response = await getattr(stub, query.rpc)(query.request, timeout=RPC_TIMEOUT_S)
         except grpc.aio.AioRpcError as exc:
             rec.error(exc.code().name, rec.inside(clock()))
             continue
         ended = clock()
-        if rec.call(name, started, ended, rec.inside(ended)):
-            rec.rows[name].append(len(response.flow_runs) if rpc == "ListFlowRuns" else response.count)
+        if rec.call(query.name, started, ended, rec.inside(ended)):
+            rec.rows[query.name].append(len(response.flow_runs) if query.rpc == "ListFlowRuns" else response.count)
 
 
 async def worker_async(config: dict, go, start_at, results) -> dict:
@@ -215,6 +268,8 @@ async def worker_async(config: dict, go, start_at, results) -> dict:
     for channel in channels:
         await asyncio.wait_for(channel.channel_ready(), 30)
     stubs = [flow_run_service_pb2_grpc.FlowRunServiceStub(channel) for channel in channels]
+    if config["mode"] == "read":
+        queries = await resolve_pages(stubs[0], read_queries(datetime.fromisoformat(config["now"])))
     results.put(("ready", os.getpid()))
     await asyncio.get_running_loop().run_in_executor(None, go.wait)
     begin = start_at.value  # perf_counter is CLOCK_MONOTONIC: one clock for all processes
@@ -228,7 +283,6 @@ async def worker_async(config: dict, go, start_at, results) -> dict:
         for n in range(config["clients"]):
             tasks.append(lifecycle_client(stubs[n % len(stubs)], config["flow_id"], rec, budget))
     else:
-        queries = read_queries(datetime.fromisoformat(config["now"]))
         for n in range(config["clients"]):
             tasks.append(read_client(stubs[n % len(stubs)], queries, config["offset"] + n, rec))
     await asyncio.gather(*tasks)
@@ -594,6 +648,10 @@ def main(argv: list[str] | None = None) -> None:
                 report["seed"] = asyncio.run(seeding.seed_runs(db.url, args.read_rows))
                 report["seed"]["seconds"] = round(time.monotonic() - started, 1)
                 print(f"seeded {args.read_rows:,} runs in {report['seed']['seconds']}s")
+            elif db is not None:
+                import seeding
+
+                report["seed"] = asyncio.run(seeding.seeded(db.url))
             else:
                 report["seed"] = {"runs": None, "now": datetime.now(UTC).isoformat()}
             config["now"] = report["seed"]["now"]

@@ -16,6 +16,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    func,
 )
 
 from flowrun.server.db.types import JSONColumn, Timestamp, UUIDText
@@ -38,7 +39,7 @@ def _base_columns() -> list[Column]:
     ]
 
 
-def _run_columns() -> list[Column]:
+def _run_columns(*, start_time_index: bool = True) -> list[Column]:
     """Columns shared by flow runs and task runs."""
     return [
         Column("name", String, nullable=False, index=True),
@@ -48,7 +49,7 @@ def _run_columns() -> list[Column]:
         Column("run_count", Integer, nullable=False, default=0),
         Column("expected_start_time", Timestamp, index=True),
         Column("next_scheduled_start_time", Timestamp, index=True),
-        Column("start_time", Timestamp, index=True),
+        Column("start_time", Timestamp, index=start_time_index),
         Column("end_time", Timestamp, index=True),
         Column("total_run_time", Float, nullable=False, default=0.0),  # seconds
     ]
@@ -104,9 +105,10 @@ flow_run = Table(
     "flow_run",
     metadata,
     *_base_columns(),
-    *_run_columns(),
-    Column("flow_id", UUIDText, ForeignKey("flow.id", ondelete="CASCADE"), nullable=False, index=True),
-    Column("deployment_id", UUIDText, index=True),
+    # Its start-time filter reads coalesce(start_time, expected_start_time): indexed below.
+    *_run_columns(start_time_index=False),
+    Column("flow_id", UUIDText, ForeignKey("flow.id", ondelete="CASCADE"), nullable=False),
+    Column("deployment_id", UUIDText),
     Column("deployment_version", String),
     Column("work_queue_name", String, index=True),
     Column("work_queue_id", UUIDText),
@@ -139,6 +141,23 @@ flow_run = Table(
     # Tag filters (all/any) use jsonb ?& / ?| on PostgreSQL, which a GIN index serves;
     # SQLite gets a plain index it will not use for them.
     Index("ix_flow_run__tags", "tags", postgresql_using="gin"),
+    # ListFlowRuns by flow, deployment or state type in the default order (ID_DESC): the
+    # index read backwards from the page token is the page (migration 0008). The flow and
+    # deployment indexes carry the state type (and the flow's the expected start time), so
+    # a count by flow or deployment with a state or time filter is an index-only scan.
+    # SetState never updates flow_run in place (it changes indexed columns), so every
+    # index gets an entry per transition whatever it includes.
+    Index("ix_flow_run__flow_id_id", "flow_id", "id", postgresql_include=["state_type", "expected_start_time"]),
+    Index("ix_flow_run__deployment_id_id", "deployment_id", "id", postgresql_include=["state_type"]),
+    Index("ix_flow_run__state_type_id", "state_type", "id"),
+)
+
+# The start-time filter's expression (server/repositories/filters.py), with its columns
+# included so that a count over a time range is an index-only scan.
+Index(
+    "ix_flow_run__start_or_expected_time",
+    func.coalesce(flow_run.c.start_time, flow_run.c.expected_start_time),
+    postgresql_include=["start_time", "expected_start_time"],
 )
 
 flow_run_state = _state_history("flow_run_state", owner="flow_run")
