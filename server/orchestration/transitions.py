@@ -106,13 +106,10 @@ async def set_state(
 async def _append_event(repos: Repositories, context: OrchestrationContext, *, created: bool) -> None:
     """The watchers' event for the flow run's new state, in this transaction
     (server/repositories/flow_run_events.py): CREATED for a run's initial state, else
-    STATE_CHANGED. The locked read has no work queue names; a queued run is read again."""
-    run = context.run
-    if run.work_queue_id is not None and run.work_pool_name is None:
-        run = await repos.flow_runs.get(run.id) or run
+    STATE_CHANGED."""
     await repos.flow_run_events.append(
         EventKind.CREATED if created else EventKind.STATE_CHANGED,
-        run,
+        context.run,
         context.now,
         state=context.validated_state,
         previous=None if created else context.initial_type,

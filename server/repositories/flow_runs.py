@@ -67,13 +67,16 @@ SAVE_RUN = (
 )
 _WRITE_TRANSITION = sql.write_transition_sql(RUN_WRITE_COLUMNS)
 _WRITE_TRANSITION_IF_UNCHANGED = sql.write_transition_if_unchanged_sql(RUN_WRITE_COLUMNS, CHANNEL)
+# What orchestration reads: the run as `get` reads it (with its queue's and pool's names,
+# which the watchers' events carry).
+_ORCHESTRATION_READ = _run_with_state().where(flow_run.c.id == bindparam("flow_run_id"))
 # The run as `get` reads it, plus its row version (PostgreSQL's xmin: it changes with
 # every committed write of the row) for the conditional writes below.
 _READ_WITH_VERSION = sql.postgresql_sql(
-    _run_with_state()
-    .add_columns(literal_column("flow_run.xmin").label("row_version"))
-    .where(flow_run.c.id == bindparam("flow_run_id"))
+    _ORCHESTRATION_READ.add_columns(literal_column("flow_run.xmin").label("row_version"))
 )
+# The run as `get` reads it, locked (only its own row: the queue and pool are read, not locked).
+_READ_FOR_UPDATE = sql.postgresql_sql(_ORCHESTRATION_READ)
 
 
 def _run_write_values(run: FlowRun, policy: dict[str, Any], now: datetime) -> dict[str, Any]:
@@ -84,17 +87,6 @@ def _run_write_values(run: FlowRun, policy: dict[str, Any], now: datetime) -> di
     columns["empirical_policy"] = policy
     columns["updated"] = now
     return columns
-
-
-def _run_for_orchestration() -> Select:
-    """Just what orchestration reads: the run and its current state."""
-    return select(flow_run, *_state_columns).select_from(
-        flow_run.outerjoin(flow_run_state, flow_run_state.c.id == flow_run.c.state_id)
-    )
-
-
-# SQLite has no row locks: its IMMEDIATE transaction already holds the database lock.
-_ORCHESTRATION_READ = _run_for_orchestration().where(flow_run.c.id == bindparam("flow_run_id"))
 
 
 def flow_run_from_row(row: Any) -> FlowRun:
@@ -254,12 +246,12 @@ class FlowRunRepository(Repository):
     async def _get_for_orchestration_pg(self, flow_run_id: str) -> FlowRun | None:
         pg = self.driver
         assert pg is not None, "the PostgreSQL unit of work provides its asyncpg connection"
-        record = await pg.fetchrow(sql.READ_RUN_FOR_UPDATE + sql.LOCK, flow_run_id)
+        record = await pg.fetchrow(_READ_FOR_UPDATE + sql.LOCK, flow_run_id)
         if record is None:
             return None
         run = flow_run_from_row(sql.as_mapping(record))
         if run.state_id is not None and (run.state is None or run.state.id != run.state_id):
-            again = await pg.fetchrow(sql.READ_RUN_FOR_UPDATE, flow_run_id)
+            again = await pg.fetchrow(_READ_FOR_UPDATE, flow_run_id)
             assert again is not None, "the row is locked by the read above: it cannot be gone"
             run = flow_run_from_row(sql.as_mapping(again))
         return run

@@ -14,17 +14,8 @@ from asyncpg import Record
 from sqlalchemy import ClauseElement
 from sqlalchemy.dialects.postgresql.asyncpg import dialect as asyncpg_dialect
 
-from flowrun.server.db.tables import flow_run, flow_run_state
-from flowrun.server.repositories.flow_run_states import STATE_PREFIX
+from flowrun.server.db.tables import flow_run_state
 
-READ_RUN_FOR_UPDATE = (
-    "SELECT "
-    + ", ".join(f"flow_run.{column.name}" for column in flow_run.c)
-    + ", "
-    + ", ".join(f"flow_run_state.{column.name} AS {STATE_PREFIX}{column.name}" for column in flow_run_state.c)
-    + " FROM flow_run LEFT OUTER JOIN flow_run_state ON flow_run_state.id = flow_run.state_id"
-    + " WHERE flow_run.id = $1"
-)
 LOCK = " FOR UPDATE OF flow_run"
 
 
