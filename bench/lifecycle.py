@@ -535,10 +535,23 @@ def print_lifecycle(report: dict) -> None:
 
 
 def print_read(report: dict) -> None:
-    print(f"\nflowrun read benchmark: db={report['db']}  rows={report['seed']['runs']:,}")
+    runs = report["seed"]["runs"]
+    print(f"\nflowrun read benchmark: db={report['db']}  rows={runs:,}" if runs else "\nflowrun read benchmark")
+    sql = report.get("sql", {})
     for r in report["results"]:
         rows = [
-            [name, q["per_s"], q["p50"], q["p95"], q["p99"], q["max"], q["mean_rows_or_count"]]
+            [
+                name,
+                q["per_s"],
+                q["p50"],
+                q["p95"],
+                q["p99"],
+                q["max"],
+                q["mean_rows_or_count"],
+                sql[name]["sql_ms"] if name in sql else "-",
+                ("SEQ SCAN " if sql.get(name, {}).get("seq_scan_flow_run") else "")
+                + ",".join(sql.get(name, {}).get("indexes", [])),
+            ]
             for name, q in r["queries"].items()
         ]
         print(
@@ -546,7 +559,11 @@ def print_read(report: dict) -> None:
             f"{r['server_cpu_s_per_1000_queries']} s/1k queries, errors {r['errors'] or 0}, "
             f"machine busy {r['machine_busy_fraction']:.0%}, other load {r['other_cpu_cores']} cores"
         )
-        print(benchlib.table(["query", "per s", "p50 ms", "p95 ms", "p99 ms", "max ms", "rows/count"], rows))
+        headers = ["query", "per s", "p50 ms", "p95 ms", "p99 ms", "max ms", "rows/count", "sql ms", "plan reads"]
+        print(benchlib.table(headers, rows))
+    if sql:
+        print("(sql ms: PostgreSQL's execution time of the read's statement, the median of a few")
+        print(" EXPLAIN ANALYZE runs after the load; plan reads: the indexes in its plan)")
 
 
 def create_flow(target: str) -> str:
@@ -663,6 +680,11 @@ def main(argv: list[str] | None = None) -> None:
             results.append(summary)
             _progress(summary, args.mode)
         report["results"] = results
+        if args.mode == "read" and db is not None and db.is_postgres:
+            import read_plans
+
+            queries = read_queries(datetime.fromisoformat(config["now"]))
+            report["sql"] = asyncio.run(read_plans.explain_reads(db.url, queries))
     finally:
         if server is not None:
             server.stop()

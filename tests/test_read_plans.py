@@ -211,11 +211,11 @@ async def test_a_common_filter_lists_and_counts_through_its_index(backend, case,
         ("later page", PageRequest(limit=PAGE, page_token=token)),
     ):
         plan = await plan_of(
-            populated,
+            populated.database,
             lambda repos, page=page: repos.flow_runs.list_page(filters, FlowRunSort.ID_DESC, page, secret=SECRET),
         )
         _assert_reads_through(plan, case.list_indexes, what)
-    plan = await plan_of(populated, lambda repos: repos.flow_runs.count(filters))
+    plan = await plan_of(populated.database, lambda repos: repos.flow_runs.count(filters))
     _assert_reads_through(plan, case.count_indexes, "count")
 
 
@@ -230,7 +230,7 @@ async def test_the_default_listing_reads_newest_ids_first_from_the_primary_key(b
         ("later page", PageRequest(limit=PAGE, page_token=token)),
     ):
         plan = await plan_of(
-            populated,
+            populated.database,
             lambda repos, page=page: repos.flow_runs.list_page(filters, FlowRunSort.ID_DESC, page, secret=SECRET),
         )
         _assert_reads_through(plan, ("pk_flow_run",), what)

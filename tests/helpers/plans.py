@@ -11,7 +11,7 @@ from typing import Any
 
 from sqlalchemy import event
 
-from flowrun.server.app import App
+from flowrun.server.db.unit_of_work import Database
 from flowrun.server.repositories import Repositories
 
 
@@ -45,26 +45,33 @@ class Plan:
     def seq_scans(self) -> set[str]:
         return {node.relation or "?" for node in self.nodes() if node.type == "Seq Scan"}
 
+    def execution_ms(self) -> float:
+        """With analyze: how long PostgreSQL took to run the statement."""
+        return float(self.raw["Execution Time"])
+
     def __str__(self) -> str:
         return f"{self.statement}\n{json.dumps(self.raw['Plan'], indent=1)}"
 
 
-async def plan_of(app: App, read: Callable[[Repositories], Awaitable[Any]]) -> Plan:
+async def plan_of(database: Database, read: Callable[[Repositories], Awaitable[Any]], *, analyze: bool = False) -> Plan:
     """The plan of the last statement `read(repos)` sends, EXPLAINed with the values it
-    was sent with (so PostgreSQL plans it as it planned the real call)."""
+    was sent with (so PostgreSQL plans it as it planned the real call); with `analyze`
+    the statement runs again and the plan carries its timings and buffers."""
+    options = "ANALYZE, BUFFERS, FORMAT JSON" if analyze else "FORMAT JSON"
     sent: list[tuple[str, Any]] = []
 
     def capture(connection, cursor, statement, parameters, context, executemany) -> None:
         sent.append((statement, parameters))
 
-    event.listen(app.database.engine.sync_engine, "before_cursor_execute", capture)
+    event.listen(database.engine.sync_engine, "before_cursor_execute", capture)
     try:
-        async with app.database.unit_of_work(write=False) as uow:
+        async with database.unit_of_work(write=False) as uow:
             await read(uow.repos)
             statement, parameters = sent[-1]
-            explained = await uow.connection.exec_driver_sql("EXPLAIN (FORMAT JSON) " + statement, parameters)
+            assert uow.connection is not None, "an entered unit of work holds its connection"
+            explained = await uow.connection.exec_driver_sql(f"EXPLAIN ({options}) " + statement, parameters)
             value = explained.scalar_one()
     finally:
-        event.remove(app.database.engine.sync_engine, "before_cursor_execute", capture)
+        event.remove(database.engine.sync_engine, "before_cursor_execute", capture)
     document = json.loads(value) if isinstance(value, str) else value
     return Plan(statement, document[0])
