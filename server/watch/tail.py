@@ -122,10 +122,10 @@ class Tail:
 
     async def _old_tail_ended(self) -> None:
         """Waits for the tail cancelled by the last detach to end (its outcome is its own:
-        only a cancellation of this caller propagates)."""
-        stopping, self._stopping = self._stopping, None
-        if stopping is not None:
-            await asyncio.wait([stopping])
+        only a cancellation of this caller propagates, and leaves it for the next caller)."""
+        if self._stopping is not None:
+            await asyncio.wait([self._stopping])
+            self._stopping = None
 
     async def close(self) -> None:
         for stream in list(self._streams):
