@@ -1,20 +1,30 @@
-"""The two-round-trip SetFlowRunState on PostgreSQL (server/orchestration/unlocked.py):
-a change that commits between its read and its write is never overwritten, a write that
-finds the run changed leaves nothing behind, rules that need other rows hand over to the
-locking path, and plain runs never take the locking path at all."""
+"""The two-round-trip SetFlowRunState and the one-statement CreateFlowRun on PostgreSQL
+(server/orchestration/unlocked.py): a change that commits between the read and the
+write is never overwritten, a write that finds the run changed leaves nothing behind,
+rules that need other rows hand over to the locking path, plain runs never take the
+locking path at all; a plain run is created with its first state, merged labels and
+event in one statement, an idempotent replay writes nothing, and runs with a deployment
+are created in a transaction."""
 
 from __future__ import annotations
 
+import uuid
+
+import grpc
 import pytest
+from google.protobuf import struct_pb2
+from google.protobuf.json_format import MessageToDict
 
 from flowrun.server import clock
+from flowrun.server.domain.events import decode_payload
 from flowrun.server.domain.states import State, StateType
 from flowrun.server.orchestration import interceptor, unlocked
 from flowrun.server.orchestration.policies import FLOW_RUNS
 from flowrun.server.orchestration.transitions import set_state
 from flowrun.server.repositories.flow_runs import FlowRunRepository
+from flowrun.v1 import deployment_service_pb2, deployment_service_pb2_grpc, flow_service_pb2, state_pb2
 from flowrun.v1 import flow_run_service_pb2 as runs_pb
-from flowrun.v1 import flow_service_pb2, state_pb2
+from tests.helpers.rich_errors import expect_error
 
 ACCEPT = state_pb2.SET_STATE_STATUS_ACCEPT
 
@@ -161,3 +171,67 @@ async def test_a_policy_only_write_needs_the_version_it_read(app, flows, runs, u
         assert not await repository.save_policy_if_unchanged(run, version, clock.now())  # the row moved on
         again, _ = await repository.read_with_version(run_id)
     assert again.empirical_policy.resuming is True
+
+
+# CreateFlowRun in one statement (unlocked.create_flow_run_unlocked).
+
+
+@pytest.fixture
+def transaction_creates(monkeypatch) -> list[str]:
+    """The flow ids CreateFlowRun created a run for through the transaction path."""
+    calls: list[str] = []
+    create = FlowRunRepository.create
+
+    async def spy(self, new, *args, **kwargs):
+        calls.append(new.flow_id)
+        return await create(self, new, *args, **kwargs)
+
+    monkeypatch.setattr(FlowRunRepository, "create", spy)
+    return calls
+
+
+async def test_a_plain_run_is_created_in_one_statement_with_its_event(app, flows, runs, unique, transaction_creates):
+    labels = struct_pb2.Struct()
+    labels.update({"team": "data", "env": "dev"})
+    flow = (await flows.CreateFlow(flow_service_pb2.CreateFlowRequest(name=f"one-{unique}", labels=labels))).flow
+    own = struct_pb2.Struct()
+    own.update({"env": "prod"})
+    run = (await runs.CreateFlowRun(runs_pb.CreateFlowRunRequest(flow_id=flow.id, labels=own))).flow_run
+    assert transaction_creates == []
+    expected = {"team": "data", "env": "prod", "prefect.flow.id": flow.id}
+    assert MessageToDict(run.labels) == expected
+    async with app.database.unit_of_work(write=False) as uow:
+        rows = (
+            await uow.connection.exec_driver_sql(
+                "SELECT kind, payload FROM flow_run_event WHERE flow_run_id = $1", (run.id,)
+            )
+        ).all()
+    assert [row.kind for row in rows] == ["CREATED"]
+    event = decode_payload(1, rows[0].kind, clock.now(), rows[0].payload)
+    assert (event.run.labels, event.run.state_type, event.state.id) == (expected, StateType.PENDING, run.state.id)
+    assert await history(runs, run.id) == [state_pb2.STATE_TYPE_PENDING]
+
+
+async def test_an_idempotent_replay_returns_the_first_run_and_writes_nothing(app, flows, runs, unique):
+    flow = (await flows.CreateFlow(flow_service_pb2.CreateFlowRequest(name=f"again-{unique}"))).flow
+    request = runs_pb.CreateFlowRunRequest(flow_id=flow.id, idempotency_key="nightly")
+    first, again = await runs.CreateFlowRun(request), await runs.CreateFlowRun(request)
+    assert (first.created, again.created) == (True, False)
+    assert again.flow_run.id == first.flow_run.id
+    assert await history(runs, first.flow_run.id) == [state_pb2.STATE_TYPE_PENDING]
+    assert await event_kinds(app, first.flow_run.id) == ["CREATED"]
+
+
+async def test_a_run_of_an_unknown_flow_is_not_found(runs):
+    request = runs_pb.CreateFlowRunRequest(flow_id=str(uuid.uuid4()))
+    error = await expect_error(runs.CreateFlowRun(request))
+    assert error.code == grpc.StatusCode.NOT_FOUND
+
+
+async def test_a_run_with_a_deployment_is_created_in_a_transaction(channel, flows, runs, unique, transaction_creates):
+    flow = (await flows.CreateFlow(flow_service_pb2.CreateFlowRequest(name=f"dep-{unique}"))).flow
+    deployments = deployment_service_pb2_grpc.DeploymentServiceStub(channel)
+    request = deployment_service_pb2.CreateDeploymentRequest(flow_id=flow.id, name=f"d-{unique}")
+    deployment = (await deployments.CreateDeployment(request)).deployment
+    run = await runs.CreateFlowRun(runs_pb.CreateFlowRunRequest(flow_id=flow.id, deployment_id=deployment.id))
+    assert run.created and transaction_creates == [flow.id]

@@ -40,14 +40,19 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, NoReturn
 
-from flowrun.server import metrics
+from flowrun.server import errors, metrics
 from flowrun.server.call_scope import call_abandoned
 from flowrun.server.db.dialect import sqlstate
 from flowrun.server.db.unit_of_work import CONNECTION_LOST, Database
+from flowrun.server.domain.events import encode_payload
+from flowrun.server.domain.flow_runs import FlowRun, FlowRunCreate
 from flowrun.server.domain.states import State
 from flowrun.server.orchestration.context import OrchestrationContext, TransitionResult
 from flowrun.server.orchestration.engine import orchestrate
+from flowrun.server.orchestration.policies import FLOW_RUNS
 from flowrun.server.orchestration.transitions import LOCK_NOT_AVAILABLE, RunKind, record_outcome
+from flowrun.server.repositories.flow_runs import flow_run_from_row, key_holder_gone, new_run_values
+from flowrun.server.repositories.orchestration_sql import RUN_COLUMNS
 
 if TYPE_CHECKING:
     from flowrun.server.config import Settings
@@ -158,3 +163,59 @@ async def _write(runs: Any, context: OrchestrationContext, store: _Deferred, ver
     if metrics.enabled:
         metrics.lock_wait(kind.name).observe(time.perf_counter() - started)
     return bool(written)
+
+
+async def create_flow_run_unlocked(
+    database: Database, new: FlowRunCreate, initial: State, now: datetime, settings: Settings
+) -> tuple[FlowRun, bool] | None:
+    """CreateFlowRun in one round trip on PostgreSQL: the run's first state `initial` is
+    orchestrated in memory (forced, as for every new run) on the run as it will be
+    inserted, then run, state and CREATED event go in one statement
+    (FlowRunRepository.create_in_one_statement); a taken idempotency key costs a second
+    read. Nobody else can see the run before that statement commits, so nothing can
+    change it between the decision and the write. Returns (run, created); None, with
+    nothing written, when the transaction path must do it: a run with a deployment
+    (labels, version, slots), a work pool (queue resolution) or a parent task run
+    (existence check), a rule that reaches for other rows, or no single statements
+    here. `initial` is used up either way. Raises NotFound for an unknown flow."""
+    if not database.single_statements or new.deployment_id or new.work_pool_name or new.parent_task_run_id:
+        return None
+    heartbeat = new.heartbeat_timeout_seconds
+    labels = {"prefect.flow.id": new.flow_id, **new.labels}
+    values = new_run_values(new, now, labels, settings.heartbeat_timeout_seconds if heartbeat is None else heartbeat)
+    run = flow_run_from_row(dict.fromkeys(RUN_COLUMNS) | values)
+    store = _Deferred()
+    context = OrchestrationContext(
+        run=run,
+        initial_state=None,
+        proposed_state=initial,
+        repos=_NO_OTHER_ROWS,
+        store=store,
+        now=now,
+        settings=settings,
+    )
+    try:
+        await orchestrate(context, FLOW_RUNS.policy(True), FLOW_RUNS.bookkeeping)
+        result = await context.finish()
+    except NeedsRowLocks:
+        return None
+    if store.state is None:
+        return None
+    async with database.unit_of_work(write=True, transaction=False) as uow:
+        runs = uow.repos.flow_runs
+        if call_abandoned():
+            raise asyncio.CancelledError("the client went away; nothing was written")
+        flow_exists, inserted = await runs.create_in_one_statement(
+            run, store.state, encode_payload(run, store.state, None)
+        )
+        if not flow_exists:
+            raise errors.flow_not_found(new.flow_id)
+        if not inserted:
+            assert new.idempotency_key is not None, "only a key can conflict"
+            existing = await runs.get_by_idempotency_key(new.flow_id, new.idempotency_key)
+            if existing is None:
+                raise key_holder_gone()
+            return existing, False
+    if metrics.enabled:
+        record_outcome(FLOW_RUNS.name, None, initial.type, result, True)
+    return run, True

@@ -8,6 +8,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
+import asyncpg
 from sqlalchemy import Select, bindparam, delete, func, literal_column, select, update
 from sqlalchemy.exc import IntegrityError
 
@@ -77,6 +78,44 @@ _READ_WITH_VERSION = sql.postgresql_sql(
 )
 # The run as `get` reads it, locked (only its own row: the queue and pool are read, not locked).
 _READ_FOR_UPDATE = sql.postgresql_sql(_ORCHESTRATION_READ)
+
+
+_CREATE_IN_ONE_STATEMENT = sql.create_run_sql(CHANNEL)
+
+
+def new_run_values(new: FlowRunCreate, now: datetime, labels: dict[str, Any], heartbeat_timeout: int) -> dict[str, Any]:
+    """The columns of a new run before its first state (no work queue or deployment
+    version: `create` adds those)."""
+    return {
+        "id": str(uuid.uuid4()),
+        "created": now,
+        "updated": now,
+        "name": new.name or random_run_name(),
+        "flow_id": new.flow_id,
+        "flow_version": new.flow_version,
+        "parameters": new.parameters,
+        "context": new.context,
+        "parent_task_run_id": new.parent_task_run_id,
+        "infrastructure_document_id": new.infrastructure_document_id,
+        "empirical_policy": new.empirical_policy.to_json(),
+        "tags": new.tags,
+        "labels": labels,
+        "idempotency_key": new.idempotency_key,
+        "work_queue_name": new.work_queue_name,
+        "work_queue_id": None,
+        "job_variables": new.job_variables if new.job_variables is not None else {},
+        "deployment_id": new.deployment_id,
+        "deployment_version": None,
+        "run_count": 0,
+        "total_run_time": 0.0,
+        "auto_scheduled": False,
+        "heartbeat_timeout_seconds": heartbeat_timeout or None,
+    }
+
+
+def key_holder_gone() -> errors.Conflict:
+    """The run holding an idempotency key was deleted after an insert met it (READ COMMITTED)."""
+    return errors.Conflict("The flow run holding the idempotency key changed concurrently; retry")
 
 
 def _run_write_values(run: FlowRun, policy: dict[str, Any], now: datetime) -> dict[str, Any]:
@@ -177,31 +216,9 @@ class FlowRunRepository(Repository):
                     heartbeat_timeout = deployment_row.heartbeat_timeout_seconds
         if heartbeat_timeout is None:
             heartbeat_timeout = default_heartbeat_timeout_seconds
-        values = {
-            "id": str(uuid.uuid4()),
-            "created": now,
-            "updated": now,
-            "name": new.name or random_run_name(),
-            "flow_id": new.flow_id,
-            "flow_version": new.flow_version,
-            "parameters": new.parameters,
-            "context": new.context,
-            "parent_task_run_id": new.parent_task_run_id,
-            "infrastructure_document_id": new.infrastructure_document_id,
-            "empirical_policy": new.empirical_policy.to_json(),
-            "tags": new.tags,
-            "labels": labels,
-            "idempotency_key": new.idempotency_key,
-            "work_queue_name": new.work_queue_name,
-            "work_queue_id": work_queue_id,
-            "job_variables": new.job_variables if new.job_variables is not None else {},
-            "deployment_id": new.deployment_id,
-            "deployment_version": deployment_version,
-            "run_count": 0,
-            "total_run_time": 0.0,
-            "auto_scheduled": False,
-            "heartbeat_timeout_seconds": heartbeat_timeout or None,
-        }
+        values = new_run_values(new, now, labels, heartbeat_timeout)
+        values["work_queue_id"] = work_queue_id
+        values["deployment_version"] = deployment_version
         insert = self.dialect.insert(flow_run).values(values)
         if new.idempotency_key is not None:
             insert = insert.on_conflict_do_nothing(index_elements=["flow_id", "idempotency_key"])
@@ -218,13 +235,42 @@ class FlowRunRepository(Repository):
             if run is None:  # not expected (our own insert): retriable, never an assert
                 raise errors.Conflict("The flow run changed concurrently; retry")
             return run, True
-        query = _run_with_state().where(
-            flow_run.c.flow_id == new.flow_id, flow_run.c.idempotency_key == new.idempotency_key
-        )
+        assert new.idempotency_key is not None, "only a key can conflict"
+        existing = await self.get_by_idempotency_key(new.flow_id, new.idempotency_key)
+        if existing is None:
+            raise key_holder_gone()
+        return existing, False
+
+    async def create_in_one_statement(self, run: FlowRun, state: State, payload: str) -> tuple[bool, bool]:
+        """PostgreSQL: CreateFlowRun for a run with no deployment, work pool or parent
+        task run, as one statement that is its own transaction. `run` is the new run in
+        the shape its initial state `state` gives it (orchestrated in memory), its labels
+        the system and the run's own; the flow's labels go under them in the statement
+        (flow labels || run labels: the later wins, as in `create`), in the stored run and
+        in the CREATED event's `payload`. Returns (the flow exists, the run was inserted);
+        not inserted means its idempotency key is taken (read that run with
+        `get_by_idempotency_key`). On success `run.labels` are the stored ones."""
+        assert self.driver is not None, "PostgreSQL only"
+        values = {column.name: getattr(run, column.name, None) for column in flow_run.c}
+        values["state_type"] = run.state_type.value if run.state_type else None
+        values["empirical_policy"] = run.empirical_policy.to_json()
+        args = [sql.json_param(name, values[name]) for name in sql.RUN_COLUMNS]
+        state_row = state_values(state, run.created, flow_run_id=run.id)
+        args += [sql.json_param(name, state_row[name]) for name in sql.STATE_COLUMNS]
+        args += [run.created, EventKind.CREATED.value, payload]
+        try:
+            record = await self.driver.fetchrow(_CREATE_IN_ONE_STATEMENT, *args)
+        except asyncpg.ForeignKeyViolationError as exc:  # the flow was deleted concurrently
+            raise errors.flow_not_found(run.flow_id) from exc
+        assert record is not None, "the statement always returns one row"
+        if record["labels"] is not None:
+            run.labels = record["labels"]
+        return bool(record["flow_found"]), record["labels"] is not None
+
+    async def get_by_idempotency_key(self, flow_id: str, idempotency_key: str) -> FlowRun | None:
+        query = _run_with_state().where(flow_run.c.flow_id == flow_id, flow_run.c.idempotency_key == idempotency_key)
         row = (await self.connection.execute(query)).first()
-        if row is None:  # the run holding the key was deleted after our insert met it (READ COMMITTED)
-            raise errors.Conflict("The flow run holding the idempotency key changed concurrently; retry")
-        return flow_run_from_row(row), False
+        return flow_run_from_row(row) if row else None
 
     async def get(self, flow_run_id: str) -> FlowRun | None:
         row = (await self.connection.execute(_run_with_state().where(flow_run.c.id == flow_run_id))).first()

@@ -11,10 +11,10 @@ from collections.abc import Mapping
 from typing import Any
 
 from asyncpg import Record
-from sqlalchemy import ClauseElement
+from sqlalchemy import JSON, ClauseElement
 from sqlalchemy.dialects.postgresql.asyncpg import dialect as asyncpg_dialect
 
-from flowrun.server.db.tables import flow_run_state
+from flowrun.server.db.tables import flow_run, flow_run_state
 
 LOCK = " FOR UPDATE OF flow_run"
 
@@ -58,11 +58,45 @@ def write_transition_if_unchanged_sql(run_columns: tuple[str, ...], channel: str
     )
 
 
+def create_run_sql(channel: str) -> str:
+    """CreateFlowRun as one statement, which is its own transaction (for a run with no
+    deployment, work pool or parent task run: FlowRunRepository.create_in_one_statement).
+    It reads the flow's labels, INSERTs the run (its labels: the flow's, then the ones
+    given: `||` keeps the later key, as a dict merge does) unless the idempotency key is
+    taken, and, fed by the inserted row (so only then), INSERTs its first state and the
+    CREATED event (its payload's run labels replaced by the stored ones) and NOTIFYs. The
+    INSERT gives the transaction its id before the event draws its sequence value.
+    Returns one row: whether the flow exists, and the stored labels (NULL: nothing was
+    inserted). Parameters: the run's columns in table order (`labels`: the ones given),
+    the state's columns, then the event's time, kind and payload."""
+    run_params = {name: f"${index}" for index, name in enumerate(RUN_COLUMNS, start=1)}
+    run_params["labels"] = f"coalesce(parent.labels, '{{}}'::jsonb) || {run_params['labels']}::jsonb"
+    offset = len(RUN_COLUMNS)
+    state_params = ", ".join(f"${offset + index}" for index in range(1, len(STATE_COLUMNS) + 1))
+    occurred, kind, payload = (f"${offset + len(STATE_COLUMNS) + n}" for n in range(1, 4))
+    return (
+        f"WITH parent AS (SELECT labels FROM flow WHERE id = {run_params['flow_id']}), "
+        f"inserted AS (INSERT INTO flow_run ({', '.join(RUN_COLUMNS)}) "
+        f"SELECT {', '.join(run_params.values())} FROM parent "
+        "ON CONFLICT (flow_id, idempotency_key) DO NOTHING RETURNING id, labels), "
+        f"new_state AS (INSERT INTO flow_run_state ({', '.join(STATE_COLUMNS)}) SELECT {state_params} FROM inserted), "
+        "appended AS (INSERT INTO flow_run_event (xid, occurred, kind, flow_run_id, payload) "
+        f"SELECT pg_current_xact_id()::text::bigint, {occurred}, {kind}, inserted.id, "
+        f"jsonb_set({payload}::jsonb, '{{run,labels}}', inserted.labels)::text FROM inserted RETURNING sequence), "
+        f"notified AS (SELECT pg_notify('{channel}', '') FROM appended) "
+        "SELECT (SELECT count(*) FROM parent) AS flow_found, (SELECT labels FROM inserted) AS labels, "
+        "(SELECT count(*) FROM notified) AS notified"
+    )
+
+
 SAVE_POLICY_IF_UNCHANGED = "UPDATE flow_run SET empirical_policy = $1, updated = $2 WHERE id = $3 AND xmin = $4"
 
 
 STATE_COLUMNS = tuple(column.name for column in flow_run_state.c)
-_JSON_COLUMNS = frozenset({"state_details", "data", "empirical_policy"})
+RUN_COLUMNS = tuple(column.name for column in flow_run.c)
+_JSON_COLUMNS = frozenset(
+    column.name for table in (flow_run, flow_run_state) for column in table.c if isinstance(column.type, JSON)
+)
 
 
 def write_transition_args(
@@ -70,13 +104,14 @@ def write_transition_args(
 ) -> list[Any]:
     """The arguments of write_transition_sql, JSON columns serialized (the connection's
     jsonb codec, set up by SQLAlchemy, takes text)."""
-    args = [_param(name, state_row[name]) for name in STATE_COLUMNS]
-    args += [_param(name, run_columns[name]) for name in run_column_order]
+    args = [json_param(name, state_row[name]) for name in STATE_COLUMNS]
+    args += [json_param(name, run_columns[name]) for name in run_column_order]
     args.append(run_id)
     return args
 
 
-def _param(name: str, value: Any) -> Any:
+def json_param(name: str, value: Any) -> Any:
+    """A column's value as asyncpg takes it: JSON columns as text."""
     if name in _JSON_COLUMNS and value is not None:
         return json.dumps(value)
     return value

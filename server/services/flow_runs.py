@@ -5,15 +5,18 @@ result)."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from datetime import datetime
 from typing import Any
 
 from flowrun.server import clock, errors
 from flowrun.server.config import Settings
 from flowrun.server.db.unit_of_work import Database
+from flowrun.server.domain.flow_runs import FlowRun, FlowRunCreate
 from flowrun.server.domain.states import State, StateType
 from flowrun.server.orchestration.interceptor import transition_result
 from flowrun.server.orchestration.policies import FLOW_RUNS
 from flowrun.server.orchestration.transitions import set_state
+from flowrun.server.orchestration.unlocked import create_flow_run_unlocked
 from flowrun.server.services import filters_from_proto, from_proto, to_proto, watch
 from flowrun.server.watch.hub import EventHub
 from flowrun.v1 import flow_run_service_pb2 as pb
@@ -36,6 +39,18 @@ class FlowRunService(flow_run_service_pb2_grpc.FlowRunServiceServicer):
     async def CreateFlowRun(self, request: pb.CreateFlowRunRequest, context) -> pb.CreateFlowRunResponse:
         now = clock.now()
         new = from_proto.flow_run_create(request, now, self._settings.max_parameter_bytes)
+        # One round trip where it can (PostgreSQL, a plain run); it uses `new` up.
+        done = await create_flow_run_unlocked(self._db, new, _initial_state(new, now), now, self._settings)
+        if done is not None:
+            run, created = done
+        else:
+            run, created = await self._create_in_transaction(request, now)
+        response = pb.CreateFlowRunResponse(created=created)
+        to_proto.write_flow_run(response.flow_run, run, now)  # in place: no copy of the run
+        return response
+
+    async def _create_in_transaction(self, request: pb.CreateFlowRunRequest, now: datetime) -> tuple[FlowRun, bool]:
+        new = from_proto.flow_run_create(request, now, self._settings.max_parameter_bytes)
         async with self._db.unit_of_work(write=True) as uow:
             work_queue_id = None
             if new.work_pool_name is not None:
@@ -47,13 +62,11 @@ class FlowRunService(flow_run_service_pb2_grpc.FlowRunServiceServicer):
                 default_heartbeat_timeout_seconds=self._settings.heartbeat_timeout_seconds,
             )
             if created:
-                initial = new.state or State(type=StateType.PENDING, name=StateType.PENDING.default_name, timestamp=now)
+                initial = _initial_state(new, now)
                 await set_state(
                     uow.repos, FLOW_RUNS, run.id, initial, now, force=True, settings=self._settings, created=run
                 )
-        response = pb.CreateFlowRunResponse(created=created)
-        to_proto.write_flow_run(response.flow_run, run, now)  # in place: no copy of the run
-        return response
+        return run, created
 
     async def GetFlowRun(self, request: pb.GetFlowRunRequest, context) -> pb.GetFlowRunResponse:
         flow_run_id = from_proto.required_uuid(request.flow_run_id, "flow_run_id")
@@ -212,3 +225,8 @@ def check_job_variables_updatable(state_type: StateType | None, deployment_id: A
         raise errors.FailedPrecondition(f"Job variables for a flow run in state {state_type.value} cannot be updated")
     if deployment_id is None:
         raise errors.FailedPrecondition("A deployment for the flow run could not be found")
+
+
+def _initial_state(new: FlowRunCreate, now: datetime) -> State:
+    """The state a new run is created in: the one asked for, else PENDING."""
+    return new.state or State(type=StateType.PENDING, name=StateType.PENDING.default_name, timestamp=now)
