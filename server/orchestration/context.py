@@ -72,6 +72,7 @@ class OrchestrationContext(Generic[RunT]):
     delay_seconds: int | None = None
     rule: str | None = None  # the class name of the rule that set status (see TransitionResult)
     orchestration_error: BaseException | None = None
+    stored: bool = False  # validate() wrote a new state
     _saved_policy: dict[str, Any] | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -98,6 +99,7 @@ class OrchestrationContext(Generic[RunT]):
         self.validated_state = proposed
         self._saved_policy = self.run.empirical_policy.to_json()
         await self.store.save_transition(self.run, proposed, self._saved_policy, self.now)
+        self.stored = True
 
     async def finish(self) -> TransitionResult:
         """After every rule exited: writes policy changes made after validation (pause

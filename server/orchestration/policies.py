@@ -31,7 +31,7 @@ from flowrun.server.orchestration.slot_rules import (
     ValidateDeploymentConcurrencyAtRunning,
 )
 from flowrun.server.orchestration.subflow_rules import UpdateSubflowParentTask
-from flowrun.server.orchestration.transitions import RunKind
+from flowrun.server.orchestration.transitions import RunKind, append_flow_run_event
 
 #: Used for unforced proposals: Prefect's CoreFlowPolicy, in its order.
 CORE_POLICY: Policy = (
@@ -94,4 +94,5 @@ FLOW_RUNS = RunKind(
     policy=policy_for,
     bookkeeping=GLOBAL_POLICY,
     unlocked=True,
+    after_store=append_flow_run_event,
 )

@@ -9,7 +9,7 @@ onto its parent task run. What differs between flow runs and task runs is a RunK
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol
@@ -17,7 +17,6 @@ from typing import TYPE_CHECKING, Any, Protocol
 from flowrun.server import metrics
 from flowrun.server.db.dialect import sqlstate
 from flowrun.server.domain.events import EventKind
-from flowrun.server.domain.flow_runs import FlowRun
 from flowrun.server.domain.states import State, StateType
 from flowrun.server.errors import NotFound
 from flowrun.server.orchestration.context import OrchestrationContext, RunStore, SetStateStatus, TransitionResult
@@ -47,6 +46,9 @@ class RunKind:
     # Its store can decide and write a proposal without holding the row lock
     # (server/orchestration/unlocked.py: read_with_version, save_*_if_unchanged).
     unlocked: bool = False
+    # Runs in the same transaction once a new state was stored: (repos, context, whether
+    # it is a new run's first state). Flow runs write their watchers' event.
+    after_store: Callable[[Repositories, OrchestrationContext, bool], Awaitable[None]] | None = None
 
 
 #: The reason of the ABORT set_state answers when the run is no longer in the expected state.
@@ -95,15 +97,14 @@ async def set_state(
     )
     await orchestrate(context, kind.policy(force) if policy is None else policy, kind.bookkeeping)
     result = await context.finish()
-    stored = context.validated_state is not None and context.validated_state is not context.initial_state
-    if stored and isinstance(context.run, FlowRun):
-        await _append_event(repos, context, created=created is not None)
+    if context.stored and kind.after_store is not None:
+        await kind.after_store(repos, context, created is not None)
     if metrics.enabled:
         record_outcome(kind.name, context.initial_type, proposed.type, result, force)
     return result
 
 
-async def _append_event(repos: Repositories, context: OrchestrationContext, *, created: bool) -> None:
+async def append_flow_run_event(repos: Repositories, context: OrchestrationContext, created: bool) -> None:
     """The watchers' event for the flow run's new state, in this transaction
     (server/repositories/flow_run_events.py): CREATED for a run's initial state, else
     STATE_CHANGED."""
