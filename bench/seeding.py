@@ -13,6 +13,7 @@ that flow's DEPLOYMENTS_PER_FLOW deployments."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import json
 import random
@@ -54,11 +55,13 @@ def run_id(i: int) -> str:
     return str(uuid.UUID(hashlib.md5(str(i).encode()).hexdigest()))
 
 
+@functools.cache
 def flow_id(n: int) -> str:
     """The id of seeded flow n (0-based)."""
     return str(uuid.UUID(hashlib.md5(f"flow-{n}".encode()).hexdigest()))
 
 
+@functools.cache
 def deployment_id(n: int) -> str:
     """The id of seeded deployment n (0-based); it belongs to flow n % flows."""
     return str(uuid.UUID(hashlib.md5(f"deployment-{n}".encode()).hexdigest()))
