@@ -117,23 +117,12 @@ async def set_state_unlocked(
             if read is None:
                 raise kind.not_found(run_id)
             run, version = read
-            store = _Deferred()
             if attempt:
                 proposed = again()
-            context = OrchestrationContext(
-                run=run,
-                initial_state=run.state,
-                proposed_state=proposed,
-                repos=_NO_OTHER_ROWS,
-                store=store,
-                now=now,
-                settings=settings,
-            )
-            try:
-                await orchestrate(context, kind.policy(force), kind.bookkeeping)
-                result = await context.finish()
-            except NeedsRowLocks:
+            decided = await _decide(kind, run, proposed, force, now, settings)
+            if decided is None:
                 return None
+            context, store, result = decided
             if await _write(runs, context, store, version, kind):
                 if metrics.enabled:
                     record_outcome(kind.name, context.initial_type, proposed.type, result, force)
@@ -141,13 +130,40 @@ async def set_state_unlocked(
     return None
 
 
+async def _decide(
+    kind: RunKind, run: Any, proposed: State, force: bool, now: datetime, settings: Settings
+) -> tuple[OrchestrationContext, _Deferred, TransitionResult] | None:
+    """The kind's policy and bookkeeping on `run` in memory: the context, what it would
+    write, and the result; None when a rule reached for other rows."""
+    store = _Deferred()
+    context = OrchestrationContext(
+        run=run,
+        initial_state=run.state,
+        proposed_state=proposed,
+        repos=_NO_OTHER_ROWS,
+        store=store,
+        now=now,
+        settings=settings,
+    )
+    try:
+        await orchestrate(context, kind.policy(force), kind.bookkeeping)
+        return context, store, await context.finish()
+    except NeedsRowLocks:
+        return None
+
+
+def _stop_if_abandoned() -> None:
+    """Before the one write: a client that went away gets nothing written."""
+    if call_abandoned():
+        raise asyncio.CancelledError("the client went away; nothing was written")
+
+
 async def _write(runs: Any, context: OrchestrationContext, store: _Deferred, version: int, kind: RunKind) -> bool:
     """Whether the outcome was written (or needed no write); timed as the lock wait (the
     statement takes the row lock first)."""
     if store.state is None and not store.policy_changed:
         return True
-    if call_abandoned():
-        raise asyncio.CancelledError("the client went away; nothing was written")
+    _stop_if_abandoned()
     started = time.perf_counter()
     try:
         if store.state is not None:
@@ -183,28 +199,15 @@ async def create_flow_run_unlocked(
     heartbeat = new.heartbeat_timeout_seconds
     labels = {"prefect.flow.id": new.flow_id, **new.labels}
     values = new_run_values(new, now, labels, settings.heartbeat_timeout_seconds if heartbeat is None else heartbeat)
-    run = flow_run_from_row(dict.fromkeys(RUN_COLUMNS) | values)
-    store = _Deferred()
-    context = OrchestrationContext(
-        run=run,
-        initial_state=None,
-        proposed_state=initial,
-        repos=_NO_OTHER_ROWS,
-        store=store,
-        now=now,
-        settings=settings,
-    )
-    try:
-        await orchestrate(context, FLOW_RUNS.policy(True), FLOW_RUNS.bookkeeping)
-        result = await context.finish()
-    except NeedsRowLocks:
+    run = flow_run_from_row(dict.fromkeys(RUN_COLUMNS) | values)  # no state yet
+    decided = await _decide(FLOW_RUNS, run, initial, True, now, settings)
+    if decided is None or decided[1].state is None:
         return None
-    if store.state is None:
-        return None
+    _, store, result = decided
+    assert store.state is not None
     async with database.unit_of_work(write=True, transaction=False) as uow:
         runs = uow.repos.flow_runs
-        if call_abandoned():
-            raise asyncio.CancelledError("the client went away; nothing was written")
+        _stop_if_abandoned()
         flow_exists, inserted = await runs.create_in_one_statement(
             run, store.state, encode_payload(run, store.state, None)
         )
