@@ -189,7 +189,7 @@ async def build_app(settings: Settings, *, reuse_port: bool = False, tracing: Tr
     settings = await resolve_page_token_secret(database, settings)
     tracing = tracing or tracing_from_environment()
     if tracing is not None:
-        tracing.instrument(database.engine)
+        tracing.instrument(database)
     server = grpc.aio.server(
         # First is outermost: no call runs before its caller is known (and audited), and
         # errors see everything the orchestration step raises. The tracing interceptor,

@@ -40,8 +40,8 @@ if TYPE_CHECKING:
     import grpc
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import SpanExporter
-    from sqlalchemy.ext.asyncio import AsyncEngine
 
+    from flowrun.server.db.unit_of_work import Database
     from flowrun.server.domain.states import State
     from flowrun.server.orchestration.context import TransitionResult
 
@@ -145,8 +145,9 @@ class Tracing:
 
         return aio_server_interceptor(tracer_provider=self.provider, filter_=_traced)
 
-    def instrument(self, engine: AsyncEngine) -> None:
-        """SQL spans for this engine's statements (see the module's docstring)."""
+    def instrument(self, database: Database) -> None:
+        """SQL spans for the database's statements (see the module's docstring)."""
+        engine = database.engine
         if engine.dialect.name == "sqlite":
             from opentelemetry.instrumentation.sqlalchemy import SQLAlchemyInstrumentor
 
@@ -154,7 +155,10 @@ class Tracing:
             # Its declared range ends below SQLAlchemy 2.1, but the engine events it listens
             # to are unchanged in 2.1 (tests/test_tracing.py sees the spans); without the
             # skip it would log an error and trace nothing.
-            sqlalchemy.instrument(engine=engine.sync_engine, tracer_provider=self.provider, skip_dep_check=True)
+            engines = [engine.sync_engine]
+            if database.sqlite_writer is not None:
+                engines.append(database.sqlite_writer.engine)
+            sqlalchemy.instrument(engines=engines, tracer_provider=self.provider, skip_dep_check=True)
             self._instrumentors.append(sqlalchemy)
         else:
             from opentelemetry.instrumentation.asyncpg import AsyncPGInstrumentor

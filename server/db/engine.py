@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
-from sqlalchemy import event
+from sqlalchemy import Engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from flowrun.server.config import Settings
 
 WRITE_OPTION = "flowrun_write"
+# The SQLite engine's execution option holding its busy timeout (ms), for configure_sqlite.
+SQLITE_BUSY_TIMEOUT_OPTION = "flowrun_sqlite_busy_timeout_ms"
 # The engine's execution option holding the statement that opens a PostgreSQL transaction
 # (read by server/db/unit_of_work.py).
 BEGIN_OPTION = "flowrun_begin"
@@ -69,30 +73,41 @@ def _server_settings(settings: Settings) -> dict[str, str]:
 
 
 def _sqlite_engine(settings: Settings, url) -> AsyncEngine:
-    """SQLite in WAL mode with a busy timeout and foreign keys on. pysqlite's own
-    transaction handling is switched off so that every transaction starts with our
-    BEGIN: IMMEDIATE for writes, so a writer takes the write lock before its first read
-    and never fails with "database is locked" half-way through."""
+    """SQLite through aiosqlite, set up by configure_sqlite."""
     if url.database and url.database != ":memory:":
         Path(url.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
-    engine = create_async_engine(url, pool_size=settings.db_pool_size, max_overflow=settings.db_max_overflow)
-    busy_timeout = settings.sqlite_busy_timeout_ms
+    engine = create_async_engine(
+        url,
+        pool_size=settings.db_pool_size,
+        max_overflow=settings.db_max_overflow,
+        execution_options={SQLITE_BUSY_TIMEOUT_OPTION: int(settings.sqlite_busy_timeout_ms)},
+    )
+    configure_sqlite(engine.sync_engine, engine.get_execution_options())
+    return engine
 
-    @event.listens_for(engine.sync_engine, "connect")
+
+def configure_sqlite(engine: Engine, options: Mapping[str, Any]) -> None:
+    """SQLite in WAL mode with a busy timeout (`options`' SQLITE_BUSY_TIMEOUT_OPTION) and
+    foreign keys on. pysqlite's own transaction handling is switched off so that every
+    transaction starts with our BEGIN: IMMEDIATE for writes, so a writer takes the write
+    lock before its first read and never fails with "database is locked" half-way
+    through. For the aiosqlite engine and the synchronous one of the SQLite writer
+    thread (server/db/sqlite_writer.py) alike."""
+    busy_timeout = int(options[SQLITE_BUSY_TIMEOUT_OPTION])
+
+    @event.listens_for(engine, "connect")
     def on_connect(dbapi_connection, _record) -> None:
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
         # The busy timeout first: switching to WAL needs a lock that a second process
         # starting at the same moment may hold, and without it that fails at once.
-        cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout)}")
+        cursor.execute(f"PRAGMA busy_timeout={busy_timeout}")
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.close()
 
-    @event.listens_for(engine.sync_engine, "begin")
+    @event.listens_for(engine, "begin")
     def on_begin(connection) -> None:
         write = connection.get_execution_options().get(WRITE_OPTION, False)
         connection.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
-
-    return engine

@@ -26,9 +26,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar
 
 import asyncpg
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -37,9 +37,11 @@ from flowrun.server import errors, metrics
 from flowrun.server.call_scope import call_abandoned, in_call
 from flowrun.server.db.dialect import Dialect
 from flowrun.server.db.engine import BEGIN_OPTION, SESSION_LOCK_TIMEOUT_OPTION, WRITE_OPTION
+from flowrun.server.db.sqlite_writer import SqliteWriter
 from flowrun.server.repositories import Repositories
 
 log = logging.getLogger("flowrun.db")
+T = TypeVar("T")
 
 #: The errors of a connection that was dead before the statement reached the server
 #: (a pooled connection after a database restart): a read may be tried again elsewhere.
@@ -71,6 +73,34 @@ class Database:
         # Units of work waiting for a connection or the write gate (the pool has no public
         # count of its waiters); sampled by server/metrics_export.py.
         self.waiting = 0
+        # SQLite: write units of work in one hand-off to a thread of their own (write()).
+        self.sqlite_writer = SqliteWriter(engine) if self.dialect.is_sqlite else None
+
+    async def write(self, work: Callable[[Repositories], Awaitable[T]]) -> T:
+        """`work(repos)` in one write transaction: committed if it returns, rolled back
+        if it raises. On SQLite the whole transaction runs in the writer thread, handed
+        over once (server/db/sqlite_writer.py; `work` must only await the repositories);
+        on PostgreSQL it is a write unit of work."""
+        writer = self.sqlite_writer
+        if writer is None:
+            async with self.unit_of_work(write=True) as uow:
+                return await work(uow.repos)
+        if call_abandoned():
+            raise asyncio.CancelledError("the client went away; not opening a unit of work")
+        gate = self.sqlite_write_gate
+        assert gate is not None
+        self.waiting += 1
+        try:
+            await gate.acquire()
+        finally:
+            self.waiting -= 1
+        try:
+            handed = writer.submit(work)
+        except BaseException:
+            gate.release()
+            raise
+        handed.add_done_callback(lambda _: gate.release())  # held until the thread is done
+        return await asyncio.shield(handed)  # a cancelled caller leaves it to finish
 
     def unit_of_work(self, *, write: bool, transaction: bool = True) -> UnitOfWork:
         """`transaction=False` (PostgreSQL, when `single_statements`): a pooled connection
@@ -83,6 +113,8 @@ class Database:
             await connection.exec_driver_sql("SELECT 1")
 
     async def dispose(self) -> None:
+        if self.sqlite_writer is not None:
+            await self.sqlite_writer.dispose()
         await self.engine.dispose()
 
 

@@ -4,13 +4,14 @@ policy, then lets the servicer describe the finished result.
 For a SetState method it decodes the request and decides it: on PostgreSQL first in two
 round trips without holding the row lock (server/orchestration/unlocked.py), else (and
 whenever that path hands over) in a write unit of work running transitions.set_state
-(lock, load, policy, persist, write back) and committing. Only then does it call the
+(lock, load, policy, persist, write back) and committing; on SQLite that unit of work
+runs in the SQLite writer thread, handed over once (server/db/sqlite_writer.py). Only then does it call the
 servicer, which turns the TransitionResult (transition_result()) into the response.
 Every other method passes through untouched."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import datetime
@@ -25,6 +26,7 @@ from flowrun.server.domain.states import State
 from flowrun.server.orchestration.context import TransitionResult
 from flowrun.server.orchestration.transitions import RunKind, set_state
 from flowrun.server.orchestration.unlocked import set_state_unlocked
+from flowrun.server.repositories import Repositories
 
 #: (request, now) -> (run id, stamped proposal, force); raises InvalidArgument.
 DecodeSetState = Callable[[Any, datetime], tuple[str, State, bool]]
@@ -111,8 +113,11 @@ class OrchestrationInterceptor(grpc.aio.ServerInterceptor):
                 if result is None:
                     proposed = again()
             if result is None:
-                async with database.unit_of_work(write=True) as uow:
-                    result = await set_state(uow.repos, kind, run_id, proposed, now, force=force, settings=settings)
+
+                def locking(repos: Repositories) -> Awaitable[TransitionResult]:
+                    return set_state(repos, kind, run_id, proposed, now, force=force, settings=settings)
+
+                result = await database.write(locking)
             if observer is not None:
                 observer.committed(result)
             token = _result.set(result)

@@ -57,8 +57,8 @@ from datetime import datetime
 from typing import Any
 
 import asyncpg
-from sqlalchemy import ColumnElement, and_, delete, event, func, not_, or_, select
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy import ColumnElement, Engine, and_, delete, event, func, not_, or_, select
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from flowrun.server.db.tables import flow_run_event, flow_run_event_horizon
 from flowrun.server.domain.events import EventKind, FlowRunEvent, decode_payload, encode_payload
@@ -205,9 +205,10 @@ def _running_sql(xmax: int, pending: tuple[int, ...]) -> ColumnElement[bool]:
     return or_(c.xid >= xmax, c.xid.in_(pending)) if pending else c.xid >= xmax
 
 
-def listen_for_commits(engine: AsyncEngine, callback: Callable[[], None]) -> Callable[[], None]:
-    """SQLite: calls `callback` after each commit of a transaction that appended events
-    (the in-process wake-up). Returns the function that stops it."""
+def listen_for_commits(engine: Engine, callback: Callable[[], None]) -> Callable[[], None]:
+    """SQLite: calls `callback` after each commit of a transaction of `engine` (an async
+    engine's sync_engine, or the SQLite writer thread's engine) that appended events
+    (the in-process wake-up), in the committing thread. Returns the function that stops it."""
 
     def on_commit(connection: Any) -> None:
         if connection.info.pop(_WROTE_EVENTS, False):
@@ -216,12 +217,12 @@ def listen_for_commits(engine: AsyncEngine, callback: Callable[[], None]) -> Cal
     def on_rollback(connection: Any) -> None:
         connection.info.pop(_WROTE_EVENTS, None)
 
-    event.listen(engine.sync_engine, "commit", on_commit)
-    event.listen(engine.sync_engine, "rollback", on_rollback)
+    event.listen(engine, "commit", on_commit)
+    event.listen(engine, "rollback", on_rollback)
 
     def stop() -> None:
-        event.remove(engine.sync_engine, "commit", on_commit)
-        event.remove(engine.sync_engine, "rollback", on_rollback)
+        event.remove(engine, "commit", on_commit)
+        event.remove(engine, "rollback", on_rollback)
 
     return stop
 

@@ -17,6 +17,7 @@ from flowrun.server.orchestration.interceptor import transition_result
 from flowrun.server.orchestration.policies import FLOW_RUNS
 from flowrun.server.orchestration.transitions import set_state
 from flowrun.server.orchestration.unlocked import create_flow_run_unlocked
+from flowrun.server.repositories import Repositories
 from flowrun.server.services import filters_from_proto, from_proto, to_proto, watch
 from flowrun.server.watch.hub import EventHub
 from flowrun.v1 import flow_run_service_pb2 as pb
@@ -51,22 +52,24 @@ class FlowRunService(flow_run_service_pb2_grpc.FlowRunServiceServicer):
 
     async def _create_in_transaction(self, request: pb.CreateFlowRunRequest, now: datetime) -> tuple[FlowRun, bool]:
         new = from_proto.flow_run_create(request, now, self._settings.max_parameter_bytes)
-        async with self._db.unit_of_work(write=True) as uow:
+        settings = self._settings
+
+        async def create(repos: Repositories) -> tuple[FlowRun, bool]:  # one write transaction
             work_queue_id = None
             if new.work_pool_name is not None:
-                work_queue_id = await uow.repos.work_pools.queue_id_for_run(new.work_pool_name, new.work_queue_name)
-            run, created = await uow.repos.flow_runs.create(
+                work_queue_id = await repos.work_pools.queue_id_for_run(new.work_pool_name, new.work_queue_name)
+            run, created = await repos.flow_runs.create(
                 new,
                 now,
                 work_queue_id=work_queue_id,
-                default_heartbeat_timeout_seconds=self._settings.heartbeat_timeout_seconds,
+                default_heartbeat_timeout_seconds=settings.heartbeat_timeout_seconds,
             )
             if created:
                 initial = _initial_state(new, now)
-                await set_state(
-                    uow.repos, FLOW_RUNS, run.id, initial, now, force=True, settings=self._settings, created=run
-                )
-        return run, created
+                await set_state(repos, FLOW_RUNS, run.id, initial, now, force=True, settings=settings, created=run)
+            return run, created
+
+        return await self._db.write(create)
 
     async def GetFlowRun(self, request: pb.GetFlowRunRequest, context) -> pb.GetFlowRunResponse:
         flow_run_id = from_proto.required_uuid(request.flow_run_id, "flow_run_id")

@@ -94,11 +94,31 @@ class EventHub:
     async def start(self) -> None:
         if self._database.dialect.is_sqlite or self._polls:
             if self._database.dialect.is_sqlite:
-                self._stop_hook = listen_for_commits(self._database.engine, self.wake_all)
+                self._stop_hook = self._listen_for_local_commits()
             self.listening.set()
             self._task = asyncio.create_task(self._poll_forever(), name="watch-poll")
         else:
             self._task = asyncio.create_task(self._listen_forever(), name="watch-listener")
+
+    def _listen_for_local_commits(self) -> Callable[[], None]:
+        """SQLite: wakes the streams at each commit of this process that wrote events, on
+        the event loop's engine and (from its thread, so through the loop) on the SQLite
+        writer thread's (server/db/sqlite_writer.py). Returns what stops it."""
+        loop = asyncio.get_running_loop()
+        stops = [listen_for_commits(self._database.engine.sync_engine, self.wake_all)]
+        writer = self._database.sqlite_writer
+        if writer is not None:
+
+            def wake_from_writer() -> None:
+                loop.call_soon_threadsafe(self.wake_all)
+
+            stops.append(listen_for_commits(writer.engine, wake_from_writer))
+
+        def stop() -> None:
+            for each in stops:
+                each()
+
+        return stop
 
     async def close(self) -> None:
         """Shutdown: streams end (UNAVAILABLE with their cursor) and the listener goes."""

@@ -1,0 +1,97 @@
+"""SQLite write transactions in one hand-off: the whole unit of work runs in a thread of
+its own, on a plain (synchronous) SQLite connection, and the event loop waits for it
+once.
+
+Why: through aiosqlite every statement is a trip from the event loop to aiosqlite's
+thread and back, and a SetState is six of them (BEGIN IMMEDIATE, the read, the state,
+the run, the event, COMMIT). SQLite admits one writer at a time, and between those
+statements the write lock waits for a busy event loop to get round to sending the next:
+measured at 8 clients, that wait is most of a write transaction's time. Here the loop
+hands the writer thread the whole unit of work and awaits one future; the transaction
+runs from BEGIN IMMEDIATE to COMMIT without waiting on the loop.
+
+How the same async repositories run there: their only use of the connection is
+`await connection.execute(...)` (InlineConnection gives them that over the synchronous
+connection, returning at once), so a write unit of work written as a coroutine never
+suspends in the writer thread, and it is driven to its end with one `send` (run_inline):
+no event loop in that thread at all. A unit of work that would suspend (wait on
+something of the event loop's) is a programming error: it raises and rolls back.
+
+The thread's context is the caller's (contextvars are copied): traces, the call's
+abandonment flag and log fields see the call. One writer thread per process, so its
+units of work run one after the other; they also hold the process's SQLite write gate
+(server/db/unit_of_work.py), like every other write, so writers on aiosqlite and here
+never wait on SQLite's sleeping busy handler for each other. Only the writer thread
+touches its connections (pysqlite requires it); dispose runs there too."""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+from collections.abc import Awaitable, Callable, Coroutine
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar, cast
+
+from sqlalchemy import Engine, create_engine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from flowrun.server.db.dialect import Dialect
+from flowrun.server.db.engine import WRITE_OPTION, configure_sqlite
+from flowrun.server.repositories import Repositories
+
+T = TypeVar("T")
+
+
+class InlineConnection:
+    """What repositories use of an AsyncConnection, over a synchronous connection of the
+    writer thread: `execute` returns at once (see the module docstring)."""
+
+    def __init__(self, connection: Any) -> None:
+        self.sync_connection = connection
+
+    async def execute(self, statement: Any, parameters: Any = None, **options: Any) -> Any:
+        return self.sync_connection.execute(statement, parameters, **options)
+
+
+def run_inline(coroutine: Coroutine[Any, Any, T]) -> T:
+    """Runs a coroutine that never suspends to its end, without an event loop."""
+    try:
+        coroutine.send(None)
+    except StopIteration as done:
+        return cast(T, done.value)
+    coroutine.close()
+    raise RuntimeError("a unit of work on the SQLite writer thread waited for the event loop")
+
+
+class SqliteWriter:
+    def __init__(self, engine: AsyncEngine) -> None:
+        """A synchronous engine on the same database file, set up as `engine` is
+        (server/db/engine.py configure_sqlite), used by one thread."""
+        self.dialect = Dialect("sqlite")
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-writer")
+        url = engine.url.set(drivername="sqlite")
+        self.engine: Engine = create_engine(url, pool_size=1, max_overflow=0)
+        configure_sqlite(self.engine, engine.get_execution_options())
+        self._disposed = False
+
+    def submit(self, work: Callable[[Repositories], Awaitable[T]]) -> asyncio.Future[T]:
+        """Hands `work(repos)` to the writer thread, to run in one write transaction:
+        committed if it returns, rolled back if it raises. It runs to its end whatever
+        becomes of the returned future's awaiter."""
+        context = contextvars.copy_context()
+        return asyncio.get_running_loop().run_in_executor(self._thread, context.run, self._run, work)
+
+    def _run(self, work: Callable[[Repositories], Awaitable[T]]) -> T:
+        with self.engine.connect() as connection:
+            writing = connection.execution_options(**{WRITE_OPTION: True})
+            with writing.begin():  # BEGIN IMMEDIATE (configure_sqlite)
+                repos = Repositories(cast(AsyncConnection, InlineConnection(writing)), self.dialect, None)
+                return run_inline(cast(Coroutine[Any, Any, T], work(repos)))
+
+    async def dispose(self) -> None:
+        """Closes the connections (in the writer thread) and ends the thread; again: nothing."""
+        if self._disposed:
+            return
+        self._disposed = True
+        await asyncio.get_running_loop().run_in_executor(self._thread, self.engine.dispose)
+        self._thread.shutdown(wait=True)
