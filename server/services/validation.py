@@ -38,15 +38,36 @@ NUL_DESCRIPTION = "must not contain the NUL character (U+0000)"
 NUMBER_DESCRIPTION = "must be a finite number (not NaN or Infinity)"
 
 
+# Where a value sits, built only when something there breaks a rule (almost never): a
+# chain of (parent, step, piece) from the request down, None at the request itself. The
+# steps are a field's name, an index in a list and a key of a map or a Struct.
+FieldPath = tuple["FieldPath", str, object] | None
+_NAME, _INDEX, _MAP_KEY, _STRUCT_KEY = "name", "index", "map key", "struct key"
+
+
 def request_violations(request: Message) -> list[tuple[str, str]]:
     """Every violation of the rules above in `request`, at most MAX_VIOLATIONS."""
-    found: list[tuple[str, str]] = []
-    _message(request, "", found)
-    return found[:MAX_VIOLATIONS]
+    found: list[tuple[FieldPath, str]] = []
+    _message(request, None, found)
+    return [(_path_text(path), description) for path, description in found[:MAX_VIOLATIONS]]
 
 
-def _join(prefix: str, name: str) -> str:
-    return f"{prefix}.{name}" if prefix else name
+def _path_text(path: FieldPath) -> str:
+    """`parameters.foo`, `state.data.rows[2]`, `tags[3]`, `run_input_keyset['k']`."""
+    steps = []
+    while path is not None:
+        path, step, piece = path
+        steps.append((step, piece))
+    text = ""
+    for step, piece in reversed(steps):
+        if step == _INDEX:
+            text = f"{text}[{piece}]"
+        elif step == _MAP_KEY:
+            text = f"{text}[{_key(piece)!r}]"
+        else:
+            name = _key(piece) if step == _STRUCT_KEY else str(piece)
+            text = f"{text}.{name}" if text else name
+    return text
 
 
 def _key(key: object) -> str:
@@ -54,7 +75,7 @@ def _key(key: object) -> str:
     return text if len(text) <= MAX_KEY_IN_PATH else text[:MAX_KEY_IN_PATH] + "..."
 
 
-def _message(message: Message, path: str, found: list) -> None:
+def _message(message: Message, path: FieldPath, found: list) -> None:
     # Dispatch on the descriptor's name (not isinstance), so a well-known type from any
     # descriptor pool is checked; the casts only tell mypy what the name already says.
     name = message.DESCRIPTOR.full_name
@@ -72,26 +93,40 @@ def _message(message: Message, path: str, found: list) -> None:
         for field, value in message.ListFields():
             if len(found) >= MAX_VIOLATIONS:
                 return
-            _field(field, value, _join(path, field.name), found)
+            _field(field, value, (path, _NAME, field.name), found)
 
 
-def _field(field: FieldDescriptor, value, path: str, found: list) -> None:
-    if field.message_type is not None and field.message_type.GetOptions().map_entry:
-        value_field = field.message_type.fields_by_name["value"]
+def _is_map(field: FieldDescriptor) -> bool:
+    """Whether a message field is a map (its entries are messages marked map_entry);
+    asked of the descriptor once per field, not once per request."""
+    cached = _MAP_FIELDS.get(field)
+    if cached is None:
+        entry = field.message_type
+        cached = _MAP_FIELDS[field] = entry is not None and entry.GetOptions().map_entry
+    return cached
+
+
+_MAP_FIELDS: dict[FieldDescriptor, bool] = {}
+
+
+def _field(field: FieldDescriptor, value, path: FieldPath, found: list) -> None:
+    if _is_map(field):
+        value_field = field.message_type.fields_by_name["value"]  # type: ignore[union-attr]  # a map: an entry type
         for key in value:
+            item_path = (path, _MAP_KEY, key)
             if "\x00" in str(key):
-                found.append((f"{path}[{_key(key)!r}]", f"key {NUL_DESCRIPTION}"))
-            _single(value_field, value[key], f"{path}[{_key(key)!r}]", found)
+                found.append((item_path, f"key {NUL_DESCRIPTION}"))
+            _single(value_field, value[key], item_path, found)
     elif field.is_repeated:
         for index, item in enumerate(value):
             if len(found) >= MAX_VIOLATIONS:
                 return
-            _single(field, item, f"{path}[{index}]", found)
+            _single(field, item, (path, _INDEX, index), found)
     else:
         _single(field, value, path, found)
 
 
-def _single(field: FieldDescriptor, value, path: str, found: list) -> None:
+def _single(field: FieldDescriptor, value, path: FieldPath, found: list) -> None:
     if field.message_type is not None:
         _message(value, path, found)
     elif field.type == FieldDescriptor.TYPE_STRING:
@@ -101,12 +136,12 @@ def _single(field: FieldDescriptor, value, path: str, found: list) -> None:
         found.append((path, NUMBER_DESCRIPTION))
 
 
-def _timestamp(message: Timestamp, path: str, found: list) -> None:
+def _timestamp(message: Timestamp, path: FieldPath, found: list) -> None:
     if not TIMESTAMP_MIN_SECONDS <= message.seconds <= TIMESTAMP_MAX_SECONDS or not 0 <= message.nanos <= MAX_NANOS:
         found.append((path, "must be a Timestamp from 0001-01-01T00:00:00Z to 9999-12-31T23:59:59.999999999Z"))
 
 
-def _duration(message: Duration, path: str, found: list) -> None:
+def _duration(message: Duration, path: FieldPath, found: list) -> None:
     seconds, nanos = message.seconds, message.nanos
     if (
         abs(seconds) > DURATION_MAX_SECONDS
@@ -118,24 +153,25 @@ def _duration(message: Duration, path: str, found: list) -> None:
         )
 
 
-def _struct(message: Struct, path: str, found: list) -> None:
-    for key, item in message.fields.items():
+def _struct(message: Struct, path: FieldPath, found: list) -> None:
+    fields = message.fields
+    for key in fields:  # not .items(): its view walks the map in Python
         if len(found) >= MAX_VIOLATIONS:
             return
-        item_path = _join(path, _key(key))
+        item_path = (path, _STRUCT_KEY, key)
         if "\x00" in key:
             found.append((item_path, f"key {NUL_DESCRIPTION}"))
-        _value(item, item_path, found)
+        _value(fields[key], item_path, found)
 
 
-def _list(message: ListValue, path: str, found: list) -> None:
+def _list(message: ListValue, path: FieldPath, found: list) -> None:
     for index, item in enumerate(message.values):
         if len(found) >= MAX_VIOLATIONS:
             return
-        _value(item, f"{path}[{index}]", found)
+        _value(item, (path, _INDEX, index), found)
 
 
-def _value(message: Value, path: str, found: list) -> None:
+def _value(message: Value, path: FieldPath, found: list) -> None:
     kind = message.WhichOneof("kind")
     if kind == "number_value" and not math.isfinite(message.number_value):
         found.append((path, NUMBER_DESCRIPTION))
