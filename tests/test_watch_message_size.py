@@ -8,8 +8,7 @@ from the last cursor meets the same message again, so such a stream cannot get p
 (the Python client, which resumes after RESOURCE_EXHAUSTED, gives up after its retry
 policy's attempts and raises). A batch (WatchFlowRuns with `batch`, which the Python
 client always asks for) of events that each fit but together do not is cut into
-messages within the limit by nobody yet: the strict xfail below turns into a pass when
-the servicer splits batches by their encoded size."""
+messages within the limit by the servicer (server/services/watch.py Watcher.batches)."""
 
 from __future__ import annotations
 
@@ -77,11 +76,6 @@ async def test_the_python_client_raises_after_its_attempts(served, unique):
     assert caught.value.code == grpc.StatusCode.RESOURCE_EXHAUSTED and caught.value.attempts == 3
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="server/services/watch.py sends a chunk as one batch message whatever its encoded size",
-    raises=AssertionError,
-)
 async def test_a_batch_of_events_that_each_fit_is_sent_within_the_send_limit(served, unique):
     app, flows, runs = await served(**LIMITS)
     each = SEND_LIMIT // 4

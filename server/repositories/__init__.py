@@ -32,7 +32,7 @@ class Repositories:
 
     @cached_property
     def flows(self) -> FlowRepository:
-        return FlowRepository(self._connection, self._dialect)
+        return FlowRepository(self._connection, self._dialect, self._driver)
 
     @cached_property
     def flow_runs(self) -> FlowRunRepository:

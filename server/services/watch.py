@@ -94,9 +94,26 @@ class Watcher:
                 self._built.popitem(last=False)
         return framed
 
-    def batch(self, chunk: list[Sent]) -> bytes:
-        """A WatchFlowRunsResponse whose `events` batch holds the chunk's events."""
-        return encoded_batch([self.encoded(s.event, s.position) for s in chunk if s.event is not None])
+    def batches(self, chunk: list[Sent]) -> list[bytes]:
+        """WatchFlowRunsResponses whose `events` batches hold the chunk's events, in order,
+        each within the response limit (an event over it alone is a batch of its own,
+        which gRPC then refuses to send: RESOURCE_EXHAUSTED)."""
+        budget = self.settings.page_max_bytes
+        messages: list[bytes] = []
+        group: list[bytes] = []
+        size = 0
+        for sent in chunk:
+            if sent.event is None:
+                continue
+            encoded = self.encoded(sent.event, sent.position)
+            if group and size + len(encoded) > budget:
+                messages.append(encoded_batch(group))
+                group, size = [], 0
+            group.append(encoded)
+            size += len(encoded)
+        if group:
+            messages.append(encoded_batch(group))
+        return messages
 
     def _build(self, event: FlowRunEvent, position: Position) -> flow_run_event_pb2.FlowRunEvent:
         message = flow_run_event_pb2.FlowRunEvent(
@@ -132,7 +149,8 @@ async def watch_flow_runs(
         if chunk[0].event is None:
             yield pb.WatchFlowRunsResponse(progress=watcher.progress(chunk[0].position))
         elif request.batch:
-            yield watcher.batch(chunk)
+            for message in watcher.batches(chunk):
+                yield message
         else:
             for sent in chunk:
                 assert sent.event is not None
