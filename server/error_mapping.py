@@ -19,7 +19,13 @@ from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
 from flowrun.server import errors, metrics
-from flowrun.server.db.dialect import is_unique_violation, sqlstate
+from flowrun.server.db.dialect import (
+    DEADLOCK_DETECTED,
+    LOCK_NOT_AVAILABLE,
+    SERIALIZATION_FAILURE,
+    is_unique_violation,
+    sqlstate,
+)
 from flowrun.server.services.validation import request_violations
 
 log = logging.getLogger("flowrun.errors")
@@ -27,7 +33,7 @@ log = logging.getLogger("flowrun.errors")
 DOMAIN = "flowrun.dev"
 RETRY_CONFLICT_SECONDS = 0.05
 RETRY_UNAVAILABLE_SECONDS = 1.0
-CONFLICT_SQLSTATES = {"40001", "40P01", "55P03"}  # serialization, deadlock, lock not available
+CONFLICT_SQLSTATES = {SERIALIZATION_FAILURE, DEADLOCK_DETECTED, LOCK_NOT_AVAILABLE}
 UNAVAILABLE_SQLSTATE_CLASSES = ("08", "57P")  # connection exceptions, admin shutdown / cannot connect
 # Error details travel in trailers, which gRPC caps at 16 KiB in all (with grpc-message,
 # percent-encoded, beside them). A status is cut to fit well under that: the first

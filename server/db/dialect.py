@@ -104,6 +104,12 @@ def _binary_order_postgresql(element: binary_order, compiler, **kw) -> str:
     return f'({compiler.process(element.clauses, **kw)} COLLATE "C")'
 
 
+# PostgreSQL's SQLSTATEs of a transaction that lost a race and may simply be retried.
+SERIALIZATION_FAILURE = "40001"
+DEADLOCK_DETECTED = "40P01"
+LOCK_NOT_AVAILABLE = "55P03"  # the row lock was not granted within lock_timeout
+
+
 def sqlstate(exc: BaseException) -> str | None:
     """The SQLSTATE of a PostgreSQL error, raw from asyncpg (the SetState fast path) or
     wrapped by SQLAlchemy, if any."""

@@ -15,7 +15,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
 from flowrun.server import metrics
-from flowrun.server.db.dialect import sqlstate
+from flowrun.server.db.dialect import LOCK_NOT_AVAILABLE, sqlstate
 from flowrun.server.domain.events import EventKind
 from flowrun.server.domain.states import State, StateType
 from flowrun.server.errors import NotFound
@@ -115,10 +115,6 @@ async def append_flow_run_event(repos: Repositories, context: OrchestrationConte
         state=context.validated_state,
         previous=None if created else context.initial_type,
     )
-
-
-# PostgreSQL's lock_not_available: the row lock was not granted within lock_timeout.
-LOCK_NOT_AVAILABLE = "55P03"
 
 
 async def _lock_and_load(store: LockingStore, kind: RunKind, run_id: str) -> Any:

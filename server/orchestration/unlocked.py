@@ -42,7 +42,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 from flowrun.server import errors, metrics
 from flowrun.server.call_scope import call_abandoned
-from flowrun.server.db.dialect import sqlstate
+from flowrun.server.db.dialect import LOCK_NOT_AVAILABLE, sqlstate
 from flowrun.server.db.unit_of_work import CONNECTION_LOST, Database
 from flowrun.server.domain.events import encode_payload
 from flowrun.server.domain.flow_runs import FlowRun, FlowRunCreate
@@ -50,7 +50,7 @@ from flowrun.server.domain.states import State
 from flowrun.server.orchestration.context import OrchestrationContext, TransitionResult
 from flowrun.server.orchestration.engine import orchestrate
 from flowrun.server.orchestration.policies import FLOW_RUNS
-from flowrun.server.orchestration.transitions import LOCK_NOT_AVAILABLE, RunKind, record_outcome
+from flowrun.server.orchestration.transitions import RunKind, record_outcome
 from flowrun.server.repositories.flow_runs import flow_run_from_row, key_holder_gone, new_run_values
 from flowrun.server.repositories.orchestration_sql import RUN_COLUMNS
 
