@@ -4,15 +4,16 @@ a fraction of what PostgreSQL alone does on the same machine.
 
 The script (bench/pgbench/set-state.sql) is not written by hand: it is captured from
 the server's own code. A real transition (PENDING -> RUNNING on a seeded run) is run
-through the same repository calls and policy as the orchestration interceptor
-(get_for_orchestration, the core and global policies, the context's validate, which
-writes the state and the run in one statement), every statement sent to asyncpg is
-recorded with its bound parameters, and the transaction is rolled back. The parameters become pgbench
+through the path the orchestration interceptor takes on PostgreSQL
+(server/orchestration/unlocked.py: the read of the run with its row version, the core
+and global policies in memory, then the one conditional statement that writes the
+state, the run and the watchers' event), every statement sent to asyncpg is recorded
+with its bound parameters, and the run is put back. The parameters become pgbench
 expressions: the run id a random seeded run, the new state id a random UUID,
-timestamps now(), everything else the literal the server bound. So the replay is the
-same statements, in the same transaction, with the same round trips (BEGIN, SELECT
-... FOR UPDATE OF flow_run, INSERT flow_run_state, UPDATE flow_run, COMMIT), minus
-everything flowrun does in Python around them.
+timestamps now(), the row version the one the script's own read returned (pgbench's gset),
+everything else the literal the server bound. So the replay is the same two
+statements, each its own transaction, with the same round trips, minus everything
+flowrun does in Python around them.
 
     python bench/pgbench_ceiling.py --clients 1,8,32 --duration 20 [--runs 100000]
 """
@@ -36,12 +37,14 @@ SCRIPT = benchlib.BENCH / "pgbench" / "set-state.sql"
 RUN_EXPR = "md5(:run::text)::uuid"  # seeded run number -> its id (see seeding.run_id)
 STATE_EXPR = "md5(:sid::text || ':' || :client_id::text)::uuid"
 _PLACEHOLDER = re.compile(r"\$(\d+)")
+VERSION_MARK = object()  # stands for the read's row version in a captured statement
 
 
 async def capture_set_state(database_url: str, run_number: int) -> list[tuple[str, list]]:
-    """Runs one PENDING -> RUNNING transition exactly as the interceptor does and returns
-    the statements it sends (as (sql, bound values)); rolls back. On PostgreSQL the
-    SetState read and write go straight to asyncpg, so that is where they are recorded."""
+    """Runs one PENDING -> RUNNING transition exactly as the interceptor does on
+    PostgreSQL and returns the statements it sends (as (sql, bound values)), then puts
+    the run back (forced). The read's row version is recorded as VERSION_MARK in place
+    of the value, for the script to take from its own read."""
     import asyncpg
 
     from flowrun.server.config import Settings
@@ -50,50 +53,66 @@ async def capture_set_state(database_url: str, run_number: int) -> list[tuple[st
     from flowrun.server.domain.states import State, StateType
     from flowrun.server.orchestration.policies import FLOW_RUNS
     from flowrun.server.orchestration.transitions import set_state
+    from flowrun.server.orchestration.unlocked import set_state_unlocked
 
     settings = Settings(database_url=database_url)
     database = Database(create_engine(settings))
     captured: list[tuple[str, list]] = []
+    versions: list[int] = []
     recording = False
-    originals = {name: getattr(asyncpg.Connection, name) for name in ("fetchrow", "execute")}
+    originals = {name: getattr(asyncpg.Connection, name) for name in ("fetchrow", "fetch", "execute")}
 
     def recorder(name):
         original = originals[name]
 
         async def record(self, query, *args, **kwargs):
+            result = await original(self, query, *args, **kwargs)
             if recording:
                 captured.append((query, list(args)))
-            return await original(self, query, *args, **kwargs)
+                if name == "fetchrow" and result is not None and "row_version" in result:
+                    versions.append(result["row_version"])
+            return result
 
         return record
 
-    class Rollback(Exception):
-        pass
+    def state(state_type: StateType) -> State:
+        return State(type=state_type, name=state_type.default_name, timestamp=datetime.now(UTC))
+
+    async def force(state_type: StateType) -> None:
+        async with database.unit_of_work(write=True) as uow:
+            await set_state(
+                uow.repos, FLOW_RUNS, run_id, state(state_type), datetime.now(UTC), force=True, settings=settings
+            )
 
     run_id = seeding.run_id(run_number)
     for name in originals:
         setattr(asyncpg.Connection, name, recorder(name))
     try:
-        async with database.unit_of_work(write=True) as uow:
-            # Force the run to PENDING first (not captured), so the replayed step is
-            # the PENDING -> RUNNING transition under the core policy, which touches
-            # the most columns.
-            now = datetime.now(UTC)
-            for proposed_type in (StateType.PENDING, StateType.RUNNING):
-                recording = proposed_type == StateType.RUNNING
-                proposed = State(type=proposed_type, name=proposed_type.default_name, timestamp=now)
-                force = proposed_type == StateType.PENDING
-                await set_state(uow.repos, FLOW_RUNS, run_id, proposed, now, force=force, settings=settings)
-                now = datetime.now(UTC)
-            recording = False
-            raise Rollback
-    except Rollback:
-        pass
+        # PENDING first (not captured), so the replayed step is the PENDING -> RUNNING
+        # transition under the core policy, which touches the most columns.
+        await force(StateType.PENDING)
+        recording = True
+        running = state(StateType.RUNNING)
+        result = await set_state_unlocked(
+            database,
+            FLOW_RUNS,
+            run_id,
+            running,
+            lambda: state(StateType.RUNNING),
+            running.timestamp,
+            force=False,
+            settings=settings,
+        )
+        recording = False
+        if result is None:
+            raise RuntimeError("the transition took the locking path: nothing to replay")
+        await force(StateType.PENDING)
     finally:
         for name, original in originals.items():
             setattr(asyncpg.Connection, name, original)
         await database.dispose()
-    return captured
+    (version,) = versions
+    return [(sql, [VERSION_MARK if value == version else value for value in values]) for sql, values in captured]
 
 
 def _literal(value) -> str:
@@ -109,6 +128,8 @@ def _literal(value) -> str:
 
 
 def _expression(value, run_id: str, state_id: str) -> str:
+    if value is VERSION_MARK:
+        return "(:p_row_version)::xid"
     if isinstance(value, datetime):
         return "now()"
     text = str(value) if value is not None else ""
@@ -116,16 +137,23 @@ def _expression(value, run_id: str, state_id: str) -> str:
         return RUN_EXPR
     if text == state_id:
         return STATE_EXPR
-    if isinstance(value, str) and (run_id in value or state_id in value):
-        # JSON that mentions the run or the state: substitute the ids at run time.
-        marked = value.replace(run_id, "@run@").replace(state_id, "@state@")
-        replaced = f"replace(replace({_literal(marked)}, '@run@', {RUN_EXPR}::text), '@state@', {STATE_EXPR}::text)"
-        # replace() yields text; a JSON column needs it cast (the server binds jsonb).
-        return f"({replaced})::jsonb" if value.lstrip().startswith(("{", "[")) else replaced
-    literal = _literal(value)
-    if re.search(r":[A-Za-z0-9_]", literal):  # pgbench would read it as a variable
-        raise ValueError(f"literal {literal!r} cannot be written into a pgbench script")
-    return literal
+    if not isinstance(value, str):
+        return _literal(value)
+    # Text: the ids substituted at run time, and any colon that pgbench would read as the
+    # start of a variable (`"key":null`, `12:30:00`) written as chr(58).
+    substitutions = [(run_id, "@run@", f"{RUN_EXPR}::text"), (state_id, "@state@", f"{STATE_EXPR}::text")]
+    if re.search(r":[A-Za-z0-9_]", value):
+        substitutions.append((":", "@colon@", "chr(58)"))
+    marked, expression = value, None
+    for original, mark, replacement in substitutions:
+        if original in marked:
+            marked = marked.replace(original, mark)
+            expression = f"replace({expression or '{literal}'}, '{mark}', {replacement})"
+    if expression is None:
+        return _literal(value)
+    expression = expression.replace("{literal}", _literal(marked), 1)
+    # replace() yields text; a JSON column needs it cast (the server binds jsonb).
+    return f"({expression})::jsonb" if value.lstrip().startswith(("{", "[")) else expression
 
 
 def render_script(captured: list[tuple[str, list]], run_number: int) -> str:
@@ -133,17 +161,18 @@ def render_script(captured: list[tuple[str, list]], run_number: int) -> str:
     write = next(c for c in captured if "INSERT INTO flow_run_state" in c[0])
     state_id = str(write[1][0])  # the new state's id is the write's first parameter
     lines = [
-        "-- One flowrun SetFlowRunState (PENDING -> RUNNING), as the server sends it.",
+        "-- One flowrun SetFlowRunState (PENDING -> RUNNING), as the server sends it on",
+        "-- PostgreSQL: two statements, each its own transaction (server/orchestration/unlocked.py).",
         "-- Generated by bench/pgbench_ceiling.py from the server's repositories and policy;",
         "-- regenerated on every run, do not edit. Needs -D runs=N (seeded runs 1..N).",
         "\\set run random(1, :runs)",
         "\\set sid random(1, 9223372036854775806)",
-        "BEGIN;",
     ]
     for statement, values in captured:
         sql = _PLACEHOLDER.sub(lambda m: _expression(values[int(m.group(1)) - 1], run_id, state_id), statement)  # noqa: B023 - sub calls it now
-        lines.append(" ".join(sql.split()) + ";")
-    lines.append("COMMIT;")
+        line = " ".join(sql.split())
+        # The read's columns become variables (p_<column>): the write takes p_row_version.
+        lines.append(line + ("\n\\gset p_" if "AS row_version" in line else ";"))
     return "\n".join(lines) + "\n"
 
 
@@ -151,7 +180,7 @@ def write_script(database_url: str, run_number: int = 1) -> str:
     captured = asyncio.run(capture_set_state(database_url, run_number))
     kinds = [" ".join(sql.split()[:3]).upper() for sql, _ in captured]
     if len(captured) != 2:
-        raise RuntimeError(f"expected the locked SELECT and the state+run write for one SetState, captured: {kinds}")
+        raise RuntimeError(f"expected the read and the one conditional write of one SetState, captured: {kinds}")
     script = render_script(captured, run_number)
     SCRIPT.parent.mkdir(parents=True, exist_ok=True)
     SCRIPT.write_text(script)
