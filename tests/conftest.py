@@ -7,6 +7,7 @@ FLOWRUN_TEST_POSTGRES_URL at a server where the default does not fit."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import uuid
@@ -188,3 +189,32 @@ def move_clock(monkeypatch) -> Callable[[timedelta], None]:
 
     monkeypatch.setattr(clock, "now", lambda: real_now() + offset)
     return move
+
+
+@pytest.fixture
+async def served(database_url):
+    """Servers of the test's own: `await served(**settings)` starts one (watch heartbeats
+    every 0.2 s unless the test says otherwise) and gives (app, flows stub, runs stub);
+    all are stopped at the test's end."""
+
+    apps = []
+
+    async def serve(**overrides):
+        app = await build_app(settings_for(database_url, **{"watch_heartbeat_seconds": 0.2, **overrides}))
+        await app.start()
+        apps.append(app)
+        await asyncio.wait_for(app.hub.listening.wait(), 10)
+        channel = grpc.aio.insecure_channel(f"127.0.0.1:{app.port}", options=[("grpc.http2.bdp_probe", 0)])
+        apps.append(channel)
+        return (
+            app,
+            flow_service_pb2_grpc.FlowServiceStub(channel),
+            flow_run_service_pb2_grpc.FlowRunServiceStub(channel),
+        )
+
+    yield serve
+    for item in reversed(apps):
+        if isinstance(item, grpc.aio.Channel):
+            await item.close()
+        else:
+            await item.stop(grace=0)

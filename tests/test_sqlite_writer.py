@@ -17,6 +17,7 @@ from flowrun.server.domain.flows import FlowCreate
 from flowrun.server.orchestration import interceptor
 from flowrun.server.orchestration.transitions import set_state
 from flowrun.v1 import filters_pb2
+from flowrun.v1 import flow_run_service_pb2 as pb
 from tests.helpers.watching import make_flow, make_run, propose, start_watch
 
 
@@ -84,30 +85,16 @@ async def test_a_cancelled_caller_leaves_its_unit_of_work_to_commit_first(app, u
     ]
 
 
-async def test_a_commit_in_the_writer_thread_wakes_watch_streams_at_once(database_url, unique):
+async def test_a_commit_in_the_writer_thread_wakes_watch_streams_at_once(served, unique):
     """With polling and heartbeats an hour apart, only the commit hook can deliver."""
-    import grpc
-
-    from flowrun.server.app import build_app
-    from flowrun.v1 import flow_run_service_pb2 as pb
-    from flowrun.v1 import flow_run_service_pb2_grpc, flow_service_pb2_grpc
-    from tests.conftest import settings_for
-
-    app = await build_app(settings_for(database_url, watch_poll_seconds=3600, watch_heartbeat_seconds=3600))
-    await app.start()
-    try:
-        async with grpc.aio.insecure_channel(f"127.0.0.1:{app.port}") as channel:
-            flows = flow_service_pb2_grpc.FlowServiceStub(channel)
-            runs = flow_run_service_pb2_grpc.FlowRunServiceStub(channel)
-            flow_id = await make_flow(flows, unique)
-            only = filters_pb2.FlowRunFilter(flow_id=filters_pb2.IdFilter(any=[flow_id]))
-            watch = start_watch(runs, flow_run_filter=only, start=pb.WATCH_START_SNAPSHOT)
-            await watch.first_progress()
-            while app.hub.streams < 1:  # joined the shared reader: only a wake-up makes it read again
-                await asyncio.sleep(0.01)
-            run = await make_run(runs, flow_id)
-            await propose(runs, run.id, "STATE_TYPE_RUNNING")
-            await watch.until(lambda w: len(w.events) >= 2, timeout=10)
-            watch.cancel()
-    finally:
-        await app.stop(grace=0)
+    app, flows, runs = await served(watch_poll_seconds=3600, watch_heartbeat_seconds=3600)
+    flow_id = await make_flow(flows, unique)
+    only = filters_pb2.FlowRunFilter(flow_id=filters_pb2.IdFilter(any=[flow_id]))
+    watch = start_watch(runs, flow_run_filter=only, start=pb.WATCH_START_SNAPSHOT)
+    await watch.first_progress()
+    while app.hub.streams < 1:  # joined the shared reader: only a wake-up makes it read again
+        await asyncio.sleep(0.01)
+    run = await make_run(runs, flow_id)
+    await propose(runs, run.id, "STATE_TYPE_RUNNING")
+    await watch.until(lambda w: len(w.events) >= 2, timeout=10)
+    watch.cancel()

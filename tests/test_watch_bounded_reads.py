@@ -13,10 +13,7 @@ from flowrun.server import clock
 from flowrun.server.domain.events import EventKind
 from flowrun.server.repositories.flow_run_events import Batch, Position, includes
 from flowrun.v1 import filters_pb2
-from tests import test_watch_delivery
 from tests.helpers.watching import make_flow, make_run, start_watch
-
-served = test_watch_delivery.served  # the fixture: a server of the test's own
 
 BIG = 23  # events of the one big transaction
 LIMIT = 5  # the batch size: the big transaction is several reads' worth

@@ -14,42 +14,12 @@ import pytest
 from google.protobuf import struct_pb2
 
 from flowrun.server import clock
-from flowrun.server.app import build_app
 from flowrun.v1 import filters_pb2, flow_run_event_pb2
 from flowrun.v1 import flow_run_service_pb2 as pb
-from tests.conftest import settings_for
 from tests.helpers.rich_errors import decode
 from tests.helpers.watching import make_flow, make_run, start_watch
 
 K = flow_run_event_pb2.FlowRunEventKind
-
-
-@pytest.fixture
-async def served(database_url):
-    """A server of the test's own: (app, flows stub, runs stub); settings per test."""
-    from flowrun.v1 import flow_run_service_pb2_grpc, flow_service_pb2_grpc
-
-    apps = []
-
-    async def serve(**overrides):
-        app = await build_app(settings_for(database_url, watch_heartbeat_seconds=0.2, **overrides))
-        await app.start()
-        apps.append(app)
-        await asyncio.wait_for(app.hub.listening.wait(), 10)
-        channel = grpc.aio.insecure_channel(f"127.0.0.1:{app.port}", options=[("grpc.http2.bdp_probe", 0)])
-        apps.append(channel)
-        return (
-            app,
-            flow_service_pb2_grpc.FlowServiceStub(channel),
-            flow_run_service_pb2_grpc.FlowRunServiceStub(channel),
-        )
-
-    yield serve
-    for item in reversed(apps):
-        if isinstance(item, grpc.aio.Channel):
-            await item.close()
-        else:
-            await item.stop(grace=0)
 
 
 async def test_a_late_commit_is_delivered_and_never_skipped_by_a_cursor(served, backend, unique):

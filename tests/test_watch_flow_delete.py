@@ -14,10 +14,7 @@ from flowrun.server.db.tables import flow_run_event
 from flowrun.server.domain.events import EventKind
 from flowrun.server.repositories.flow_run_events import FlowRunEventRepository
 from flowrun.v1 import filters_pb2, flow_run_event_pb2, flow_service_pb2
-from tests import test_watch_delivery
 from tests.helpers.watching import make_flow, make_run, start_watch
-
-served = test_watch_delivery.served  # the fixture: a server of the test's own
 
 K = flow_run_event_pb2.FlowRunEventKind
 RUNS = 40

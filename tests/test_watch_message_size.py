@@ -20,10 +20,7 @@ from flowrun.client import FlowrunClient
 from flowrun.client.errors import FlowrunError
 from flowrun.client.retry import RetryPolicy
 from flowrun.v1 import filters_pb2
-from tests import test_watch_delivery
 from tests.helpers.watching import make_flow, make_run, start_watch
-
-served = test_watch_delivery.served  # the fixture: a server of the test's own
 
 SEND_LIMIT = 64 * 1024
 REQUEST_LIMIT = 256 * 1024

@@ -15,10 +15,7 @@ from flowrun.server.repositories.flow_run_events import FlowRunEventRepository
 from flowrun.server.watch.retention import prune_events
 from flowrun.v1 import filters_pb2
 from flowrun.v1 import flow_run_service_pb2 as pb
-from tests import test_watch_delivery
 from tests.helpers.watching import make_flow, make_run, start_watch
-
-served = test_watch_delivery.served  # the fixture: a server of the test's own
 
 
 async def test_expired_events_go_in_batches_each_advancing_the_horizon(served, unique, move_clock, monkeypatch):

@@ -9,9 +9,6 @@ import contextlib
 
 from flowrun.server.repositories.flow_run_events import FlowRunEventRepository, Position
 from flowrun.server.watch.tail import LiveStream
-from tests import test_watch_delivery
-
-served = test_watch_delivery.served  # the fixture: a server of the test's own
 
 # How long the first tail, cancelled, lingers for a second one to show up: with the fix
 # none can, so the test waits this long once (a bound on waiting for what must not happen).
