@@ -73,6 +73,9 @@ class SqliteWriter:
         self.engine: Engine = create_engine(url, pool_size=1, max_overflow=0)
         configure_sqlite(self.engine, engine.get_execution_options())
         self._disposed = False
+        # Called in the writer thread after each transaction that committed (the watch hub
+        # wakes its streams: SQLAlchemy's own commit event fires before the commit lands).
+        self.after_commit: list[Callable[[], None]] = []
 
     def submit(self, work: Callable[[Repositories], Awaitable[T]]) -> asyncio.Future[T]:
         """Hands `work(repos)` to the writer thread, to run in one write transaction:
@@ -86,7 +89,10 @@ class SqliteWriter:
             writing = connection.execution_options(**{WRITE_OPTION: True})
             with writing.begin():  # BEGIN IMMEDIATE (configure_sqlite)
                 repos = Repositories(cast(AsyncConnection, InlineConnection(writing)), self.dialect, None)
-                return run_inline(cast(Coroutine[Any, Any, T], work(repos)))
+                result = run_inline(cast(Coroutine[Any, Any, T], work(repos)))
+        for callback in self.after_commit:
+            callback()
+        return result
 
     async def dispose(self) -> None:
         """Closes the connections (in the writer thread) and ends the thread; again: nothing."""

@@ -156,7 +156,8 @@ class UnitOfWork:
         abandoned = call_abandoned()
         await _shielded(self._end(commit=exc_type is None and not abandoned))
         if abandoned and exc_type is None:
-            raise asyncio.CancelledError("the client went away; rolled back")
+            # Outside a transaction each statement committed itself: nothing to roll back.
+            raise asyncio.CancelledError("the client went away" + ("; rolled back" if self.transaction else ""))
 
     async def _open(self) -> None:
         if self.dialect.is_sqlite:

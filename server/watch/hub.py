@@ -101,22 +101,25 @@ class EventHub:
             self._task = asyncio.create_task(self._listen_forever(), name="watch-listener")
 
     def _listen_for_local_commits(self) -> Callable[[], None]:
-        """SQLite: wakes the streams at each commit of this process that wrote events, on
-        the event loop's engine and (from its thread, so through the loop) on the SQLite
-        writer thread's (server/db/sqlite_writer.py). Returns what stops it."""
+        """SQLite: wakes the streams at each commit of this process that wrote events on
+        the event loop's engine, and after each transaction the SQLite writer thread
+        committed (server/db/sqlite_writer.py; from its thread, so through the loop).
+        Returns what stops it."""
         loop = asyncio.get_running_loop()
-        stops = [listen_for_commits(self._database.engine.sync_engine, self.wake_all)]
+        stop_loop_engine = listen_for_commits(self._database.engine.sync_engine, self.wake_all)
         writer = self._database.sqlite_writer
-        if writer is not None:
 
-            def wake_from_writer() -> None:
+        def wake_from_writer() -> None:
+            if not loop.is_closed():
                 loop.call_soon_threadsafe(self.wake_all)
 
-            stops.append(listen_for_commits(writer.engine, wake_from_writer))
+        if writer is not None:
+            writer.after_commit.append(wake_from_writer)
 
         def stop() -> None:
-            for each in stops:
-                each()
+            stop_loop_engine()
+            if writer is not None and wake_from_writer in writer.after_commit:
+                writer.after_commit.remove(wake_from_writer)
 
         return stop
 
