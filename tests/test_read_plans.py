@@ -205,16 +205,7 @@ ON_POSTGRES_ONLY = [
 @pytest.mark.parametrize("case", CASES, ids=[case.name for case in CASES])
 async def test_a_common_filter_lists_and_counts_through_its_index(backend, case, populated):
     filters = ListFilters(flow_run=case.filter)
-    token = await _later_page_token(populated, filters)
-    for what, page in (
-        ("first page", PageRequest(limit=PAGE)),
-        ("later page", PageRequest(limit=PAGE, page_token=token)),
-    ):
-        plan = await plan_of(
-            populated.database,
-            lambda repos, page=page: repos.flow_runs.list_page(filters, FlowRunSort.ID_DESC, page, secret=SECRET),
-        )
-        _assert_reads_through(plan, case.list_indexes, what)
+    await _assert_pages_read_through(populated, filters, case.list_indexes)
     plan = await plan_of(populated.database, lambda repos: repos.flow_runs.count(filters))
     _assert_reads_through(plan, case.count_indexes, "count")
 
@@ -223,7 +214,11 @@ async def test_a_common_filter_lists_and_counts_through_its_index(backend, case,
 async def test_the_default_listing_reads_newest_ids_first_from_the_primary_key(backend, populated):
     """No filter: the default order (ID_DESC) is the primary key read backwards, first
     page and later pages alike, never a sort of the whole table."""
-    filters = ListFilters()
+    await _assert_pages_read_through(populated, ListFilters(), ("pk_flow_run",))
+
+
+async def _assert_pages_read_through(populated, filters: ListFilters, indexes) -> None:
+    """The first page and a later one (by page token) of the default listing read `indexes`."""
     token = await _later_page_token(populated, filters)
     for what, page in (
         ("first page", PageRequest(limit=PAGE)),
@@ -233,4 +228,4 @@ async def test_the_default_listing_reads_newest_ids_first_from_the_primary_key(b
             populated.database,
             lambda repos, page=page: repos.flow_runs.list_page(filters, FlowRunSort.ID_DESC, page, secret=SECRET),
         )
-        _assert_reads_through(plan, ("pk_flow_run",), what)
+        _assert_reads_through(plan, indexes, what)

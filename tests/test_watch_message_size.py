@@ -20,7 +20,7 @@ from flowrun.client import FlowrunClient
 from flowrun.client.errors import FlowrunError
 from flowrun.client.retry import RetryPolicy
 from flowrun.v1 import filters_pb2
-from tests.helpers.watching import make_flow, make_run, start_watch
+from tests.helpers.watching import cursor_before_the_next_change, make_flow, make_run, start_watch
 
 SEND_LIMIT = 64 * 1024
 REQUEST_LIMIT = 256 * 1024
@@ -36,18 +36,13 @@ def parameters(size: int) -> struct_pb2.Struct:
 async def cursor_then_runs(flows, runs, unique: str, sizes: list[int]) -> tuple[str, filters_pb2.FlowRunFilter]:
     """A cursor just before runs of these parameter sizes were created (in one flow)."""
     flow_id = await make_flow(flows, unique)
-    only_flow = filters_pb2.FlowRunFilter(flow_id=filters_pb2.IdFilter(any=[flow_id]))
-    watch = start_watch(runs, flow_run_filter=only_flow)
-    await watch.first_progress()
-    await make_run(runs, flow_id)
-    await watch.until(lambda w: w.events)
-    watch.cancel()
+    cursor, only_flow = await cursor_before_the_next_change(runs, flow_id)
     for size in sizes:
         try:
             await make_run(runs, flow_id, parameters=parameters(size))
         except grpc.aio.AioRpcError as exc:  # the run is created, but its response is over the limit too
             assert exc.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
-    return watch.events[0].cursor, only_flow
+    return cursor, only_flow
 
 
 @pytest.mark.parametrize("batch", [False, True])

@@ -13,9 +13,8 @@ from sqlalchemy import select
 from flowrun.server.db.tables import flow_run_event
 from flowrun.server.repositories.flow_run_events import FlowRunEventRepository
 from flowrun.server.watch.retention import prune_events
-from flowrun.v1 import filters_pb2
 from flowrun.v1 import flow_run_service_pb2 as pb
-from tests.helpers.watching import make_flow, make_run, start_watch
+from tests.helpers.watching import cursor_before_the_next_change, make_flow, make_run
 
 
 async def test_expired_events_go_in_batches_each_advancing_the_horizon(served, unique, move_clock, monkeypatch):
@@ -65,13 +64,7 @@ async def test_events_pruned_between_a_streams_checks_end_it_out_of_range(
     statement has its own snapshot on PostgreSQL): the stream must still see the gap."""
     app, flows, runs = await served()
     flow_id = await make_flow(flows, unique)
-    only_flow = filters_pb2.FlowRunFilter(flow_id=filters_pb2.IdFilter(any=[flow_id]))
-    watch = start_watch(runs, flow_run_filter=only_flow)
-    await watch.first_progress()
-    await make_run(runs, flow_id)
-    await watch.until(lambda w: w.events)
-    watch.cancel()
-    cursor = watch.events[0].cursor
+    cursor, only_flow = await cursor_before_the_next_change(runs, flow_id)
     for _ in range(3):
         await make_run(runs, flow_id)  # unread by a stream resumed from `cursor`
     move_clock(app.settings.event_retention + timedelta(minutes=1))

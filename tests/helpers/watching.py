@@ -79,6 +79,18 @@ def start_watch(runs, **request) -> Watch:
     return Watch(runs.WatchFlowRuns(pb.WatchFlowRunsRequest(**request)))
 
 
+async def cursor_before_the_next_change(runs, flow_id: str) -> tuple[str, filters_pb2.FlowRunFilter]:
+    """A cursor from a watch of the flow's runs, after one run it creates, and that filter:
+    a stream resumed from it gets every change made afterwards."""
+    only_flow = filters_pb2.FlowRunFilter(flow_id=filters_pb2.IdFilter(any=[flow_id]))
+    watch = start_watch(runs, flow_run_filter=only_flow)
+    await watch.first_progress()
+    await make_run(runs, flow_id)
+    await watch.until(lambda w: w.events)
+    watch.cancel()
+    return watch.events[0].cursor, only_flow
+
+
 def of_run(watch: Watch, run_id: str) -> list[tuple[int, str]]:
     return [(e.kind, e.state.type if e.HasField("state") else 0) for e in watch.events if e.flow_run.id == run_id]
 
