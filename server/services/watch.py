@@ -209,27 +209,18 @@ class PreEncodedResponses(grpc.aio.ServerInterceptor):
 
 def encoded_event(body: bytes) -> bytes:
     """A serialized FlowRunEvent as field 1 of a response (or one element of a batch)."""
-    return _EVENT_TAG + _varint(len(body)) + body
+    return _EVENT_TAG + cursors.varint(len(body)) + body
 
 
 def encoded_batch(events: list[bytes]) -> bytes:
     """A WatchFlowRunsResponse whose `events` batch holds these `encoded_event`s."""
     inner = b"".join(events)
-    return _BATCH_TAG + _varint(len(inner)) + inner
-
-
-def _varint(value: int) -> bytes:
-    out = bytearray()
-    while value > 0x7F:
-        out.append((value & 0x7F) | 0x80)
-        value >>= 7
-    out.append(value)
-    return bytes(out)
+    return _BATCH_TAG + cursors.varint(len(inner)) + inner
 
 
 def _tag(message: Any, field: str) -> bytes:
     """A length-delimited field's key: (number << 3) | 2."""
-    return _varint(message.DESCRIPTOR.fields_by_name[field].number << 3 | 2)
+    return cursors.varint(message.DESCRIPTOR.fields_by_name[field].number << 3 | 2)
 
 
 _EVENT_TAG = _tag(pb.WatchFlowRunsResponse, "event")

@@ -42,7 +42,7 @@ def encode(position: Position, secret: str) -> str:
         pending, xmax = [], pending[0]
     numbers = [position.after, xmax, len(pending)]
     numbers += [xid - before for xid, before in zip(pending, [0, *pending], strict=False)]
-    body = bytes([VERSION]) + b"".join(_varint(number) for number in numbers)
+    body = bytes([VERSION]) + b"".join(varint(number) for number in numbers)
     return base64.urlsafe_b64encode(body + _mac(secret, body)).rstrip(b"=").decode()
 
 
@@ -78,9 +78,10 @@ def decode(cursor: str, secret: str, field: str = "cursor") -> tuple[Position, b
     return Position(after=after, xmax=xmax, pending=tuple(pending)), True
 
 
-def _varint(number: int) -> bytes:
+def varint(number: int) -> bytes:
+    """Protobuf's unsigned varint (cursors and the watch servicer's framing)."""
     if number < 0:
-        raise ValueError("positions are never negative")
+        raise ValueError("unsigned varints are never negative")
     out = bytearray()
     while True:
         low, number = number & 0x7F, number >> 7
