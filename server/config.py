@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Literal
 
 from platformdirs import user_data_dir
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 #: The background sweeps FLOWRUN_SERVICES can switch on and off (server/liveness/).
@@ -75,12 +75,13 @@ class Settings(BaseSettings):
     auth_tokens_file: Path | None = None
     require_auth: bool = False
 
-    # gRPC transport.
-    max_message_bytes: int = Field(default=8 * 1024 * 1024, ge=1024)
+    # gRPC transport. At least 64 KiB each: a watch event too large to send whole is sent
+    # truncated (server/services/watch.py), and that must fit, cursor included.
+    max_message_bytes: int = Field(default=8 * 1024 * 1024, ge=64 * 1024)
     # Largest response (grpc.max_send_message_length, and the byte budget List pages are
     # cut to). A response waiting for a reader that stopped reading stays in memory, about
     # three times its size (bench/slow_readers.py), so this bounds memory per stalled call.
-    max_response_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)
+    max_response_bytes: int = Field(default=4 * 1024 * 1024, ge=64 * 1024)
     # Concurrent calls on one HTTP/2 connection (grpc.max_concurrent_streams); unset is
     # unlimited. Caps what one client can pin with calls it never reads, but a gRPC client
     # that opens more calls at once on a new connection gets UNAVAILABLE (REFUSED_STREAM)
@@ -93,7 +94,8 @@ class Settings(BaseSettings):
     max_concurrent_rpcs: int | None = Field(default=None, ge=1)
     shutdown_grace_seconds: float = Field(default=30.0, ge=0)
 
-    # API limits.
+    # API limits. Parameters (JSON) must be smaller than the response limit, or a run at
+    # the limit could never be sent back (checked below).
     max_parameter_bytes: int = Field(default=512 * 1024, ge=0)
     # The key page tokens are signed with (HMAC-SHA256). Unset (or empty): a random key the
     # first server generates and keeps in the database, shared by every replica and worker
@@ -148,6 +150,18 @@ class Settings(BaseSettings):
     @classmethod
     def _empty_path_is_unset(cls, value: object) -> object:
         return None if value == "" else value
+
+    @model_validator(mode="after")
+    def _parameters_fit_a_response(self) -> Settings:
+        """Refuses a parameter limit at or over the response limit: a run with such
+        parameters could be created but never read, listed or watched whole."""
+        limit = min(self.max_message_bytes, self.max_response_bytes)
+        if self.max_parameter_bytes >= limit:
+            raise ValueError(
+                f"max_parameter_bytes ({self.max_parameter_bytes}) must be less than the response limit, "
+                f"the smaller of max_message_bytes and max_response_bytes ({limit})"
+            )
+        return self
 
     @field_validator("event_retention", mode="before")
     @classmethod

@@ -7,7 +7,11 @@ field, a batch the concatenation of those inside the batch field (protobuf's wir
 format: a repeated message field is its elements' encodings one after the other).
 `PreEncodedResponses` gives the two Watch methods a response serializer that passes
 those bytes through (and serializes the other messages, snapshot and progress, as
-usual); the other interceptors keep wrapping the handler as before."""
+usual); the other interceptors keep wrapping the handler as before.
+
+No Watch message is larger than the send limit nor than gRPC's default receive limit
+(4 MiB): an event that would be is sent truncated (`truncated`), so no event can stop a
+stream, and every resume, at itself."""
 
 from __future__ import annotations
 
@@ -39,6 +43,26 @@ from flowrun.v1 import flow_run_service_pb2 as pb
 
 SNAPSHOT_PAGE = 200
 BUILT_EVENTS_KEPT = 4096
+#: gRPC's default receive limit: no watch message is larger, so every client can read
+#: every one without raising its limit (a stream is stuck on a message its client refuses).
+GRPC_DEFAULT_RECEIVE_BYTES = 4 * 1024 * 1024
+#: The most a batch adds around its events: the field's key (1 byte) and length (a varint
+#: of at most 5 bytes for any length below 32 GiB).
+BATCH_FRAMING_BYTES = 6
+#: What a truncated event keeps (see FlowRunEvent.flow_run_truncated): fields whose size
+#: validation bounds (ids, names of at most 200 characters, times, enums).
+TRUNCATED_RUN_FIELDS = (
+    "id",
+    "flow_id",
+    "deployment_id",
+    "name",
+    "state_id",
+    "state_type",
+    "state_name",
+    "created",
+    "updated",
+)
+TRUNCATED_STATE_FIELDS = ("id", "type", "name", "timestamp")
 _SERVICE = pb.DESCRIPTOR.services_by_name["FlowRunService"].full_name
 WATCH_METHODS = frozenset(f"/{_SERVICE}/{name}" for name in ("WatchFlowRuns", "WatchFlowRun"))
 _KINDS: dict[EventKind, Any] = {
@@ -58,6 +82,10 @@ class Watcher:
         # so each is built (run converted, cursor signed) and serialized once.
         self._built: OrderedDict[tuple[int, Position], bytes] = OrderedDict()
         self._filters: weakref.WeakValueDictionary[WatchFilter, WatchFilter] = weakref.WeakValueDictionary()
+        # The most one encoded event may take: a batch of it alone, and so any message of
+        # a Watch stream, is then within both the send limit and the default receive limit.
+        send_limit = min(settings.max_message_bytes, settings.max_response_bytes)
+        self.event_budget = min(send_limit, GRPC_DEFAULT_RECEIVE_BYTES) - BATCH_FRAMING_BYTES
 
     def encode(self, position: Position) -> str:
         return cursors.encode(position, self.settings.resolved_page_token_secret)
@@ -85,20 +113,24 @@ class Watcher:
     def encoded(self, event: FlowRunEvent, position: Position) -> bytes:
         """The event as the `event` field (1) of either response, which is also one element
         of a FlowRunEventBatch's `events` (1): encoded once for every stream that sends it
-        (the last BUILT_EVENTS_KEPT are kept)."""
+        (the last BUILT_EVENTS_KEPT are kept). At most `event_budget` bytes: an event over
+        it is encoded again, truncated (only those are encoded twice)."""
         key = (event.sequence, position)
         framed = self._built.get(key)
         if framed is None:
-            framed = self._built[key] = encoded_event(self._build(event, position).SerializeToString())
+            message = self._build(event, position)
+            framed = encoded_event(message.SerializeToString())
+            if len(framed) > self.event_budget:
+                framed = encoded_event(truncated(message).SerializeToString())
+            self._built[key] = framed
             if len(self._built) > BUILT_EVENTS_KEPT:
                 self._built.popitem(last=False)
         return framed
 
     def batches(self, chunk: list[Sent]) -> list[bytes]:
         """WatchFlowRunsResponses whose `events` batches hold the chunk's events, in order,
-        each within the response limit (an event over it alone is a batch of its own,
-        which gRPC then refuses to send: RESOURCE_EXHAUSTED)."""
-        budget = self.settings.page_max_bytes
+        each within the message limit (every encoded event fits one on its own)."""
+        budget = self.event_budget
         messages: list[bytes] = []
         group: list[bytes] = []
         size = 0
@@ -205,6 +237,28 @@ class PreEncodedResponses(grpc.aio.ServerInterceptor):
             )
             cached = self._wrapped[method] = (handler, wrapped)
         return cached[1]
+
+
+def truncated(event: flow_run_event_pb2.FlowRunEvent) -> flow_run_event_pb2.FlowRunEvent:
+    """The event with only the fields whose size is bounded (TRUNCATED_*_FIELDS) of its
+    run and state, marked `flow_run_truncated`: it fits any send limit the settings
+    allow (server/config.py), cursor included."""
+    small = flow_run_event_pb2.FlowRunEvent(cursor=event.cursor, kind=event.kind, time=event.time)
+    if event.HasField("previous_state_type"):
+        small.previous_state_type = event.previous_state_type
+    _copy(event.flow_run, small.flow_run, TRUNCATED_RUN_FIELDS)
+    if event.HasField("state"):
+        _copy(event.state, small.state, TRUNCATED_STATE_FIELDS)
+    small.flow_run_truncated = True
+    return small
+
+
+def _copy(source: Message, target: Message, fields: tuple[str, ...]) -> None:
+    for name in fields:
+        if source.DESCRIPTOR.fields_by_name[name].message_type is None:
+            setattr(target, name, getattr(source, name))
+        elif source.HasField(name):
+            getattr(target, name).CopyFrom(getattr(source, name))
 
 
 def encoded_event(body: bytes) -> bytes:

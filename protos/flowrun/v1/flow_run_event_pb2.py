@@ -27,7 +27,7 @@ from flowrun.v1 import state_pb2 as flowrun_dot_v1_dot_state__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1f\x66lowrun/v1/flow_run_event.proto\x12\nflowrun.v1\x1a\x19\x66lowrun/v1/flow_run.proto\x1a\x16\x66lowrun/v1/state.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x8e\x02\n\x0c\x46lowRunEvent\x12\x0e\n\x06\x63ursor\x18\x01 \x01(\t\x12*\n\x04kind\x18\x02 \x01(\x0e\x32\x1c.flowrun.v1.FlowRunEventKind\x12(\n\x04time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12%\n\x08\x66low_run\x18\x04 \x01(\x0b\x32\x13.flowrun.v1.FlowRun\x12 \n\x05state\x18\x05 \x01(\x0b\x32\x11.flowrun.v1.State\x12\x37\n\x13previous_state_type\x18\x06 \x01(\x0e\x32\x15.flowrun.v1.StateTypeH\x00\x88\x01\x01\x42\x16\n\x14_previous_state_type\"=\n\x11\x46lowRunEventBatch\x12(\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x18.flowrun.v1.FlowRunEvent*\xc1\x01\n\x10\x46lowRunEventKind\x12#\n\x1f\x46LOW_RUN_EVENT_KIND_UNSPECIFIED\x10\x00\x12\x1f\n\x1b\x46LOW_RUN_EVENT_KIND_CREATED\x10\x01\x12%\n!FLOW_RUN_EVENT_KIND_STATE_CHANGED\x10\x02\x12\x1f\n\x1b\x46LOW_RUN_EVENT_KIND_UPDATED\x10\x03\x12\x1f\n\x1b\x46LOW_RUN_EVENT_KIND_DELETED\x10\x04\x42x\n\x0e\x64\x65v.flowrun.v1B\x11\x46lowRunEventProtoP\x01Z6github.com/flowrun/flowrun/gen/go/flowrun/v1;flowrunv1\xaa\x02\nFlowrun.V1\xea\x02\x0b\x46lowrun::V1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1f\x66lowrun/v1/flow_run_event.proto\x12\nflowrun.v1\x1a\x19\x66lowrun/v1/flow_run.proto\x1a\x16\x66lowrun/v1/state.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xaa\x02\n\x0c\x46lowRunEvent\x12\x0e\n\x06\x63ursor\x18\x01 \x01(\t\x12*\n\x04kind\x18\x02 \x01(\x0e\x32\x1c.flowrun.v1.FlowRunEventKind\x12(\n\x04time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12%\n\x08\x66low_run\x18\x04 \x01(\x0b\x32\x13.flowrun.v1.FlowRun\x12 \n\x05state\x18\x05 \x01(\x0b\x32\x11.flowrun.v1.State\x12\x37\n\x13previous_state_type\x18\x06 \x01(\x0e\x32\x15.flowrun.v1.StateTypeH\x00\x88\x01\x01\x12\x1a\n\x12\x66low_run_truncated\x18\x07 \x01(\x08\x42\x16\n\x14_previous_state_type\"=\n\x11\x46lowRunEventBatch\x12(\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x18.flowrun.v1.FlowRunEvent*\xc1\x01\n\x10\x46lowRunEventKind\x12#\n\x1f\x46LOW_RUN_EVENT_KIND_UNSPECIFIED\x10\x00\x12\x1f\n\x1b\x46LOW_RUN_EVENT_KIND_CREATED\x10\x01\x12%\n!FLOW_RUN_EVENT_KIND_STATE_CHANGED\x10\x02\x12\x1f\n\x1b\x46LOW_RUN_EVENT_KIND_UPDATED\x10\x03\x12\x1f\n\x1b\x46LOW_RUN_EVENT_KIND_DELETED\x10\x04\x42x\n\x0e\x64\x65v.flowrun.v1B\x11\x46lowRunEventProtoP\x01Z6github.com/flowrun/flowrun/gen/go/flowrun/v1;flowrunv1\xaa\x02\nFlowrun.V1\xea\x02\x0b\x46lowrun::V1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,10 +35,10 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'flowrun.v1.flow_run_event_p
 if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._loaded_options = None
   _globals['DESCRIPTOR']._serialized_options = b'\n\016dev.flowrun.v1B\021FlowRunEventProtoP\001Z6github.com/flowrun/flowrun/gen/go/flowrun/v1;flowrunv1\252\002\nFlowrun.V1\352\002\013Flowrun::V1'
-  _globals['_FLOWRUNEVENTKIND']._serialized_start=468
-  _globals['_FLOWRUNEVENTKIND']._serialized_end=661
+  _globals['_FLOWRUNEVENTKIND']._serialized_start=496
+  _globals['_FLOWRUNEVENTKIND']._serialized_end=689
   _globals['_FLOWRUNEVENT']._serialized_start=132
-  _globals['_FLOWRUNEVENT']._serialized_end=402
-  _globals['_FLOWRUNEVENTBATCH']._serialized_start=404
-  _globals['_FLOWRUNEVENTBATCH']._serialized_end=465
+  _globals['_FLOWRUNEVENT']._serialized_end=430
+  _globals['_FLOWRUNEVENTBATCH']._serialized_start=432
+  _globals['_FLOWRUNEVENTBATCH']._serialized_end=493
 # @@protoc_insertion_point(module_scope)

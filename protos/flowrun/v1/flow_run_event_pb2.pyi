@@ -26,20 +26,22 @@ FLOW_RUN_EVENT_KIND_UPDATED: FlowRunEventKind
 FLOW_RUN_EVENT_KIND_DELETED: FlowRunEventKind
 
 class FlowRunEvent(_message.Message):
-    __slots__ = ("cursor", "kind", "time", "flow_run", "state", "previous_state_type")
+    __slots__ = ("cursor", "kind", "time", "flow_run", "state", "previous_state_type", "flow_run_truncated")
     CURSOR_FIELD_NUMBER: _ClassVar[int]
     KIND_FIELD_NUMBER: _ClassVar[int]
     TIME_FIELD_NUMBER: _ClassVar[int]
     FLOW_RUN_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
     PREVIOUS_STATE_TYPE_FIELD_NUMBER: _ClassVar[int]
+    FLOW_RUN_TRUNCATED_FIELD_NUMBER: _ClassVar[int]
     cursor: str
     kind: FlowRunEventKind
     time: _timestamp_pb2.Timestamp
     flow_run: _flow_run_pb2.FlowRun
     state: _state_pb2.State
     previous_state_type: _state_pb2.StateType
-    def __init__(self, cursor: _Optional[str] = ..., kind: _Optional[_Union[FlowRunEventKind, str]] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., flow_run: _Optional[_Union[_flow_run_pb2.FlowRun, _Mapping]] = ..., state: _Optional[_Union[_state_pb2.State, _Mapping]] = ..., previous_state_type: _Optional[_Union[_state_pb2.StateType, str]] = ...) -> None: ...
+    flow_run_truncated: bool
+    def __init__(self, cursor: _Optional[str] = ..., kind: _Optional[_Union[FlowRunEventKind, str]] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., flow_run: _Optional[_Union[_flow_run_pb2.FlowRun, _Mapping]] = ..., state: _Optional[_Union[_state_pb2.State, _Mapping]] = ..., previous_state_type: _Optional[_Union[_state_pb2.StateType, str]] = ..., flow_run_truncated: _Optional[bool] = ...) -> None: ...
 
 class FlowRunEventBatch(_message.Message):
     __slots__ = ("events",)
