@@ -29,6 +29,11 @@ a rule raises NeedsRowLocks, the attempt is dropped, nothing having been written
 locking path decides instead. So runs of limited deployments and subflow runs take the
 locking path; plain runs, the common case, take this one.
 
+A connection that dies under a write (a pooled one after a database restart, or one
+that dies mid-call) leaves its outcome unknown; the write is sent once more on a
+connection that BEGIN found live, and can never apply twice: the conditional write is
+bound to the row version it read (_write_again), the new run to its id (_insert).
+
 Used only where each statement is bounded by lock_timeout on its own
 (Database.single_statements: PostgreSQL, not behind pgbouncer)."""
 
@@ -123,10 +128,16 @@ async def set_state_unlocked(
             if decided is None:
                 return None
             context, store, result = decided
-            if await _write(runs, context, store, version, kind):
-                if metrics.enabled:
-                    record_outcome(kind.name, context.initial_type, proposed.type, result, force)
-                return result
+            try:
+                written: bool | None = await _write(runs, context, store, version, kind)
+            except CONNECTION_LOST:
+                written = None  # the answer was lost with the connection: see _write_again
+        if written is None:
+            written = await _write_again(database, context, store, version, kind)
+        if written:
+            if metrics.enabled:
+                record_outcome(kind.name, context.initial_type, proposed.type, result, force)
+            return result
     return None
 
 
@@ -181,6 +192,25 @@ async def _write(runs: Any, context: OrchestrationContext, store: _Deferred, ver
     return bool(written)
 
 
+async def _write_again(
+    database: Database, context: OrchestrationContext, store: _Deferred, version: int, kind: RunKind
+) -> bool:
+    """After the connection died under the conditional write, which may or may not have
+    been applied: the same write once more, on a connection that BEGIN found live (a dead
+    pooled one fails its BEGIN and is replaced). Both are conditional on the same row
+    version, so at most one of them applies. If this one did not, the new state's id
+    tells whether the first did (True: the outcome is written) or another change came
+    first (False: decide again from a fresh read; the first can no longer apply). A write
+    of the policy alone leaves no such mark: whether it was applied cannot be known, and
+    the call is answered UNAVAILABLE."""
+    async with database.unit_of_work(write=True) as uow:
+        if await _write(uow.repos.flow_runs, context, store, version, kind):
+            return True
+        if store.state is None:
+            raise ConnectionError("The database connection was lost during the write; its outcome is unknown")
+        return await uow.repos.states.get(store.state.id) is not None
+
+
 async def create_flow_run_unlocked(
     database: Database, new: FlowRunCreate, initial: State, now: datetime, settings: Settings
 ) -> tuple[FlowRun, bool] | None:
@@ -205,20 +235,35 @@ async def create_flow_run_unlocked(
         return None
     _, store, result = decided
     assert store.state is not None
-    async with database.unit_of_work(write=True, transaction=False) as uow:
+    payload = encode_payload(run, store.state, None)
+    try:
+        done = await _insert(database, run, store.state, payload, new.idempotency_key, transaction=False)
+    except CONNECTION_LOST:
+        # The statement died with its connection and may have committed. Sent once more
+        # with the same run id it cannot insert a second run (see _insert), so it is safe
+        # to send again, in a transaction: BEGIN moves past dead pooled connections.
+        done = await _insert(database, run, store.state, payload, new.idempotency_key, transaction=True)
+    if metrics.enabled and done[1]:
+        record_outcome(FLOW_RUNS.name, None, initial.type, result, True)
+    return done
+
+
+async def _insert(
+    database: Database, run: FlowRun, state: State, payload: str, key: str | None, *, transaction: bool
+) -> tuple[FlowRun, bool]:
+    """The one-statement insert of `run` with its first state: (run, created). Nothing is
+    inserted when the idempotency key is taken, or when the run's own id is: an earlier
+    attempt of this call committed it (its answer lost). Then the run that holds the key,
+    or has the id, is the answer: created if it is this call's own run."""
+    async with database.unit_of_work(write=True, transaction=transaction) as uow:
         runs = uow.repos.flow_runs
         _stop_if_abandoned()
-        flow_exists, inserted = await runs.create_in_one_statement(
-            run, store.state, encode_payload(run, store.state, None)
-        )
+        flow_exists, inserted = await runs.create_in_one_statement(run, state, payload)
         if not flow_exists:
-            raise errors.flow_not_found(new.flow_id)
-        if not inserted:
-            assert new.idempotency_key is not None, "only a key can conflict"
-            existing = await runs.get_by_idempotency_key(new.flow_id, new.idempotency_key)
-            if existing is None:
-                raise key_holder_gone()
-            return existing, False
-    if metrics.enabled:
-        record_outcome(FLOW_RUNS.name, None, initial.type, result, True)
-    return run, True
+            raise errors.flow_not_found(run.flow_id)
+        if inserted:
+            return run, True
+        existing = await (runs.get(run.id) if key is None else runs.get_by_idempotency_key(run.flow_id, key))
+        if existing is None:
+            raise key_holder_gone()
+        return existing, existing.id == run.id

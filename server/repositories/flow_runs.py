@@ -249,7 +249,8 @@ class FlowRunRepository(Repository):
         (flow labels || run labels: the later wins, as in `create`), in the stored run and
         in the CREATED event's `payload`. Returns (the flow exists, the run was inserted);
         not inserted means its idempotency key is taken (read that run with
-        `get_by_idempotency_key`). On success `run.labels` are the stored ones."""
+        `get_by_idempotency_key`) or its id is: sent again after a lost answer, the first
+        attempt committed it. On success `run.labels` are the stored ones."""
         assert self.driver is not None, "PostgreSQL only"
         values = {column.name: getattr(run, column.name, None) for column in flow_run.c}
         values["state_type"] = run.state_type.value if run.state_type else None

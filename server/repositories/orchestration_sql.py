@@ -63,9 +63,12 @@ def create_run_sql(channel: str) -> str:
     deployment, work pool or parent task run: FlowRunRepository.create_in_one_statement).
     It reads the flow's labels, INSERTs the run (its labels: the flow's, then the ones
     given: `||` keeps the later key, as a dict merge does) unless the idempotency key is
-    taken, and, fed by the inserted row (so only then), INSERTs its first state and the
-    CREATED event (its payload's run labels replaced by the stored ones) and NOTIFYs. The
-    INSERT gives the transaction its id before the event draws its sequence value.
+    taken or the run's id is (ON CONFLICT with no target: both unique constraints; the
+    id is taken only when this statement is sent again after its answer was lost and the
+    first one committed), and, fed by the inserted row (so only then), INSERTs its first
+    state and the CREATED event (its payload's run labels replaced by the stored ones)
+    and NOTIFYs. The INSERT gives the transaction its id before the event draws its
+    sequence value.
     Returns one row: whether the flow exists, and the stored labels (NULL: nothing was
     inserted). Parameters: the run's columns in table order (`labels`: the ones given),
     the state's columns, then the event's time, kind and payload."""
@@ -78,7 +81,7 @@ def create_run_sql(channel: str) -> str:
         f"WITH parent AS (SELECT labels FROM flow WHERE id = {run_params['flow_id']}), "
         f"inserted AS (INSERT INTO flow_run ({', '.join(RUN_COLUMNS)}) "
         f"SELECT {', '.join(run_params.values())} FROM parent "
-        "ON CONFLICT (flow_id, idempotency_key) DO NOTHING RETURNING id, labels), "
+        "ON CONFLICT DO NOTHING RETURNING id, labels), "
         f"new_state AS (INSERT INTO flow_run_state ({', '.join(STATE_COLUMNS)}) SELECT {state_params} FROM inserted), "
         "appended AS (INSERT INTO flow_run_event (xid, occurred, kind, flow_run_id, payload) "
         f"SELECT pg_current_xact_id()::text::bigint, {occurred}, {kind}, inserted.id, "
