@@ -6,12 +6,14 @@ held until then; commits made there wake watch streams at once."""
 from __future__ import annotations
 
 import asyncio
+import gc
+import logging
 import threading
 
 import pytest
 from sqlalchemy import select
 
-from flowrun.server import clock
+from flowrun.server import clock, errors
 from flowrun.server.db.tables import flow
 from flowrun.server.domain.flows import FlowCreate
 from flowrun.server.orchestration import interceptor
@@ -98,3 +100,51 @@ async def test_a_commit_in_the_writer_thread_wakes_watch_streams_at_once(served,
     await propose(runs, run.id, "STATE_TYPE_RUNNING")
     await watch.until(lambda w: len(w.events) >= 2, timeout=10)
     watch.cancel()
+
+
+async def test_a_failed_unit_of_work_whose_caller_was_cancelled_is_logged_once(app, unique, caplog):
+    """Its error has nobody to take it: the writer takes it and logs it once, and asyncio
+    never reports "Future exception was never retrieved" when the future is collected."""
+    caplog.set_level(logging.INFO, logger="flowrun.db")
+    loop = asyncio.get_running_loop()
+    reported: list[str] = []
+    previous = loop.get_exception_handler()
+    loop.set_exception_handler(lambda _, context: reported.append(context["message"]))
+    entered, release = threading.Event(), threading.Event()
+
+    async def fails(repos):
+        await add_flow(repos, f"never-{unique}")
+        entered.set()
+        release.wait(10)
+        raise errors.Conflict(f"failed-{unique}")
+
+    try:
+        caller = asyncio.ensure_future(app.database.write(fails))
+        await asyncio.to_thread(entered.wait, 10)
+        caller.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await caller
+        release.set()
+        async with asyncio.timeout(10):
+            async with app.database.sqlite_write_gate:  # free once the writer thread is done
+                pass
+        del caller
+        gc.collect()
+        await asyncio.sleep(0)
+    finally:
+        loop.set_exception_handler(previous)
+    assert not [message for message in reported if "never retrieved" in message], reported
+    lines = [record for record in caplog.records if f"failed-{unique}" in record.getMessage()]
+    assert len(lines) == 1 and lines[0].name == "flowrun.db", lines
+    assert await names_of_flows(app.database, f"never-{unique}") == []
+
+
+async def test_a_failed_unit_of_work_is_reported_to_its_waiting_caller_only(app, unique, caplog):
+    caplog.set_level(logging.INFO, logger="flowrun.db")
+
+    async def fails(repos):
+        raise errors.Conflict(f"failed-{unique}")
+
+    with pytest.raises(errors.Conflict, match=f"failed-{unique}"):
+        await app.database.write(fails)
+    assert not [record for record in caplog.records if f"failed-{unique}" in record.getMessage()]

@@ -22,12 +22,23 @@ abandonment flag and log fields see the call. One writer thread per process, so 
 units of work run one after the other; they also hold the process's SQLite write gate
 (server/db/unit_of_work.py), like every other write, so writers on aiosqlite and here
 never wait on SQLite's sleeping busy handler for each other. Only the writer thread
-touches its connections (pysqlite requires it); dispose runs there too."""
+touches its connections (pysqlite requires it); dispose runs there too.
+
+Shutdown. Once dispose has begun, submit refuses new work with ShuttingDown (UNAVAILABLE),
+checked on the event loop before anything is handed over, so no unit of work can open a
+connection after the connections were closed. Work handed over before runs to its end
+first (the thread takes its jobs in order, and dispose is the last one).
+
+A unit of work that fails after its caller was cancelled (Database.write leaves it to
+finish) has nobody to take its error: the writer takes it and logs it once, instead of
+asyncio reporting "Future exception was never retrieved" when the future is collected."""
 
 from __future__ import annotations
 
 import asyncio
 import contextvars
+import functools
+import logging
 from collections.abc import Awaitable, Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar, cast
@@ -35,10 +46,12 @@ from typing import Any, TypeVar, cast
 from sqlalchemy import Engine, create_engine
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from flowrun.server import errors
 from flowrun.server.db.dialect import Dialect
 from flowrun.server.db.engine import WRITE_OPTION, configure_sqlite
 from flowrun.server.repositories import Repositories
 
+log = logging.getLogger("flowrun.db")
 T = TypeVar("T")
 
 
@@ -72,7 +85,7 @@ class SqliteWriter:
         url = engine.url.set(drivername="sqlite")
         self.engine: Engine = create_engine(url, pool_size=1, max_overflow=0)
         configure_sqlite(self.engine, engine.get_execution_options())
-        self._disposed = False
+        self._closing = False
         # Called in the writer thread after each transaction that committed (the watch hub
         # wakes its streams: SQLAlchemy's own commit event fires before the commit lands).
         self.after_commit: list[Callable[[], None]] = []
@@ -80,9 +93,13 @@ class SqliteWriter:
     def submit(self, work: Callable[[Repositories], Awaitable[T]]) -> asyncio.Future[T]:
         """Hands `work(repos)` to the writer thread, to run in one write transaction:
         committed if it returns, rolled back if it raises. It runs to its end whatever
-        becomes of the returned future's awaiter."""
+        becomes of the returned future's awaiter. Raises ShuttingDown once dispose began."""
+        if self._closing:
+            raise errors.ShuttingDown("The server is shutting down; retry the write on another server")
         context = contextvars.copy_context()
-        return asyncio.get_running_loop().run_in_executor(self._thread, context.run, self._run, work)
+        handed = asyncio.get_running_loop().run_in_executor(self._thread, context.run, self._run, work)
+        handed.add_done_callback(functools.partial(_report_if_unawaited, asyncio.current_task()))
+        return handed
 
     def _run(self, work: Callable[[Repositories], Awaitable[T]]) -> T:
         with self.engine.connect() as connection:
@@ -95,9 +112,22 @@ class SqliteWriter:
         return result
 
     async def dispose(self) -> None:
-        """Closes the connections (in the writer thread) and ends the thread; again: nothing."""
-        if self._disposed:
+        """Refuses new work at once, lets the work handed over before run to its end,
+        then closes the connections (in the writer thread) and ends the thread; again:
+        nothing."""
+        if self._closing:
             return
-        self._disposed = True
-        await asyncio.get_running_loop().run_in_executor(self._thread, self.engine.dispose)
-        self._thread.shutdown(wait=True)
+        self._closing = True
+        try:
+            await asyncio.get_running_loop().run_in_executor(self._thread, self.engine.dispose)
+        finally:
+            self._thread.shutdown(wait=False)  # the thread ends after its last job, the dispose
+
+
+def _report_if_unawaited(caller: asyncio.Task[Any] | None, handed: asyncio.Future[Any]) -> None:
+    """Takes the error of a unit of work whose caller is gone (finished or being
+    cancelled) and logs it once; a caller still waiting takes it itself."""
+    if handed.cancelled() or (exc := handed.exception()) is None:
+        return
+    if caller is None or caller.done() or caller.cancelling():
+        log.info("a write unit of work whose caller was cancelled failed and was rolled back: %r", exc)
