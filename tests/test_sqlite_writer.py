@@ -13,7 +13,8 @@ import threading
 import pytest
 from sqlalchemy import select
 
-from flowrun.server import clock, errors
+from flowrun.server import call_scope, clock, errors
+from flowrun.server.call_scope import CallScope
 from flowrun.server.db.tables import flow
 from flowrun.server.domain.flows import FlowCreate
 from flowrun.server.orchestration import interceptor
@@ -148,3 +149,22 @@ async def test_a_failed_unit_of_work_is_reported_to_its_waiting_caller_only(app,
     with pytest.raises(errors.Conflict, match=f"failed-{unique}"):
         await app.database.write(fails)
     assert not [record for record in caplog.records if f"failed-{unique}" in record.getMessage()]
+
+
+async def test_a_unit_of_work_whose_call_was_abandoned_rolls_back(app, unique):
+    """As every unit of work does (server/cancellation.py): nothing the client was not
+    told about is committed. Here the client goes away while the writer thread runs it."""
+    scope = CallScope()
+
+    async def abandoned_mid_way(repos):
+        await add_flow(repos, f"abandoned-{unique}")
+        scope.abandoned = True
+
+    async def call():
+        call_scope.enter(scope)  # in this task's own context
+        return await app.database.write(abandoned_mid_way)
+
+    with pytest.raises(asyncio.CancelledError, match="rolled back"):
+        await asyncio.ensure_future(call())
+    assert await names_of_flows(app.database, f"abandoned-{unique}") == []
+    assert not app.database.sqlite_write_gate.locked()

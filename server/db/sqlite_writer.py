@@ -18,7 +18,9 @@ no event loop in that thread at all. A unit of work that would suspend (wait on
 something of the event loop's) is a programming error: it raises and rolls back.
 
 The thread's context is the caller's (contextvars are copied): traces, the call's
-abandonment flag and log fields see the call. One writer thread per process, so its
+abandonment flag and log fields see the call. A unit of work whose call was abandoned
+by the time its work is done rolls back instead of committing, as every unit of work
+does (server/cancellation.py). One writer thread per process, so its
 units of work run one after the other; they also hold the process's SQLite write gate
 (server/db/unit_of_work.py), like every other write, so writers on aiosqlite and here
 never wait on SQLite's sleeping busy handler for each other. Only the writer thread
@@ -47,6 +49,7 @@ from sqlalchemy import Engine, create_engine
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from flowrun.server import errors
+from flowrun.server.call_scope import call_abandoned
 from flowrun.server.db.dialect import Dialect
 from flowrun.server.db.engine import WRITE_OPTION, configure_sqlite
 from flowrun.server.repositories import Repositories
@@ -107,6 +110,8 @@ class SqliteWriter:
             with writing.begin():  # BEGIN IMMEDIATE (configure_sqlite)
                 repos = Repositories(cast(AsyncConnection, InlineConnection(writing)), self.dialect, None)
                 result = run_inline(cast(Coroutine[Any, Any, T], work(repos)))
+                if call_abandoned():  # as every unit of work: never commit for a client gone
+                    raise asyncio.CancelledError("the client went away; rolled back")
         for callback in self.after_commit:
             callback()
         return result
