@@ -215,11 +215,13 @@ async def private_database(private_postgres) -> AsyncIterator[str]:
 
 
 @pytest.mark.multiprocess  # a PostgreSQL cluster of the module's own
+@pytest.mark.parametrize("first", ["create", "set_state"])
 @pytest.mark.parametrize("mode", ["fast", "immediate"])
-async def test_first_calls_after_a_postgres_restart_succeed(private_postgres, private_database, mode):
-    """Every pooled connection is dead after a restart: the first CreateFlowRun and
-    SetFlowRunState each succeed on their own, with no client retry. The health check is
-    kept out of the way (an hour apart) so that it does not renew the pool first."""
+async def test_first_calls_after_a_postgres_restart_succeed(private_postgres, private_database, mode, first):
+    """Every pooled connection is dead after a restart: the first CreateFlowRun, or the
+    first SetFlowRunStates, and every call after them succeed, with no client retry. The
+    health check is kept out of the way (an hour apart) so that it does not renew the
+    pool first."""
     app = await build_app(settings_for(private_database, health_check_interval_seconds=3600))
     await app.start()
     try:
@@ -233,11 +235,17 @@ async def test_first_calls_after_a_postgres_restart_succeed(private_postgres, pr
                 await asyncio.to_thread(private_postgres.restart, mode)
             finally:
                 await asyncio.to_thread(private_postgres.ensure_running)
+            if first == "set_state":
+                for run in before:
+                    await propose(runs, run.id, "STATE_TYPE_RUNNING")
             for _ in range(3):
-                run = await make_run(runs, flow_id)
-                assert run.state.type == state_pb2.STATE_TYPE_PENDING
-            await propose(runs, before[0].id, "STATE_TYPE_RUNNING")
-            await propose(runs, run.id, "STATE_TYPE_RUNNING")
-            assert await counts(private_database, flow_id) == (7, 9, 9)
+                created = await make_run(runs, flow_id)
+                assert created.state.type == state_pb2.STATE_TYPE_PENDING
+            await propose(runs, created.id, "STATE_TYPE_RUNNING")
+            if first == "create":
+                for run in before:
+                    await propose(runs, run.id, "STATE_TYPE_RUNNING")
+            # 7 runs, each PENDING and its CREATED event; 5 RUNNING, each with its event.
+            assert await counts(private_database, flow_id) == (7, 12, 12)
     finally:
         await app.stop(grace=0)
