@@ -7,7 +7,6 @@ FLOWRUN_TEST_POSTGRES_URL at a server where the default does not fit."""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import os
 import uuid
@@ -71,6 +70,16 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if metafunc.definition.get_closest_marker("pgbouncer"):
         backends.append(pytest.param("pgbouncer", marks=pytest.mark.multiprocess))
     metafunc.parametrize("database_url", backends, indirect=True, scope="session")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Groups for `pytest -n 2 --dist loadgroup` (scripts/test): every multiprocess test in
+    one group, so the tests that start server processes or clusters run one at a time
+    beside the rest instead of two of them fighting over the two cores, and every other
+    test with its module, so a module's fixtures (seeded databases) are built once."""
+    for item in items:
+        group = "multiprocess" if item.get_closest_marker("multiprocess") else item.nodeid.split("::", 1)[0]
+        item.add_marker(pytest.mark.xdist_group(group))
 
 
 @pytest.fixture(scope="session")
@@ -203,7 +212,6 @@ async def served(database_url):
         app = await build_app(settings_for(database_url, **{"watch_heartbeat_seconds": 0.2, **overrides}))
         await app.start()
         apps.append(app)
-        await asyncio.wait_for(app.hub.listening.wait(), 10)
         channel = grpc.aio.insecure_channel(f"127.0.0.1:{app.port}", options=[("grpc.http2.bdp_probe", 0)])
         apps.append(channel)
         return (

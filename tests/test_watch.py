@@ -27,7 +27,6 @@ async def watch_app(database_url) -> AsyncIterator:
     that it is open."""
     app = await build_app(settings_for(database_url, watch_heartbeat_seconds=0.2, watch_poll_seconds=0.2))
     await app.start()
-    await asyncio.wait_for(app.hub.listening.wait(), 10)
     try:
         yield app
     finally:

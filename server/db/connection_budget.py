@@ -15,8 +15,8 @@ overflow larger than the share) is refused with a message that says what to chan
 Without a budget the pool is as configured (default 20 + 10 per worker).
 
 The least a worker needs: on PostgreSQL the watch hub (server/watch/hub.py) holds one
-pooled connection for the process's life for its LISTEN, so a worker needs that one
-plus one for calls; behind pgbouncer the hub polls instead and one connection will do.
+pooled connection for its LISTEN while the process has watch streams, so a worker needs
+that one plus one for calls; behind pgbouncer the hub polls instead and one connection will do.
 
 With metrics on (FLOWRUN_METRICS_PORT), the process that serves /metrics (the single
 process, or the supervisor of `--workers`) keeps one more connection of its own, outside

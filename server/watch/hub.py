@@ -2,14 +2,23 @@
 reader (server/watch/tail.py) is woken and reads what is new (notifications are only
 hints; the events are always read from the table).
 
+Only while a stream is attached: the shared reader subscribes when the first stream of
+the process attaches and unsubscribes when the last one leaves, and the hub listens (or
+polls) only while someone is subscribed. A process serving no watch stream holds no
+LISTEN connection, receives no NOTIFY and makes no poll. Nothing is lost by starting
+late: the reader's first read comes after it subscribed, and once the LISTEN is in
+place the hub wakes it to read again (whatever committed in between).
+
 PostgreSQL: one connection per process LISTENs on the events channel; every event
 NOTIFYs in its own transaction, which PostgreSQL delivers at commit to every replica.
 If that connection dies, the hub reconnects with backoff and wakes its readers
-(notifications may have been missed meanwhile). The connection is one of the pool's,
-for the life of the process: it counts in FLOWRUN_DB_POOL_SIZE + FLOWRUN_DB_MAX_OVERFLOW
-and so in FLOWRUN_DB_MAX_CONNECTIONS, and a pool of N serves N - 1 requests at once.
+(notifications may have been missed meanwhile). The connection is one of the pool's
+while the process has streams: it counts in FLOWRUN_DB_POOL_SIZE + FLOWRUN_DB_MAX_OVERFLOW
+and so in FLOWRUN_DB_MAX_CONNECTIONS, and a pool of N then serves N - 1 requests at once.
+When the last stream leaves, the hub UNLISTENs and gives the connection back to the pool.
 
-SQLite: a commit hook in this process wakes the reader at once, and the hub reads the
+SQLite: a commit hook in this process wakes the reader at once (for the life of the
+process: a call per commit, no I/O), and while streams are attached the hub reads the
 highest event sequence every FLOWRUN_WATCH_POLL_SECONDS (1 s; one small query per
 process, not per stream) to see what other processes wrote to the same file: that is
 the latency bound for changes made through another process. Behind pgbouncer
@@ -58,15 +67,23 @@ class EventHub:
     def __init__(self, database: Database, settings: Settings) -> None:
         self._database = database
         self._streams: set[Wakeup] = set()
-        self._task: asyncio.Task[None] | None = None
+        self._started = False
+        self._task: asyncio.Task[None] | None = None  # the listener (or poller), while wanted
+        self._stop = asyncio.Event()  # asks the current listener to stop (a new one per listener)
+        self._ending: set[asyncio.Task[None]] = set()  # listeners asked to stop, not ended yet
         self._stop_hook: Any = None
         self.closing = False
         self.poll_seconds = settings.watch_poll_seconds
         # Behind pgbouncer's transaction pooling a LISTEN would stay on a server connection
         # other clients use, and a pool of one connection has none to spare for it: the
         # hub polls as on SQLite instead (FLOWRUN_WATCH_POLL_SECONDS).
-        self._polls = settings.db_pgbouncer or settings.db_pool_size + settings.db_max_overflow < 2
-        self.listening = asyncio.Event()  # PostgreSQL: the LISTEN is in place (tests wait on it)
+        self._polls = (
+            database.dialect.is_sqlite or settings.db_pgbouncer or settings.db_pool_size + settings.db_max_overflow < 2
+        )
+        # Set while the LISTEN is in place (PostgreSQL) or the poller runs: only while a
+        # stream is attached.
+        self.listening = asyncio.Event()
+        self.wakeups = 0  # NOTIFYs received and polls made (tests: none without streams)
         self.tail: Any = None  # the shared reader (server/watch/tail.py) sets itself here
         self._closers: list[Callable[[], Awaitable[None]]] = []
 
@@ -82,23 +99,46 @@ class EventHub:
     def subscribe(self) -> Wakeup:
         wakeup = Wakeup()
         self._streams.add(wakeup)
+        self._follow_demand()
         return wakeup
 
     def unsubscribe(self, wakeup: Wakeup) -> None:
         self._streams.discard(wakeup)
+        self._follow_demand()
 
     def wake_all(self) -> None:
         for wakeup in self._streams:
             wakeup.set()
 
     async def start(self) -> None:
-        if self._database.dialect.is_sqlite or self._polls:
-            if self._database.dialect.is_sqlite:
-                self._stop_hook = self._listen_for_local_commits()
-            self.listening.set()
-            self._task = asyncio.create_task(self._poll_forever(), name="watch-poll")
-        else:
-            self._task = asyncio.create_task(self._listen_forever(), name="watch-listener")
+        self._started = True
+        if self._database.dialect.is_sqlite:
+            self._stop_hook = self._listen_for_local_commits()
+        self._follow_demand()
+
+    def _follow_demand(self) -> None:
+        """Starts the listener (or poller) when it is wanted (a subscriber, the hub
+        started and not closing) and asks it to stop when it no longer is. A new one
+        waits for the old ones to end, so the process never holds two LISTEN connections."""
+        wanted = bool(self._streams) and self._started and not self.closing
+        if wanted and self._task is None:
+            self._stop = asyncio.Event()
+            run = self._poll_forever if self._polls else self._listen_forever
+            self._task = asyncio.create_task(self._after(list(self._ending), run, self._stop), name="watch-listener")
+        elif not wanted and self._task is not None:
+            self._stop.set()
+            self.listening.clear()
+            self._ending.add(self._task)
+            self._task.add_done_callback(self._ending.discard)
+            self._task = None
+
+    @staticmethod
+    async def _after(
+        ending: list[asyncio.Task[None]], run: Callable[[asyncio.Event], Awaitable[None]], stop: asyncio.Event
+    ) -> None:
+        if ending:
+            await asyncio.wait(ending)
+        await run(stop)
 
     def _listen_for_local_commits(self) -> Callable[[], None]:
         """SQLite: wakes the streams at each commit of this process that wrote events on
@@ -132,19 +172,19 @@ class EventHub:
         if self._stop_hook is not None:
             self._stop_hook()
             self._stop_hook = None
-        if self._task is not None:
-            self._task.cancel()
+        self._follow_demand()
+        for task in list(self._ending):
+            task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+                await task
 
-    async def _poll_forever(self) -> None:
+    async def _poll_forever(self, stop: asyncio.Event) -> None:
         """SQLite: wakes the streams when another process appended events."""
+        if not stop.is_set():
+            self.listening.set()
         seen = None
-        while True:
-            await asyncio.sleep(self.poll_seconds)
-            if not self._streams:
-                continue
+        while not await _stopped(stop, self.poll_seconds):
+            self.wakeups += 1
             try:
                 async with self._database.unit_of_work(write=False) as uow:
                     head = (await uow.repos.flow_run_events.head()).after
@@ -155,39 +195,68 @@ class EventHub:
                 seen = head
                 self.wake_all()
 
-    async def _listen_forever(self) -> None:
+    async def _listen_forever(self, stop: asyncio.Event) -> None:
         delay = 0.1
-        while True:
+        while not stop.is_set():
             try:
-                await self._listen_once()
+                await self._listen_once(stop)
                 delay = 0.1
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
                 log.warning("watch listener: %r; reconnecting in %.1f s", exc, delay)
+            if stop.is_set():
+                return
             self.listening.clear()
             self.wake_all()  # notifications may have been missed
-            await asyncio.sleep(delay)
+            if await _stopped(stop, delay):
+                return
             delay = min(delay * 2, RECONNECT_MAX_SECONDS)
 
-    async def _listen_once(self) -> None:
-        """Holds one connection LISTENing until it dies (returns) or the hub closes."""
+    async def _listen_once(self, stop: asyncio.Event) -> None:
+        """Holds one connection LISTENing until it dies or `stop` is set (returns), or
+        the hub closes (cancelled). Stopped, it UNLISTENs and goes back to the pool; in
+        every other case it is discarded (it may hold a LISTEN, or be dead)."""
         connection = await self._database.engine.connect()
+        clean = False
         try:
             driver = (await connection.get_raw_connection()).driver_connection
             assert driver is not None
-            lost = asyncio.Event()
-            driver.add_termination_listener(lambda _connection: lost.set())
-            await driver.add_listener(CHANNEL, self._notified)
-            self.listening.set()
-            self.wake_all()  # anything committed before the LISTEN took effect
-            await lost.wait()
+            ended = asyncio.Event()
+            stopping = asyncio.ensure_future(stop.wait())
+            stopping.add_done_callback(lambda _task: ended.set())
+
+            def lost(_connection: Any) -> None:
+                ended.set()
+
+            try:
+                driver.add_termination_listener(lost)
+                await driver.add_listener(CHANNEL, self._notified)
+                if not stop.is_set():
+                    self.listening.set()
+                    self.wake_all()  # anything committed before the LISTEN took effect
+                await ended.wait()
+            finally:
+                stopping.cancel()
+            if stop.is_set() and not driver.is_closed():
+                await driver.remove_listener(CHANNEL, self._notified)  # UNLISTEN
+                driver.remove_termination_listener(lost)
+                clean = True
         finally:
-            # Never back to the pool: it holds a LISTEN (or is dead).
-            with contextlib.suppress(Exception):
-                await connection.invalidate()
+            if not clean:
+                with contextlib.suppress(Exception):
+                    await connection.invalidate()
             with contextlib.suppress(Exception):
                 await connection.close()
 
     def _notified(self, _connection: Any, _pid: int, _channel: str, _payload: str) -> None:
+        self.wakeups += 1
         self.wake_all()
+
+
+async def _stopped(stop: asyncio.Event, seconds: float) -> bool:
+    """Waits up to `seconds` for `stop`; whether it is set."""
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(seconds):
+            await stop.wait()
+    return stop.is_set()
