@@ -9,9 +9,10 @@ format: a repeated message field is its elements' encodings one after the other)
 those bytes through (and serializes the other messages, snapshot and progress, as
 usual); the other interceptors keep wrapping the handler as before.
 
-No Watch message is larger than the send limit nor than gRPC's default receive limit
-(4 MiB): an event that would be is sent truncated (`truncated`), so no event can stop a
-stream, and every resume, at itself."""
+No message carrying events is larger than the send limit nor than gRPC's default
+receive limit (4 MiB): an event that would be is sent truncated (`truncated`), so no
+event can stop a stream, and every resume, at itself. (A `snapshot_run` is a whole run:
+it still fails the stream when it is over the send limit.)"""
 
 from __future__ import annotations
 
