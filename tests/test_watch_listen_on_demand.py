@@ -73,3 +73,36 @@ async def test_streams_attached_after_changes_get_every_event_and_detach_attach_
         cursor = watch.events[5].cursor
         watch.cancel()
         await watch.task
+
+
+async def test_a_change_committed_while_the_listen_is_being_set_up_is_read_at_once(
+    served, backend, unique, monkeypatch
+):
+    """The first stream of a process starts the LISTEN; a change that commits after the
+    shared reader's first read but before the LISTEN is in place sends its NOTIFY to no
+    one. The hub wakes the reader once the LISTEN is in place, so the change arrives then,
+    not at the next heartbeat (60 s here, longer than the test waits)."""
+    if backend != "postgres":
+        pytest.skip("only PostgreSQL LISTENs")
+    writer_app, flows, runs = await served()
+    watcher_app, _, watcher_runs = await served(watch_heartbeat_seconds=60)
+    flow_id = await make_flow(flows, unique)
+    cursor, only_flow = await cursor_before_the_next_change(runs, flow_id)
+    release = asyncio.Event()
+    listen_once = watcher_app.hub._listen_once
+
+    async def held(stop: asyncio.Event) -> None:
+        await release.wait()
+        await listen_once(stop)
+
+    monkeypatch.setattr(watcher_app.hub, "_listen_once", held)
+    watch = start_watch(watcher_runs, flow_run_filter=only_flow, cursor=cursor)
+    async with asyncio.timeout(10):
+        while not watcher_app.hub.streams:  # attached: the reader has read, the LISTEN waits
+            await asyncio.sleep(0.02)
+    await asyncio.sleep(0.3)  # the reader's first read is behind it
+    run = await make_run(runs, flow_id)  # its NOTIFY finds no LISTEN in the watcher's process
+    release.set()
+    await watch.until(lambda w: w.events)
+    watch.cancel()
+    assert watch.events[0].flow_run.id == run.id
