@@ -23,9 +23,12 @@ Flowrun = Callable[..., Awaitable[tuple[int, str, str]]]
 
 
 @pytest.fixture
-def flowrun(app, capsys) -> Flowrun:
-    """Run one `flowrun` command against the test server: (exit code, stdout, stderr)."""
+def flowrun(app, capsys, monkeypatch) -> Flowrun:
+    """Run one `flowrun` command against the test server: (exit code, stdout, stderr).
+    Output goes to a pipe, as from a script: no COLUMNS of the test runner's (pytest-xdist
+    sets 80 in its workers) narrows the tables."""
     target = f"127.0.0.1:{app.port}"
+    monkeypatch.delenv("COLUMNS", raising=False)
 
     async def invoke(*args: str) -> tuple[int, str, str]:
         capsys.readouterr()
