@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -23,6 +24,7 @@ def estimate(row) -> int:
     return _ROW_OVERHEAD + sum(estimated_bytes(value) for value in row)
 
 
+@pytest.mark.slow  # 400 examples: seconds
 @settings(max_examples=400, deadline=None)
 @given(st.lists(COLUMN, max_size=12))
 def test_the_quick_bound_is_never_below_the_estimate(row):

@@ -687,6 +687,7 @@ def check_run_invariants(run, history: list[State], seen: Observed | None) -> Ob
     return Observed(run)
 
 
+@pytest.mark.slow  # EXAMPLES random lifecycles of six runs: seconds
 @settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(setups=st.lists(RUN_SETUPS, min_size=6, max_size=6), moves=st.lists(steps(), min_size=5, max_size=60))
 async def test_invariants_hold_for_any_sequence_of_proposals(setups, moves):
