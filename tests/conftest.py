@@ -147,6 +147,21 @@ def private_postgres() -> Iterator[PrivatePostgres]:
         postgres.destroy()
 
 
+@pytest.fixture
+async def private_database(private_postgres: PrivatePostgres) -> AsyncIterator[str]:
+    """A fresh database on the module's private cluster (started if a test left it
+    stopped): its SQLAlchemy URL."""
+    private_postgres.ensure_running()
+    name = f"flowrun_private_{os.getpid()}"
+    admin = await asyncpg.connect(private_postgres.url(), timeout=10)
+    try:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await admin.close()
+    yield private_postgres.url(name, driver="postgresql+asyncpg")
+
+
 @pytest.fixture(scope="session")
 async def app(database_url: str) -> AsyncIterator[App]:
     app = await build_app(settings_for(database_url))

@@ -10,8 +10,6 @@ restarting a private PostgreSQL cluster (never the shared one)."""
 from __future__ import annotations
 
 import asyncio
-import os
-from collections.abc import AsyncIterator
 
 import asyncpg
 import grpc
@@ -198,20 +196,6 @@ async def test_a_lost_policy_only_write_is_sent_again_and_unknown_outcomes_are_u
     assert await unlocked._write_again(app.database, context, store, version, FLOW_RUNS)
     with pytest.raises(ConnectionError, match="outcome is unknown"):
         await unlocked._write_again(app.database, context, store, version, FLOW_RUNS)  # the row moved on
-
-
-@pytest.fixture
-async def private_database(private_postgres) -> AsyncIterator[str]:
-    """A fresh database on the module's private cluster (started if a test left it stopped)."""
-    private_postgres.ensure_running()
-    name = f"flowrun_retry_{os.getpid()}"
-    admin = await asyncpg.connect(private_postgres.url(), timeout=10)
-    try:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await admin.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await admin.close()
-    yield private_postgres.url(name, driver="postgresql+asyncpg")
 
 
 @pytest.mark.multiprocess  # a PostgreSQL cluster of the module's own

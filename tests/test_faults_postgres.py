@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import AsyncIterator
 
 import asyncpg
 import pytest
@@ -39,20 +38,6 @@ ROUNDS = int(os.environ.get("FLOWRUN_TEST_FAULT_ROUNDS", "2"))
 START_TIMEOUT_SECONDS = 60
 RECOVERY_TIMEOUT_SECONDS = 60
 FINISH_TIMEOUT_SECONDS = 120
-
-
-@pytest.fixture
-async def postgres_url(private_postgres: PrivatePostgres) -> AsyncIterator[str]:
-    """A fresh database on the private cluster, started if a test left it stopped."""
-    private_postgres.ensure_running()
-    name = f"flowrun_faults_{os.getpid()}"
-    admin = await asyncpg.connect(private_postgres.url(), timeout=10)
-    try:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await admin.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await admin.close()
-    yield private_postgres.url(name, driver="postgresql+asyncpg")
 
 
 async def open_transactions(postgres: PrivatePostgres, database_url: str) -> list[str]:
@@ -71,8 +56,8 @@ async def open_transactions(postgres: PrivatePostgres, database_url: str) -> lis
     return [f"pid {row['pid']} {row['state']}: {row['query']}" for row in rows]
 
 
-async def test_postgres_restart_under_load(private_postgres, postgres_url, tmp_path, capsys):
-    server = ServerProcess(postgres_url, log_path=tmp_path / "server.log")
+async def test_postgres_restart_under_load(private_postgres, private_database, tmp_path, capsys):
+    server = ServerProcess(private_database, log_path=tmp_path / "server.log")
     try:
         await asyncio.to_thread(server.wait_until_serving, START_TIMEOUT_SECONDS)
         await wait_for_health(server.address, START_TIMEOUT_SECONDS)
@@ -101,7 +86,7 @@ async def test_postgres_restart_under_load(private_postgres, postgres_url, tmp_p
             await running
         await load.finish(server.address, FINISH_TIMEOUT_SECONDS)
         wrong = await verify(server.address, load, complete=True)
-        leaked = await open_transactions(private_postgres, postgres_url)
+        leaked = await open_transactions(private_postgres, private_database)
         with capsys.disabled():
             print("\n" + load.figures.render(f"PostgreSQL restarted {ROUNDS}x under {CLIENTS} clients"))
         assert not load.figures.problems, "\n".join(
