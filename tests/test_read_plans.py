@@ -178,13 +178,11 @@ def _assert_reads_through(plan: Plan, indexes: tuple[str, ...], what: str) -> No
     assert "flow_run" not in plan.seq_scans(), f"{what}: a sequential scan of flow_run:\n{plan}"
 
 
-async def _later_page_token(app: App, filters: ListFilters) -> str:
+async def _later_page_token(app: App, filters: ListFilters, sort: FlowRunSort = FlowRunSort.ID_DESC) -> str:
     """A page token past the first few rows (keyset paging: any later page reads alike;
     a token is bound to the filters and sort, not to the page size)."""
     async with app.database.unit_of_work(write=False) as uow:
-        _, token = await uow.repos.flow_runs.list_page(
-            filters, FlowRunSort.ID_DESC, PageRequest(limit=5), secret=SECRET
-        )
+        _, token = await uow.repos.flow_runs.list_page(filters, sort, PageRequest(limit=5), secret=SECRET)
     assert token, "the filter matches more than one page of runs"
     return token
 
@@ -217,15 +215,36 @@ async def test_the_default_listing_reads_newest_ids_first_from_the_primary_key(b
     await _assert_pages_read_through(populated, ListFilters(), ("pk_flow_run",))
 
 
-async def _assert_pages_read_through(populated, filters: ListFilters, indexes) -> None:
-    """The first page and a later one (by page token) of the default listing read `indexes`."""
-    token = await _later_page_token(populated, filters)
+@pytest.mark.parametrize("backend", ON_POSTGRES_ONLY)
+@pytest.mark.parametrize("within_a_day", [False, True], ids=["every run", "one day"])
+async def test_the_newest_started_first_reads_its_order_from_an_index(backend, within_a_day, populated):
+    """START_TIME_DESC (a UI's usual order), alone and with a one-day start-time range:
+    the order's index read backwards from the page token, never the whole day (or the
+    whole table) sorted. Fails if the order's expression and migration 0009's index
+    differ in anything, its far-past constant included."""
+    now = clock.now()
+    day = TimeFilter(after=now - timedelta(days=3), before=now - timedelta(days=2))
+    filters = ListFilters(flow_run=FlowRunFilter(start_time=day)) if within_a_day else ListFilters()
+    await _assert_pages_read_through(
+        populated, filters, ("ix_flow_run__start_time_order",), FlowRunSort.START_TIME_DESC, sorted_=False
+    )
+
+
+async def _assert_pages_read_through(
+    populated, filters: ListFilters, indexes, sort: FlowRunSort = FlowRunSort.ID_DESC, *, sorted_: bool = True
+) -> None:
+    """The first page and a later one (by page token) of the listing in `sort` read
+    `indexes` (and, unless `sorted_`, sort nothing: the index gives the order)."""
+    token = await _later_page_token(populated, filters, sort)
     for what, page in (
         ("first page", PageRequest(limit=PAGE)),
         ("later page", PageRequest(limit=PAGE, page_token=token)),
     ):
         plan = await plan_of(
             populated.database,
-            lambda repos, page=page: repos.flow_runs.list_page(filters, FlowRunSort.ID_DESC, page, secret=SECRET),
+            lambda repos, page=page: repos.flow_runs.list_page(filters, sort, page, secret=SECRET),
         )
         _assert_reads_through(plan, indexes, what)
+        if not sorted_:
+            sorts = [node for node in plan.nodes() if "Sort" in node.type]
+            assert not sorts, f"{what}: sorts what it read instead of reading in order:\n{plan}"

@@ -5,11 +5,26 @@ from __future__ import annotations
 
 import json
 import uuid
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
 import asyncpg
-from sqlalchemy import Select, bindparam, delete, func, literal_column, select, update
+from sqlalchemy import (
+    JSON,
+    ColumnElement,
+    Row,
+    Select,
+    Text,
+    bindparam,
+    cast,
+    delete,
+    func,
+    literal_column,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.exc import IntegrityError
 
 from flowrun.server import clock, errors
@@ -24,8 +39,9 @@ from flowrun.server.db.tables import (
     work_pool,
     work_queue,
 )
+from flowrun.server.db.types import UUIDText
 from flowrun.server.domain.events import EventKind, encode_payload
-from flowrun.server.domain.filters import FlowRunSort, ListFilters, PageRequest, fingerprint
+from flowrun.server.domain.filters import AND, FlowRunSort, ListFilters, PageRequest, fingerprint
 from flowrun.server.domain.flow_runs import FlowRun, FlowRunCreate, FlowRunPolicy
 from flowrun.server.domain.names import random_run_name
 from flowrun.server.domain.states import State, StateType
@@ -50,11 +66,55 @@ _queue_columns = [
 def _run_with_state() -> Select:
     """The run with its current state and, when it is queued, its work queue and pool,
     in one query."""
-    return select(flow_run, *_state_columns, *_queue_columns).select_from(
-        flow_run.outerjoin(flow_run_state, flow_run_state.c.id == flow_run.c.state_id)
-        .outerjoin(work_queue, work_queue.c.id == flow_run.c.work_queue_id)
-        .outerjoin(work_pool, work_pool.c.id == work_queue.c.work_pool_id)
-    )
+    return select(flow_run, *_state_columns, *_queue_columns).select_from(_RUN_WITH_STATE_JOIN)
+
+
+_RUN_WITH_STATE_JOIN = (
+    flow_run.outerjoin(flow_run_state, flow_run_state.c.id == flow_run.c.state_id)
+    .outerjoin(work_queue, work_queue.c.id == flow_run.c.work_queue_id)
+    .outerjoin(work_pool, work_pool.c.id == work_queue.c.work_pool_id)
+)
+
+
+def _as_text(column: Any, label: str) -> Any:
+    """A JSON or UUID column read as its text, under its usual label; other columns as
+    they are."""
+    return cast(column, Text).label(label) if isinstance(column.type, JSON | UUIDText) else column.label(label)
+
+
+# Listing reads the same columns as _run_with_state, with every JSON column as its text:
+# decoding it per value (asyncpg's and SQLAlchemy's JSON codecs: a Python call each, eight
+# per run) cost more than the rest of the read together; _decode_page decodes a page's
+# texts in one json.loads. UUIDs come as text too (the domain's form: PostgreSQL writes
+# them canonically), rather than through two Python conversions per value.
+_LISTED_COLUMNS = [
+    *(_as_text(column, column.name) for column in flow_run.c),
+    *(_as_text(column, f"{STATE_PREFIX}{column.name}") for column in flow_run_state.c),
+    *_queue_columns,
+]
+_JSON_LABELS = frozenset(
+    [column.name for column in flow_run.c if isinstance(column.type, JSON)]
+    + [f"{STATE_PREFIX}{column.name}" for column in flow_run_state.c if isinstance(column.type, JSON)]
+)
+
+
+def _decode_page(rows: list[Row]) -> list[dict[str, Any]]:
+    """Rows of _LISTED_COLUMNS as dicts by label, their JSON texts decoded by one
+    json.loads of the whole page (SQL NULL reads as None, as JSON null does)."""
+    if not rows:
+        return []
+    labels = list(rows[0]._fields)
+    positions = [index for index, label in enumerate(labels) if label in _JSON_LABELS]
+    json_labels = [labels[index] for index in positions]
+    texts = [row[index] for row in rows for index in positions]
+    values = json.loads("[" + ",".join("null" if text is None else text for text in texts) + "]")
+    width = len(positions)
+    decoded = []
+    for number, row in enumerate(rows):
+        mapping = dict(zip(labels, row, strict=True))
+        mapping.update(zip(json_labels, values[number * width : (number + 1) * width], strict=True))
+        decoded.append(mapping)
+    return decoded
 
 
 # The SetState writes, built once: only their bound values change per call. SQLite runs
@@ -174,6 +234,36 @@ def flow_run_from_row(row: Any) -> FlowRun:
         last_heartbeat_time=m["last_heartbeat_time"],
         heartbeat_deadline=m["heartbeat_deadline"],
     )
+
+
+_START_TIME_SORTS = frozenset({FlowRunSort.START_TIME_ASC, FlowRunSort.START_TIME_DESC})
+
+
+def _in_start_time_order(
+    filters: ListFilters, sort: FlowRunSort, order: ColumnElement[Any]
+) -> tuple[ListFilters, list[ColumnElement[bool]]]:
+    """In a start-time order, the start-time filter's range written on the order's own
+    expression `order` (filters without that range, and the clauses that replace it).
+    The filter compares coalesce(start_time, expected_start_time); `order` is the same
+    coalesce with a stand-in last (server/db/time_order.py), so on a run with one of the
+    two times they are equal, and a run with neither is left out as the filter leaves it
+    out. The same rows, but the index that gives the order (migration 0009) now bounds
+    the page too: a one-day range reads its first page backwards and stops, instead of
+    reading every run of the day through the filter's index and sorting them."""
+    run_filter = filters.flow_run
+    if sort not in _START_TIME_SORTS or run_filter is None or run_filter.operator != AND:
+        return filters, []
+    started = run_filter.start_time
+    if started is None or started.operator != AND or (started.after is None and started.before is None):
+        return filters, []
+    c = flow_run.c
+    clauses = [or_(c.start_time.is_not(None), c.expected_start_time.is_not(None))]
+    if started.after is not None:
+        clauses.append(order >= started.after)
+    if started.before is not None:
+        clauses.append(order <= started.before)
+    rest = replace(run_filter, start_time=replace(started, after=None, before=None))
+    return replace(filters, flow_run=rest), clauses
 
 
 class FlowRunRepository(Repository):
@@ -361,14 +451,21 @@ class FlowRunRepository(Repository):
     async def list_page(
         self, filters: ListFilters, sort: FlowRunSort, page: PageRequest, *, secret: str
     ) -> tuple[list[FlowRun], str]:
-        query = _run_with_state().where(flow_run_where(self.dialect, filters))
+        sort_key = flow_run_sort_key(sort)
+        where, in_order = _in_start_time_order(filters, sort, sort_key.expression)
+        query = (
+            select(*_LISTED_COLUMNS)
+            .select_from(_RUN_WITH_STATE_JOIN)
+            .where(flow_run_where(self.dialect, where), *in_order)
+        )
         rows, token = await fetch_page(
             self.connection,
             query,
-            flow_run_sort_key(sort),
+            sort_key,
             page,
             secret=secret,
             fingerprint=fingerprint("flow_runs", filters),
+            decode=_decode_page,
         )
         return [flow_run_from_row(row) for row in rows], token
 

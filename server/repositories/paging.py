@@ -25,7 +25,7 @@ import hashlib
 import hmac
 import json
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -35,6 +35,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from flowrun.server.db import tables
 from flowrun.server.db.dialect import binary_order
+from flowrun.server.db.time_order import FAR_FUTURE, FAR_PAST, far_future, far_past
 from flowrun.server.db.types import Timestamp, UUIDText
 from flowrun.server.domain.filters import FlowRunSort, FlowSort, PageRequest
 from flowrun.server.domain.task_runs import TaskRunSort
@@ -46,10 +47,6 @@ _MAC_BYTES = 16
 _KEY_LABEL = "_page_key"
 _ID_LABEL = "_page_id"
 
-# Stand-ins for NULL sort times, so rows without the time come last in either direction
-# (the ends of google.protobuf.Timestamp's range).
-FAR_FUTURE = datetime(9999, 12, 31, 23, 59, 59, 999999, tzinfo=UTC)
-FAR_PAST = datetime(1, 1, 1, tzinfo=UTC)
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)
 
@@ -79,8 +76,8 @@ class SortKey:
 
 
 def _time_key(name: str, table, *columns: ColumnElement, descending: bool) -> SortKey:
-    sentinel = FAR_PAST if descending else FAR_FUTURE
-    expression = func.coalesce(*columns, literal(sentinel, type_=Timestamp()), type_=Timestamp())
+    sentinel = far_past() if descending else far_future()
+    expression = func.coalesce(*columns, sentinel, type_=Timestamp())
     return SortKey(name, expression, table.c.id, descending, is_time=True)
 
 
@@ -177,10 +174,15 @@ async def fetch_page(
     *,
     secret: str,
     fingerprint: str,
-) -> tuple[list[Row], str]:
+    decode: Callable[[list[Row]], list[dict[str, Any]]] | None = None,
+) -> tuple[list[Any], str]:
     """One page of `query` (which already has its WHERE) in `sort_key` order, and the
     token of the next page ("" on the last page). The rows carry two extra columns,
-    `_page_key` and `_page_id`; read the table's columns by name."""
+    `_page_key` and `_page_id`; read the table's columns by name.
+
+    With `decode` the page is returned as `decode(rows)`, dicts by column label, and the
+    byte budget weighs those values: for a caller that fetches columns in a cheaper form
+    than it reads them (JSON as text, decoded for the whole page in one call)."""
     cursor = None
     if page.page_token:
         cursor = _decode(page.page_token, sort_key, secret=secret, fingerprint=fingerprint)
@@ -193,17 +195,23 @@ async def fetch_page(
         query = query.where(sort_key.after(*cursor))
     elif page.offset:
         query = query.offset(page.offset)
-    rows = list((await connection.execute(query.limit(page.limit + 1))).all())
+    fetched = list((await connection.execute(query.limit(page.limit + 1))).all())
 
-    more = len(rows) > page.limit
-    rows = rows[: page.limit]
+    more = len(fetched) > page.limit
+    fetched = fetched[: page.limit]
+    rows: list[Any] = fetched
+    mappings: Sequence[Mapping[Any, Any]] = [row._mapping for row in fetched]
+    if decode is not None:
+        rows = decode(fetched)
+        mappings = rows
     if page.max_bytes is not None:
-        kept = rows_within(rows, page.max_bytes)
+        kept = rows_within(fetched, [mapping.values() for mapping in mappings], page.max_bytes)
         more = more or kept < len(rows)
         rows = rows[:kept]
+        mappings = mappings[:kept]
     if not more:
         return rows, ""
-    last = rows[-1]._mapping
+    last = mappings[-1]
     token = _encode(last[_KEY_LABEL], last[_ID_LABEL], sort_key, secret=secret, fingerprint=fingerprint)
     return rows, token
 
@@ -240,21 +248,49 @@ def estimated_bytes(value: Any) -> int:
 # quick_bound's multiplier: JSON's shortest tokens (a one-digit number, `[]`, `{}`) cost
 # estimated_bytes at most 10 times their length in JSON text (tests/test_page_size_bounds.py).
 _JSON_TEXT_FACTOR = 10
-_ENCODE_JSON = json.JSONEncoder(default=str).encode  # ASCII only: a character's text >= its UTF-8 bytes
 
 
-def quick_bound(row: Sequence[Any]) -> int:
-    """A cheaper over-count of a row than estimated_bytes, at least as large: the length
-    of the row as one JSON text (one C call instead of a walk over every element)."""
-    return _JSON_TEXT_FACTOR * len(_ENCODE_JSON(list(row))) + _SCALAR_BYTES * len(row) + _ROW_OVERHEAD
+def _stand_in(value: Any) -> Any:
+    """What quick_bound writes for a value JSON has no form for: bytes as their hex (two
+    characters per byte); anything else (a time, a UUID: estimated_bytes charges them as
+    it charges a number) as the number 0, not as its text, which would cost a formatting
+    call per value for nothing."""
+    return value.hex() if isinstance(value, bytes | bytearray) else 0
 
 
-def rows_within(rows: list[Row], max_bytes: int) -> int:
-    """How many leading rows fit in `max_bytes` by `estimated_bytes`; at least one, so a
-    single row larger than the budget is still served (or fails at the message limit)
-    rather than paging forever on empty pages. A page that fits by quick_bound (the usual
-    case: runs of a few kB) is kept whole without the element-by-element count."""
-    if sum(quick_bound(row) for row in rows) <= max_bytes:
+# ASCII only: a character's text >= its UTF-8 bytes.
+_ENCODE_JSON = json.JSONEncoder(default=_stand_in).encode
+
+
+# Values quick_bound charges without encoding them: strings by their length, the rest
+# (which estimated_bytes charges as a fixed-width field) at _SCALAR_BYTES. Exact classes,
+# compared by identity, so the test costs no isinstance call per value.
+_PLAIN = frozenset({str, int, float, bool, type(None), datetime})
+
+
+def quick_bound(row: Iterable[Any]) -> int:
+    """A cheaper over-count of a row than estimated_bytes, at least as large, from the
+    length of its text: a string counts _JSON_TEXT_FACTOR times its length, any other
+    value but a number, a time or None (containers, bytes) the same factor times the
+    length of its JSON text (one C call for the row), and every value _SCALAR_BYTES. A
+    string so charged also covers the JSON value it may be the text of (a caller that
+    fetches JSON columns as text: fetch_page's decode), whatever its spacing or escaping,
+    so rows as fetched are weighed without decoding them, and times are never formatted."""
+    values = list(row)
+    text = sum([len(value) for value in values if value.__class__ is str])
+    structured = [value for value in values if value.__class__ not in _PLAIN]
+    if structured:
+        text += len(_ENCODE_JSON(structured))
+    return _JSON_TEXT_FACTOR * text + _SCALAR_BYTES * len(values) + _ROW_OVERHEAD
+
+
+def rows_within(fetched: Sequence[Iterable[Any]], rows: Sequence[Iterable[Any]], max_bytes: int) -> int:
+    """How many leading rows fit in `max_bytes` by `estimated_bytes` of their values as
+    read (`rows`); at least one, so a single row larger than the budget is still served
+    (or fails at the message limit) rather than paging forever on empty pages. A page
+    whose rows as `fetched` fit by quick_bound (the usual case: runs of a few kB) is
+    kept whole without the element-by-element count."""
+    if sum(quick_bound(row) for row in fetched) <= max_bytes:
         return len(rows)
     total = 0
     kept = 0
