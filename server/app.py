@@ -66,15 +66,16 @@ FLOWRUN_SERVICES = (
 )
 
 
-def orchestrated_methods() -> dict[str, OrchestratedMethod]:
+def orchestrated_methods(settings: Settings) -> dict[str, OrchestratedMethod]:
     """The SetState methods whose transaction, lock and policy the orchestration
     interceptor provides, by full method path."""
     flow_runs = flow_run_service_pb2.DESCRIPTOR.services_by_name["FlowRunService"].full_name
     task_runs = task_run_service_pb2.DESCRIPTOR.services_by_name["TaskRunService"].full_name
+    decode = functools.partial(from_proto.set_state_request, max_request_bytes=settings.write_max_bytes)
     return {
-        f"/{flow_runs}/SetFlowRunState": OrchestratedMethod(FLOW_RUNS, from_proto.set_state_request),
+        f"/{flow_runs}/SetFlowRunState": OrchestratedMethod(FLOW_RUNS, decode),
         f"/{task_runs}/SetTaskRunState": OrchestratedMethod(
-            TASK_RUNS, functools.partial(from_proto.set_state_request, id_field="task_run_id")
+            TASK_RUNS, functools.partial(decode, id_field="task_run_id")
         ),
     }
 
@@ -206,7 +207,10 @@ async def build_app(settings: Settings, *, reuse_port: bool = False, tracing: Tr
                     CancellationShieldInterceptor(),
                     ErrorMappingInterceptor(),
                     OrchestrationInterceptor(
-                        database, settings, orchestrated_methods(), observer=tracing.observer if tracing else None
+                        database,
+                        settings,
+                        orchestrated_methods(settings),
+                        observer=tracing.observer if tracing else None,
                     ),
                     PreEncodedResponses(),  # innermost: Watch responses may be bytes encoded once for all streams
                 ]

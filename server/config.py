@@ -14,6 +14,15 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 #: The background sweeps FLOWRUN_SERVICES can switch on and off (server/liveness/).
 SERVICE_NAMES = ("zombies", "late_runs", "pause_expirations")
 
+#: Room, in one returned entity, for what the server adds to what write requests held:
+#: ids, times, counts and durations, the copies (state_name, deployment_version, work
+#: queue and pool names, the "prefect.flow.id" label) and a state's own server fields.
+#: Those add up to under 8 KiB (names and versions are length-checked); this is twice that.
+SERVER_FIELDS_BYTES = 16 * 1024
+#: The part of SERVER_FIELDS_BYTES a state's server fields may take (its id, timestamp
+#: and the details rules set: ids and times): under 1 KiB.
+STATE_SERVER_FIELDS_BYTES = 4 * 1024
+
 
 def default_database_url() -> str:
     """An SQLite file under the user's data directory: serving needs no setup."""
@@ -202,6 +211,34 @@ class Settings(BaseSettings):
         token and the response's own framing (server/repositories/paging.py)."""
         limit = min(self.max_message_bytes, self.max_response_bytes)
         return limit - min(64 * 1024, limit // 4)
+
+    @cached_property
+    def write_max_bytes(self) -> int:
+        """The most bytes one write request may hold (request.ByteSize()), derived, not
+        set: a third of a List page's byte budget less SERVER_FIELDS_BYTES (1,370,794
+        with the default 4 MiB responses). Larger writes are refused with INVALID_ARGUMENT
+        before anything is written (server/services/write_size.py).
+
+        Why a third is enough: every stored entity is returned whole, by Get, in a List
+        page (which must hold at least one row) and in a watch snapshot, so each must fit
+        page_max_bytes. A flow run is at most three write requests' worth plus server
+        fields: its create request (its own fields and initial state), the flow's labels
+        merged into its own at create (from the flow's create request), and its current
+        state (from one SetFlowRunState). UpdateFlowRun replaces fields, and updates of
+        different fields could add up, so it is checked on its result instead
+        (run_without_state_max_bytes). A task run (create + state), a flow (create + the
+        tags of one UpdateFlow), a deployment, work pool or work queue (create), and a
+        state (one request) hold fewer."""
+        return (self.page_max_bytes - SERVER_FIELDS_BYTES) // 3
+
+    @cached_property
+    def run_without_state_max_bytes(self) -> int:
+        """The most a flow run without its state may hold after an UpdateFlowRun (the
+        updated run is measured in the update's transaction, which a larger result rolls
+        back): what is left of page_max_bytes once its largest state is in. Every run a
+        create lets through fits it, so an update that does not grow a run is never
+        refused."""
+        return self.page_max_bytes - self.write_max_bytes - STATE_SERVER_FIELDS_BYTES
 
     @property
     def resolved_page_token_secret(self) -> str:

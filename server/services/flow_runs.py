@@ -19,9 +19,10 @@ from flowrun.server.orchestration.transitions import set_state
 from flowrun.server.orchestration.unlocked import create_flow_run_unlocked
 from flowrun.server.repositories import Repositories
 from flowrun.server.services import filters_from_proto, from_proto, to_proto, watch
+from flowrun.server.services.write_size import check_result_size, check_write_size
 from flowrun.server.watch.hub import EventHub
+from flowrun.v1 import flow_run_pb2, flow_run_service_pb2_grpc, state_pb2
 from flowrun.v1 import flow_run_service_pb2 as pb
-from flowrun.v1 import flow_run_service_pb2_grpc
 
 UPDATABLE_FLOW_RUN_FIELDS = frozenset(
     {"name", "flow_version", "parameters", "empirical_policy", "tags", "infrastructure_pid", "job_variables"}
@@ -38,6 +39,7 @@ class FlowRunService(flow_run_service_pb2_grpc.FlowRunServiceServicer):
         self._watcher = watch.Watcher(database, settings, hub or EventHub(database, settings))
 
     async def CreateFlowRun(self, request: pb.CreateFlowRunRequest, context) -> pb.CreateFlowRunResponse:
+        check_write_size(request, self._settings.write_max_bytes)
         now = clock.now()
         new = from_proto.flow_run_create(request, now, self._settings.max_parameter_bytes)
         # One round trip where it can (PostgreSQL, a plain run); it uses `new` up.
@@ -102,6 +104,7 @@ class FlowRunService(flow_run_service_pb2_grpc.FlowRunServiceServicer):
         return pb.CountFlowRunsResponse(count=count)
 
     async def UpdateFlowRun(self, request: pb.UpdateFlowRunRequest, context) -> pb.UpdateFlowRunResponse:
+        check_write_size(request, self._settings.write_max_bytes)
         flow_run_id = from_proto.required_uuid(request.flow_run.id, "flow_run.id")
         paths = from_proto.update_mask_paths(request, "flow_run", UPDATABLE_FLOW_RUN_FIELDS)
         values = from_proto.flow_run_update(request.flow_run, paths, self._settings.max_parameter_bytes)
@@ -113,10 +116,11 @@ class FlowRunService(flow_run_service_pb2_grpc.FlowRunServiceServicer):
                     raise errors.flow_run_not_found(flow_run_id)
                 check_job_variables_updatable(current.state_type, current.deployment_id)
             run = await uow.repos.flow_runs.update(flow_run_id, values, now)
-        if run is None:
-            raise errors.flow_run_not_found(flow_run_id)
-        response = pb.UpdateFlowRunResponse()
-        to_proto.write_flow_run(response.flow_run, run, now)
+            if run is None:
+                raise errors.flow_run_not_found(flow_run_id)
+            response = pb.UpdateFlowRunResponse()
+            to_proto.write_flow_run(response.flow_run, run, now)
+            check_updated_run_size(response.flow_run, self._settings)  # raising rolls the update back
         return response
 
     async def DeleteFlowRun(self, request: pb.DeleteFlowRunRequest, context) -> pb.DeleteFlowRunResponse:
@@ -228,6 +232,20 @@ def check_job_variables_updatable(state_type: StateType | None, deployment_id: A
         raise errors.FailedPrecondition(f"Job variables for a flow run in state {state_type.value} cannot be updated")
     if deployment_id is None:
         raise errors.FailedPrecondition("A deployment for the flow run could not be found")
+
+
+def check_updated_run_size(run: flow_run_pb2.FlowRun, settings: Settings) -> None:
+    """Refuses an update after which the run, with the largest state a SetFlowRunState
+    may write, could not be sent back: updates of different fields each fit a write but
+    could add up (server/config.py, Settings.run_without_state_max_bytes)."""
+    if not run.HasField("state"):
+        check_result_size("flow_run", run, settings.run_without_state_max_bytes, "the run without its state")
+        return
+    state = state_pb2.State()
+    state.CopyFrom(run.state)  # not the hot path: an update is rare, and this is a copy in C
+    run.ClearField("state")
+    check_result_size("flow_run", run, settings.run_without_state_max_bytes, "the run without its state")
+    run.state.CopyFrom(state)
 
 
 def _initial_state(new: FlowRunCreate, now: datetime) -> State:

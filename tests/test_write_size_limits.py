@@ -1,0 +1,160 @@
+"""Every write whose stored result could not be sent back whole is refused before anything
+is written (INVALID_ARGUMENT naming the field and the limit), and everything that is
+accepted can be read back by Get, List and a watch snapshot with a client's default 4 MiB
+receive limit (server/config.py: Settings.write_max_bytes says why the budget suffices)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import grpc
+from google.protobuf import struct_pb2
+
+from flowrun.v1 import filters_pb2, state_pb2, task_run_service_pb2, task_run_service_pb2_grpc
+from flowrun.v1 import flow_run_pb2 as run_pb
+from flowrun.v1 import flow_run_service_pb2 as runs_pb
+from flowrun.v1 import flow_service_pb2 as flows_pb
+from tests.conftest import settings_for
+from tests.helpers.rich_errors import expect_error
+
+BIG = 5 * 1024 * 1024  # over any write budget of the default settings
+CLIENT_LIMIT = 4 * 1024 * 1024  # grpc's default receive limit
+
+
+def struct_of(**values) -> struct_pb2.Struct:
+    message = struct_pb2.Struct()
+    message.update(values)
+    return message
+
+
+def filled(build, size: int):
+    """build(n) (a request holding an n-character blob) with n chosen so that its
+    ByteSize() is exactly `size`."""
+    n = size
+    for _ in range(5):
+        message = build(n)
+        n += size - message.ByteSize()
+    message = build(n)
+    assert message.ByteSize() == size
+    return message
+
+
+def run_filter(flow_id: str) -> dict:
+    return {"flow_filter": filters_pb2.FlowFilter(id=filters_pb2.IdFilter(any=[flow_id]))}
+
+
+async def count_runs(runs, flow_id: str) -> int:
+    return (await runs.CountFlowRuns(runs_pb.CountFlowRunsRequest(**run_filter(flow_id)))).count
+
+
+def assert_too_large(error, field: str) -> None:
+    assert error.code == grpc.StatusCode.INVALID_ARGUMENT
+    assert error.reason == "INVALID_ARGUMENT"
+    assert field in error.field_violations, error.field_violations
+    assert "bytes" in error.field_violations[field]
+    assert int(error.metadata["max_bytes"]) > 0
+
+
+async def test_huge_context_is_refused_and_no_run_exists(served, unique):
+    _, flows, runs = await served()
+    flow = (await flows.CreateFlow(flows_pb.CreateFlowRequest(name=f"big-{unique}"))).flow
+    request = runs_pb.CreateFlowRunRequest(flow_id=flow.id, context=struct_of(blob="x" * BIG))
+    error = await expect_error(runs.CreateFlowRun(request))
+    assert_too_large(error, "context")
+    keyed = runs_pb.CreateFlowRunRequest(flow_id=flow.id, idempotency_key="k", context=struct_of(blob="x" * BIG))
+    assert_too_large(await expect_error(runs.CreateFlowRun(keyed)), "context")
+    assert await count_runs(runs, flow.id) == 0
+
+
+async def test_huge_state_data_is_refused_and_the_state_is_unchanged(served, unique):
+    _, flows, runs = await served()
+    flow = (await flows.CreateFlow(flows_pb.CreateFlowRequest(name=f"big-{unique}"))).flow
+    run = (await runs.CreateFlowRun(runs_pb.CreateFlowRunRequest(flow_id=flow.id))).flow_run
+    huge = state_pb2.StateCreate(type=state_pb2.STATE_TYPE_RUNNING)
+    huge.data.string_value = "x" * BIG
+    error = await expect_error(runs.SetFlowRunState(runs_pb.SetFlowRunStateRequest(flow_run_id=run.id, state=huge)))
+    assert_too_large(error, "state.data")
+    after = (await runs.GetFlowRun(runs_pb.GetFlowRunRequest(flow_run_id=run.id))).flow_run
+    assert (after.state_id, after.state.type) == (run.state_id, run.state.type)
+
+
+async def test_huge_writes_of_every_kind_are_refused(served, unique):
+    app, flows, runs = await served()
+    labels_request = flows_pb.CreateFlowRequest(name=f"big-{unique}", labels=struct_of(blob="x" * BIG))
+    assert_too_large(await expect_error(flows.CreateFlow(labels_request)), "labels")
+    flow = (await flows.CreateFlow(flows_pb.CreateFlowRequest(name=f"big-{unique}"))).flow
+    run = (await runs.CreateFlowRun(runs_pb.CreateFlowRunRequest(flow_id=flow.id))).flow_run
+    update = runs_pb.UpdateFlowRunRequest(
+        flow_run=run_pb.FlowRun(id=run.id, job_variables=struct_of(blob="x" * BIG)),
+        update_mask={"paths": ["job_variables"]},
+    )
+    assert_too_large(await expect_error(runs.UpdateFlowRun(update)), "flow_run.job_variables")
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{app.port}") as channel:
+        tasks = task_run_service_pb2_grpc.TaskRunServiceStub(channel)
+        task = task_run_service_pb2.CreateTaskRunRequest(
+            flow_run_id=run.id, task_key="t", labels=struct_of(blob="x" * BIG)
+        )
+        assert_too_large(await expect_error(tasks.CreateTaskRun(task)), "labels")
+
+
+async def test_updates_of_separate_fields_cannot_add_up_past_the_limit(served, unique, database_url):
+    """Each write fits the write budget, but together they would not fit a response with
+    the largest state: the update that would make the run too large is refused, and
+    changes nothing."""
+    _, flows, runs = await served()
+    budget = settings_for(database_url).write_max_bytes
+    flow = (await flows.CreateFlow(flows_pb.CreateFlowRequest(name=f"big-{unique}"))).flow
+    create = runs_pb.CreateFlowRunRequest(flow_id=flow.id, context=struct_of(blob="x" * (budget - 1024)))
+    run = (await runs.CreateFlowRun(create)).flow_run
+
+    def update(path: str, **fields) -> runs_pb.UpdateFlowRunRequest:
+        return runs_pb.UpdateFlowRunRequest(flow_run=run_pb.FlowRun(id=run.id, **fields), update_mask={"paths": [path]})
+
+    await runs.UpdateFlowRun(update("infrastructure_pid", infrastructure_pid="p" * (budget - 1024)))
+    too_much = update("parameters", parameters=struct_of(blob="q" * (500 * 1024)))
+    assert_too_large(await expect_error(runs.UpdateFlowRun(too_much)), "flow_run")
+    got = await runs.GetFlowRun(runs_pb.GetFlowRunRequest(flow_run_id=run.id))
+    assert not got.flow_run.parameters.fields and got.flow_run.infrastructure_pid.startswith("p")
+
+
+async def test_a_run_at_every_budget_is_readable_everywhere(served, unique, database_url):
+    """The largest flow labels, create request and state data the budget lets through, on
+    one run: Get, List and a watch snapshot all send it whole to a default client."""
+    _, flows, runs = await served()
+    budget = settings_for(database_url).write_max_bytes
+    flow = (
+        await flows.CreateFlow(
+            filled(lambda n: flows_pb.CreateFlowRequest(name=f"big-{unique}", labels=struct_of(f="y" * n)), budget)
+        )
+    ).flow
+    create = filled(lambda n: runs_pb.CreateFlowRunRequest(flow_id=flow.id, context=struct_of(blob="x" * n)), budget)
+    run = (await runs.CreateFlowRun(create)).flow_run
+
+    def state_request(n: int) -> runs_pb.SetFlowRunStateRequest:
+        state = state_pb2.StateCreate(type=state_pb2.STATE_TYPE_RUNNING, name="R" * 200, message="m" * 100_000)
+        state.data.string_value = "z" * n
+        return runs_pb.SetFlowRunStateRequest(flow_run_id=run.id, state=state)
+
+    result = await runs.SetFlowRunState(filled(state_request, budget))
+    assert result.status == state_pb2.SET_STATE_STATUS_ACCEPT
+    got = (await runs.GetFlowRun(runs_pb.GetFlowRunRequest(flow_run_id=run.id))).flow_run
+    assert got.state.data.string_value.startswith("z") and got.labels.fields["f"].string_value.startswith("y")
+    assert got.ByteSize() > 3 * budget - 4096  # the run really is as large as the budget allows
+    listed = await runs.ListFlowRuns(runs_pb.ListFlowRunsRequest(**run_filter(flow.id)))
+    assert [r.id for r in listed.flow_runs] == [run.id]
+    one = runs.WatchFlowRun(runs_pb.WatchFlowRunRequest(flow_run_id=run.id), timeout=10)
+    first = await asyncio.wait_for(one.read(), 10)
+    one.cancel()
+    assert first.WhichOneof("message") == "snapshot_run" and first.snapshot_run.id == run.id
+    assert first.snapshot_run.state.data.string_value == got.state.data.string_value
+
+
+async def test_a_request_over_the_budget_by_one_byte_is_refused(served, unique, database_url):
+    _, flows, runs = await served()
+    budget = settings_for(database_url).write_max_bytes
+    flow = (await flows.CreateFlow(flows_pb.CreateFlowRequest(name=f"big-{unique}"))).flow
+    create = filled(
+        lambda n: runs_pb.CreateFlowRunRequest(flow_id=flow.id, context=struct_of(blob="x" * n)), budget + 1
+    )
+    assert_too_large(await expect_error(runs.CreateFlowRun(create)), "context")
+    assert await count_runs(runs, flow.id) == 0
