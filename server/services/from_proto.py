@@ -37,6 +37,11 @@ MAX_NAME_LENGTH = 200
 MAX_TAGS = 1_000
 MAX_TEXT_LENGTH = 1_000
 MAX_MESSAGE_LENGTH = 100_000
+# Text PostgreSQL indexes (flow_version, work_queue_name, idempotency_key, task_key,
+# dynamic_key) is bounded in UTF-8 bytes: a B-tree entry holds at most about 2,700 bytes
+# (two keys and a run id in task_run's unique index), and longer incompressible text
+# failed the INSERT there (INTERNAL) while SQLite stored it.
+MAX_INDEXED_BYTES = 1_000
 FORBIDDEN_NAME_CHARACTERS = set("/%&><")
 
 STATE_TYPES = {state_pb2.StateType.Value(f"STATE_TYPE_{state_type.value}"): state_type for state_type in StateType}
@@ -149,6 +154,11 @@ def labels(parent: Message, field: str, violations: Violations) -> dict[str, Any
     return value
 
 
+def check_indexed_text(value: str, field: str, violations: Violations) -> None:
+    if len(value) > MAX_INDEXED_BYTES // 4 and len(value.encode()) > MAX_INDEXED_BYTES:
+        violations.add(field, f"must be at most {MAX_INDEXED_BYTES} bytes (UTF-8)")
+
+
 def check_size(value: dict[str, Any] | None, limit: int, field: str, violations: Violations) -> None:
     if value and limit and len(json.dumps(value, separators=(",", ":"))) > limit:
         violations.add(field, f"must be at most {limit} bytes serialized")
@@ -256,8 +266,9 @@ def flow_run_create(
     flow_id = uuid_text(request.flow_id, "flow_id", violations)
     if len(request.name) > MAX_NAME_LENGTH:
         violations.add("name", f"must be at most {MAX_NAME_LENGTH} characters")
-    if len(request.idempotency_key) > MAX_TEXT_LENGTH:
-        violations.add("idempotency_key", f"must be at most {MAX_TEXT_LENGTH} characters")
+    check_indexed_text(request.idempotency_key, "idempotency_key", violations)
+    check_indexed_text(request.flow_version, "flow_version", violations)
+    check_indexed_text(request.work_queue_name, "work_queue_name", violations)
     parameters = struct_dict(request, "parameters") or {}
     check_size(parameters, max_parameter_bytes, "parameters", violations)
     new = FlowRunCreate(
@@ -350,6 +361,7 @@ def flow_run_update(resource: flow_run_pb2.FlowRun, paths: list[str], max_parame
                 violations.add("flow_run.name", f"must be at most {MAX_NAME_LENGTH} characters")
             values["name"] = resource.name or random_run_name()
         elif path == "flow_version":
+            check_indexed_text(resource.flow_version, "flow_run.flow_version", violations)
             values["flow_version"] = resource.flow_version or None
         elif path == "parameters":
             values["parameters"] = struct_dict(resource, "parameters") or {}
@@ -412,9 +424,11 @@ def task_run_create(request: task_run_service_pb2.CreateTaskRunRequest, now: dat
     flow_run_id = uuid_text(request.flow_run_id, "flow_run_id", violations)
     if not request.task_key:
         violations.add("task_key", "is required")
-    for name in ("task_key", "dynamic_key", "cache_key", "task_version"):
+    for name in ("cache_key", "task_version"):
         if len(getattr(request, name)) > MAX_TEXT_LENGTH:
             violations.add(name, f"must be at most {MAX_TEXT_LENGTH} characters")
+    check_indexed_text(request.task_key, "task_key", violations)
+    check_indexed_text(request.dynamic_key, "dynamic_key", violations)
     if len(request.name) > MAX_NAME_LENGTH:
         violations.add("name", f"must be at most {MAX_NAME_LENGTH} characters")
     new = TaskRunCreate(
