@@ -102,6 +102,11 @@ class DeploymentServiceServicer:
         Not idempotent: a second call with the same flow and name gives ALREADY_EXISTS.
         Errors: INVALID_ARGUMENT (bad name, negative concurrency_limit, grace period outside
         60 s to 24 h), NOT_FOUND (no such flow, work pool or work queue), ALREADY_EXISTS.
+
+        Limits: the request at most the write budget (its encoded size; 1,370,794 bytes
+        with the default limits: a third of a List page less 16 KiB), so that what it
+        stores can always be returned whole; a larger one is INVALID_ARGUMENT naming its
+        largest field (ErrorInfo metadata max_bytes, request_bytes), and nothing is written.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

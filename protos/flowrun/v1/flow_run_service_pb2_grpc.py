@@ -140,6 +140,11 @@ class FlowRunServiceServicer:
 
         Errors: INVALID_ARGUMENT (flow_id or another id not a UUID, parameters over
         512 KiB, bad state type, bad labels), NOT_FOUND (the flow does not exist).
+
+        Limits: the request at most the write budget (its encoded size; 1,370,794 bytes
+        with the default limits: a third of a List page less 16 KiB), so that what it
+        stores can always be returned whole; a larger one is INVALID_ARGUMENT naming its
+        largest field (ErrorInfo metadata max_bytes, request_bytes), and nothing is written.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -190,6 +195,13 @@ class FlowRunServiceServicer:
         updatable, including "state"; parameters over 512 KiB), NOT_FOUND,
         FAILED_PRECONDITION (job_variables on a run that has no state, is not SCHEDULED,
         or has no deployment).
+
+        Limits: the request at most the write budget (its encoded size; 1,370,794 bytes
+        with the default limits: a third of a List page less 16 KiB), so that what it
+        stores can always be returned whole; a larger one is INVALID_ARGUMENT naming its
+        largest field (ErrorInfo metadata max_bytes, request_bytes), and nothing is written.
+        The updated run without its state at most 2,753,878 bytes by default (updates of
+        different fields could add up): INVALID_ARGUMENT naming flow_run, nothing changed.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -233,6 +245,11 @@ class FlowRunServiceServicer:
         INVALID_ARGUMENT (flow_run_id not a UUID, state type unspecified, bad details),
         NOT_FOUND (no such run), ABORTED (lock conflict with a concurrent writer; retry
         after google.rpc.RetryInfo.retry_delay).
+
+        Limits: the request at most the write budget (its encoded size; 1,370,794 bytes
+        with the default limits: a third of a List page less 16 KiB), so that what it
+        stores can always be returned whole; a larger one is INVALID_ARGUMENT naming its
+        largest field (ErrorInfo metadata max_bytes, request_bytes), and nothing is written.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -104,6 +104,11 @@ class FlowServiceServicer:
         Idempotent: safe to retry. Errors: INVALID_ARGUMENT (name empty, longer than 200
         characters or containing "/", "%", "&", ">", "<"; labels not string, number or
         boolean; more than 1,000 tags).
+
+        Limits: the request at most the write budget (its encoded size; 1,370,794 bytes
+        with the default limits: a third of a List page less 16 KiB), so that what it
+        stores can always be returned whole; a larger one is INVALID_ARGUMENT naming its
+        largest field (ErrorInfo metadata max_bytes, request_bytes), and nothing is written.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -164,6 +169,11 @@ class FlowServiceServicer:
 
         Idempotent. Errors: INVALID_ARGUMENT (flow.id not a UUID, a mask path that does
         not exist or is not updatable), NOT_FOUND.
+
+        Limits: the request at most the write budget (its encoded size; 1,370,794 bytes
+        with the default limits: a third of a List page less 16 KiB), so that what it
+        stores can always be returned whole; a larger one is INVALID_ARGUMENT naming its
+        largest field (ErrorInfo metadata max_bytes, request_bytes), and nothing is written.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

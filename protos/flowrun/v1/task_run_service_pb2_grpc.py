@@ -84,6 +84,11 @@ class TaskRunServiceServicer:
         Idempotent per (flow_run_id, task_key, dynamic_key). Errors: INVALID_ARGUMENT (bad
         ids, empty task_key, an input that names a task run or flow run by a non-UUID),
         NOT_FOUND (no such flow run).
+
+        Limits: the request at most the write budget (its encoded size; 1,370,794 bytes
+        with the default limits: a third of a List page less 16 KiB), so that what it
+        stores can always be returned whole; a larger one is INVALID_ARGUMENT naming its
+        largest field (ErrorInfo metadata max_bytes, request_bytes), and nothing is written.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -119,6 +124,11 @@ class TaskRunServiceServicer:
         state without (REJECT, the current state is returned).
 
         Errors: INVALID_ARGUMENT, NOT_FOUND, ABORTED (lock conflict; retry).
+
+        Limits: the request at most the write budget (its encoded size; 1,370,794 bytes
+        with the default limits: a third of a List page less 16 KiB), so that what it
+        stores can always be returned whole; a larger one is INVALID_ARGUMENT naming its
+        largest field (ErrorInfo metadata max_bytes, request_bytes), and nothing is written.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -100,6 +100,11 @@ class WorkPoolServiceServicer:
 
         Not idempotent: an existing name gives ALREADY_EXISTS. Errors: INVALID_ARGUMENT (bad
         name, negative concurrency_limit), ALREADY_EXISTS.
+
+        Limits: the request at most the write budget (its encoded size; 1,370,794 bytes
+        with the default limits: a third of a List page less 16 KiB), so that what it
+        stores can always be returned whole; a larger one is INVALID_ARGUMENT naming its
+        largest field (ErrorInfo metadata max_bytes, request_bytes), and nothing is written.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -139,6 +144,11 @@ class WorkPoolServiceServicer:
 
         Not idempotent: an existing name in the pool gives ALREADY_EXISTS. Errors:
         INVALID_ARGUMENT, NOT_FOUND (no such pool), ALREADY_EXISTS.
+
+        Limits: the request at most the write budget (its encoded size; 1,370,794 bytes
+        with the default limits: a third of a List page less 16 KiB), so that what it
+        stores can always be returned whole; a larger one is INVALID_ARGUMENT naming its
+        largest field (ErrorInfo metadata max_bytes, request_bytes), and nothing is written.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
