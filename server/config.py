@@ -222,8 +222,8 @@ class Settings(BaseSettings):
         Why a third is enough: every stored entity is returned whole, by Get, in a List
         page (which must hold at least one row) and in a watch snapshot, so each must fit
         page_max_bytes. A flow run is at most three write requests' worth plus server
-        fields: its create request (its own fields and initial state), the flow's labels
-        merged into its own at create (from the flow's create request), and its current
+        fields: its create request (its own fields and initial state), the flow's labels (or
+        its deployment's) merged into its own at create (from one create request), and its current
         state (from one SetFlowRunState). UpdateFlowRun replaces fields, and updates of
         different fields could add up, so it is checked on its result instead
         (run_without_state_max_bytes). A task run (create + state), a flow (create + the
