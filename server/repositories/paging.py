@@ -180,9 +180,10 @@ async def fetch_page(
     token of the next page ("" on the last page). The rows carry two extra columns,
     `_page_key` and `_page_id`; read the table's columns by name.
 
-    With `decode` the page is returned as `decode(rows)`, dicts by column label, and the
-    byte budget weighs those values: for a caller that fetches columns in a cheaper form
-    than it reads them (JSON as text, decoded for the whole page in one call)."""
+    With `decode` the page is returned as `decode(rows)`, dicts by column label: for a
+    caller that fetches columns in a cheaper form than it reads them (JSON as text,
+    decoded for the whole page in one call). The byte budget's quick bound weighs the
+    rows as fetched, its element-by-element estimate the values as returned."""
     cursor = None
     if page.page_token:
         cursor = _decode(page.page_token, sort_key, secret=secret, fingerprint=fingerprint)
