@@ -69,6 +69,7 @@ def frozen_clock(monkeypatch):
     monkeypatch.setattr(clock, "now", lambda: moment)
 
 
+@pytest.mark.slow  # 15 random runs created, listed and read on each database: seconds
 @settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
     parameters=json_objects,
