@@ -230,6 +230,19 @@ async def test_the_newest_started_first_reads_its_order_from_an_index(backend, w
     )
 
 
+@pytest.mark.parametrize("backend", ON_POSTGRES_ONLY)
+async def test_the_oldest_started_first_in_a_range_reads_the_range_through_an_index(backend, populated):
+    """START_TIME_ASC with a one-day start-time range: the day through the start-time
+    filter's index (0008), then sorted; never the whole table (its far-future stand-in
+    has no index, so the range must stay on the filter's own expression)."""
+    now = clock.now()
+    day = TimeFilter(after=now - timedelta(days=3), before=now - timedelta(days=2))
+    filters = ListFilters(flow_run=FlowRunFilter(start_time=day))
+    await _assert_pages_read_through(
+        populated, filters, ("ix_flow_run__start_or_expected_time",), FlowRunSort.START_TIME_ASC
+    )
+
+
 async def _assert_pages_read_through(
     populated, filters: ListFilters, indexes, sort: FlowRunSort = FlowRunSort.ID_DESC, *, sorted_: bool = True
 ) -> None:

@@ -43,8 +43,10 @@ from flowrun.server.repositories import Repositories
 log = logging.getLogger("flowrun.db")
 T = TypeVar("T")
 
-#: The errors of a connection that was dead before the statement reached the server
-#: (a pooled connection after a database restart): a read may be tried again elsewhere.
+#: The errors of a connection that died: before the statement reached the server (a
+#: pooled connection after a database restart) or after (mid-call), so the statement may
+#: have committed. A read may be tried again elsewhere; a write only where sending it
+#: again cannot apply it twice (server/orchestration/unlocked.py).
 CONNECTION_LOST = (OSError, asyncpg.InterfaceError, asyncpg.PostgresConnectionError, asyncpg.AdminShutdownError)
 
 # Tasks that end units of work whose callers were cancelled: referenced until done, so

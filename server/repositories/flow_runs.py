@@ -236,9 +236,6 @@ def flow_run_from_row(row: Any) -> FlowRun:
     )
 
 
-_START_TIME_SORTS = frozenset({FlowRunSort.START_TIME_ASC, FlowRunSort.START_TIME_DESC})
-
-
 def _in_start_time_order(
     filters: ListFilters, sort: FlowRunSort, order: ColumnElement[Any]
 ) -> tuple[ListFilters, list[ColumnElement[bool]]]:
@@ -249,9 +246,12 @@ def _in_start_time_order(
     two times they are equal, and a run with neither is left out as the filter leaves it
     out. The same rows, but the index that gives the order (migration 0009) now bounds
     the page too: a one-day range reads its first page backwards and stops, instead of
-    reading every run of the day through the filter's index and sorting them."""
+    reading every run of the day through the filter's index and sorting them. Only in
+    START_TIME_DESC: its stand-in (-infinity) is the one 0009 indexes; START_TIME_ASC's
+    (infinity) has no index, so rewritten its range would read the whole table, while
+    left alone it reads the day through the filter's index (0008) and sorts it."""
     run_filter = filters.flow_run
-    if sort not in _START_TIME_SORTS or run_filter is None or run_filter.operator != AND:
+    if sort is not FlowRunSort.START_TIME_DESC or run_filter is None or run_filter.operator != AND:
         return filters, []
     started = run_filter.start_time
     if started is None or started.operator != AND or (started.after is None and started.before is None):
