@@ -177,6 +177,71 @@ async def test_set_state_lost_while_another_change_won_is_decided_again(
     assert await counts(database_url, flow_id) == (1, 3, 3)
 
 
+async def test_a_resent_set_state_blocked_by_its_first_attempt_is_unavailable_not_aborted(
+    postgres_only, served, database_url, unique, monkeypatch
+):
+    """The client side of the first attempt's connection gave up while the statement
+    still runs on the server (here: a transaction holding the run's row lock stands in
+    for it). The resend waits for that lock until lock_timeout; the first attempt may
+    still commit, so the answer is UNAVAILABLE (outcome unknown), not ABORTED (which
+    says nothing was written)."""
+    _, flows, runs = await served(lock_timeout_ms=300)
+    run = await make_run(runs, await make_flow(flows, unique))
+    holder = await asyncpg.connect(driver_url(database_url), timeout=10)
+    real = FlowRunRepository.save_transition_if_unchanged
+    try:
+
+        async def first_still_running(self, *args, **kwargs):
+            monkeypatch.setattr(FlowRunRepository, "save_transition_if_unchanged", real)
+            await holder.execute("BEGIN")
+            await holder.execute("SELECT 1 FROM flow_run WHERE id = $1 FOR UPDATE", run.id)
+            raise LOST
+
+        monkeypatch.setattr(FlowRunRepository, "save_transition_if_unchanged", first_still_running)
+        with pytest.raises(grpc.aio.AioRpcError) as refused:
+            await propose(runs, run.id, "STATE_TYPE_RUNNING")
+        assert refused.value.code() == grpc.StatusCode.UNAVAILABLE, refused.value.details()
+    finally:
+        await holder.close()  # the stand-in never writes: the run keeps its state
+    history = await runs.ListFlowRunStates(pb.ListFlowRunStatesRequest(flow_run_id=run.id))
+    assert [state.type for state in history.states] == [state_pb2.STATE_TYPE_PENDING]
+
+
+async def test_a_resent_create_blocked_by_its_first_attempt_is_unavailable_then_created_once(
+    postgres_only, served, database_url, unique, monkeypatch
+):
+    """The first attempt's statement is still running on the server (here: run for real
+    in a transaction that commits only later) when the resend with the same run id
+    arrives: its insert waits on that id until lock_timeout, and the answer is
+    UNAVAILABLE (outcome unknown), not ABORTED; once the first commits, the run exists
+    once."""
+    app, flows, runs = await served(lock_timeout_ms=300)
+    flow_id = await make_flow(flows, unique)
+    real = FlowRunRepository.create_in_one_statement
+    inserted, release = asyncio.Event(), asyncio.Event()
+
+    async def commit_later(run, state, payload) -> None:
+        async with app.database.unit_of_work(write=True) as uow:
+            await real(uow.repos.flow_runs, run, state, payload)
+            inserted.set()
+            await release.wait()
+
+    async def first_still_running(self, run, state, payload):
+        monkeypatch.setattr(FlowRunRepository, "create_in_one_statement", real)
+        first.append(asyncio.create_task(commit_later(run, state, payload)))
+        await inserted.wait()
+        raise LOST
+
+    first: list[asyncio.Task[None]] = []
+    monkeypatch.setattr(FlowRunRepository, "create_in_one_statement", first_still_running)
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        await runs.CreateFlowRun(pb.CreateFlowRunRequest(flow_id=flow_id))
+    assert refused.value.code() == grpc.StatusCode.UNAVAILABLE, refused.value.details()
+    release.set()
+    await first[0]
+    assert await counts(database_url, flow_id) == (1, 1, 1)
+
+
 async def test_a_lost_policy_only_write_is_sent_again_and_unknown_outcomes_are_unavailable(
     postgres_only, app, flows, runs, unique
 ):

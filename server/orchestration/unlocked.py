@@ -40,8 +40,9 @@ Used only where each statement is bounded by lock_timeout on its own
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, NoReturn
 
@@ -203,12 +204,29 @@ async def _write_again(
     first (False: decide again from a fresh read; the first can no longer apply). A write
     of the policy alone leaves no such mark: whether it was applied cannot be known, and
     the call is answered UNAVAILABLE."""
-    async with database.unit_of_work(write=True) as uow:
+    async with _resent(), database.unit_of_work(write=True) as uow:
         if await _write(uow.repos.flow_runs, context, store, version, kind):
             return True
         if store.state is None:
-            raise ConnectionError("The database connection was lost during the write; its outcome is unknown")
+            raise ConnectionError(OUTCOME_UNKNOWN)
         return await uow.repos.states.get(store.state.id) is not None
+
+
+OUTCOME_UNKNOWN = "The database connection was lost during the write; its outcome is unknown"
+
+
+@contextlib.asynccontextmanager
+async def _resent() -> AsyncIterator[None]:
+    """Around a write sent again after its connection died: a lock wait that times out
+    there may be the first attempt itself, still running on the server (the client
+    side of its connection gave up first) and about to commit. ABORTED would say nothing
+    was written; the truth is that the outcome is unknown (ConnectionError: UNAVAILABLE)."""
+    try:
+        yield
+    except Exception as exc:
+        if sqlstate(exc) == LOCK_NOT_AVAILABLE:
+            raise ConnectionError(OUTCOME_UNKNOWN) from exc
+        raise
 
 
 async def create_flow_run_unlocked(
@@ -242,7 +260,8 @@ async def create_flow_run_unlocked(
         # The statement died with its connection and may have committed. Sent once more
         # with the same run id it cannot insert a second run (see _insert), so it is safe
         # to send again, in a transaction: BEGIN moves past dead pooled connections.
-        done = await _insert(database, run, store.state, payload, new.idempotency_key, transaction=True)
+        async with _resent():
+            done = await _insert(database, run, store.state, payload, new.idempotency_key, transaction=True)
     if metrics.enabled and done[1]:
         record_outcome(FLOW_RUNS.name, None, initial.type, result, True)
     return done
