@@ -112,6 +112,31 @@ async def test_a_listed_run_is_the_run_get_reads(
     assert list(listed.flow_runs) == [got]
 
 
+# The latest and earliest times a protobuf Timestamp holds in microseconds: PostgreSQL
+# stores them as infinity and -infinity (asyncpg binds datetime.max and min so), which
+# asyncpg reads back as naive datetimes.
+EDGE_TIMES = ["9999-12-31T23:59:59.999999Z", "0001-01-01T00:00:00Z"]
+
+
+@pytest.mark.parametrize("scheduled", EDGE_TIMES, ids=["latest", "earliest"])
+async def test_a_run_scheduled_at_the_edge_of_time_lists_as_get_reads_it(flows, runs, unique, frozen_clock, scheduled):
+    """Its expected start time (stored as +-infinity on PostgreSQL) is listed as
+    GetFlowRun reads it, in UTC: the list's rows are fetched through the driver, where no
+    column type attaches UTC to a naive datetime."""
+    flow = (await flows.CreateFlow(flows_pb.CreateFlowRequest(name=f"edge-of-time-{unique}"))).flow
+    state = state_pb2.StateCreate(type=state_pb2.STATE_TYPE_SCHEDULED)
+    state.state_details.scheduled_time.FromJsonString(scheduled)
+    request = runs_pb.CreateFlowRunRequest(flow_id=flow.id, state=state)
+    run_id = (await runs.CreateFlowRun(request)).flow_run.id
+
+    got = (await runs.GetFlowRun(runs_pb.GetFlowRunRequest(flow_run_id=run_id))).flow_run
+    assert got.expected_start_time.ToJsonString() == scheduled
+    listed = await runs.ListFlowRuns(
+        runs_pb.ListFlowRunsRequest(flow_run_filter=filters_pb2.FlowRunFilter(id=filters_pb2.IdFilter(any=[run_id])))
+    )
+    assert list(listed.flow_runs) == [got]
+
+
 # -- the page decoder --------------------------------------------------------------------
 
 Row = namedtuple("Row", ["id", "parameters", "name", "current_state_data", "labels"])
@@ -129,7 +154,7 @@ def test_a_page_decodes_as_each_value_decoded_alone(values):
         Row(f"id-{n}", _postgres_text(parameters), f"name-{n}", None if data is None else _postgres_text(data), None)
         for n, (parameters, data, _) in enumerate(values)
     ] + [Row("sql-null", None, "x", "null", _postgres_text(labels)) for _, _, labels in values[:1]]
-    decoded = _decode_page(rows)
+    decoded = _decode_page(list(Row._fields), rows)
     expected = [
         {
             "id": row.id,

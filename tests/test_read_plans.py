@@ -247,7 +247,9 @@ async def _assert_pages_read_through(
     populated, filters: ListFilters, indexes, sort: FlowRunSort = FlowRunSort.ID_DESC, *, sorted_: bool = True
 ) -> None:
     """The first page and a later one (by page token) of the listing in `sort` read
-    `indexes` (and, unless `sorted_`, sort nothing: the index gives the order)."""
+    `indexes` (and, unless `sorted_`, sort nothing: the index gives the order), and are
+    fetched through the asyncpg connection itself, not SQLAlchemy's execution (the list
+    fast path: FlowRunRepository.list_page on PostgreSQL)."""
     token = await _later_page_token(populated, filters, sort)
     for what, page in (
         ("first page", PageRequest(limit=PAGE)),
@@ -258,6 +260,7 @@ async def _assert_pages_read_through(
             lambda repos, page=page: repos.flow_runs.list_page(filters, sort, page, secret=SECRET),
         )
         _assert_reads_through(plan, indexes, what)
+        assert plan.via == "driver", f"{what}: sent through SQLAlchemy's execution, not the driver:\n{plan}"
         if not sorted_:
             sorts = [node for node in plan.nodes() if "Sort" in node.type]
             assert not sorts, f"{what}: sorts what it read instead of reading in order:\n{plan}"

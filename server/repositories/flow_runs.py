@@ -6,14 +6,13 @@ from __future__ import annotations
 import json
 import uuid
 from dataclasses import replace
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
 from sqlalchemy import (
     JSON,
     ColumnElement,
-    Row,
     Select,
     Text,
     bindparam,
@@ -39,7 +38,7 @@ from flowrun.server.db.tables import (
     work_pool,
     work_queue,
 )
-from flowrun.server.db.types import UUIDText
+from flowrun.server.db.types import Timestamp, UUIDText
 from flowrun.server.domain.events import EventKind, encode_payload
 from flowrun.server.domain.filters import AND, FlowRunSort, ListFilters, PageRequest, fingerprint
 from flowrun.server.domain.flow_runs import FlowRun, FlowRunCreate, FlowRunPolicy
@@ -47,10 +46,11 @@ from flowrun.server.domain.names import random_run_name
 from flowrun.server.domain.states import State, StateType
 from flowrun.server.repositories import orchestration_sql as sql
 from flowrun.server.repositories.base import Repository
+from flowrun.server.repositories.driver_sql import CompiledStatements
 from flowrun.server.repositories.filters import flow_run_where
 from flowrun.server.repositories.flow_run_events import CHANNEL, FlowRunEventRepository
 from flowrun.server.repositories.flow_run_states import STATE_PREFIX, state_from_row, state_values
-from flowrun.server.repositories.paging import fetch_page, flow_run_sort_key
+from flowrun.server.repositories.paging import PAGE_KEY_LABEL, fetch_page, flow_run_sort_key
 
 _state_columns = [column.label(f"{STATE_PREFIX}{column.name}") for column in flow_run_state.c]
 
@@ -90,7 +90,7 @@ def _as_text(column: Any, label: str) -> Any:
 _LISTED_COLUMNS = [
     *(_as_text(column, column.name) for column in flow_run.c),
     *(_as_text(column, f"{STATE_PREFIX}{column.name}") for column in flow_run_state.c),
-    *_queue_columns,
+    *(_as_text(column.element, column.name) for column in _queue_columns),
 ]
 _JSON_LABELS = frozenset(
     [column.name for column in flow_run.c if isinstance(column.type, JSON)]
@@ -98,12 +98,27 @@ _JSON_LABELS = frozenset(
 )
 
 
-def _decode_page(rows: list[Row]) -> list[dict[str, Any]]:
-    """Rows of _LISTED_COLUMNS as dicts by label, their JSON texts decoded by one
-    json.loads of the whole page (SQL NULL reads as None, as JSON null does)."""
+# Times, and a time order's page key: asyncpg reads PostgreSQL's infinity and -infinity
+# (a stored datetime.max or datetime.min, a time order's stand-in) as naive datetimes.
+_TIME_LABELS = frozenset([column.name for column in _LISTED_COLUMNS if isinstance(column.type, Timestamp)]) | {
+    PAGE_KEY_LABEL
+}
+
+
+def _decode_page(labels: list[str], rows: list[Any]) -> list[dict[str, Any]]:
+    """Positional rows of _LISTED_COLUMNS (SQLAlchemy rows or asyncpg records), whose
+    columns are `labels`, as dicts by label, their JSON texts decoded by one json.loads
+    of the whole page (SQL NULL reads as None, as JSON null does), and a naive time (only
+    ever an infinity read by asyncpg) made UTC, as the Timestamp type reads it."""
     if not rows:
         return []
-    labels = list(rows[0]._fields)
+    times = [index for index, label in enumerate(labels) if label in _TIME_LABELS]
+    naive = [
+        (number, index)
+        for number, row in enumerate(rows)
+        for index in times
+        if (value := row[index]) is not None and value.__class__ is datetime and value.tzinfo is None
+    ]
     positions = [index for index, label in enumerate(labels) if label in _JSON_LABELS]
     json_labels = [labels[index] for index in positions]
     texts = [row[index] for row in rows for index in positions]
@@ -114,7 +129,13 @@ def _decode_page(rows: list[Row]) -> list[dict[str, Any]]:
         mapping = dict(zip(labels, row, strict=True))
         mapping.update(zip(json_labels, values[number * width : (number + 1) * width], strict=True))
         decoded.append(mapping)
+    for number, index in naive:
+        decoded[number][labels[index]] = rows[number][index].replace(tzinfo=UTC)
     return decoded
+
+
+# ListFlowRuns' statements on PostgreSQL, compiled once per query (list_page).
+_LIST_STATEMENTS = CompiledStatements(512)
 
 
 # The SetState writes, built once: only their bound values change per call. SQLite runs
@@ -458,14 +479,32 @@ class FlowRunRepository(Repository):
             .select_from(_RUN_WITH_STATE_JOIN)
             .where(flow_run_where(self.dialect, where), *in_order)
         )
+        query_fingerprint = fingerprint("flow_runs", filters)
+        fetch = None
+        if self.driver is not None:
+            driver = self.driver
+            dialect = self.connection.dialect
+
+            async def fetch(statement: Select, values: dict[str, Any]) -> list[asyncpg.Record]:
+                """PostgreSQL: the page's rows read by the asyncpg connection itself, as
+                the records it returns (every listed column is a type asyncpg decodes as
+                the domain holds it: text, numbers, datetimes), without SQLAlchemy's
+                result processing. The statement is compiled once per query: its
+                filters (by their fingerprint, which page tokens already rely on to
+                tell queries apart), its sort and which page values it binds."""
+                key = (dialect, query_fingerprint, sort, frozenset(values))
+                sql_text, args = _LIST_STATEMENTS.driver_statement(key, statement, dialect, values)
+                return await driver.fetch(sql_text, *args)
+
         rows, token = await fetch_page(
             self.connection,
             query,
             sort_key,
             page,
             secret=secret,
-            fingerprint=fingerprint("flow_runs", filters),
+            fingerprint=query_fingerprint,
             decode=_decode_page,
+            fetch=fetch,
         )
         return [flow_run_from_row(row) for row in rows], token
 

@@ -25,12 +25,12 @@ import hashlib
 import hmac
 import json
 import uuid
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, Row, Select, func, literal, tuple_
+from sqlalchemy import ColumnElement, Select, Text, bindparam, cast, func, tuple_
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from flowrun.server.db import tables
@@ -45,6 +45,10 @@ TOKEN_VERSION = 1
 MAX_TOKEN_LENGTH = 1024
 _MAC_BYTES = 16
 _KEY_LABEL = "_page_key"
+PAGE_KEY_LABEL = _KEY_LABEL  # the label of the page key column fetch_page adds
+# The names of the values that differ from one page of a query to the next: the key and
+# id a page token points after, the row limit and the offset (fetch_page's `fetch`).
+PAGE_KEY, PAGE_ID, PAGE_LIMIT, PAGE_OFFSET = "page_key", "page_id", "page_limit", "page_offset"
 _ID_LABEL = "_page_id"
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -71,7 +75,7 @@ class SortKey:
         """Rows that come after (key, last_id) in this order."""
         key_type = Timestamp() if self.is_time else self.expression.type
         row = tuple_(self.expression, self.id)
-        bound = tuple_(literal(key, type_=key_type), literal(last_id, type_=UUIDText()))
+        bound = tuple_(bindparam(PAGE_KEY, key, type_=key_type), bindparam(PAGE_ID, last_id, type_=UUIDText()))
         return row < bound if self.descending else row > bound
 
 
@@ -174,37 +178,55 @@ async def fetch_page(
     *,
     secret: str,
     fingerprint: str,
-    decode: Callable[[list[Row]], list[dict[str, Any]]] | None = None,
+    decode: Callable[[list[str], list[Any]], list[dict[str, Any]]] | None = None,
+    fetch: Callable[[Select, dict[str, Any]], Awaitable[Sequence[Any]]] | None = None,
 ) -> tuple[list[Any], str]:
     """One page of `query` (which already has its WHERE) in `sort_key` order, and the
     token of the next page ("" on the last page). The rows carry two extra columns,
     `_page_key` and `_page_id`; read the table's columns by name.
 
-    With `decode` the page is returned as `decode(rows)`, dicts by column label: for a
-    caller that fetches columns in a cheaper form than it reads them (JSON as text,
+    With `decode` the page is returned as `decode(labels, rows)`, dicts by column label:
+    for a caller that fetches columns in a cheaper form than it reads them (JSON as text,
     decoded for the whole page in one call). The byte budget's quick bound weighs the
-    rows as fetched, its element-by-element estimate the values as returned."""
+    rows as fetched, its element-by-element estimate the values as returned.
+
+    With `fetch` (which needs `decode`) the rows are fetched by `fetch(statement, page)`
+    as positional rows in the statement's column order, instead of through SQLAlchemy's
+    execution: for a caller that reads them through the driver directly. `page` holds the
+    values of the statement's bound parameters that change from page to page (PAGE_KEY,
+    PAGE_ID, PAGE_LIMIT, PAGE_OFFSET), by name: the rest of the statement is the same for
+    every page of one query, so the caller may compile it once and bind only these."""
     cursor = None
     if page.page_token:
         cursor = _decode(page.page_token, sort_key, secret=secret, fingerprint=fingerprint)
     if page.limit <= 0:
         return [], ""
 
-    query = query.add_columns(sort_key.expression.label(_KEY_LABEL), sort_key.id.label(_ID_LABEL))
+    query = query.add_columns(_as_read(sort_key.expression).label(_KEY_LABEL), _as_read(sort_key.id).label(_ID_LABEL))
     query = query.order_by(None).order_by(*sort_key.order_by())
+    values: dict[str, Any] = {PAGE_LIMIT: page.limit + 1}
     if cursor is not None:
         query = query.where(sort_key.after(*cursor))
+        values[PAGE_KEY], values[PAGE_ID] = cursor
     elif page.offset:
-        query = query.offset(page.offset)
-    fetched = list((await connection.execute(query.limit(page.limit + 1))).all())
+        query = query.offset(bindparam(PAGE_OFFSET, page.offset))
+        values[PAGE_OFFSET] = page.offset
+    query = query.limit(bindparam(PAGE_LIMIT, page.limit + 1))
+    if fetch is not None:
+        assert decode is not None, "rows fetched by the caller are read through its decode"
+        fetched: list[Any] = list(await fetch(query, values))
+    else:
+        fetched = list((await connection.execute(query)).all())
 
     more = len(fetched) > page.limit
     fetched = fetched[: page.limit]
     rows: list[Any] = fetched
-    mappings: Sequence[Mapping[Any, Any]] = [row._mapping for row in fetched]
+    mappings: Sequence[Mapping[Any, Any]]
     if decode is not None:
-        rows = decode(fetched)
+        rows = decode([column.name for column in query.selected_columns], fetched)
         mappings = rows
+    else:
+        mappings = [row._mapping for row in fetched]
     if page.max_bytes is not None:
         kept = rows_within(fetched, [mapping.values() for mapping in mappings], page.max_bytes)
         more = more or kept < len(rows)
@@ -215,6 +237,12 @@ async def fetch_page(
     last = mappings[-1]
     token = _encode(last[_KEY_LABEL], last[_ID_LABEL], sort_key, secret=secret, fingerprint=fingerprint)
     return rows, token
+
+
+def _as_read(expression: ColumnElement[Any]) -> ColumnElement[Any]:
+    """A page's key column as the token holds it: a UUID as its text, which every
+    driver returns as a str (asyncpg would return a uuid object to `fetch`)."""
+    return cast(expression, Text) if isinstance(expression.type, UUIDText) else expression
 
 
 # -- page size in bytes ------------------------------------------------------------------

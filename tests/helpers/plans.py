@@ -4,11 +4,13 @@ same connection, so a test of a plan breaks when the repository's query changes 
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from asyncpg.connection import LoggedQuery
 from sqlalchemy import event
 
 from flowrun.server.db.unit_of_work import Database
@@ -27,10 +29,12 @@ class PlanNode:
 
 @dataclass(frozen=True)
 class Plan:
-    """EXPLAIN (FORMAT JSON) of one statement, flattened."""
+    """EXPLAIN (FORMAT JSON) of one statement, flattened; `via` is where it was sent:
+    "sqlalchemy" (SQLAlchemy's execution) or "driver" (the asyncpg connection itself)."""
 
     statement: str
     raw: dict[str, Any]
+    via: str = "sqlalchemy"
 
     def nodes(self) -> Iterator[PlanNode]:
         pending = [self.raw["Plan"]]
@@ -56,22 +60,41 @@ class Plan:
 async def plan_of(database: Database, read: Callable[[Repositories], Awaitable[Any]], *, analyze: bool = False) -> Plan:
     """The plan of the last statement `read(repos)` sends, EXPLAINed with the values it
     was sent with (so PostgreSQL plans it as it planned the real call); with `analyze`
-    the statement runs again and the plan carries its timings and buffers."""
+    the statement runs again and the plan carries its timings and buffers. A statement
+    is captured where it leaves: at SQLAlchemy's cursor, or at the asyncpg connection for
+    the reads a repository sends through the driver itself (asyncpg's query logger), and
+    EXPLAINed the same way it was sent."""
     options = "ANALYZE, BUFFERS, FORMAT JSON" if analyze else "FORMAT JSON"
-    sent: list[tuple[str, Any]] = []
+    sent: list[tuple[str, str, Any]] = []
 
     def capture(connection, cursor, statement, parameters, context, executemany) -> None:
-        sent.append((statement, parameters))
+        sent.append(("sqlalchemy", statement, parameters))
+
+    def capture_driver(query: LoggedQuery) -> None:
+        sent.append(("driver", query.query, query.args))
 
     event.listen(database.engine.sync_engine, "before_cursor_execute", capture)
     try:
         async with database.unit_of_work(write=False) as uow:
-            await read(uow.repos)
-            statement, parameters = sent[-1]
             assert uow.connection is not None, "an entered unit of work holds its connection"
-            explained = await uow.connection.exec_driver_sql(f"EXPLAIN ({options}) " + statement, parameters)
-            value = explained.scalar_one()
+            assert uow.driver is not None, "plans are PostgreSQL's"
+            uow.driver.add_query_logger(capture_driver)
+            try:
+                await read(uow.repos)
+                # asyncpg calls its loggers through the event loop (call_soon): let them run.
+                # (So a read that sent a statement through the driver and then one through
+                # SQLAlchemy in the same step would have them recorded in the wrong order;
+                # the reads planned here send one statement each.)
+                await asyncio.sleep(0)
+            finally:
+                uow.driver.remove_query_logger(capture_driver)
+            via, statement, parameters = sent[-1]
+            if via == "driver":
+                value = await uow.driver.fetchval(f"EXPLAIN ({options}) " + statement, *parameters)
+            else:
+                explained = await uow.connection.exec_driver_sql(f"EXPLAIN ({options}) " + statement, parameters)
+                value = explained.scalar_one()
     finally:
         event.remove(database.engine.sync_engine, "before_cursor_execute", capture)
     document = json.loads(value) if isinstance(value, str) else value
-    return Plan(statement, document[0])
+    return Plan(statement, document[0], via)
