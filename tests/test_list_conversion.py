@@ -195,3 +195,28 @@ def test_the_quick_bound_of_a_json_text_covers_its_value(value, ascii_only, comp
 def test_a_time_costs_the_quick_bound_no_more_than_a_number():
     moment = datetime(2026, 1, 1, tzinfo=UTC)
     assert quick_bound([moment]) == quick_bound([0])
+
+
+@pytest.mark.pgbouncer
+async def test_every_page_of_a_listing_reads_alike_on_every_connection(flows, runs, unique):
+    """The listing's statement is compiled once per query and only the page values are
+    bound again: page after page every run comes exactly once, and the same again on a
+    second pass (the cached statement reused with the first page's values would repeat
+    the first page), on both databases and behind pgbouncer."""
+    flow = (await flows.CreateFlow(flows_pb.CreateFlowRequest(name=f"pages-{unique}"))).flow
+    created = set()
+    for _ in range(25):
+        created.add((await runs.CreateFlowRun(runs_pb.CreateFlowRunRequest(flow_id=flow.id))).flow_run.id)
+    only_flow = filters_pb2.FlowRunFilter(flow_id=filters_pb2.IdFilter(any=[flow.id]))
+    for _ in range(2):
+        seen: list[str] = []
+        token = ""
+        while True:
+            page = await runs.ListFlowRuns(
+                runs_pb.ListFlowRunsRequest(flow_run_filter=only_flow, page_size=4, page_token=token)
+            )
+            seen.extend(run.id for run in page.flow_runs)
+            token = page.next_page_token
+            if not token:
+                break
+        assert sorted(seen) == sorted(created)
