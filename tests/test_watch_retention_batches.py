@@ -37,7 +37,8 @@ async def test_expired_events_go_in_batches_each_advancing_the_horizon(served, u
 
     async def recorded_prune(self, through: int, limit: int) -> int:
         deleted = await real_prune(self, through, limit)
-        batches.append((deleted, await self.pruned_through()))
+        if getattr(self.connection, "engine", None) is database.engine:  # not another server's pass
+            batches.append((deleted, await self.pruned_through()))
         return deleted
 
     monkeypatch.setattr(database, "unit_of_work", counting_unit_of_work)
