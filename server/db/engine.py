@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -102,7 +103,7 @@ def configure_sqlite(engine: Engine, options: Mapping[str, Any]) -> None:
         # The busy timeout first: switching to WAL needs a lock that a second process
         # starting at the same moment may hold, and without it that fails at once.
         cursor.execute(f"PRAGMA busy_timeout={busy_timeout}")
-        cursor.execute("PRAGMA journal_mode=WAL")
+        switch_to_wal(cursor, busy_timeout)
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.close()
@@ -111,3 +112,21 @@ def configure_sqlite(engine: Engine, options: Mapping[str, Any]) -> None:
     def on_begin(connection) -> None:
         write = connection.get_execution_options().get(WRITE_OPTION, False)
         connection.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+
+
+def switch_to_wal(cursor: Any, busy_timeout_ms: int) -> None:
+    """PRAGMA journal_mode=WAL, tried again for up to the busy timeout while SQLite says
+    the database is locked. Two processes opening a new database file at once both switch
+    it, and SQLite may answer the second "database is locked" at once, without its busy
+    handler (it does so where waiting could deadlock); WAL is kept in the file, so once
+    the first has switched it the second's switch succeeds. Only a new file's first
+    connections ever wait here, 20 ms at a time."""
+    deadline = time.monotonic() + busy_timeout_ms / 1000
+    while True:
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            return
+        except Exception as exc:  # the driver's OperationalError (sqlite3's, or aiosqlite's adaptation)
+            if "database is locked" not in str(exc) or time.monotonic() >= deadline:
+                raise
+            time.sleep(0.02)
