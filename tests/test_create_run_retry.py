@@ -264,11 +264,11 @@ async def test_a_lost_policy_only_write_is_sent_again_and_unknown_outcomes_are_u
 
 
 @pytest.mark.multiprocess  # a PostgreSQL cluster of the module's own
-@pytest.mark.parametrize("first", ["create", "set_state"])
+@pytest.mark.parametrize("first", ["create", "set_state", "list"])
 @pytest.mark.parametrize("mode", ["fast", "immediate"])
 async def test_first_calls_after_a_postgres_restart_succeed(private_postgres, private_database, mode, first):
-    """Every pooled connection is dead after a restart: the first CreateFlowRun, or the
-    first SetFlowRunStates, and every call after them succeed, with no client retry. The
+    """Every pooled connection is dead after a restart: the first CreateFlowRun, the
+    first SetFlowRunStates or the first ListFlowRuns, and every call after them succeed, with no client retry. The
     health check is kept out of the way (an hour apart) so that it does not renew the
     pool first."""
     app = await build_app(settings_for(private_database, health_check_interval_seconds=3600))
@@ -284,7 +284,11 @@ async def test_first_calls_after_a_postgres_restart_succeed(private_postgres, pr
                 await asyncio.to_thread(private_postgres.restart, mode)
             finally:
                 await asyncio.to_thread(private_postgres.ensure_running)
-            if first == "set_state":
+            if first == "list":  # ListFlowRuns reads through the asyncpg driver itself
+                for _ in before:
+                    listed = await runs.ListFlowRuns(pb.ListFlowRunsRequest())
+                    assert {run.id for run in before} <= {run.id for run in listed.flow_runs}
+            if first in ("set_state", "list"):
                 for run in before:
                     await propose(runs, run.id, "STATE_TYPE_RUNNING")
             for _ in range(3):
