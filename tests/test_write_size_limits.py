@@ -10,7 +10,15 @@ import asyncio
 import grpc
 from google.protobuf import struct_pb2
 
-from flowrun.v1 import filters_pb2, state_pb2, task_run_service_pb2, task_run_service_pb2_grpc
+from flowrun.v1 import (
+    deployment_service_pb2,
+    deployment_service_pb2_grpc,
+    filters_pb2,
+    flow_pb2,
+    state_pb2,
+    task_run_service_pb2,
+    task_run_service_pb2_grpc,
+)
 from flowrun.v1 import flow_run_pb2 as run_pb
 from flowrun.v1 import flow_run_service_pb2 as runs_pb
 from flowrun.v1 import flow_service_pb2 as flows_pb
@@ -95,6 +103,20 @@ async def test_huge_writes_of_every_kind_are_refused(served, unique):
             flow_run_id=run.id, task_key="t", labels=struct_of(blob="x" * BIG)
         )
         assert_too_large(await expect_error(tasks.CreateTaskRun(task)), "labels")
+        plain_task = task_run_service_pb2.CreateTaskRunRequest(flow_run_id=run.id, task_key="t")
+        task_run = (await tasks.CreateTaskRun(plain_task)).task_run
+        huge = state_pb2.StateCreate(type=state_pb2.STATE_TYPE_RUNNING, data=struct_pb2.Value(string_value="x" * BIG))
+        set_task = task_run_service_pb2.SetTaskRunStateRequest(task_run_id=task_run.id, state=huge)
+        assert_too_large(await expect_error(tasks.SetTaskRunState(set_task)), "state.data")
+        deployments = deployment_service_pb2_grpc.DeploymentServiceStub(channel)
+        deployment = deployment_service_pb2.CreateDeploymentRequest(
+            flow_id=flow.id, name=f"big-{unique}", job_variables=struct_of(blob="x" * BIG)
+        )
+        assert_too_large(await expect_error(deployments.CreateDeployment(deployment)), "job_variables")
+    tags = flows_pb.UpdateFlowRequest(
+        flow=flow_pb2.Flow(id=flow.id, tags=["t" * 1000] * (BIG // 1000)), update_mask={"paths": ["tags"]}
+    )
+    assert_too_large(await expect_error(flows.UpdateFlow(tags)), "flow.tags")
 
 
 async def test_updates_of_separate_fields_cannot_add_up_past_the_limit(served, unique, database_url):
