@@ -1,6 +1,8 @@
 """Watch streams that survive disconnects: FlowrunClient.watch_flow_runs and
 watch_flow_run open the stream, remember the cursor of every message, and when the
-stream breaks with UNAVAILABLE (the server went away or is shutting down) or
+stream breaks with UNAVAILABLE (the server went away or is shutting down), CANCELLED
+from the other side (a server stopping past its grace period, or a proxy, cancels the
+streams it still has; this client cancels a call only after leaving it) or
 RESOURCE_EXHAUSTED (the client fell behind) they open it again from that cursor, with
 the client's backoff. Nothing is missed and, within one iterator, nothing repeats: the
 server resumes right after the cursor it is given.
@@ -19,7 +21,7 @@ from flowrun.client.errors import from_rpc_error
 from flowrun.client.retry import RetryPolicy
 
 # Codes after which a watch is opened again from its cursor.
-RESUMABLE = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.RESOURCE_EXHAUSTED})
+RESUMABLE = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED, grpc.StatusCode.RESOURCE_EXHAUSTED})
 
 
 async def resuming(
