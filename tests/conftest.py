@@ -72,14 +72,30 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     metafunc.parametrize("database_url", backends, indirect=True, scope="session")
 
 
+@pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Groups for `pytest -n 2 --dist loadgroup` (scripts/test): every multiprocess test in
     one group, so the tests that start server processes or clusters run one at a time
     beside the rest instead of two of them fighting over the two cores, and every other
-    test with its module, so a module's fixtures (seeded databases) are built once."""
+    test with its module, so a module's fixtures (seeded databases) are built once.
+    tryfirst: xdist reads the groups in its own hook of this name, which would otherwise
+    run first and see none."""
     for item in items:
         group = "multiprocess" if item.get_closest_marker("multiprocess") else item.nodeid.split("::", 1)[0]
         item.add_marker(pytest.mark.xdist_group(group))
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_node_collection_finished(node, ids: list[str]) -> None:
+    """Stops the run when the groups did not take effect (xdist marks a grouped test's id
+    with `@group`): without them two workers run multiprocess tests at once and a session
+    fixture such as `npm ci` twice, which fails in ways that look like flaky tests. Both a
+    hook order and pytest 9.2 (pytest-xdist#1386) have silently dropped them before."""
+    if node.config.getoption("dist") == "loadgroup":
+        ungrouped = [nodeid for nodeid in ids if "@" not in nodeid]
+        if ungrouped:
+            example = ungrouped[0]
+            pytest.exit(f"pytest-xdist groups did not take effect: {len(ungrouped)} tests have none, e.g. {example}", 3)
 
 
 @pytest.fixture(scope="session")

@@ -16,6 +16,7 @@ reasons found in flowrun.v1.ErrorReason.
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import hashlib
 import json
 import os
@@ -53,11 +54,13 @@ def node_example() -> Path:
     lock = NODE_EXAMPLE / "package-lock.json"
     digest = hashlib.sha256(lock.read_bytes()).hexdigest()
     stamp = NODE_EXAMPLE / "node_modules" / ".flowrun-lock-sha256"
-    if not stamp.is_file() or stamp.read_text() != digest:
-        subprocess.run(
-            [npm, "ci", "--no-audit", "--no-fund", "--loglevel=error"], cwd=NODE_EXAMPLE, check=True, timeout=300
-        )
-        stamp.write_text(digest)
+    with lock.open("rb") as held:  # one `npm ci` at a time, whichever test process asks
+        fcntl.flock(held, fcntl.LOCK_EX)
+        if not stamp.is_file() or stamp.read_text() != digest:
+            subprocess.run(
+                [npm, "ci", "--no-audit", "--no-fund", "--loglevel=error"], cwd=NODE_EXAMPLE, check=True, timeout=300
+            )
+            stamp.write_text(digest)
     return NODE_EXAMPLE
 
 
