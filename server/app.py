@@ -37,6 +37,7 @@ from flowrun.server.services.flows import FlowService
 from flowrun.server.services.task_runs import TaskRunService
 from flowrun.server.services.watch import PreEncodedResponses
 from flowrun.server.services.work_pools import WorkPoolService
+from flowrun.server.services.write_size import WriteBudgetInterceptor
 from flowrun.server.shared_secrets import resolve_page_token_secret
 from flowrun.server.tls import ServerCertificates, server_certificates
 from flowrun.server.tracing import Tracing, tracing_from_environment
@@ -66,12 +67,12 @@ FLOWRUN_SERVICES = (
 )
 
 
-def orchestrated_methods(settings: Settings) -> dict[str, OrchestratedMethod]:
+def orchestrated_methods() -> dict[str, OrchestratedMethod]:
     """The SetState methods whose transaction, lock and policy the orchestration
     interceptor provides, by full method path."""
     flow_runs = flow_run_service_pb2.DESCRIPTOR.services_by_name["FlowRunService"].full_name
     task_runs = task_run_service_pb2.DESCRIPTOR.services_by_name["TaskRunService"].full_name
-    decode = functools.partial(from_proto.set_state_request, max_request_bytes=settings.write_max_bytes)
+    decode = from_proto.set_state_request
     return {
         f"/{flow_runs}/SetFlowRunState": OrchestratedMethod(FLOW_RUNS, decode),
         f"/{task_runs}/SetTaskRunState": OrchestratedMethod(
@@ -206,10 +207,11 @@ async def build_app(settings: Settings, *, reuse_port: bool = False, tracing: Tr
                     AuthInterceptor(authenticator),
                     CancellationShieldInterceptor(),
                     ErrorMappingInterceptor(),
+                    WriteBudgetInterceptor(settings.write_max_bytes),  # before a SetState request is decoded
                     OrchestrationInterceptor(
                         database,
                         settings,
-                        orchestrated_methods(settings),
+                        orchestrated_methods(),
                         observer=tracing.observer if tracing else None,
                     ),
                     PreEncodedResponses(),  # innermost: Watch responses may be bytes encoded once for all streams

@@ -104,7 +104,10 @@ class Settings(BaseSettings):
     shutdown_grace_seconds: float = Field(default=30.0, ge=0)
 
     # API limits. Parameters (JSON) must be smaller than the response limit, or a run at
-    # the limit could never be sent back (checked below).
+    # the limit could never be sent back (checked below). Above the write budget
+    # (write_max_bytes) is allowed and still applies: it counts compact JSON, where
+    # escapes make text up to six times its protobuf size, so it refuses parameters the
+    # budget lets through; plain ASCII parameters meet the budget first.
     max_parameter_bytes: int = Field(default=512 * 1024, ge=0)
     # The key page tokens are signed with (HMAC-SHA256). Unset (or empty): a random key the
     # first server generates and keeps in the database, shared by every replica and worker

@@ -6,6 +6,7 @@ receive limit (server/config.py: Settings.write_max_bytes says why the budget su
 from __future__ import annotations
 
 import asyncio
+import json
 
 import grpc
 from google.protobuf import struct_pb2
@@ -171,12 +172,30 @@ async def test_a_run_at_every_budget_is_readable_everywhere(served, unique, data
     assert first.snapshot_run.state.data.string_value == got.state.data.string_value
 
 
-async def test_a_request_over_the_budget_by_one_byte_is_refused(served, unique, database_url):
-    _, flows, runs = await served()
+async def test_a_parameter_limit_above_the_write_budget_still_refuses(served, unique, database_url):
+    """FLOWRUN_MAX_PARAMETER_BYTES may be set above the write budget, and still applies:
+    it counts compact JSON, where a control character takes six bytes (\\u0001) and a
+    non-ASCII one up to twelve, while the budget counts the protobuf request. So JSON
+    parameters larger than the budget are stored while their protobuf form fits it, the
+    parameter limit refuses such parameters past it, and plain parameters past the budget
+    meet the budget first."""
     budget = settings_for(database_url).write_max_bytes
-    flow = (await flows.CreateFlow(flows_pb.CreateFlowRequest(name=f"big-{unique}"))).flow
-    create = filled(
-        lambda n: runs_pb.CreateFlowRunRequest(flow_id=flow.id, context=struct_of(blob="x" * n)), budget + 1
-    )
-    assert_too_large(await expect_error(runs.CreateFlowRun(create)), "context")
-    assert await count_runs(runs, flow.id) == 0
+    limit = 2 * 1024 * 1024  # above the budget, below the 4 MiB response limit
+    assert budget < limit
+    _, flows, runs = await served(max_parameter_bytes=limit)
+    flow = (await flows.CreateFlow(flows_pb.CreateFlowRequest(name=f"params-{unique}"))).flow
+
+    def create(text: str) -> runs_pb.CreateFlowRunRequest:
+        return runs_pb.CreateFlowRunRequest(flow_id=flow.id, parameters=struct_of(p=text))
+
+    stored = create("\x01" * 300_000)  # JSON 1.8 MB, over the budget; protobuf 0.3 MB
+    assert len(json.dumps({"p": "\x01" * 300_000}, separators=(",", ":"))) > budget > stored.ByteSize()
+    run = (await runs.CreateFlowRun(stored)).flow_run
+    assert run.parameters.fields["p"].string_value == "\x01" * 300_000
+    too_many = create("\x01" * 400_000)  # JSON 2.4 MB, over the parameter limit; protobuf 0.4 MB
+    error = await expect_error(runs.CreateFlowRun(too_many))
+    assert error.code == grpc.StatusCode.INVALID_ARGUMENT and "max_bytes" not in error.metadata
+    assert error.field_violations == {"parameters": f"must be at most {limit} bytes serialized"}
+    plain = create("x" * budget)  # JSON below the parameter limit, protobuf over the budget
+    assert_too_large(await expect_error(runs.CreateFlowRun(plain)), "parameters")
+    assert await count_runs(runs, flow.id) == 1

@@ -6,7 +6,6 @@ from flowrun.server import clock, errors
 from flowrun.server.config import Settings
 from flowrun.server.db.unit_of_work import Database
 from flowrun.server.services import filters_from_proto, from_proto, to_proto
-from flowrun.server.services.write_size import check_write_size
 from flowrun.v1 import deployment_service_pb2 as pb
 from flowrun.v1 import deployment_service_pb2_grpc
 
@@ -17,7 +16,6 @@ class DeploymentService(deployment_service_pb2_grpc.DeploymentServiceServicer):
         self._settings = settings
 
     async def CreateDeployment(self, request: pb.CreateDeploymentRequest, context) -> pb.CreateDeploymentResponse:
-        check_write_size(request, self._settings.write_max_bytes)
         new = from_proto.deployment_create(request, self._settings.max_parameter_bytes)
         now = clock.now()
         async with self._db.unit_of_work(write=True) as uow:

@@ -19,7 +19,7 @@ from flowrun.server.orchestration.transitions import set_state
 from flowrun.server.orchestration.unlocked import create_flow_run_unlocked
 from flowrun.server.repositories import Repositories
 from flowrun.server.services import filters_from_proto, from_proto, to_proto, watch
-from flowrun.server.services.write_size import check_result_size, check_write_size
+from flowrun.server.services.write_size import check_result_size
 from flowrun.server.watch.hub import EventHub
 from flowrun.v1 import flow_run_pb2, flow_run_service_pb2_grpc, state_pb2
 from flowrun.v1 import flow_run_service_pb2 as pb
@@ -39,7 +39,6 @@ class FlowRunService(flow_run_service_pb2_grpc.FlowRunServiceServicer):
         self._watcher = watch.Watcher(database, settings, hub or EventHub(database, settings))
 
     async def CreateFlowRun(self, request: pb.CreateFlowRunRequest, context) -> pb.CreateFlowRunResponse:
-        check_write_size(request, self._settings.write_max_bytes)
         now = clock.now()
         new = from_proto.flow_run_create(request, now, self._settings.max_parameter_bytes)
         # One round trip where it can (PostgreSQL, a plain run); it uses `new` up.
@@ -104,7 +103,6 @@ class FlowRunService(flow_run_service_pb2_grpc.FlowRunServiceServicer):
         return pb.CountFlowRunsResponse(count=count)
 
     async def UpdateFlowRun(self, request: pb.UpdateFlowRunRequest, context) -> pb.UpdateFlowRunResponse:
-        check_write_size(request, self._settings.write_max_bytes)
         flow_run_id = from_proto.required_uuid(request.flow_run.id, "flow_run.id")
         paths = from_proto.update_mask_paths(request, "flow_run", UPDATABLE_FLOW_RUN_FIELDS)
         values = from_proto.flow_run_update(request.flow_run, paths, self._settings.max_parameter_bytes)

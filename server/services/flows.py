@@ -6,7 +6,6 @@ from flowrun.server import clock, errors
 from flowrun.server.config import Settings
 from flowrun.server.db.unit_of_work import Database
 from flowrun.server.services import filters_from_proto, from_proto, to_proto
-from flowrun.server.services.write_size import check_write_size
 from flowrun.v1 import flow_service_pb2 as pb
 from flowrun.v1 import flow_service_pb2_grpc
 
@@ -20,7 +19,6 @@ class FlowService(flow_service_pb2_grpc.FlowServiceServicer):
         self._settings = settings
 
     async def CreateFlow(self, request: pb.CreateFlowRequest, context) -> pb.CreateFlowResponse:
-        check_write_size(request, self._settings.write_max_bytes)
         new = from_proto.flow_create(request)
         async with self._db.unit_of_work(write=True) as uow:
             flow, created = await uow.repos.flows.get_or_create(new, clock.now())
@@ -60,7 +58,6 @@ class FlowService(flow_service_pb2_grpc.FlowServiceServicer):
         return pb.CountFlowsResponse(count=count)
 
     async def UpdateFlow(self, request: pb.UpdateFlowRequest, context) -> pb.UpdateFlowResponse:
-        check_write_size(request, self._settings.write_max_bytes)
         flow_id = from_proto.required_uuid(request.flow.id, "flow.id")
         paths = from_proto.update_mask_paths(request, "flow", UPDATABLE_FLOW_FIELDS)
         violations = from_proto.Violations()

@@ -20,7 +20,6 @@ from flowrun.server.domain.states import State, StateDetails, StateType
 from flowrun.server.domain.task_runs import TaskInputs, TaskRunCreate, TaskRunPolicy
 from flowrun.server.domain.work_pools import DEFAULT_POOL_TYPE, HIGHEST_PRIORITY, WorkPoolCreate, WorkQueueCreate
 from flowrun.server.errors import InvalidArgument
-from flowrun.server.services.write_size import check_write_size
 from flowrun.v1 import (
     deployment_pb2,
     deployment_service_pb2,
@@ -331,13 +330,10 @@ def set_state_request(
     request: flow_run_service_pb2.SetFlowRunStateRequest | task_run_service_pb2.SetTaskRunStateRequest,
     now: datetime,
     id_field: str = "flow_run_id",
-    *,
-    max_request_bytes: int,
 ) -> tuple[str, State, bool]:
     """(run id, stamped proposal, force) of a SetFlowRunStateRequest, or of a
-    SetTaskRunStateRequest with id_field="task_run_id". A request over max_request_bytes
-    is refused first (server/services/write_size.py): its state could not be sent back."""
-    check_write_size(request, max_request_bytes)
+    SetTaskRunStateRequest with id_field="task_run_id". The write budget has already
+    refused a request too large to store (server/services/write_size.py)."""
     violations = Violations()
     run_id = uuid_text(getattr(request, id_field), id_field, violations)
     proposed = None

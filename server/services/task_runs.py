@@ -12,7 +12,6 @@ from flowrun.server.orchestration.interceptor import transition_result
 from flowrun.server.orchestration.task_runs import TASK_RUNS
 from flowrun.server.orchestration.transitions import set_state
 from flowrun.server.services import filters_from_proto, from_proto, to_proto
-from flowrun.server.services.write_size import check_write_size
 from flowrun.v1 import task_run_service_pb2 as pb
 from flowrun.v1 import task_run_service_pb2_grpc
 
@@ -23,7 +22,6 @@ class TaskRunService(task_run_service_pb2_grpc.TaskRunServiceServicer):
         self._settings = settings
 
     async def CreateTaskRun(self, request: pb.CreateTaskRunRequest, context) -> pb.CreateTaskRunResponse:
-        check_write_size(request, self._settings.write_max_bytes)
         now = clock.now()
         new = from_proto.task_run_create(request, now)
         async with self._db.unit_of_work(write=True) as uow:

@@ -6,7 +6,6 @@ from flowrun.server import clock, errors
 from flowrun.server.config import Settings
 from flowrun.server.db.unit_of_work import Database
 from flowrun.server.services import filters_from_proto, from_proto, to_proto
-from flowrun.server.services.write_size import check_write_size
 from flowrun.v1 import work_pool_service_pb2 as pb
 from flowrun.v1 import work_pool_service_pb2_grpc
 
@@ -17,7 +16,6 @@ class WorkPoolService(work_pool_service_pb2_grpc.WorkPoolServiceServicer):
         self._settings = settings
 
     async def CreateWorkPool(self, request: pb.CreateWorkPoolRequest, context) -> pb.CreateWorkPoolResponse:
-        check_write_size(request, self._settings.write_max_bytes)
         new = from_proto.work_pool_create(request)
         async with self._db.unit_of_work(write=True) as uow:
             pool = await uow.repos.work_pools.create(new, clock.now())
@@ -49,7 +47,6 @@ class WorkPoolService(work_pool_service_pb2_grpc.WorkPoolServiceServicer):
         return pb.DeleteWorkPoolResponse()
 
     async def CreateWorkQueue(self, request: pb.CreateWorkQueueRequest, context) -> pb.CreateWorkQueueResponse:
-        check_write_size(request, self._settings.write_max_bytes)
         new = from_proto.work_queue_create(request)
         async with self._db.unit_of_work(write=True) as uow:
             queue = await uow.repos.work_pools.create_queue(new, clock.now())
