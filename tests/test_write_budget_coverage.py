@@ -8,6 +8,7 @@ handlers untouched, so they pay nothing for it."""
 
 from __future__ import annotations
 
+import importlib
 import pkgutil
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -50,7 +51,7 @@ def flowrun_rpcs() -> list[str]:
     names = []
     for module in pkgutil.iter_modules(flowrun.v1.__path__):
         if module.name.endswith("_pb2"):
-            descriptor = __import__(f"flowrun.v1.{module.name}", fromlist=["DESCRIPTOR"]).DESCRIPTOR
+            descriptor = importlib.import_module(f"flowrun.v1.{module.name}").DESCRIPTOR
             for service in descriptor.services_by_name.values():
                 names += [f"/{service.full_name}/{method.name}" for method in service.methods]
     return sorted(names)
