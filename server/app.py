@@ -161,7 +161,17 @@ class App:
         log.info("flowrun listening on %s:%d (%s)", self.settings.host, self.port, transport)
 
     async def stop(self, grace: float | None = None) -> None:
-        """NOT_SERVING first, so load balancers stop sending; then drain; then close."""
+        """NOT_SERVING first, so load balancers stop sending; then drain; then close.
+
+        The drain has one budget, `grace` (default FLOWRUN_SHUTDOWN_GRACE_SECONDS), spent in
+        two phases back to back, never more in all: first every watch stream is told to
+        end and this waits until each has sent its UNAVAILABLE with a cursor (usually
+        milliseconds; as long as that takes within the grace); then gRPC stops taking
+        calls and gets what is left of the grace for the calls in flight, which it
+        cancels when that runs out. Unary calls run on through both phases, so they get
+        the whole grace either way; streams are never left for gRPC to cancel while the
+        grace lasts, however slowly a busy process gets to them."""
+        grace = self.settings.shutdown_grace_seconds if grace is None else grace
         await self.health.enter_graceful_shutdown()
         await self.monitor.stop()
         await self.reaper.stop()
@@ -171,9 +181,11 @@ class App:
             await self.pool_sampler.stop()
         if self.pruner is not None:
             await self.pruner.stop()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + grace
         if self.hub is not None:
-            await self.hub.close()  # watch streams end (UNAVAILABLE, with their cursor) before the drain
-        await self.server.stop(self.settings.shutdown_grace_seconds if grace is None else grace)
+            await self.hub.close(grace)  # watch streams end (UNAVAILABLE, with their cursor) before the drain
+        await self.server.stop(max(0.0, deadline - loop.time()))
         await self.database.dispose()
         if self.tracing is not None:
             self.tracing.shutdown()

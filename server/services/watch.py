@@ -12,14 +12,22 @@ usual); the other interceptors keep wrapping the handler as before.
 No message carrying events is larger than the send limit nor than gRPC's default
 receive limit (4 MiB): an event that would be is sent truncated (`truncated`), so no
 event can stop a stream, and every resume, at itself. (A `snapshot_run` is a whole run:
-it still fails the stream when it is over the send limit.)"""
+it still fails the stream when it is over the send limit.)
+
+When the server stops, a stream ends between two messages (ShuttingDown: UNAVAILABLE
+with the cursor of the last message it sent), not only between two reads: a stream
+sending a long catch-up read, or slowed down by a busy process, ends within the shutdown
+grace too. Every call counts with the hub until its status is out (server/watch/hub.py),
+and one that begins while the server stops ends at once."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import uuid
 import weakref
 from collections import OrderedDict
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import replace
 from typing import Any
 
@@ -37,7 +45,7 @@ from flowrun.server.services.from_proto import required_uuid
 from flowrun.server.watch import cursor as cursors
 from flowrun.server.watch.filter import TagsFilter, ValueFilter, WatchFilter, only_run
 from flowrun.server.watch.hub import EventHub
-from flowrun.server.watch.stream import Sent, expired, follow
+from flowrun.server.watch.stream import Sent, expired, follow, shutting_down
 from flowrun.server.watch.tail import Tail
 from flowrun.v1 import filters_pb2, flow_run_event_pb2, state_pb2
 from flowrun.v1 import flow_run_service_pb2 as pb
@@ -105,11 +113,17 @@ class Watcher:
                 position = replace(position, xmax=writer + 1 if writer is not None else 0)
         return position
 
-    def follow(self, start: Position, match: WatchFilter) -> AsyncIterator[list[Sent]]:
+    def follow(self, start: Position, match: WatchFilter) -> AsyncGenerator[list[Sent]]:
         # Equal filters become one object, which the shared reader evaluates once per event
         # for all their streams (kept while a stream holds it).
         match = self._filters.setdefault(match, match)
         return follow(self.database, self.hub, self.tail, self.settings, start, match.matches, self.encode)
+
+    def end_if_closing(self, sent: Position | None) -> None:
+        """Before each message: when the server is stopping the stream ends here, resumable
+        from `sent`, the position of what it has sent (None: its snapshot is incomplete)."""
+        if self.hub.closing:
+            raise shutting_down(None if sent is None else self.encode(sent.resumable))
 
     def encoded(self, event: FlowRunEvent, position: Position) -> bytes:
         """The event as the `event` field (1) of either response, which is also one element
@@ -128,24 +142,27 @@ class Watcher:
                 self._built.popitem(last=False)
         return framed
 
-    def batches(self, chunk: list[Sent]) -> list[bytes]:
+    def batches(self, chunk: list[Sent]) -> list[tuple[bytes, Position]]:
         """WatchFlowRunsResponses whose `events` batches hold the chunk's events, in order,
-        each within the message limit (every encoded event fits one on its own)."""
+        each within the message limit (every encoded event fits one on its own), each with
+        the position of its last event."""
         budget = self.event_budget
-        messages: list[bytes] = []
+        messages: list[tuple[bytes, Position]] = []
         group: list[bytes] = []
         size = 0
+        through = chunk[0].position
         for sent in chunk:
             if sent.event is None:
                 continue
             encoded = self.encoded(sent.event, sent.position)
             if group and size + len(encoded) > budget:
-                messages.append(encoded_batch(group))
+                messages.append((encoded_batch(group), through))
                 group, size = [], 0
             group.append(encoded)
             size += len(encoded)
+            through = sent.position
         if group:
-            messages.append(encoded_batch(group))
+            messages.append((encoded_batch(group), through))
         return messages
 
     def _build(self, event: FlowRunEvent, position: Position) -> flow_run_event_pb2.FlowRunEvent:
@@ -172,47 +189,65 @@ async def watch_flow_runs(
     watcher: Watcher, request: pb.WatchFlowRunsRequest
 ) -> AsyncIterator[pb.WatchFlowRunsResponse | bytes]:
     """Response messages, and events already encoded (bytes; see the module docstring)."""
+    watcher.hub.track(asyncio.current_task())
     match = watch_filter(request.flow_run_filter) if request.HasField("flow_run_filter") else WatchFilter()
     start = await watcher.start_position(request.cursor)
     if not request.cursor and request.start == pb.WATCH_START_SNAPSHOT:
-        async for run in _snapshot(watcher, request, match):
-            yield pb.WatchFlowRunsResponse(snapshot_run=to_proto.flow_run(run, clock.now()))
+        watcher.end_if_closing(None)
+        async with contextlib.aclosing(_snapshot(watcher, request, match)) as snapshot:
+            async for run in snapshot:
+                watcher.end_if_closing(None)
+                yield pb.WatchFlowRunsResponse(snapshot_run=to_proto.flow_run(run, clock.now()))
+        watcher.end_if_closing(None)
         yield pb.WatchFlowRunsResponse(progress=watcher.progress(start, snapshot_complete=True))
-    async for chunk in watcher.follow(start, match):
-        if chunk[0].event is None:
-            yield pb.WatchFlowRunsResponse(progress=watcher.progress(chunk[0].position))
-        elif request.batch:
-            for message in watcher.batches(chunk):
-                yield message
-        else:
-            for sent in chunk:
-                assert sent.event is not None
-                yield watcher.encoded(sent.event, sent.position)
+    sent = start
+    async with contextlib.aclosing(watcher.follow(start, match)) as chunks:
+        async for chunk in chunks:
+            if chunk[0].event is None:
+                watcher.end_if_closing(sent)
+                yield pb.WatchFlowRunsResponse(progress=watcher.progress(chunk[0].position))
+                sent = chunk[0].position
+            elif request.batch:
+                for message, through in watcher.batches(chunk):
+                    watcher.end_if_closing(sent)
+                    yield message
+                    sent = through
+            else:
+                for item in chunk:
+                    assert item.event is not None
+                    watcher.end_if_closing(sent)
+                    yield watcher.encoded(item.event, item.position)
+                    sent = item.position
 
 
 async def watch_flow_run(
     watcher: Watcher, request: pb.WatchFlowRunRequest
 ) -> AsyncIterator[pb.WatchFlowRunResponse | bytes]:
+    watcher.hub.track(asyncio.current_task())
     flow_run_id = required_uuid(request.flow_run_id, "flow_run_id")
     start = await watcher.start_position(request.cursor)
     if not request.cursor:
+        watcher.end_if_closing(None)
         async with watcher.database.unit_of_work(write=False) as uow:
             run = await uow.repos.flow_runs.get(flow_run_id)
         if run is None:
             raise errors.flow_run_not_found(flow_run_id)
+        watcher.end_if_closing(None)
         yield pb.WatchFlowRunResponse(snapshot_run=to_proto.flow_run(run, clock.now()))
         if _is_terminal(run) and not request.keep_going:
             return
-    async for chunk in watcher.follow(start, only_run(flow_run_id)):
-        for sent in chunk:
-            if sent.event is None:
-                yield pb.WatchFlowRunResponse(progress=watcher.progress(sent.position))
-                continue
-            yield watcher.encoded(sent.event, sent.position)
-            if sent.event.kind == EventKind.DELETED:
-                return
-            if sent.event.state is not None and sent.event.state.is_terminal and not request.keep_going:
-                return
+    sent = start
+    async with contextlib.aclosing(watcher.follow(start, only_run(flow_run_id))) as chunks:
+        async for chunk in chunks:
+            for item in chunk:
+                watcher.end_if_closing(sent)
+                if item.event is None:
+                    yield pb.WatchFlowRunResponse(progress=watcher.progress(item.position))
+                else:
+                    yield watcher.encoded(item.event, item.position)
+                sent = item.position
+                if item.event is not None and _ends_watch_of_run(item.event, request.keep_going):
+                    return
 
 
 class PreEncodedResponses(grpc.aio.ServerInterceptor):
@@ -283,11 +318,18 @@ assert _EVENT_TAG == _tag(pb.WatchFlowRunResponse, "event") == _tag(flow_run_eve
 _BATCH_TAG = _tag(pb.WatchFlowRunsResponse, "events")
 
 
+def _ends_watch_of_run(event: FlowRunEvent, keep_going: bool) -> bool:
+    """WatchFlowRun ends after the run's deletion, and after its terminal state unless asked to keep going."""
+    if event.kind == EventKind.DELETED:
+        return True
+    return event.state is not None and event.state.is_terminal and not keep_going
+
+
 def _is_terminal(run: FlowRun) -> bool:
     return run.state_type is not None and run.state_type.is_terminal
 
 
-async def _snapshot(watcher: Watcher, request: pb.WatchFlowRunsRequest, match: WatchFilter) -> AsyncIterator[FlowRun]:
+async def _snapshot(watcher: Watcher, request: pb.WatchFlowRunsRequest, match: WatchFilter) -> AsyncGenerator[FlowRun]:
     """Every matching run as it is now, page by page (each page its own short read)."""
     token = ""
     while True:

@@ -26,7 +26,16 @@ the latency bound for changes made through another process. Behind pgbouncer
 pool of a single connection, PostgreSQL is polled the same way.
 
 Nothing polls the table in a loop: the reader waits for its wake-up between reads, and
-reads once more at each heartbeat (a safety net for a lost notification)."""
+reads once more at each heartbeat (a safety net for a lost notification).
+
+Shutdown: the hub also knows every watch call in progress (`track`), by the task grpc.aio
+runs it in, which ends only once the call's final status has been handed to the
+transport. `close(grace)` tells the streams to end (each ends with ShuttingDown:
+UNAVAILABLE with its cursor) and waits until every one of those tasks has ended, at most
+`grace` seconds: the server stops (and gRPC cancels what is left) only after that, so
+no stream is cut by gRPC's cancellation, which carries no cursor (CANCELLED, or with
+grpcio 1.85 UNAVAILABLE "Cancelling all calls"), while it could still say where to
+resume."""
 
 from __future__ import annotations
 
@@ -86,11 +95,28 @@ class EventHub:
         self.wakeups = 0  # NOTIFYs received and polls made (tests: none without streams)
         self.tail: Any = None  # the shared reader (server/watch/tail.py) sets itself here
         self._closers: list[Callable[[], Awaitable[None]]] = []
+        # The tasks of the watch calls in progress (see `track`).
+        self._calls: set[asyncio.Task[Any]] = set()
 
     @property
     def streams(self) -> int:
         """Live watch streams in this process (those attached to the shared reader)."""
         return self.tail.streams if self.tail is not None else 0
+
+    @property
+    def calls(self) -> int:
+        """Watch calls in progress in this process, attached to the reader or not (still
+        catching up, sending a snapshot, or ending)."""
+        return len(self._calls)
+
+    def track(self, task: asyncio.Task[Any] | None) -> None:
+        """Counts a watch call until `task`, the one it runs in, ends: grpc.aio runs a
+        call's handler, interceptors and final status in one task (its
+        ServicerContext.add_done_callback fires at that task's end), so its end means the
+        client was sent the status."""
+        if task is not None and not task.done():
+            self._calls.add(task)
+            task.add_done_callback(self._calls.discard)
 
     def on_close(self, closer: Callable[[], Awaitable[None]]) -> None:
         """`closer` runs when the hub closes (the shared reader ends its streams)."""
@@ -163,12 +189,22 @@ class EventHub:
 
         return stop
 
-    async def close(self) -> None:
-        """Shutdown: streams end (UNAVAILABLE with their cursor) and the listener goes."""
+    async def close(self, grace: float = 0.0) -> None:
+        """Shutdown: streams end (UNAVAILABLE with their cursor) and the listener goes.
+        Returns once every watch call has ended, its status sent (a call that begins from
+        now on ends at once), or once `grace` seconds have passed, whichever is first."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + grace
         self.closing = True
         self.wake_all()
         for closer in self._closers:
             await closer()
+        while calls := [task for task in self._calls if not task.done()]:
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                log.warning("%d watch streams had not ended when the shutdown grace ran out", len(calls))
+                break
+            await asyncio.wait(calls, timeout=remaining)
         if self._stop_hook is not None:
             self._stop_hook()
             self._stop_hook = None

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, Callable
 
 from flowrun.server import errors
 from flowrun.server.config import Settings
@@ -30,7 +30,7 @@ from flowrun.server.repositories.flow_run_events import Position
 from flowrun.server.watch.hub import EventHub
 from flowrun.server.watch.tail import LiveStream, Sent, Tail
 
-__all__ = ["Sent", "expired", "follow"]
+__all__ = ["Sent", "expired", "follow", "shutting_down"]
 
 
 async def follow(
@@ -41,7 +41,7 @@ async def follow(
     start: Position,
     match: Callable[[FlowRunEvent], bool],
     encode: Callable[[Position], str],
-) -> AsyncIterator[list[Sent]]:
+) -> AsyncGenerator[list[Sent]]:
     """The events after `start` that `match`, as they commit, with progress at every
     heartbeat; forever, until the caller stops iterating (cancellation included), the
     client falls behind (ResourceExhausted), the server shuts down (ShuttingDown) or
@@ -71,13 +71,15 @@ async def follow(
         if not batch.full:
             break
     if hub.closing:
-        raise _shutting_down(encode(position.resumable))
+        raise shutting_down(encode(position.resumable))
     # Joining the tail: the events between `position` and the tail's, then the tail's.
     live = LiveStream(match, position, settings.watch_buffer_events)
     joined = await tail.attach(live)
     try:
         last = 0
         while True:
+            if hub.closing:
+                raise shutting_down(encode(position.resumable))
             async with database.unit_of_work(write=False) as uow:
                 between = await uow.repos.flow_run_events.read_between(position, joined, last, most)
             chunk = [Sent(position, event) for event in between if match(event)]
@@ -93,7 +95,7 @@ async def follow(
             if live.too_slow:
                 raise _too_slow(encode(sent_through))
             if hub.closing:
-                raise _shutting_down(encode(sent_through))
+                raise shutting_down(encode(sent_through))
             if live.items:
                 chunk = [live.items.popleft() for _ in range(min(most, len(live.items)))]
                 yield chunk
@@ -130,7 +132,14 @@ def _too_slow(cursor: str) -> errors.ResourceExhausted:
     )
 
 
-def _shutting_down(cursor: str) -> errors.ShuttingDown:
+def shutting_down(cursor: str | None) -> errors.ShuttingDown:
+    """The error a stream ends with when the server stops: resume from `cursor`. None: the
+    stream was still sending its snapshot, which no cursor resumes (open it again as it
+    was first opened, snapshot included)."""
+    if cursor is None:
+        return errors.ShuttingDown(
+            "The server is shutting down before the snapshot was complete; open the watch again, snapshot included"
+        )
     return errors.ShuttingDown(
         "The server is shutting down; resume the watch from the cursor in the error details",
         metadata={"cursor": cursor},
