@@ -30,10 +30,10 @@ from tests.conftest import settings_for
 from tests.helpers.rich_errors import decode
 from tests.helpers.watching import STREAM_TIMEOUT, K, Watch, make_flow, make_run, propose, start_watch
 
-EVENTS = 120  # behind the catching-up stream's cursor
-BATCH = 100  # watch_batch_size: its first read alone takes BATCH * SEND_SECONDS to send
+EVENTS = 320  # behind the catching-up stream's cursor
+BATCH = 300  # watch_batch_size: its first read alone takes BATCH * SEND_SECONDS to send
 SEND_SECONDS = 0.05  # each event message's encoding holds the event loop this long
-GRACE = 2.0  # the shutdown grace: shorter than one read's sends (BATCH * SEND_SECONDS = 5 s)
+GRACE = 2.0  # the shutdown grace: far shorter than one read's sends (BATCH * SEND_SECONDS = 15 s)
 
 
 async def serve(database_url: str) -> App:
