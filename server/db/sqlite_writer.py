@@ -12,10 +12,12 @@ runs from BEGIN IMMEDIATE to COMMIT without waiting on the loop.
 
 How the same async repositories run there: their only use of the connection is
 `await connection.execute(...)` (InlineConnection gives them that over the synchronous
-connection, returning at once), so a write unit of work written as a coroutine never
-suspends in the writer thread, and it is driven to its end with one `send` (run_inline):
-no event loop in that thread at all. A unit of work that would suspend (wait on
-something of the event loop's) is a programming error: it raises and rolls back.
+connection, returning at once; the hot statements of CreateFlowRun and SetState go
+through `execute_prepared`, which runs them on the sqlite3 connection itself), so a
+write unit of work written as a coroutine never suspends in the writer thread, and it is
+driven to its end with one `send` (run_inline): no event loop in that thread at all. A
+unit of work that would suspend (wait on something of the event loop's) is a
+programming error: it raises and rolls back.
 
 The thread's context is the caller's (contextvars are copied): traces, the call's
 abandonment flag and log fields see the call. A unit of work whose call was abandoned
@@ -45,7 +47,7 @@ from collections.abc import Awaitable, Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar, cast
 
-from sqlalchemy import Engine, create_engine
+from sqlalchemy import Connection, Engine, create_engine
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from flowrun.server import errors
@@ -60,10 +62,18 @@ T = TypeVar("T")
 
 class InlineConnection:
     """What repositories use of an AsyncConnection, over a synchronous connection of the
-    writer thread: `execute` returns at once (see the module docstring)."""
+    writer thread: `execute` returns at once (see the module docstring).
 
-    def __init__(self, connection: Any) -> None:
+    With `driver_statements`, CreateFlowRun's and SetState's statements
+    (server/repositories/driver_sql.py execute_prepared) run on the sqlite3 connection
+    under `connection`, in its transaction, compiled once and kept there (the writer's;
+    only its thread uses it). SQLAlchemy's execution of each statement (cache key,
+    execution context, Row) cost more CPU than SQLite's own work, all of it holding the
+    GIL the event loop needs. Without (None), SQLAlchemy executes them too."""
+
+    def __init__(self, connection: Connection, driver_statements: dict[Any, Any] | None) -> None:
         self.sync_connection = connection
+        self.driver_statements = driver_statements
 
     async def execute(self, statement: Any, parameters: Any = None, **options: Any) -> Any:
         return self.sync_connection.execute(statement, parameters, **options)
@@ -89,6 +99,7 @@ class SqliteWriter:
         self.engine: Engine = create_engine(url, pool_size=1, max_overflow=0)
         configure_sqlite(self.engine, engine.get_execution_options())
         self._closing = False
+        self._driver_statements: dict[Any, Any] = {}  # InlineConnection.driver_statements
         # Called in the writer thread after each transaction that committed (the watch hub
         # wakes its streams: SQLAlchemy's own commit event fires before the commit lands).
         self.after_commit: list[Callable[[], None]] = []
@@ -108,7 +119,10 @@ class SqliteWriter:
         with self.engine.connect() as connection:
             writing = connection.execution_options(**{WRITE_OPTION: True})
             with writing.begin():  # BEGIN IMMEDIATE (configure_sqlite)
-                repos = Repositories(cast(AsyncConnection, InlineConnection(writing)), self.dialect, None)
+                # Whoever listens for cursor executions (tracing's SQL spans) sees every
+                # statement: then none runs on the driver.
+                raw = None if self.engine.dispatch.before_cursor_execute else self._driver_statements
+                repos = Repositories(cast(AsyncConnection, InlineConnection(writing, raw)), self.dialect, None)
                 result = run_inline(cast(Coroutine[Any, Any, T], work(repos)))
                 if call_abandoned():  # as every unit of work: never commit for a client gone
                     raise asyncio.CancelledError("the client went away; rolled back")

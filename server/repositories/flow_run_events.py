@@ -65,6 +65,7 @@ from flowrun.server.domain.events import EventKind, FlowRunEvent, decode_payload
 from flowrun.server.domain.flow_runs import FlowRun
 from flowrun.server.domain.states import State, StateType
 from flowrun.server.repositories.base import Repository
+from flowrun.server.repositories.driver_sql import execute_prepared
 
 #: The PostgreSQL channel that wakes watchers; a NOTIFY is sent with every event batch.
 CHANNEL = "flowrun_flow_run_events"
@@ -94,6 +95,9 @@ appended AS (
 )
 SELECT pg_notify('{CHANNEL}', '') FROM (SELECT count(*) FROM appended) AS written
 """
+
+# SQLite's append, built once (execute_prepared: on the sqlite3 connection in the writer thread).
+_APPEND_SQLITE = flow_run_event.insert()
 
 _COLUMNS = "e.sequence, e.xid, e.occurred, e.kind, e.payload"
 # The statement's snapshot's in-progress set: the xip list and xmax (see the module docstring).
@@ -244,8 +248,10 @@ class FlowRunEventRepository(Repository):
         if driver is not None:
             await driver.execute(_APPEND_PG, now, kind.value, run.id, payload)
             return
-        await self.connection.execute(
-            flow_run_event.insert().values(occurred=now, kind=kind.value, flow_run_id=run.id, payload=payload)
+        await execute_prepared(
+            self.connection,
+            _APPEND_SQLITE,
+            {"occurred": now, "kind": kind.value, "flow_run_id": run.id, "payload": payload},
         )
         _mark_written(self.connection)
 

@@ -27,7 +27,7 @@ from sqlalchemy import (
 from sqlalchemy.exc import IntegrityError
 
 from flowrun.server import clock, errors
-from flowrun.server.db.dialect import is_foreign_key_violation
+from flowrun.server.db.dialect import Dialect, is_foreign_key_violation
 from flowrun.server.db.tables import (
     ORCHESTRATED_RUN_COLUMNS,
     deployment,
@@ -46,7 +46,7 @@ from flowrun.server.domain.names import random_run_name
 from flowrun.server.domain.states import State, StateType
 from flowrun.server.repositories import orchestration_sql as sql
 from flowrun.server.repositories.base import Repository
-from flowrun.server.repositories.driver_sql import CompiledStatements
+from flowrun.server.repositories.driver_sql import CompiledStatements, execute_prepared
 from flowrun.server.repositories.filters import flow_run_where
 from flowrun.server.repositories.flow_run_events import CHANNEL, FlowRunEventRepository
 from flowrun.server.repositories.flow_run_states import STATE_PREFIX, state_from_row, state_values
@@ -139,7 +139,8 @@ _LIST_STATEMENTS = CompiledStatements(512)
 
 
 # The SetState writes, built once: only their bound values change per call. SQLite runs
-# these SQLAlchemy statements; PostgreSQL one plain statement through asyncpg.
+# these statements (execute_prepared: on the sqlite3 connection in the writer thread);
+# PostgreSQL one plain statement through asyncpg.
 RUN_WRITE_COLUMNS = (*ORCHESTRATED_RUN_COLUMNS, "heartbeat_deadline", "empirical_policy", "updated")
 INSERT_STATE = flow_run_state.insert()
 SAVE_RUN = (
@@ -162,6 +163,24 @@ _READ_FOR_UPDATE = sql.postgresql_sql(_ORCHESTRATION_READ)
 
 
 _CREATE_IN_ONE_STATEMENT = sql.create_run_sql(CHANNEL)
+
+# CreateFlowRun's statements, built once (execute_prepared: see SAVE_RUN): the flow's
+# labels, and the insert of the run (executed with its values), per dialect, plain or
+# ON CONFLICT (flow_id, idempotency_key) DO NOTHING.
+_FLOW_LABELS = select(flow.c.labels).where(flow.c.id == bindparam("flow_id"))
+
+
+def _insert_run(insert: Any, keyed: bool) -> Any:
+    if keyed:
+        insert = insert.on_conflict_do_nothing(index_elements=["flow_id", "idempotency_key"])
+    return insert.returning(*flow_run.c)
+
+
+_INSERT_RUN = {
+    (name, keyed): _insert_run(Dialect(name).insert(flow_run), keyed)
+    for name in ("sqlite", "postgresql")
+    for keyed in (False, True)
+}
 
 
 def new_run_values(new: FlowRunCreate, now: datetime, labels: dict[str, Any], heartbeat_timeout: int) -> dict[str, Any]:
@@ -304,7 +323,7 @@ class FlowRunRepository(Repository):
         that holds the key, untouched. Labels are the deployment's (when the run names an
         existing one, which also gives its version) or else the flow's, then the system
         labels, then the run's own. Raises NotFound for an unknown flow or parent task."""
-        flow_row = (await self.connection.execute(select(flow.c.labels).where(flow.c.id == new.flow_id))).first()
+        flow_row = (await execute_prepared(self.connection, _FLOW_LABELS, {"flow_id": new.flow_id})).first()
         if flow_row is None:
             raise errors.flow_not_found(new.flow_id)
         if new.parent_task_run_id is not None:
@@ -330,11 +349,9 @@ class FlowRunRepository(Repository):
         values = new_run_values(new, now, labels, heartbeat_timeout)
         values["work_queue_id"] = work_queue_id
         values["deployment_version"] = deployment_version
-        insert = self.dialect.insert(flow_run).values(values)
-        if new.idempotency_key is not None:
-            insert = insert.on_conflict_do_nothing(index_elements=["flow_id", "idempotency_key"])
+        insert = _INSERT_RUN[self.dialect.name, new.idempotency_key is not None]
         try:
-            inserted = (await self.connection.execute(insert.returning(*flow_run.c))).first()
+            inserted = (await execute_prepared(self.connection, insert, values)).first()
         except IntegrityError as exc:
             if is_foreign_key_violation(exc):  # the flow was deleted concurrently
                 raise errors.flow_not_found(new.flow_id) from exc
@@ -398,7 +415,7 @@ class FlowRunRepository(Repository):
         ours by then, so a second read sees the state that transaction committed."""
         if not self.dialect.is_sqlite:
             return await self._get_for_orchestration_pg(flow_run_id)
-        row = (await self.connection.execute(_ORCHESTRATION_READ, {"flow_run_id": flow_run_id})).first()
+        row = (await execute_prepared(self.connection, _ORCHESTRATION_READ, {"flow_run_id": flow_run_id})).first()
         return flow_run_from_row(row) if row else None
 
     async def _get_for_orchestration_pg(self, flow_run_id: str) -> FlowRun | None:
@@ -454,9 +471,11 @@ class FlowRunRepository(Repository):
         columns = _run_write_values(run, policy, now)
         state_row = state_values(state, now, flow_run_id=run.id)
         if self.dialect.is_sqlite:
-            await self.connection.execute(INSERT_STATE, state_row)
-            await self.connection.execute(
-                SAVE_RUN, {f"run_{name}": value for name, value in columns.items()} | {"run_key": run.id}
+            await execute_prepared(self.connection, INSERT_STATE, state_row)
+            await execute_prepared(
+                self.connection,
+                SAVE_RUN,
+                {f"run_{name}": value for name, value in columns.items()} | {"run_key": run.id},
             )
         else:
             assert self.driver is not None, "the PostgreSQL unit of work provides its asyncpg connection"
