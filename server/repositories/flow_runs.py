@@ -46,7 +46,7 @@ from flowrun.server.domain.names import random_run_name
 from flowrun.server.domain.states import State, StateType
 from flowrun.server.repositories import orchestration_sql as sql
 from flowrun.server.repositories.base import Repository
-from flowrun.server.repositories.driver_sql import CompiledStatements, execute_prepared
+from flowrun.server.repositories.driver_sql import Compiled, CompiledStatements, execute_prepared
 from flowrun.server.repositories.filters import flow_run_where
 from flowrun.server.repositories.flow_run_events import CHANNEL, FlowRunEventRepository
 from flowrun.server.repositories.flow_run_states import STATE_PREFIX, state_from_row, state_values
@@ -135,7 +135,13 @@ def _decode_page(labels: list[str], rows: list[Any]) -> list[dict[str, Any]]:
 
 
 # ListFlowRuns' statements on PostgreSQL, compiled once per query (list_page).
-_LIST_STATEMENTS = CompiledStatements(512)
+LIST_STATEMENTS_KEPT = 512
+_LIST_STATEMENTS = CompiledStatements(LIST_STATEMENTS_KEPT)
+# An entry holds its filters twice over (the key's canonical text and the statement's
+# bound values): only filters whose canonical text is at most this long are kept, so the
+# cache holds a few MiB at most, whatever callers send. A larger filter (hundreds of ids,
+# a long pattern) is compiled for its call: ~1.5 ms, small beside reading it.
+CACHED_FILTER_CHARS = 2048
 
 
 # The SetState writes, built once: only their bound values change per call. SQLite runs
@@ -510,9 +516,13 @@ class FlowRunRepository(Repository):
                 the domain holds it: text, numbers, datetimes), without SQLAlchemy's
                 result processing. The statement is compiled once per query: its
                 filters (by their fingerprint, which page tokens already rely on to
-                tell queries apart), its sort and which page values it binds."""
+                tell queries apart), its sort and which page values it binds; only a
+                query whose filters are short (CACHED_FILTER_CHARS) is kept."""
                 key = (dialect, query_fingerprint, sort, frozenset(values))
-                sql_text, args = _LIST_STATEMENTS.driver_statement(key, statement, dialect, values)
+                if len(query_fingerprint) <= CACHED_FILTER_CHARS:
+                    sql_text, args = _LIST_STATEMENTS.driver_statement(key, statement, dialect, values)
+                else:
+                    sql_text, args = Compiled(statement, dialect).bound(values)
                 return await driver.fetch(sql_text, *args)
 
         rows, token = await fetch_page(
