@@ -100,6 +100,7 @@ class SqliteWriter:
         configure_sqlite(self.engine, engine.get_execution_options())
         self._closing = False
         self._driver_statements: dict[Any, Any] = {}  # InlineConnection.driver_statements
+        self._connection: Connection | None = None  # the thread's (_writing)
         # Called in the writer thread after each transaction that committed (the watch hub
         # wakes its streams: SQLAlchemy's own commit event fires before the commit lands).
         self.after_commit: list[Callable[[], None]] = []
@@ -116,19 +117,33 @@ class SqliteWriter:
         return handed
 
     def _run(self, work: Callable[[Repositories], Awaitable[T]]) -> T:
-        with self.engine.connect() as connection:
-            writing = connection.execution_options(**{WRITE_OPTION: True})
-            with writing.begin():  # BEGIN IMMEDIATE (configure_sqlite)
-                # Whoever listens for cursor executions (tracing's SQL spans) sees every
-                # statement: then none runs on the driver.
-                raw = None if self.engine.dispatch.before_cursor_execute else self._driver_statements
-                repos = Repositories(cast(AsyncConnection, InlineConnection(writing, raw)), self.dialect, None)
-                result = run_inline(cast(Coroutine[Any, Any, T], work(repos)))
-                if call_abandoned():  # as every unit of work: never commit for a client gone
-                    raise asyncio.CancelledError("the client went away; rolled back")
+        writing = self._writing()
+        with writing.begin():  # BEGIN IMMEDIATE (configure_sqlite)
+            # Whoever listens for cursor executions (tracing's SQL spans) sees every
+            # statement: then none runs on the driver.
+            raw = None if self.engine.dispatch.before_cursor_execute else self._driver_statements
+            repos = Repositories(cast(AsyncConnection, InlineConnection(writing, raw)), self.dialect, None)
+            result = run_inline(cast(Coroutine[Any, Any, T], work(repos)))
+            if call_abandoned():  # as every unit of work: never commit for a client gone
+                raise asyncio.CancelledError("the client went away; rolled back")
         for callback in self.after_commit:
             callback()
         return result
+
+    def _writing(self) -> Connection:
+        """The thread's connection, opened once and kept between transactions (outside
+        one it holds no lock): a checkout from the pool and setting its options cost
+        more than a SetState's statements. (One that an error invalidated reconnects by
+        itself on its next use: SQLAlchemy's Connection does.)"""
+        if self._connection is None:
+            self._connection = self.engine.connect().execution_options(**{WRITE_OPTION: True})
+        return self._connection
+
+    def _close(self) -> None:
+        if self._connection is not None:
+            self._connection.close()
+            self._connection = None
+        self.engine.dispose()
 
     async def dispose(self) -> None:
         """Refuses new work at once, lets the work handed over before run to its end,
@@ -138,7 +153,7 @@ class SqliteWriter:
             return
         self._closing = True
         try:
-            await asyncio.get_running_loop().run_in_executor(self._thread, self.engine.dispose)
+            await asyncio.get_running_loop().run_in_executor(self._thread, self._close)
         finally:
             self._thread.shutdown(wait=False)  # the thread ends after its last job, the dispose
 
