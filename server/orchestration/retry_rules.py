@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from datetime import timedelta
 
 from flowrun.server.domain.flow_runs import FlowRun
@@ -9,6 +10,21 @@ from flowrun.server.domain.states import State, StateDetails, StateType
 from flowrun.server.orchestration.context import FlowRunContext
 from flowrun.server.orchestration.core_rules import start_new_attempt
 from flowrun.server.orchestration.rules import OrchestrationRule
+
+# The longest retry delay a run's policy may hold (100 Julian years, in seconds). Requests
+# beyond it are INVALID_ARGUMENT (services/from_proto.py), so that `now + delay` and the
+# delay's Duration in a response can never overflow: a delay of 8,000 years (within the
+# 10,000 any Duration may hold) made every failure of its run INTERNAL.
+MAX_RETRY_DELAY_SECONDS = 100 * 31_557_600
+
+
+def bounded_retry_delay(seconds: float | None) -> float:
+    """A stored retry delay as the server acts on it: 0 to MAX_RETRY_DELAY_SECONDS. Rows
+    written before the limit (or by hand) may hold anything JSON can; those are clamped
+    here rather than crash every failure of their run."""
+    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or math.isnan(seconds):
+        return 0.0
+    return float(min(max(seconds, 0), MAX_RETRY_DELAY_SECONDS))
 
 
 class RetryFailedFlows(OrchestrationRule[FlowRun]):
@@ -30,7 +46,7 @@ class RetryFailedFlows(OrchestrationRule[FlowRun]):
         if policy.retries is None or run.run_count > policy.retries:
             policy.retry_type = None
             return
-        scheduled_time = context.now + timedelta(seconds=policy.retry_delay or 0)
+        scheduled_time = context.now + timedelta(seconds=bounded_retry_delay(policy.retry_delay))
         start_new_attempt(policy, "in_process")
         retry = State(
             type=StateType.SCHEDULED,

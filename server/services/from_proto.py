@@ -20,6 +20,7 @@ from flowrun.server.domain.states import State, StateDetails, StateType
 from flowrun.server.domain.task_runs import TaskInputs, TaskRunCreate, TaskRunPolicy
 from flowrun.server.domain.work_pools import DEFAULT_POOL_TYPE, HIGHEST_PRIORITY, WorkPoolCreate, WorkQueueCreate
 from flowrun.server.errors import InvalidArgument
+from flowrun.server.orchestration.retry_rules import MAX_RETRY_DELAY_SECONDS
 from flowrun.v1 import (
     deployment_pb2,
     deployment_service_pb2,
@@ -235,13 +236,23 @@ def retry_settings(
     if retries is not None and retries < 0:
         violations.add(f"{field}.retries", "must not be negative")
     retry_delay = message.retry_delay.ToTimedelta().total_seconds() if message.HasField("retry_delay") else None
-    if retry_delay is not None and retry_delay < 0:
-        violations.add(f"{field}.retry_delay", "must not be negative")
+    if retry_delay is not None:
+        check_retry_delay(retry_delay, f"{field}.retry_delay", violations)
     return retries, retry_delay
+
+
+RETRY_DELAY_DESCRIPTION = f"must be from 0 to {MAX_RETRY_DELAY_SECONDS} seconds (100 years)"
+
+
+def check_retry_delay(seconds: float, field: str, violations: Violations) -> None:
+    """Every delay a run's policy holds is 0 to MAX_RETRY_DELAY_SECONDS (see there why)."""
+    if not 0 <= seconds <= MAX_RETRY_DELAY_SECONDS:
+        violations.add(field, RETRY_DELAY_DESCRIPTION)
 
 
 def policy(message: flow_run_pb2.FlowRunPolicy, field: str, violations: Violations) -> FlowRunPolicy:
     retries, retry_delay = retry_settings(message, field, violations)
+    check_retry_delay(message.retry_delay_seconds, f"{field}.retry_delay_seconds", violations)
     retry_type = None
     if message.HasField("retry_type"):
         retry_type = RETRY_TYPES.get(message.retry_type)

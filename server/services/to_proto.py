@@ -17,6 +17,7 @@ from flowrun.server.domain.states import State, StateDetails, StateType
 from flowrun.server.domain.task_runs import TaskInputs, TaskRun, TaskRunPolicy, upstream_task_run_ids
 from flowrun.server.domain.work_pools import WorkPool, WorkQueue
 from flowrun.server.orchestration.context import SetStateStatus, TransitionResult
+from flowrun.server.orchestration.retry_rules import bounded_retry_delay
 from flowrun.v1 import (
     deployment_pb2,
     deployment_service_pb2,
@@ -205,8 +206,8 @@ def write_policy(message: flow_run_pb2.FlowRunPolicy, value: FlowRunPolicy) -> N
     message.resuming = value.resuming
     if value.retries is not None:
         message.retries = value.retries
-    if value.retry_delay is not None:
-        set_duration(message.retry_delay, value.retry_delay)
+    if value.retry_delay is not None:  # clamped: a row stored before the limit may hold any number
+        set_duration(message.retry_delay, bounded_retry_delay(value.retry_delay))
     if value.retry_type in RETRY_TYPES:
         message.retry_type = RETRY_TYPES[value.retry_type]
 
