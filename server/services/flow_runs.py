@@ -175,9 +175,8 @@ class FlowRunService(flow_run_service_pb2_grpc.FlowRunServiceServicer):
             raise errors.TooLarge(
                 f"Flow run {flow_run_id} has more than {limit} task runs.", metadata={"flow_run_id": flow_run_id}
             )
-        now = clock.now()
-        return pb.GetTaskRunDependenciesResponse(
-            dependencies=[to_proto.task_run_dependency(item, now) for item in dependencies]
+        return to_proto.task_run_dependencies(
+            dependencies, clock.now(), max_bytes=self._response_limit, flow_run_id=flow_run_id
         )
 
     async def GetFlowRunGraph(self, request: pb.GetFlowRunGraphRequest, context) -> pb.GetFlowRunGraphResponse:
@@ -187,7 +186,12 @@ class FlowRunService(flow_run_service_pb2_grpc.FlowRunServiceServicer):
             graph = await uow.repos.graphs.read(
                 flow_run_id, since, self._settings.graph_max_nodes, self._settings.graph_max_states
             )
-        return pb.GetFlowRunGraphResponse(graph=to_proto.graph(graph))
+        return to_proto.graph_response(graph, max_bytes=self._response_limit, flow_run_id=flow_run_id)
+
+    @property
+    def _response_limit(self) -> int:
+        """The largest answer gRPC sends (grpc.max_send_message_length, server/app.py)."""
+        return min(self._settings.max_message_bytes, self._settings.max_response_bytes)
 
     async def GetFlowRunState(self, request: pb.GetFlowRunStateRequest, context) -> pb.GetFlowRunStateResponse:
         state_id = from_proto.required_uuid(request.state_id, "state_id")

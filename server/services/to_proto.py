@@ -9,6 +9,7 @@ from google.protobuf.duration_pb2 import Duration
 from google.protobuf.struct_pb2 import NullValue, Struct, Value
 from google.protobuf.timestamp_pb2 import Timestamp
 
+from flowrun.server import errors
 from flowrun.server.domain.deployments import CollisionStrategy, Deployment, LeaseRenewal
 from flowrun.server.domain.flow_runs import FlowRun, FlowRunPolicy
 from flowrun.server.domain.flows import Flow
@@ -299,25 +300,116 @@ def flow_run(value: FlowRun, now: datetime) -> flow_run_pb2.FlowRun:
     return message
 
 
-def task_run_dependency(value: TaskRun, now: datetime) -> graph_pb2.TaskRunDependency:
+def write_task_run_dependency(message: graph_pb2.TaskRunDependency, value: TaskRun, now: datetime) -> None:
     """A task run as an entry of its flow run's dependency map: the task runs it depends
     on (upstream_task_run_ids: parameters, constants and flow-run inputs are skipped,
     where the reference fails the whole call) and its timing."""
-    message = graph_pb2.TaskRunDependency(
-        task_run_id=value.id,
-        name=value.name,
-        upstream_task_run_ids=upstream_task_run_ids(value.task_inputs),
-        total_run_time=duration(value.total_run_time),
-        estimated_run_time=duration(value.estimated_run_time(now)),
-        untrackable_result=bool(value.state and value.state.state_details.untrackable_result),
-    )
+    message.task_run_id = value.id
+    message.name = value.name
+    message.upstream_task_run_ids.extend(upstream_task_run_ids(value.task_inputs))
+    set_duration(message.total_run_time, value.total_run_time)
+    set_duration(message.estimated_run_time, value.estimated_run_time(now))
+    message.untrackable_result = bool(value.state and value.state.state_details.untrackable_result)
     if value.state is not None:
-        message.state.CopyFrom(state(value.state))
+        write_state(message.state, value.state)
     for name in ("expected_start_time", "start_time", "end_time"):
         when = getattr(value, name)
         if when is not None:
-            getattr(message, name).FromDatetime(when)
-    return message
+            set_timestamp(getattr(message, name), when)
+
+
+# -- answers bounded by the response limit ----------------------------------------------
+# GetTaskRunDependencies and GetFlowRunGraph answer a whole run at once, and what they
+# hold grows with the ids the run's task runs name (a graph: with the square of its
+# nodes), not only with the node count. They are built entry by entry, counting the
+# exact encoded size as they go, and refused (TooLarge) as soon as the answer passes the
+# response limit: gRPC would refuse to send it anyway, after it had been built whole.
+
+
+def _varint_bytes(value: int) -> int:
+    return max(1, (value.bit_length() + 6) // 7)
+
+
+def _entry_bytes(field_number: int, size: int) -> int:
+    """What a length-delimited field (a message or string) of `size` bytes adds to its
+    parent's encoding: tag, length prefix and the bytes themselves."""
+    return _varint_bytes(field_number << 3) + _varint_bytes(size) + size
+
+
+def _over_limit(what: str, flow_run_id: str, max_bytes: int, remedy: str) -> errors.TooLarge:
+    return errors.TooLarge(
+        f"The {what} of flow run {flow_run_id} is larger than the response limit ({max_bytes} bytes); {remedy}",
+        metadata={"flow_run_id": flow_run_id, "max_bytes": str(max_bytes)},
+    )
+
+
+_DEPENDENCIES = flow_run_service_pb2.GetTaskRunDependenciesResponse.DESCRIPTOR.fields_by_name["dependencies"].number
+
+
+def task_run_dependencies(
+    values: list[TaskRun], now: datetime, *, max_bytes: int, flow_run_id: str
+) -> flow_run_service_pb2.GetTaskRunDependenciesResponse:
+    """The dependency map of a flow run's task runs (see write_task_run_dependency), at
+    most `max_bytes` encoded; TooLarge as soon as the entries built pass it."""
+    response = flow_run_service_pb2.GetTaskRunDependenciesResponse()
+    used = 0
+    for value in values:
+        entry = response.dependencies.add()
+        write_task_run_dependency(entry, value, now)
+        used += _entry_bytes(_DEPENDENCIES, entry.ByteSize())
+        if used > max_bytes:
+            raise _over_limit(
+                "task-run dependency map", flow_run_id, max_bytes, "it cannot be answered whole by this server"
+            )
+    return response
+
+
+_NODES = graph_pb2.FlowRunGraph.DESCRIPTOR.fields_by_name["nodes"].number
+_STATES = graph_pb2.FlowRunGraph.DESCRIPTOR.fields_by_name["states"].number
+_GRAPH_IN_RESPONSE = flow_run_service_pb2.GetFlowRunGraphResponse.DESCRIPTOR.fields_by_name["graph"].number
+
+
+def graph_response(value: Graph, *, max_bytes: int, flow_run_id: str) -> flow_run_service_pb2.GetFlowRunGraphResponse:
+    """A flow run's graph, at most `max_bytes` encoded (the whole response); TooLarge as
+    soon as the states and nodes built pass it."""
+    response = flow_run_service_pb2.GetFlowRunGraphResponse()
+    message = response.graph
+    message.SetInParent()
+    message.root_node_ids.extend(value.root_node_ids)
+    if value.start_time is not None:
+        set_timestamp(message.start_time, value.start_time)
+    if value.end_time is not None:
+        set_timestamp(message.end_time, value.end_time)
+    used = 0
+
+    def spend(entry_bytes: int) -> None:
+        """Counts an entry of the graph; the graph sits in the response behind its own
+        tag and length prefix."""
+        nonlocal used
+        used += entry_bytes
+        if _entry_bytes(_GRAPH_IN_RESPONSE, used) > max_bytes:
+            raise _over_limit("graph", flow_run_id, max_bytes, "pass a later `since` to return fewer nodes")
+
+    spend(message.ByteSize())
+    for item in value.states:
+        graph_state = message.states.add(id=item.id, type=STATE_TYPES[item.type], name=item.name)
+        set_timestamp(graph_state.timestamp, item.timestamp)
+        spend(_entry_bytes(_STATES, graph_state.ByteSize()))
+    for node in value.nodes:
+        entry = message.nodes.add(
+            kind=GRAPH_NODE_KINDS[node.kind],
+            id=node.id,
+            label=node.label,
+            state_type=STATE_TYPES[node.state_type] if node.state_type else 0,
+            parent_ids=node.parent_ids,
+            child_ids=node.child_ids,
+            encapsulating_ids=node.encapsulating_ids,
+        )
+        set_timestamp(entry.start_time, node.start_time)
+        if node.end_time is not None:
+            set_timestamp(entry.end_time, node.end_time)
+        spend(_entry_bytes(_NODES, entry.ByteSize()))
+    return response
 
 
 def set_state_response(result: TransitionResult, response_type: Any) -> Any:
@@ -340,36 +432,6 @@ def set_state_response(result: TransitionResult, response_type: Any) -> Any:
 
 
 GRAPH_NODE_KINDS = {"task-run": graph_pb2.GRAPH_NODE_KIND_TASK_RUN, "flow-run": graph_pb2.GRAPH_NODE_KIND_FLOW_RUN}
-
-
-def graph(value: Graph) -> graph_pb2.FlowRunGraph:
-    message = graph_pb2.FlowRunGraph(
-        root_node_ids=value.root_node_ids,
-        states=[
-            graph_pb2.GraphState(
-                id=item.id, timestamp=timestamp(item.timestamp), type=STATE_TYPES[item.type], name=item.name
-            )
-            for item in value.states
-        ],
-    )
-    if value.start_time is not None:
-        message.start_time.FromDatetime(value.start_time)
-    if value.end_time is not None:
-        message.end_time.FromDatetime(value.end_time)
-    for node in value.nodes:
-        item = message.nodes.add(
-            kind=GRAPH_NODE_KINDS[node.kind],
-            id=node.id,
-            label=node.label,
-            state_type=STATE_TYPES[node.state_type] if node.state_type else 0,
-            start_time=timestamp(node.start_time),
-            parent_ids=node.parent_ids,
-            child_ids=node.child_ids,
-            encapsulating_ids=node.encapsulating_ids,
-        )
-        if node.end_time is not None:
-            item.end_time.FromDatetime(node.end_time)
-    return message
 
 
 def task_run_policy(value: TaskRunPolicy) -> task_run_pb2.TaskRunPolicy:
