@@ -51,7 +51,12 @@ from flowrun.v1 import filters_pb2, flow_run_event_pb2, state_pb2
 from flowrun.v1 import flow_run_service_pb2 as pb
 
 SNAPSHOT_PAGE = 200
+#: The encoded-event cache (EncodedEventCache): at most this many events, this many bytes
+#: of them in all, and none larger than BUILT_EVENT_MAX_BYTES (such an event, which only a
+#: run with megabytes of parameters or state data makes, is encoded for each stream).
 BUILT_EVENTS_KEPT = 4096
+BUILT_EVENTS_MAX_BYTES = 64 * 1024 * 1024
+BUILT_EVENT_MAX_BYTES = BUILT_EVENTS_MAX_BYTES // 32
 #: gRPC's default receive limit: no watch message is larger, so every client can read
 #: every one without raising its limit (a stream is stuck on a message its client refuses).
 GRPC_DEFAULT_RECEIVE_BYTES = 4 * 1024 * 1024
@@ -79,6 +84,44 @@ _KINDS: dict[EventKind, Any] = {
 }
 
 
+class EncodedEventCache:
+    """Encoded events by (sequence, position), oldest dropped first, bounded by entries
+    and by bytes: every live stream sends the same events, and they sit close together
+    in time, so the recent ones are what the streams ask for. Bounded by entries alone it
+    held up to 4,096 events of up to 4 MiB each (~16 GiB) for the process's life; the
+    byte bound keeps it within BUILT_EVENTS_MAX_BYTES whatever the events, and the entry
+    bound keeps one large event from pushing out thousands of the usual small ones."""
+
+    def __init__(
+        self,
+        max_entries: int = BUILT_EVENTS_KEPT,
+        max_bytes: int = BUILT_EVENTS_MAX_BYTES,
+        max_entry_bytes: int = BUILT_EVENT_MAX_BYTES,
+    ) -> None:
+        self.max_entries = max_entries
+        self.max_bytes = max_bytes
+        self.max_entry_bytes = max_entry_bytes
+        self.bytes = 0
+        self._entries: OrderedDict[tuple[int, Position], bytes] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def get(self, key: tuple[int, Position]) -> bytes | None:
+        return self._entries.get(key)
+
+    def put(self, key: tuple[int, Position], encoded: bytes) -> None:
+        """Keeps `encoded` unless it is over the entry bound, dropping the oldest entries
+        until both bounds hold."""
+        if len(encoded) > self.max_entry_bytes or key in self._entries:
+            return
+        self._entries[key] = encoded
+        self.bytes += len(encoded)
+        while len(self._entries) > self.max_entries or self.bytes > self.max_bytes:
+            _, dropped = self._entries.popitem(last=False)
+            self.bytes -= len(dropped)
+
+
 class Watcher:
     """What both RPCs share: the database, the hub and the cursor key."""
 
@@ -87,9 +130,9 @@ class Watcher:
         self.settings = settings
         self.hub = hub
         self.tail = Tail(database, hub, settings)
-        # Encoded events by (sequence, position): every live stream sends the same ones,
-        # so each is built (run converted, cursor signed) and serialized once.
-        self._built: OrderedDict[tuple[int, Position], bytes] = OrderedDict()
+        # Encoded events: every live stream sends the same ones, so each is built (run
+        # converted, cursor signed) and serialized once while it is recent.
+        self._built = EncodedEventCache()
         self._filters: weakref.WeakValueDictionary[WatchFilter, WatchFilter] = weakref.WeakValueDictionary()
         # The most one encoded event may take: a batch of it alone, and so any message of
         # a Watch stream, is then within both the send limit and the default receive limit.
@@ -128,8 +171,8 @@ class Watcher:
     def encoded(self, event: FlowRunEvent, position: Position) -> bytes:
         """The event as the `event` field (1) of either response, which is also one element
         of a FlowRunEventBatch's `events` (1): encoded once for every stream that sends it
-        (the last BUILT_EVENTS_KEPT are kept). At most `event_budget` bytes: an event over
-        it is encoded again, truncated (only those are encoded twice)."""
+        (recent ones are kept: EncodedEventCache). At most `event_budget` bytes: an event
+        over it is encoded again, truncated (only those are encoded twice)."""
         key = (event.sequence, position)
         framed = self._built.get(key)
         if framed is None:
@@ -137,10 +180,13 @@ class Watcher:
             framed = encoded_event(message.SerializeToString())
             if len(framed) > self.event_budget:
                 framed = encoded_event(truncated(message).SerializeToString())
-            self._built[key] = framed
-            if len(self._built) > BUILT_EVENTS_KEPT:
-                self._built.popitem(last=False)
+            self._built.put(key, framed)
         return framed
+
+    @property
+    def cached_bytes(self) -> int:
+        """The bytes of encoded events kept (at most BUILT_EVENTS_MAX_BYTES)."""
+        return self._built.bytes
 
     def batches(self, chunk: list[Sent]) -> list[tuple[bytes, Position]]:
         """WatchFlowRunsResponses whose `events` batches hold the chunk's events, in order,
