@@ -149,6 +149,31 @@ async def test_undecodable_requests_from_strangers_are_unauthenticated_not_parse
     assert (error.code, error.reason) == (grpc.StatusCode.INVALID_ARGUMENT, "MALFORMED_REQUEST")
 
 
+@pytest.mark.parametrize(
+    "body",
+    [b"\xff\xff\xff", flow_service_pb2.CreateFlowRequest(name="nul\x00").SerializeToString()],
+    ids=["undecodable", "invalid-field"],
+)
+@pytest.mark.parametrize(
+    ("method", "role", "required"),
+    [
+        ("/flowrun.v1.FlowService/CreateFlow", Role.READER, Role.WRITER),
+        ("/flowrun.v1.FlowService/DeleteFlow", Role.WRITER, Role.ADMIN),
+        ("/flowrun.v1.FlowRunService/SetFlowRunState", Role.READER, Role.WRITER),
+    ],
+)
+async def test_a_caller_below_the_methods_role_is_denied_whatever_the_body_holds(
+    secured: Secured, body, method, role, required
+):
+    """A malformed or invalid body does not turn a denial into INVALID_ARGUMENT: the role
+    is judged before the handler sees what the body was decoded into."""
+    call = secured.channel.unary_unary(method)(body, timeout=10, metadata=bearer(secured.tokens[role]))
+    error = await expect_error(call)
+    assert (error.code, error.reason) == (grpc.StatusCode.PERMISSION_DENIED, "PERMISSION_DENIED")
+    assert error.metadata["required_role"] == str(required)
+    assert "force" not in error.metadata
+
+
 async def test_health_is_open_without_a_token(secured: Secured):
     health = health_pb2_grpc.HealthStub(secured.channel)
     response = await health.Check(health_pb2.HealthCheckRequest(service=""), timeout=10)
