@@ -31,7 +31,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from sqlalchemy import ColumnElement, and_, exists, false, func, or_, select, true
+from sqlalchemy import Boolean, ColumnElement, and_, exists, false, func, or_, select, true, type_coerce
 from sqlalchemy.sql import FromClause
 
 from flowrun.server.db import tables
@@ -349,8 +349,26 @@ def _string_clauses(column: ColumnElement, f: StringFilter) -> list[ColumnElemen
     if f.is_null is not None:
         clauses.append(_is_null(column, f.is_null))
     if f.startswith:
-        clauses.append(or_(*(column.ilike(f"{escape_like(prefix)}%", escape="\\") for prefix in f.startswith)))
+        clauses.append(_any_of([column.ilike(f"{escape_like(prefix)}%", escape="\\") for prefix in f.startswith]))
     return clauses
+
+
+def _any_of(clauses: Sequence[ColumnElement[bool]]) -> ColumnElement[bool]:
+    """The OR of `clauses` as a balanced tree in parentheses: SQLite parses a flat
+    `a OR b OR c ...` into a tree as deep as it is long and refuses one deeper than 1,000
+    ("Expression tree is too large"), which 1,000 `startswith` prefixes reached; nested
+    halves keep the depth at about log2(n)."""
+    if len(clauses) <= 2:
+        return or_(*clauses)
+    middle = len(clauses) // 2
+    return or_(_parenthesized(_any_of(clauses[:middle])), _parenthesized(_any_of(clauses[middle:])))
+
+
+def _parenthesized(clause: ColumnElement[bool]) -> ColumnElement[bool]:
+    """`clause` in parentheses that or_() keeps: or_() flattens a nested OR into its own
+    list, even one grouped by self_group() (the group passes the OR through), but not one
+    behind a type_coerce."""
+    return type_coerce(clause, Boolean()).self_group()
 
 
 def escape_like(text: str) -> str:

@@ -50,6 +50,19 @@ from flowrun.server.services.from_proto import canonical_uuid
 from flowrun.v1 import filters_pb2, state_pb2
 
 MAX_LIST_VALUES = 1000
+# All the lists of one request's filters together. Each value is one bind parameter of
+# the query, and PostgreSQL's protocol (asyncpg) takes at most 32,767 per statement: a
+# request of many full lists failed there (UNAVAILABLE or INTERNAL) while SQLite answered.
+# A statement holds each filter once, and its own parameters (like, time bounds, paging)
+# are a few dozen, so 10,000 leaves room threefold; WatchFlowRuns' ten supported lists
+# never exceed it.
+MAX_FILTER_VALUES = 10_000
+# A `like` or `startswith` text. No filtered value is longer (names hold 200 characters,
+# flow_version / work_queue_name / idempotency_key 1,000 UTF-8 bytes: see from_proto.py)
+# and each character of the text matches one character of the value, so a longer text
+# can never match; it only costs (on PostgreSQL time per row, on SQLite an error past its
+# 50,000-byte LIKE pattern limit). Escaped, 1,000 characters are at most 4,002 bytes.
+MAX_PATTERN_LENGTH = 1_000
 
 _OPERATORS: dict[int, Operator] = {
     filters_pb2.FILTER_OPERATOR_UNSPECIFIED: AND,
@@ -216,8 +229,16 @@ class _Reader:
 
     def __init__(self) -> None:
         self.violations: list[tuple[str, str]] = []
+        self.total_values = 0
+        self.list_over_total: str | None = None  # the list that took the total past the cap
 
     def raise_if_invalid(self) -> None:
+        if self.list_over_total is not None:
+            self.fail(
+                self.list_over_total,
+                f"the filters of one request hold at most {MAX_FILTER_VALUES} values in all, got {self.total_values}",
+            )
+            self.list_over_total = None
         if self.violations:
             raise InvalidArgument(self.violations)
 
@@ -239,13 +260,37 @@ class _Reader:
             self.fail(f"{path}.operator", f"unknown FilterOperator value {msg.operator}")
             return AND
 
+    def counted(self, values: Any, path: str) -> bool:
+        """Whether a list is within MAX_LIST_VALUES and, counted with the lists read
+        before it, within MAX_FILTER_VALUES; a list past either is not converted."""
+        if len(values) > MAX_LIST_VALUES:
+            self.fail(path, f"at most {MAX_LIST_VALUES} values, got {len(values)}")
+            return False
+        self.total_values += len(values)
+        if self.total_values <= MAX_FILTER_VALUES:
+            return True
+        if self.list_over_total is None:
+            self.list_over_total = path
+        return False
+
     def values(self, msg: Any, field: str, path: str) -> tuple[str, ...] | None:
         """The repeated field as a tuple, or None (after recording why) if too long."""
         values = getattr(msg, field)
-        if len(values) > MAX_LIST_VALUES:
-            self.fail(f"{path}.{field}", f"at most {MAX_LIST_VALUES} values, got {len(values)}")
+        if not self.counted(values, f"{path}.{field}"):
             return None
         return tuple(values)
+
+    def pattern(self, text: str, path: str) -> str | None:
+        """A `like` or `startswith` text (None when empty), within MAX_PATTERN_LENGTH."""
+        if len(text) > MAX_PATTERN_LENGTH:
+            self.fail(path, f"at most {MAX_PATTERN_LENGTH} characters, got {len(text)}")
+        return text or None
+
+    def prefixes(self, msg: Any, path: str) -> tuple[str, ...]:
+        values = self.strings(msg, "startswith", path)
+        for index, value in enumerate(values):
+            self.pattern(value, f"{path}.startswith[{index}]")
+        return values
 
     def ids(self, msg: Any, field: str, path: str) -> tuple[str, ...]:
         values = self.values(msg, field, path)
@@ -265,8 +310,7 @@ class _Reader:
 
     def state_types(self, msg: Any, field: str, path: str) -> tuple[StateType, ...]:
         values = getattr(msg, field)
-        if len(values) > MAX_LIST_VALUES:
-            self.fail(f"{path}.{field}", f"at most {MAX_LIST_VALUES} values, got {len(values)}")
+        if not self.counted(values, f"{path}.{field}"):
             return ()
         types = []
         for index, number in enumerate(values):
@@ -305,9 +349,9 @@ class _Reader:
             operator=self.operator(msg, path),
             any=self.strings(msg, "any", path),
             not_any=self.strings(msg, "not_any", path),
-            like=msg.like or None,
+            like=self.pattern(msg.like, f"{path}.like"),
             is_null=self.is_null(msg),
-            startswith=self.strings(msg, "startswith", path),
+            startswith=self.prefixes(msg, path),
             strict_any=msg.strict_any,
         )
 
@@ -370,7 +414,7 @@ class _Reader:
                 self.fail(f"{path}.{field}", "not supported here; use like")
         if msg.HasField("is_null"):
             self.fail(f"{path}.is_null", "not supported here; use like")
-        return StringFilter(operator=self.operator(msg, path), like=msg.like or None)
+        return StringFilter(operator=self.operator(msg, path), like=self.pattern(msg.like, f"{path}.like"))
 
     def parent_flow_run_filter(self, msg: filters_pb2.IdFilter, path: str) -> IdFilter:
         """Only `any` has a meaning here (as in Prefect)."""
