@@ -70,6 +70,10 @@ class Settings(BaseSettings):
     sqlite_busy_timeout_ms: int = Field(default=30_000, ge=0)
     # PostgreSQL lock_timeout for the SetState row lock; 0 waits forever.
     lock_timeout_ms: int = Field(default=10_000, ge=0)
+    # PostgreSQL statement_timeout of every statement (server/db/engine.py); 0 lets a
+    # statement run forever. An abandoned call's statement is never cancelled by flowrun
+    # (server/cancellation.py), so this is what bounds how long it holds its connection.
+    db_statement_timeout_ms: int = Field(default=30_000, ge=0)
 
     # TLS (server/tls.py): a PEM certificate (chain) and its unencrypted key, both or
     # neither; with a client CA file, clients must present a certificate it signed (mTLS).
@@ -172,6 +176,18 @@ class Settings(BaseSettings):
             raise ValueError(
                 f"max_parameter_bytes ({self.max_parameter_bytes}) must be less than the response limit, "
                 f"the smaller of max_message_bytes and max_response_bytes ({limit})"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _lock_waits_end_before_statements(self) -> Settings:
+        """Refuses a statement timeout at or under the lock timeout (both on): a lock wait
+        would then always end as a statement timeout, never as the lock timeout's
+        retryable conflict."""
+        if self.db_statement_timeout_ms and self.lock_timeout_ms >= self.db_statement_timeout_ms:
+            raise ValueError(
+                f"db_statement_timeout_ms ({self.db_statement_timeout_ms}) must be 0 (off) or more than "
+                f"lock_timeout_ms ({self.lock_timeout_ms})"
             )
         return self
 

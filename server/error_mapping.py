@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
+import traceback
 import uuid
 
 import asyncpg
@@ -23,6 +24,8 @@ from flowrun.server.db.dialect import (
     DEADLOCK_DETECTED,
     LOCK_NOT_AVAILABLE,
     SERIALIZATION_FAILURE,
+    StatementTimedOut,
+    is_connection_lost,
     is_unique_violation,
     sqlstate,
 )
@@ -43,6 +46,11 @@ MAX_DETAIL_TEXT_BYTES = 200
 MAX_REPORTED_VIOLATIONS = 10
 MAX_STATUS_BYTES = 4096
 _DETAILS_KEY = "grpc-status-details-bin"  # the trailer grpc_status.rpc_status writes the Status to
+# A logged error is cut to fit: a driver error's text holds its whole statement and
+# parameters (megabytes for a large filter), so each part of a traceback is cut to
+# MAX_LOGGED_PART characters and the whole to MAX_LOGGED_TRACEBACK.
+MAX_LOGGED_PART = 2000
+MAX_LOGGED_TRACEBACK = 20_000
 
 
 def _pack(message) -> any_pb2.Any:
@@ -142,7 +150,10 @@ def _broke_the_connection(exc: BaseException) -> bool:
 
 
 def _is_unavailable(exc: BaseException) -> bool:
-    if isinstance(exc, (ConnectionError, PoolTimeoutError, OSError, asyncpg.InterfaceError)):
+    """The database cannot be reached or the connection died: a retry elsewhere may work.
+    Not asyncpg's client-side InterfaceErrors (too many arguments and such), which would
+    fail again however often they are retried (INTERNAL)."""
+    if isinstance(exc, (ConnectionError, PoolTimeoutError)) or is_connection_lost(exc):
         return True
     if _broke_the_connection(exc):
         return True
@@ -175,6 +186,8 @@ def to_grpc_status(exc: BaseException, method: str) -> grpc.Status:
         return _status(grpc.StatusCode.RESOURCE_EXHAUSTED, exc.message, exc.reason, exc.metadata)
     if isinstance(exc, errors.ShuttingDown):
         return _status(grpc.StatusCode.UNAVAILABLE, exc.message, exc.reason, exc.metadata)
+    if isinstance(exc, StatementTimedOut):
+        return _status(grpc.StatusCode.DEADLINE_EXCEEDED, exc.message, exc.reason, exc.metadata)
     if isinstance(exc, errors.Conflict):
         if metrics.enabled:
             metrics.DB_CONFLICTS.inc()
@@ -192,7 +205,7 @@ def to_grpc_status(exc: BaseException, method: str) -> grpc.Status:
             _retry_info(RETRY_CONFLICT_SECONDS),
         )
     if _is_unavailable(exc):
-        log.warning("database unavailable during %s: %r", method, exc)
+        log.warning("database unavailable during %s: %s", method, _cut_text(repr(exc), MAX_LOGGED_PART))
         return _status(
             grpc.StatusCode.UNAVAILABLE,
             "The database is unavailable; retry with backoff",
@@ -202,13 +215,49 @@ def to_grpc_status(exc: BaseException, method: str) -> grpc.Status:
         )
     error_id = uuid.uuid4().hex[:12]
     # The one traceback an error gets: an unexpected one, under the id the client is told.
-    log.error("internal error %s in %s", error_id, method, exc_info=exc, extra={"error_id": error_id})
+    _log_internal_error(exc, error_id, method)
     return _status(
         grpc.StatusCode.INTERNAL,
         f"Internal error {error_id}; see the server log",
         "INTERNAL",
         {"error_id": error_id},
     )
+
+
+def _cut_text(text: str, limit: int) -> str:
+    """`text` shortened to at most `limit` characters, saying how much was left out."""
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}... [{len(text) - limit} characters not shown]"
+
+
+def bounded_traceback(exc: BaseException) -> str:
+    """`exc`'s traceback (its causes included) as logging prints it, each part (a frame,
+    an exception's text) cut to MAX_LOGGED_PART characters and the whole to
+    MAX_LOGGED_TRACEBACK."""
+    parts = traceback.TracebackException.from_exception(exc).format()
+    text = "".join(part if len(part) <= MAX_LOGGED_PART else _cut_text(part, MAX_LOGGED_PART) + "\n" for part in parts)
+    return _cut_text(text.rstrip("\n"), MAX_LOGGED_TRACEBACK)
+
+
+def _log_internal_error(exc: BaseException, error_id: str, method: str) -> None:
+    """The error line with its traceback, bounded: formatted here into the record's
+    exc_text, which formatters print instead of formatting exc_info again (logging's
+    own Formatter, and server/logs.py's JsonFormatter)."""
+    if not log.isEnabledFor(logging.ERROR):
+        return
+    record = log.makeRecord(
+        log.name,
+        logging.ERROR,
+        __file__,
+        0,
+        "internal error %s in %s",
+        (error_id, method),
+        (type(exc), exc, exc.__traceback__),
+        extra={"error_id": error_id},
+    )
+    record.exc_text = bounded_traceback(exc)
+    log.handle(record)
 
 
 class Rejected:

@@ -120,10 +120,10 @@ class JsonFormatter(logging.Formatter):
         error_id = getattr(record, "error_id", None)
         if error_id is not None:
             entry["error_id"] = error_id
-        if record.exc_info:
-            entry["traceback"] = self.formatException(record.exc_info)
-        elif record.exc_text:
+        if record.exc_text:  # formatted already (bounded: server/error_mapping.py), as logging.Formatter does
             entry["traceback"] = record.exc_text
+        elif record.exc_info:
+            entry["traceback"] = self.formatException(record.exc_info)
         if record.stack_info:
             entry["stack"] = self.formatStack(record.stack_info)
         return json.dumps(entry, default=str, ensure_ascii=False)

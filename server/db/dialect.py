@@ -5,11 +5,14 @@ from __future__ import annotations
 
 from typing import Any
 
+import asyncpg
 from sqlalchemy import String, Table, exists, func, or_, select, type_coerce
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql import ColumnElement, Select
 from sqlalchemy.sql.functions import FunctionElement
+
+from flowrun.server import errors
 
 
 class Dialect:
@@ -108,6 +111,42 @@ def _binary_order_postgresql(element: binary_order, compiler, **kw) -> str:
 SERIALIZATION_FAILURE = "40001"
 DEADLOCK_DETECTED = "40P01"
 LOCK_NOT_AVAILABLE = "55P03"  # the row lock was not granted within lock_timeout
+# The statement was cancelled: by statement_timeout (or by an operator's pg_cancel_backend);
+# it and its transaction were rolled back.
+QUERY_CANCELED = "57014"
+
+
+class StatementTimedOut(errors.FlowrunError):
+    """The database cancelled a statement that ran past statement_timeout; its transaction
+    was rolled back (server/db/unit_of_work.py raises it; DEADLINE_EXCEEDED)."""
+
+    reason = "DEADLINE_EXCEEDED"
+
+    def __init__(self, timeout_ms: int, *, write: bool) -> None:
+        outcome = "; nothing was written" if write else ""
+        super().__init__(
+            f"A database statement ran past the statement timeout ({timeout_ms} ms) and was cancelled{outcome}",
+            metadata={"statement_timeout_ms": str(timeout_ms)},
+        )
+
+
+# What asyncpg raises on a connection that is closed (its `_check_open` and protocol
+# state checks); its other InterfaceErrors are mistakes of the client side (too many
+# arguments, a wrong argument count, an operation in progress) that fail again wherever
+# they are sent.
+_CLOSED_CONNECTION_TEXT = "connection is closed"
+
+
+def is_connection_lost(exc: BaseException) -> bool:
+    """Whether `exc` (raw from asyncpg) says the connection died or was found dead:
+    before the statement reached the server (a pooled connection after a database
+    restart) or after (mid-call), so the statement may have committed. A socket error, a
+    connection exception (SQLSTATE class 08, asyncpg's ConnectionDoesNotExistError
+    among them), an administrator's shutdown, or the InterfaceError of a closed
+    connection; never one of asyncpg's other InterfaceErrors."""
+    if isinstance(exc, (OSError, asyncpg.PostgresConnectionError, asyncpg.AdminShutdownError)):
+        return True
+    return isinstance(exc, asyncpg.InterfaceError) and _CLOSED_CONNECTION_TEXT in str(exc)
 
 
 def sqlstate(exc: BaseException) -> str | None:

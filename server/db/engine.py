@@ -19,11 +19,14 @@ SQLITE_BUSY_TIMEOUT_OPTION = "flowrun_sqlite_busy_timeout_ms"
 # The engine's execution option holding the statement that opens a PostgreSQL transaction
 # (read by server/db/unit_of_work.py).
 BEGIN_OPTION = "flowrun_begin"
-# The engine's execution option saying that lock_timeout is a session setting of every
-# connection, so a single statement outside a transaction is bounded by it too (not
-# behind pgbouncer, which refuses it as a startup parameter): the two-round-trip SetState
-# (server/orchestration/unlocked.py) needs that.
+# The engine's execution option saying that lock_timeout and statement_timeout are
+# session settings of every connection, so a single statement outside a transaction is
+# bounded by them too (not behind pgbouncer, which refuses them as startup parameters):
+# the two-round-trip SetState (server/orchestration/unlocked.py) needs that.
 SESSION_LOCK_TIMEOUT_OPTION = "flowrun_session_lock_timeout"
+# The engine's execution option holding statement_timeout (ms, 0: off), for the message
+# of a statement it cancelled (server/db/unit_of_work.py).
+STATEMENT_TIMEOUT_OPTION = "flowrun_statement_timeout_ms"
 # Behind pgbouncer in transaction pooling mode consecutive transactions of one connection
 # may run on different server connections, so no prepared statement may outlive its
 # transaction: asyncpg prepares every statement unnamed and re-sends it with each
@@ -33,12 +36,15 @@ PGBOUNCER_CONNECT_ARGS = {"statement_cache_size": 0, "prepared_statement_cache_s
 
 
 def begin_statement(settings: Settings) -> str:
-    """BEGIN and the transaction's lock_timeout, in one round trip (asyncpg sends a
-    statement without arguments as a simple query). SET LOCAL, not a session setting:
-    behind pgbouncer's transaction pooling a session setting would stay on a server
-    connection other clients then use (and pgbouncer refuses lock_timeout as a startup
-    parameter)."""
-    return f"BEGIN; SET LOCAL lock_timeout = {int(settings.lock_timeout_ms)}"
+    """BEGIN and the transaction's lock_timeout and statement_timeout, in one round trip
+    (asyncpg sends a statement without arguments as a simple query). SET LOCAL, not a
+    session setting: behind pgbouncer's transaction pooling a session setting would stay
+    on a server connection other clients then use (and pgbouncer refuses both as startup
+    parameters)."""
+    return (
+        f"BEGIN; SET LOCAL lock_timeout = {int(settings.lock_timeout_ms)}; "
+        f"SET LOCAL statement_timeout = {int(settings.db_statement_timeout_ms)}"
+    )
 
 
 def create_engine(settings: Settings) -> AsyncEngine:
@@ -57,6 +63,7 @@ def create_engine(settings: Settings) -> AsyncEngine:
         execution_options={
             BEGIN_OPTION: begin_statement(settings),
             SESSION_LOCK_TIMEOUT_OPTION: not settings.db_pgbouncer,
+            STATEMENT_TIMEOUT_OPTION: int(settings.db_statement_timeout_ms),
         },
         connect_args={
             "server_settings": _server_settings(settings),
@@ -66,11 +73,18 @@ def create_engine(settings: Settings) -> AsyncEngine:
 
 
 def _server_settings(settings: Settings) -> dict[str, str]:
-    """Session settings sent at connect. lock_timeout too, except behind pgbouncer (see
-    begin_statement): there every transaction sets it with SET LOCAL instead."""
+    """Session settings sent at connect. lock_timeout and statement_timeout too, except
+    behind pgbouncer (see begin_statement): there every transaction sets them with SET
+    LOCAL instead. statement_timeout bounds every statement, a call's whose client has
+    gone too: flowrun abandons such a call, never cancels its statement
+    (server/cancellation.py), so this is what gives its connection back to the pool."""
     if settings.db_pgbouncer:
         return {"application_name": "flowrun"}
-    return {"application_name": "flowrun", "lock_timeout": str(int(settings.lock_timeout_ms))}
+    return {
+        "application_name": "flowrun",
+        "lock_timeout": str(int(settings.lock_timeout_ms)),
+        "statement_timeout": str(int(settings.db_statement_timeout_ms)),
+    }
 
 
 def _sqlite_engine(settings: Settings, url) -> AsyncEngine:

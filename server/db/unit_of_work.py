@@ -12,8 +12,10 @@ transaction (else it is discarded), and the SQLite write gate is released only a
 all that. The cancelled caller never sees an answer, so nothing unacknowledged can
 look acknowledged, and nothing acknowledged can be left uncommitted. RPC handlers are
 not cancelled mid-statement at all (server/cancellation.py): a unit of work whose call
-was abandoned rolls back at its end instead of committing. The shielded ending covers
-everything else that can be cancelled: shutdown, and the server's background loops.
+was abandoned rolls back at its end instead of committing; what bounds how long its
+statement keeps the connection is PostgreSQL's statement_timeout (server/db/engine.py),
+whose cancellation a unit of work reports as StatementTimedOut. The shielded ending
+covers everything else that can be cancelled: shutdown, and the server's background loops.
 
 PostgreSQL transactions belong to this module, not to SQLAlchemy's adapter: the engine
 runs in AUTOCOMMIT (server/db/engine.py) and the unit of work sends BEGIN, COMMIT and
@@ -35,19 +37,13 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from flowrun.server import errors, metrics
 from flowrun.server.call_scope import call_abandoned, in_call
-from flowrun.server.db.dialect import Dialect
-from flowrun.server.db.engine import BEGIN_OPTION, SESSION_LOCK_TIMEOUT_OPTION, WRITE_OPTION
+from flowrun.server.db.dialect import QUERY_CANCELED, Dialect, StatementTimedOut, is_connection_lost, sqlstate
+from flowrun.server.db.engine import BEGIN_OPTION, SESSION_LOCK_TIMEOUT_OPTION, STATEMENT_TIMEOUT_OPTION, WRITE_OPTION
 from flowrun.server.db.sqlite_writer import SqliteWriter
 from flowrun.server.repositories import Repositories
 
 log = logging.getLogger("flowrun.db")
 T = TypeVar("T")
-
-#: The errors of a connection that died: before the statement reached the server (a
-#: pooled connection after a database restart) or after (mid-call), so the statement may
-#: have committed. A read may be tried again elsewhere; a write only where sending it
-#: again cannot apply it twice (server/orchestration/unlocked.py).
-CONNECTION_LOST = (OSError, asyncpg.InterfaceError, asyncpg.PostgresConnectionError, asyncpg.AdminShutdownError)
 
 # Tasks that end units of work whose callers were cancelled: referenced until done, so
 # the event loop cannot drop them half-way.
@@ -69,6 +65,7 @@ class Database:
         # PostgreSQL with lock_timeout on every connection: a unit of work may run single
         # statements outside a transaction (unit_of_work(transaction=False)).
         self.single_statements = bool(options.get(SESSION_LOCK_TIMEOUT_OPTION, False))
+        self.statement_timeout_ms = int(options.get(STATEMENT_TIMEOUT_OPTION, 0))
         # A dead pooled connection fails its BEGIN at once; after a database restart every
         # pooled connection is dead, so opening tries at most this many before giving up.
         self.open_attempts = engine.pool.size() + 2 if hasattr(engine.pool, "size") else 2
@@ -160,6 +157,9 @@ class UnitOfWork:
         if abandoned and exc_type is None:
             # Outside a transaction each statement committed itself: nothing to roll back.
             raise asyncio.CancelledError("the client went away" + ("; rolled back" if self.transaction else ""))
+        if exc is not None and sqlstate(exc) == QUERY_CANCELED:
+            # Rolled back with its transaction (or alone, outside one): nothing written.
+            raise StatementTimedOut(self.database.statement_timeout_ms, write=self.write) from exc
 
     async def _open(self) -> None:
         if self.dialect.is_sqlite:
@@ -182,7 +182,9 @@ class UnitOfWork:
             try:
                 await driver.execute(self.database.begin)
                 return
-            except CONNECTION_LOST:
+            except Exception as exc:
+                if not is_connection_lost(exc):
+                    raise
                 # Dead before anything was sent but BEGIN: safe to try another connection.
                 await self._discard()
                 if attempt == self.database.open_attempts:

@@ -48,8 +48,8 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 from flowrun.server import errors, metrics
 from flowrun.server.call_scope import call_abandoned
-from flowrun.server.db.dialect import LOCK_NOT_AVAILABLE, sqlstate
-from flowrun.server.db.unit_of_work import CONNECTION_LOST, Database
+from flowrun.server.db.dialect import LOCK_NOT_AVAILABLE, StatementTimedOut, is_connection_lost, sqlstate
+from flowrun.server.db.unit_of_work import Database
 from flowrun.server.domain.events import encode_payload
 from flowrun.server.domain.flow_runs import FlowRun, FlowRunCreate
 from flowrun.server.domain.states import State
@@ -118,7 +118,9 @@ async def set_state_unlocked(
             runs = uow.repos.flow_runs
             try:
                 read = await runs.read_with_version(run_id)
-            except CONNECTION_LOST:
+            except Exception as exc:
+                if not is_connection_lost(exc):
+                    raise
                 return None  # a dead pooled connection: the locking path opens a live one
             if read is None:
                 raise kind.not_found(run_id)
@@ -131,7 +133,9 @@ async def set_state_unlocked(
             context, store, result = decided
             try:
                 written: bool | None = await _write(runs, context, store, version, kind)
-            except CONNECTION_LOST:
+            except Exception as exc:
+                if not is_connection_lost(exc):
+                    raise
                 written = None  # the answer was lost with the connection: see _write_again
         if written is None:
             written = await _write_again(database, context, store, version, kind)
@@ -218,13 +222,14 @@ OUTCOME_UNKNOWN = "The database connection was lost during the write; its outcom
 @contextlib.asynccontextmanager
 async def _resent() -> AsyncIterator[None]:
     """Around a write sent again after its connection died: a lock wait that times out
-    there may be the first attempt itself, still running on the server (the client
-    side of its connection gave up first) and about to commit. ABORTED would say nothing
+    there (lock_timeout, or statement_timeout) may be the first attempt itself, still
+    running on the server (the client side of its connection gave up first) and about to
+    commit. ABORTED, or a statement timeout's "nothing was written", would say nothing
     was written; the truth is that the outcome is unknown (ConnectionError: UNAVAILABLE)."""
     try:
         yield
     except Exception as exc:
-        if sqlstate(exc) == LOCK_NOT_AVAILABLE:
+        if sqlstate(exc) == LOCK_NOT_AVAILABLE or isinstance(exc, StatementTimedOut):
             raise ConnectionError(OUTCOME_UNKNOWN) from exc
         raise
 
@@ -256,7 +261,9 @@ async def create_flow_run_unlocked(
     payload = encode_payload(run, store.state, None)
     try:
         done = await _insert(database, run, store.state, payload, new.idempotency_key, transaction=False)
-    except CONNECTION_LOST:
+    except Exception as exc:
+        if not is_connection_lost(exc):
+            raise
         # The statement died with its connection and may have committed. Sent once more
         # with the same run id it cannot insert a second run (see _insert), so it is safe
         # to send again, in a transaction: BEGIN moves past dead pooled connections.
