@@ -184,6 +184,8 @@ class Settings(BaseSettings):
         """Refuses a statement timeout at or under the lock timeout (both on): a lock wait
         would then always end as a statement timeout, never as the lock timeout's
         retryable conflict."""
+        if self.is_sqlite:  # neither applies to SQLite: never refuse a setting it ignores
+            return self
         if self.db_statement_timeout_ms and self.lock_timeout_ms >= self.db_statement_timeout_ms:
             raise ValueError(
                 f"db_statement_timeout_ms ({self.db_statement_timeout_ms}) must be 0 (off) or more than "

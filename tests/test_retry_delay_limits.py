@@ -126,3 +126,13 @@ async def test_a_delay_stored_before_the_limit_is_clamped_not_a_crash(app, flows
     due = failed.state.state_details.scheduled_time.ToDatetime(tzinfo=UTC)
     assert due - failed.state.timestamp.ToDatetime(tzinfo=UTC) == timedelta(seconds=clamped)
     assert due < datetime.max.replace(tzinfo=UTC)
+
+
+def test_a_task_runs_stored_delay_is_answered_clamped():
+    """As a flow run's: a delay stored before the limit is answered within it, never as a
+    Duration beyond what the protobuf spec allows (strict clients reject those)."""
+    from flowrun.server.domain.task_runs import TaskRunPolicy
+    from flowrun.server.services.to_proto import task_run_policy
+
+    assert task_run_policy(TaskRunPolicy(retry_delay=8000 * YEAR)).retry_delay.seconds == MAX_RETRY_DELAY_SECONDS
+    assert task_run_policy(TaskRunPolicy(retry_delay=-5)).retry_delay.seconds == 0

@@ -22,8 +22,10 @@ from sqlalchemy.engine import make_url
 
 from flowrun.server.app import build_app
 from flowrun.server.config import Settings
+from flowrun.server.db import migrate as migrate_module
 from flowrun.server.db.dialect import StatementTimedOut, is_connection_lost
 from flowrun.server.db.engine import begin_statement, create_engine
+from flowrun.server.db.unit_of_work import Database
 from flowrun.server.error_mapping import MAX_LOGGED_TRACEBACK, to_grpc_status
 from flowrun.server.logs import JsonFormatter
 from flowrun.server.orchestration import unlocked
@@ -205,6 +207,34 @@ def test_the_statement_timeout_setting_is_validated(monkeypatch):
     assert Settings().db_statement_timeout_ms == 0  # off
     with pytest.raises(ValidationError, match="greater than or equal to 0"):
         Settings(db_statement_timeout_ms=-1)
+    postgres = "postgresql+asyncpg://postgres@127.0.0.1:5432/any"
     with pytest.raises(ValidationError, match="more than lock_timeout_ms"):
-        Settings(lock_timeout_ms=10_000, db_statement_timeout_ms=5_000)
-    assert Settings(lock_timeout_ms=0, db_statement_timeout_ms=5).db_statement_timeout_ms == 5
+        Settings(database_url=postgres, lock_timeout_ms=10_000, db_statement_timeout_ms=5_000)
+    assert Settings(database_url=postgres, lock_timeout_ms=0, db_statement_timeout_ms=5).db_statement_timeout_ms == 5
+    # SQLite applies neither: a lock timeout kept from before the setting existed still starts.
+    sqlite = Settings(database_url="sqlite+aiosqlite:///x.db", lock_timeout_ms=60_000, db_statement_timeout_ms=30_000)
+    assert (sqlite.lock_timeout_ms, sqlite.db_statement_timeout_ms) == (60_000, 30_000)
+
+
+async def test_migrations_run_without_the_requests_timeouts(database_url, backend, monkeypatch):
+    """A migration may rewrite or index every row, for longer than any request may take:
+    neither statement_timeout nor lock_timeout applies to it (an upgraded server would
+    otherwise fail to start on a large database, every replica alike)."""
+    if backend == "sqlite":
+        pytest.skip("SQLite has neither timeout")
+    seen: list[tuple[str, str]] = []
+
+    def slow_upgrade(connection) -> None:  # stands in for a long migration step
+        connection.exec_driver_sql("SELECT pg_sleep(0.3)")
+        timeouts = connection.exec_driver_sql(
+            "SELECT current_setting('statement_timeout'), current_setting('lock_timeout')"
+        )
+        seen.append(tuple(timeouts.one()))
+
+    monkeypatch.setattr(migrate_module, "_upgrade", slow_upgrade)
+    database = Database(create_engine(settings_for(database_url, db_statement_timeout_ms=100, lock_timeout_ms=50)))
+    try:
+        await migrate_module.migrate(database)
+    finally:
+        await database.dispose()
+    assert seen == [("0", "0")]

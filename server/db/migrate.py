@@ -23,9 +23,17 @@ def _upgrade(connection: Connection) -> None:
     command.upgrade(config, "head")
 
 
+# A migration may rewrite or index every row (0005's UPDATE, 0008's indexes: ~15 s on
+# 1,000,000 runs), and a replica waits for another's migration on the advisory lock: no
+# request's statement_timeout or lock_timeout applies to it (SET LOCAL: this transaction only).
+UNBOUNDED = ("SET LOCAL statement_timeout = 0", "SET LOCAL lock_timeout = 0")
+
+
 async def migrate(database: Database) -> None:
     async with database.unit_of_work(write=True) as uow:
         assert uow.connection is not None, "an entered unit of work holds its connection"
         if not database.dialect.is_sqlite:
+            for setting in UNBOUNDED:
+                await uow.connection.exec_driver_sql(setting)
             await uow.connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": ADVISORY_LOCK_KEY})
         await uow.connection.run_sync(_upgrade)

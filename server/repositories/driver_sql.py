@@ -82,7 +82,8 @@ class Compiled:
         assert isinstance(compiled, SQLCompiler), "a SELECT, INSERT or UPDATE compiles with the SQL compiler"
         # A column default computed in Python would be left out: SQLAlchemy's execution
         # context computes those, the driver does not.
-        assert not compiled.insert_prefetch and not compiled.update_prefetch, "Python-side defaults need SQLAlchemy"
+        if compiled.insert_prefetch or compiled.update_prefetch:  # not an assert: python -O keeps it
+            raise ValueError("a statement with Python-side column defaults needs SQLAlchemy's execution")
         self.compiled = compiled
         self.processors = {
             name: bind.type.dialect_impl(dialect).bind_processor(dialect) for name, bind in compiled.binds.items()

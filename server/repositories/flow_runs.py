@@ -138,8 +138,9 @@ def _decode_page(labels: list[str], rows: list[Any]) -> list[dict[str, Any]]:
 LIST_STATEMENTS_KEPT = 512
 _LIST_STATEMENTS = CompiledStatements(LIST_STATEMENTS_KEPT)
 # An entry holds its filters twice over (the key's canonical text and the statement's
-# bound values): only filters whose canonical text is at most this long are kept, so the
-# cache holds a few MiB at most, whatever callers send. A larger filter (hundreds of ids,
+# bound values): only filters whose canonical text is at most this long are kept, so an
+# entry holds ~50 KB (mostly the compiled SQL) and the cache ~25 MiB at most, whatever
+# callers send. A larger filter (hundreds of ids,
 # a long pattern) is compiled for its call: ~1.5 ms, small beside reading it.
 CACHED_FILTER_CHARS = 2048
 

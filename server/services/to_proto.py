@@ -438,8 +438,8 @@ def task_run_policy(value: TaskRunPolicy) -> task_run_pb2.TaskRunPolicy:
     message = task_run_pb2.TaskRunPolicy()
     if value.retries is not None:
         message.retries = value.retries
-    if value.retry_delay is not None:
-        message.retry_delay.CopyFrom(duration(value.retry_delay))
+    if value.retry_delay is not None:  # clamped as a flow run's: rows stored before the limit
+        set_duration(message.retry_delay, bounded_retry_delay(value.retry_delay))
     if value.retry_jitter_factor is not None:
         message.retry_jitter_factor = value.retry_jitter_factor
     return message
