@@ -163,14 +163,13 @@ class App:
     async def stop(self, grace: float | None = None) -> None:
         """NOT_SERVING first, so load balancers stop sending; then drain; then close.
 
-        The drain has one budget, `grace` (default FLOWRUN_SHUTDOWN_GRACE_SECONDS), spent in
-        two phases back to back, never more in all: first every watch stream is told to
-        end and this waits until each has sent its UNAVAILABLE with a cursor (usually
-        milliseconds; as long as that takes within the grace); then gRPC stops taking
-        calls and gets what is left of the grace for the calls in flight, which it
-        cancels when that runs out. Unary calls run on through both phases, so they get
-        the whole grace either way; streams are never left for gRPC to cancel while the
-        grace lasts, however slowly a busy process gets to them."""
+        The drain has one budget, `grace` (default FLOWRUN_SHUTDOWN_GRACE_SECONDS): at once
+        gRPC stops taking new calls and gives the calls in flight the grace, and every
+        watch stream is told to end, which each does with its UNAVAILABLE and a cursor
+        between two messages (usually within milliseconds; gRPC cancels only what is
+        still running when the grace runs out). Both at once, not one after the other: a
+        watcher that stopped reading would otherwise hold the stop for the whole grace
+        while new calls were still taken, then cancelled without any grace."""
         grace = self.settings.shutdown_grace_seconds if grace is None else grace
         await self.health.enter_graceful_shutdown()
         await self.monitor.stop()
@@ -181,11 +180,11 @@ class App:
             await self.pool_sampler.stop()
         if self.pruner is not None:
             await self.pruner.stop()
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + grace
-        if self.hub is not None:
-            await self.hub.close(grace)  # watch streams end (UNAVAILABLE, with their cursor) before the drain
-        await self.server.stop(max(0.0, deadline - loop.time()))
+        # Watch streams end (UNAVAILABLE, with their cursor) while gRPC drains.
+        streams_ended = asyncio.ensure_future(self.hub.close(grace)) if self.hub is not None else None
+        await self.server.stop(grace)
+        if streams_ended is not None:
+            await streams_ended
         await self.database.dispose()
         if self.tracing is not None:
             self.tracing.shutdown()

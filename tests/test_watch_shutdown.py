@@ -129,7 +129,9 @@ async def test_stop_ends_every_stream_with_unavailable_and_a_cursor_that_resumes
             await asyncio.wait_for(asyncio.gather(*(watch.task for watch in watches)), STREAM_TIMEOUT)
             cursors = [ended_shutting_down(watch) for watch in watches]
             assert all(cursors), cursors
-            assert streams_at_grpc_stop == [0]  # gRPC's drain began only once every stream had ended
+            # gRPC stopped taking calls at once (new calls are refused, not taken and then
+            # cut without grace), while the streams were still ending.
+            assert streams_at_grpc_stop and streams_at_grpc_stop[0] > 0
             assert len(catching_up.events) < EVENTS  # it was still catching up
     finally:
         await app.stop(grace=0)
