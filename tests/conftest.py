@@ -92,7 +92,8 @@ def pytest_xdist_node_collection_finished(node, ids: list[str]) -> None:
     fixture such as `npm ci` twice, which fails in ways that look like flaky tests. Both a
     hook order and pytest 9.2 (pytest-xdist#1386) have silently dropped them before."""
     if node.config.getoption("dist") == "loadgroup":
-        ungrouped = [nodeid for nodeid in ids if "@" not in nodeid]
+        # xdist's own rule: a group suffix is an "@" after any parameter id's "]".
+        ungrouped = [nodeid for nodeid in ids if nodeid.rfind("@") <= nodeid.rfind("]")]
         if ungrouped:
             example = ungrouped[0]
             pytest.exit(f"pytest-xdist groups did not take effect: {len(ungrouped)} tests have none, e.g. {example}", 3)
