@@ -9,7 +9,11 @@ apply to the nodes returned, as in the reference.
 Bounded work: every query has a LIMIT. The node limit applies to the nodes returned and,
 separately, to the nodes cut by `since` (whose inputs and start times are read for edges);
 the state limit to the run's states. Past a limit the read stops at limit + 1 rows and the
-graph is refused (TooLarge: FAILED_PRECONDITION) rather than served in part.
+graph is refused (TooLarge: FAILED_PRECONDITION) rather than served in part. The nodes are
+read without their inputs; the inputs (up to the write budget each) are read after, a
+batch at a time (server/repositories/batched_reads.py), and each edge found is counted
+towards the response limit by the caller (`count_edge`), which stops the read once the
+edges alone pass it: one call holds about the response limit, not every node's inputs.
 
 Differences from the reference, on purpose: edge lists are de-duplicated and ordered by
 the other node's start time (then id) on both databases; nodes with equal start and end
@@ -18,10 +22,13 @@ artifacts."""
 
 from __future__ import annotations
 
+import json
+from collections.abc import Callable
+from contextlib import aclosing
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import case, func, or_, select
+from sqlalchemy import Text, case, cast, func, or_, select
 
 from flowrun.server import errors
 from flowrun.server.db.tables import flow, flow_run, flow_run_state, task_run
@@ -29,6 +36,7 @@ from flowrun.server.db.types import Timestamp
 from flowrun.server.domain.graphs import Graph, GraphNode, GraphState
 from flowrun.server.domain.states import StateType
 from flowrun.server.domain.task_runs import PARENTS_KEY
+from flowrun.server.repositories import batched_reads
 from flowrun.server.repositories.base import Repository
 
 _subflow = flow_run.alias("subflow")
@@ -53,7 +61,15 @@ _END_TIME = func.coalesce(
 
 
 class GraphRepository(Repository):
-    async def read(self, flow_run_id: str, since: datetime | None, max_nodes: int, max_states: int) -> Graph:
+    async def read(
+        self,
+        flow_run_id: str,
+        since: datetime | None,
+        max_nodes: int,
+        max_states: int,
+        *,
+        count_edge: Callable[[str, str], None],
+    ) -> Graph:
         run = (
             await self.connection.execute(
                 select(flow_run.c.start_time, flow_run.c.expected_start_time, flow_run.c.end_time).where(
@@ -63,7 +79,7 @@ class GraphRepository(Repository):
         ).first()
         if run is None:
             raise errors.flow_run_not_found(flow_run_id)
-        nodes = await self._nodes(flow_run_id, since, max_nodes)
+        nodes = await self._nodes(flow_run_id, since, max_nodes, count_edge)
         state_rows = list(
             await self.connection.execute(
                 select(flow_run_state.c.id, flow_run_state.c.timestamp, flow_run_state.c.type, flow_run_state.c.name)
@@ -86,7 +102,9 @@ class GraphRepository(Repository):
             states=states,
         )
 
-    async def _nodes(self, flow_run_id: str, since: datetime | None, max_nodes: int) -> list[GraphNode]:
+    async def _nodes(
+        self, flow_run_id: str, since: datetime | None, max_nodes: int, count_edge: Callable[[str, str], None]
+    ) -> list[GraphNode]:
         of_run = [task_run.c.flow_run_id == flow_run_id, _START_TIME.is_not(None)]
         kept_query = (
             select(
@@ -98,7 +116,6 @@ class GraphRepository(Repository):
                 func.coalesce(_subflow.c.state_type, task_run.c.state_type).label("state_type"),
                 _START_TIME.label("start_time"),
                 _END_TIME.label("end_time"),
-                task_run.c.task_inputs,
             )
             .select_from(_FROM)
             .where(*of_run)
@@ -112,12 +129,11 @@ class GraphRepository(Repository):
             raise _too_large(flow_run_id, f"more than {max_nodes} nodes")
         nodes = {row.id: _node(row) for row in rows}
 
-        # Every node's inputs and start time, for edges; nodes cut by `since` count too.
-        inputs: dict[str, dict[str, Any]] = {row.id: row.task_inputs or {} for row in rows}
+        # Every node's start time, for edges; nodes cut by `since` count too.
         start_times = {node.id: node.start_time for node in nodes.values()}
         if since is not None:
             cut_query = (
-                select(_NODE_ID.label("id"), _START_TIME.label("start_time"), task_run.c.task_inputs)
+                select(_NODE_ID.label("id"), _START_TIME.label("start_time"))
                 .select_from(_FROM)
                 .where(*of_run, _END_TIME < since)
                 .limit(max_nodes + 1)
@@ -126,33 +142,74 @@ class GraphRepository(Repository):
             if len(cut_rows) > max_nodes:
                 raise _too_large(flow_run_id, f"more than {max_nodes} nodes that ended before `since`")
             for row in cut_rows:
-                inputs[row.id] = row.task_inputs or {}
                 start_times[row.id] = row.start_time
 
-        for node_id, node_inputs in inputs.items():
-            node = nodes.get(node_id)
-            for key, items in node_inputs.items():
-                for item in items:
-                    upstream = str(item.get("id") or "")
-                    if upstream not in start_times:
-                        continue
-                    if key == PARENTS_KEY:
-                        if node is not None:
-                            node.encapsulating_ids.append(upstream)
-                        continue
-                    if node is not None:
-                        node.parent_ids.append(upstream)
-                    if upstream in nodes:
-                        nodes[upstream].child_ids.append(node_id)
+        edges = _Edges(nodes, start_times, count_edge)
+        # The inputs of the nodes read above (kept and cut, at most 2 x max_nodes), a batch
+        # at a time: the edges are counted as they are found, and the read stops once they
+        # pass the limit. Task inputs never change; a task run newer than the statements
+        # above (another snapshot under READ COMMITTED) is skipped.
+        inputs_query = (
+            select(_NODE_ID.label("id"), cast(task_run.c.task_inputs, Text).label("task_inputs_json"))
+            .select_from(_FROM)
+            .where(*of_run)
+            .limit(2 * max_nodes + 2)
+        )
+        async with aclosing(batched_reads.rows_in_batches(self.connection, inputs_query)) as batches:
+            async for batch in batches:
+                for inputs_row in batch:  # decoded one at a time: a batch is held as text
+                    edges.add_inputs(inputs_row.id, json.loads(inputs_row.task_inputs_json) or {})
+        return edges.sorted_into_nodes()
 
-        def by_start_time(ids: list[str]) -> list[str]:
-            return sorted(set(ids), key=lambda other: (start_times[other], other))
 
-        for node in nodes.values():
-            node.parent_ids = by_start_time(node.parent_ids)
-            node.child_ids = by_start_time(node.child_ids)
-            node.encapsulating_ids = by_start_time(node.encapsulating_ids)
-        return list(nodes.values())
+class _Edges:
+    """The edges of a graph's nodes, found in their task runs' inputs one node at a time
+    (every input naming a node of the graph, kept or cut by `since`), de-duplicated;
+    `count_edge` is told of each id as it joins a kept node's list, and raises to stop."""
+
+    def __init__(
+        self, nodes: dict[str, GraphNode], start_times: dict[str, datetime], count_edge: Callable[[str, str], None]
+    ) -> None:
+        self._nodes = nodes
+        self._start_times = start_times
+        self._count_edge = count_edge
+        self._lists: dict[str, dict[str, set[str]]] = {
+            name: {node_id: set() for node_id in nodes} for name in ("parent_ids", "child_ids", "encapsulating_ids")
+        }
+
+    def add_inputs(self, node_id: str, node_inputs: dict[str, Any]) -> None:
+        if node_id not in self._start_times:
+            return  # a task run newer than the statements that read the nodes
+        for key, items in node_inputs.items():
+            for item in items:
+                upstream = str(item.get("id") or "")
+                if upstream not in self._start_times:
+                    continue
+                if key == PARENTS_KEY:
+                    self._add("encapsulating_ids", node_id, upstream)
+                    continue
+                self._add("parent_ids", node_id, upstream)
+                self._add("child_ids", upstream, node_id)
+
+    def _add(self, list_name: str, node_id: str, other: str) -> None:
+        ids = self._lists[list_name].get(node_id)  # None: not a kept node
+        if ids is None or other in ids:
+            return
+        self._count_edge(list_name, other)
+        ids.add(other)
+
+    def sorted_into_nodes(self) -> list[GraphNode]:
+        """The nodes with their edge lists, each ordered by the other node's start time
+        (then id)."""
+
+        def by_start_time(ids: set[str]) -> list[str]:
+            return sorted(ids, key=lambda other: (self._start_times[other], other))
+
+        for node in self._nodes.values():
+            node.parent_ids = by_start_time(self._lists["parent_ids"][node.id])
+            node.child_ids = by_start_time(self._lists["child_ids"][node.id])
+            node.encapsulating_ids = by_start_time(self._lists["encapsulating_ids"][node.id])
+        return list(self._nodes.values())
 
 
 def _too_large(flow_run_id: str, what: str) -> errors.TooLarge:

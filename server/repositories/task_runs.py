@@ -4,11 +4,14 @@ dependency map of a flow run."""
 
 from __future__ import annotations
 
+import json
 import uuid
+from collections.abc import AsyncGenerator
+from contextlib import aclosing
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, select, update
+from sqlalchemy import Select, Text, cast, null, select, update
 from sqlalchemy.exc import IntegrityError
 
 from flowrun.server import errors
@@ -22,6 +25,7 @@ from flowrun.server.domain.task_runs import (
     TaskRunPolicy,
     TaskRunSort,
 )
+from flowrun.server.repositories import batched_reads
 from flowrun.server.repositories.base import Repository
 from flowrun.server.repositories.filters import task_run_where
 from flowrun.server.repositories.flow_run_states import STATE_PREFIX, state_from_row, state_values
@@ -182,10 +186,36 @@ class TaskRunRepository(Repository):
         )
         return [task_run_from_row(row) for row in rows], token
 
-    async def of_flow_run(self, flow_run_id: str, *, limit: int) -> list[TaskRun]:
+    async def of_flow_run(self, flow_run_id: str, *, limit: int) -> AsyncGenerator[TaskRun, None]:
         """The flow run's first `limit` task runs with their current state, newest id first
-        (the dependency map's order)."""
+        (the dependency map's order), one at a time as the map takes them: read a batch at
+        a time (server/repositories/batched_reads.py), each run's task_inputs decoded only
+        when it is its turn, so the caller holds about one batch of rows when it stops at
+        the response limit. Without the columns the map does not show (tags, labels,
+        policy). Close it when stopping early (contextlib.aclosing)."""
         query = (
-            _run_with_state().where(task_run.c.flow_run_id == flow_run_id).order_by(task_run.c.id.desc()).limit(limit)
+            _dependency_query().where(task_run.c.flow_run_id == flow_run_id).order_by(task_run.c.id.desc()).limit(limit)
         )
-        return [task_run_from_row(row) for row in await self.connection.execute(query)]
+        async with aclosing(batched_reads.rows_in_batches(self.connection, query)) as batches:
+            async for rows in batches:
+                for row in rows:
+                    run = task_run_from_row(row)
+                    run.task_inputs = json.loads(row.task_inputs_json) or {}
+                    yield run
+
+
+# A dependency map entry shows a task run's name, upstream ids, timing and state: the
+# columns it does not show (each up to the write budget) are not read, and task_inputs is
+# read as its JSON text, decoded one run at a time (not a batch, or PostgreSQL's cursor
+# prefetch of rows, at once).
+_UNSHOWN = ("tags", "labels", "empirical_policy", "task_inputs")
+
+
+def _dependency_query() -> Select:
+    shown = [column for column in task_run.c if column.name not in _UNSHOWN]
+    return select(
+        *shown,
+        *(null().label(name) for name in _UNSHOWN),
+        cast(task_run.c.task_inputs, Text).label("task_inputs_json"),
+        *_state_columns,
+    ).select_from(task_run.outerjoin(task_run_state, task_run_state.c.id == task_run.c.state_id))

@@ -5,6 +5,7 @@ result)."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from contextlib import aclosing
 from datetime import datetime
 from typing import Any
 
@@ -166,25 +167,32 @@ class FlowRunService(flow_run_service_pb2_grpc.FlowRunServiceServicer):
         self, request: pb.GetTaskRunDependenciesRequest, context
     ) -> pb.GetTaskRunDependenciesResponse:
         flow_run_id = from_proto.required_uuid(request.flow_run_id, "flow_run_id")
+        limit = self._settings.graph_max_nodes
         async with self._db.unit_of_work(write=False) as uow:
             if await uow.repos.flow_runs.get(flow_run_id) is None:
                 raise errors.flow_run_not_found(flow_run_id)
-            limit = self._settings.graph_max_nodes
-            dependencies = await uow.repos.task_runs.of_flow_run(flow_run_id, limit=limit + 1)
-        if len(dependencies) > limit:
-            raise errors.TooLarge(
-                f"Flow run {flow_run_id} has more than {limit} task runs.", metadata={"flow_run_id": flow_run_id}
-            )
-        return to_proto.task_run_dependencies(
-            dependencies, clock.now(), max_bytes=self._response_limit, flow_run_id=flow_run_id
-        )
+            # Built as the task runs are read, so a map past the response limit stops the read.
+            answer = to_proto.DependencyMap(clock.now(), max_bytes=self._response_limit, flow_run_id=flow_run_id)
+            async with aclosing(uow.repos.task_runs.of_flow_run(flow_run_id, limit=limit + 1)) as task_runs:
+                async for task_run in task_runs:
+                    if len(answer) == limit:
+                        raise errors.TooLarge(
+                            f"Flow run {flow_run_id} has more than {limit} task runs.",
+                            metadata={"flow_run_id": flow_run_id},
+                        )
+                    answer.add(task_run)
+        return answer.response
 
     async def GetFlowRunGraph(self, request: pb.GetFlowRunGraphRequest, context) -> pb.GetFlowRunGraphResponse:
         flow_run_id = from_proto.required_uuid(request.flow_run_id, "flow_run_id")
         since = from_proto.optional_utc(request, "since")
         async with self._db.unit_of_work(write=False) as uow:
             graph = await uow.repos.graphs.read(
-                flow_run_id, since, self._settings.graph_max_nodes, self._settings.graph_max_states
+                flow_run_id,
+                since,
+                self._settings.graph_max_nodes,
+                self._settings.graph_max_states,
+                count_edge=to_proto.graph_edge_counter(max_bytes=self._response_limit, flow_run_id=flow_run_id),
             )
         return to_proto.graph_response(graph, max_bytes=self._response_limit, flow_run_id=flow_run_id)
 

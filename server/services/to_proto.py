@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -346,27 +347,72 @@ def _over_limit(what: str, flow_run_id: str, max_bytes: int, remedy: str) -> err
 _DEPENDENCIES = flow_run_service_pb2.GetTaskRunDependenciesResponse.DESCRIPTOR.fields_by_name["dependencies"].number
 
 
-def task_run_dependencies(
-    values: list[TaskRun], now: datetime, *, max_bytes: int, flow_run_id: str
-) -> flow_run_service_pb2.GetTaskRunDependenciesResponse:
-    """The dependency map of a flow run's task runs (see write_task_run_dependency), at
-    most `max_bytes` encoded; TooLarge as soon as the entries built pass it."""
-    response = flow_run_service_pb2.GetTaskRunDependenciesResponse()
-    used = 0
-    for value in values:
-        entry = response.dependencies.add()
-        write_task_run_dependency(entry, value, now)
-        used += _entry_bytes(_DEPENDENCIES, entry.ByteSize())
-        if used > max_bytes:
+class DependencyMap:
+    """A flow run's dependency map (see write_task_run_dependency), built from its task
+    runs as they are read, at most `max_bytes` encoded: `add` raises TooLarge as soon as
+    the entries built pass it, so the rows of the rest need not be read at all."""
+
+    def __init__(self, now: datetime, *, max_bytes: int, flow_run_id: str) -> None:
+        self.response = flow_run_service_pb2.GetTaskRunDependenciesResponse()
+        self._now = now
+        self._max_bytes = max_bytes
+        self._flow_run_id = flow_run_id
+        self._used = 0
+
+    def __len__(self) -> int:
+        return len(self.response.dependencies)
+
+    def add(self, value: TaskRun) -> None:
+        entry = self.response.dependencies.add()
+        write_task_run_dependency(entry, value, self._now)
+        self._used += _entry_bytes(_DEPENDENCIES, entry.ByteSize())
+        if self._used > self._max_bytes:
             raise _over_limit(
-                "task-run dependency map", flow_run_id, max_bytes, "it cannot be answered whole by this server"
+                "task-run dependency map",
+                self._flow_run_id,
+                self._max_bytes,
+                "it cannot be answered whole by this server",
             )
-    return response
+
+
+def task_run_dependencies(
+    values: Iterable[TaskRun], now: datetime, *, max_bytes: int, flow_run_id: str
+) -> flow_run_service_pb2.GetTaskRunDependenciesResponse:
+    """The dependency map of task runs at hand (see DependencyMap)."""
+    answer = DependencyMap(now, max_bytes=max_bytes, flow_run_id=flow_run_id)
+    for value in values:
+        answer.add(value)
+    return answer.response
 
 
 _NODES = graph_pb2.FlowRunGraph.DESCRIPTOR.fields_by_name["nodes"].number
 _STATES = graph_pb2.FlowRunGraph.DESCRIPTOR.fields_by_name["states"].number
 _GRAPH_IN_RESPONSE = flow_run_service_pb2.GetFlowRunGraphResponse.DESCRIPTOR.fields_by_name["graph"].number
+_NODE_ID_LISTS = {
+    name: graph_pb2.GraphNode.DESCRIPTOR.fields_by_name[name].number
+    for name in ("parent_ids", "child_ids", "encapsulating_ids")
+}
+
+
+def graph_edge_counter(*, max_bytes: int, flow_run_id: str) -> Callable[[str, str], None]:
+    """Counts the ids a graph's edges put in its nodes' lists (`parent_ids`, `child_ids`,
+    `encapsulating_ids`), called by the repository with each list's name and id as it
+    finds them in the task runs' inputs. Each is an entry of the answer, so their sum is
+    at most its size: past the limit the read stops with graph_response's own TooLarge,
+    and the edges held while reading never outgrow what an answer could hold."""
+    used = 0
+
+    def count(list_name: str, node_id: str) -> None:
+        nonlocal used
+        used += _entry_bytes(_NODE_ID_LISTS[list_name], len(node_id.encode()))
+        if _entry_bytes(_GRAPH_IN_RESPONSE, used) > max_bytes:
+            raise _graph_over_limit(flow_run_id, max_bytes)
+
+    return count
+
+
+def _graph_over_limit(flow_run_id: str, max_bytes: int) -> errors.TooLarge:
+    return _over_limit("graph", flow_run_id, max_bytes, "pass a later `since` to return fewer nodes")
 
 
 def graph_response(value: Graph, *, max_bytes: int, flow_run_id: str) -> flow_run_service_pb2.GetFlowRunGraphResponse:
@@ -388,7 +434,7 @@ def graph_response(value: Graph, *, max_bytes: int, flow_run_id: str) -> flow_ru
         nonlocal used
         used += entry_bytes
         if _entry_bytes(_GRAPH_IN_RESPONSE, used) > max_bytes:
-            raise _over_limit("graph", flow_run_id, max_bytes, "pass a later `since` to return fewer nodes")
+            raise _graph_over_limit(flow_run_id, max_bytes)
 
     spend(message.ByteSize())
     for item in value.states:
