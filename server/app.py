@@ -96,7 +96,7 @@ def server_options(settings: Settings, *, reuse_port: bool = False) -> list[tupl
     server reads or batches and measured no difference (bench/slow_readers.py)."""
     options = [
         ("grpc.max_receive_message_length", settings.max_message_bytes),
-        ("grpc.max_send_message_length", min(settings.max_message_bytes, settings.max_response_bytes)),
+        ("grpc.max_send_message_length", settings.send_limit_bytes),
         ("grpc.keepalive_time_ms", settings.keepalive_time_ms),
         ("grpc.keepalive_timeout_ms", settings.keepalive_timeout_ms),
         ("grpc.keepalive_permit_without_calls", 1),

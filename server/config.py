@@ -171,7 +171,7 @@ class Settings(BaseSettings):
     def _parameters_fit_a_response(self) -> Settings:
         """Refuses a parameter limit at or over the response limit: a run with such
         parameters could be created but never read, listed or watched whole."""
-        limit = min(self.max_message_bytes, self.max_response_bytes)
+        limit = self.send_limit_bytes
         if self.max_parameter_bytes >= limit:
             raise ValueError(
                 f"max_parameter_bytes ({self.max_parameter_bytes}) must be less than the response limit, "
@@ -227,10 +227,17 @@ class Settings(BaseSettings):
         return frozenset(self.services.split(","))
 
     @cached_property
+    def send_limit_bytes(self) -> int:
+        """The largest message the server sends (grpc.max_send_message_length,
+        server/app.py): the smaller of max_message_bytes and max_response_bytes. Every
+        bound on an answer (List pages, graphs, watch messages) derives from it."""
+        return min(self.max_message_bytes, self.max_response_bytes)
+
+    @cached_property
     def page_max_bytes(self) -> int:
         """The byte budget of one List page: the response limit less room for the page
         token and the response's own framing (server/repositories/paging.py)."""
-        limit = min(self.max_message_bytes, self.max_response_bytes)
+        limit = self.send_limit_bytes
         return limit - min(64 * 1024, limit // 4)
 
     @cached_property

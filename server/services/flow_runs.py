@@ -172,7 +172,9 @@ class FlowRunService(flow_run_service_pb2_grpc.FlowRunServiceServicer):
             if await uow.repos.flow_runs.get(flow_run_id) is None:
                 raise errors.flow_run_not_found(flow_run_id)
             # Built as the task runs are read, so a map past the response limit stops the read.
-            answer = to_proto.DependencyMap(clock.now(), max_bytes=self._response_limit, flow_run_id=flow_run_id)
+            answer = to_proto.DependencyMap(
+                clock.now(), max_bytes=self._settings.send_limit_bytes, flow_run_id=flow_run_id
+            )
             async with aclosing(uow.repos.task_runs.of_flow_run(flow_run_id, limit=limit + 1)) as task_runs:
                 async for task_run in task_runs:
                     if len(answer) == limit:
@@ -192,14 +194,11 @@ class FlowRunService(flow_run_service_pb2_grpc.FlowRunServiceServicer):
                 since,
                 self._settings.graph_max_nodes,
                 self._settings.graph_max_states,
-                count_edge=to_proto.graph_edge_counter(max_bytes=self._response_limit, flow_run_id=flow_run_id),
+                count_edge=to_proto.graph_edge_counter(
+                    max_bytes=self._settings.send_limit_bytes, flow_run_id=flow_run_id
+                ),
             )
-        return to_proto.graph_response(graph, max_bytes=self._response_limit, flow_run_id=flow_run_id)
-
-    @property
-    def _response_limit(self) -> int:
-        """The largest answer gRPC sends (grpc.max_send_message_length, server/app.py)."""
-        return min(self._settings.max_message_bytes, self._settings.max_response_bytes)
+        return to_proto.graph_response(graph, max_bytes=self._settings.send_limit_bytes, flow_run_id=flow_run_id)
 
     async def GetFlowRunState(self, request: pb.GetFlowRunStateRequest, context) -> pb.GetFlowRunStateResponse:
         state_id = from_proto.required_uuid(request.state_id, "state_id")

@@ -136,7 +136,7 @@ class Watcher:
         self._filters: weakref.WeakValueDictionary[WatchFilter, WatchFilter] = weakref.WeakValueDictionary()
         # The most one encoded event may take: a batch of it alone, and so any message of
         # a Watch stream, is then within both the send limit and the default receive limit.
-        send_limit = min(settings.max_message_bytes, settings.max_response_bytes)
+        send_limit = settings.send_limit_bytes
         self.event_budget = min(send_limit, GRPC_DEFAULT_RECEIVE_BYTES) - BATCH_FRAMING_BYTES
 
     def encode(self, position: Position) -> str:
