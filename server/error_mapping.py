@@ -186,6 +186,10 @@ def to_grpc_status(exc: BaseException, method: str) -> grpc.Status:
         return _status(grpc.StatusCode.RESOURCE_EXHAUSTED, exc.message, exc.reason, exc.metadata)
     if isinstance(exc, errors.ShuttingDown):
         return _status(grpc.StatusCode.UNAVAILABLE, exc.message, exc.reason, exc.metadata)
+    if isinstance(exc, errors.Interrupted):
+        return _status(
+            grpc.StatusCode.UNAVAILABLE, exc.message, exc.reason, exc.metadata, _retry_info(RETRY_UNAVAILABLE_SECONDS)
+        )
     if isinstance(exc, StatementTimedOut):
         return _status(grpc.StatusCode.DEADLINE_EXCEEDED, exc.message, exc.reason, exc.metadata)
     if isinstance(exc, errors.Conflict):

@@ -82,6 +82,14 @@ class ShuttingDown(FlowrunError):
     reason = "SHUTTING_DOWN"
 
 
+class Interrupted(FlowrunError):
+    """A watch stream's read of the database failed for a moment (a statement timeout, a
+    lost connection, no pooled connection in time); `metadata` says where to resume.
+    UNAVAILABLE, as the database being away is."""
+
+    reason = "DATABASE_UNAVAILABLE"
+
+
 def flow_not_found(flow_id: str) -> NotFound:
     return NotFound("FLOW_NOT_FOUND", f"Flow {flow_id} not found", flow_id=flow_id)
 

@@ -8,6 +8,7 @@ from typing import Any
 import asyncpg
 from sqlalchemy import String, Table, exists, func, or_, select, type_coerce
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql import ColumnElement, Select
 from sqlalchemy.sql.functions import FunctionElement
@@ -147,6 +148,17 @@ def is_connection_lost(exc: BaseException) -> bool:
     if isinstance(exc, (OSError, asyncpg.PostgresConnectionError, asyncpg.AdminShutdownError)):
         return True
     return isinstance(exc, asyncpg.InterfaceError) and _CLOSED_CONNECTION_TEXT in str(exc)
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Whether `exc` (raw or wrapped by SQLAlchemy) is a failure a retry may not meet: a
+    statement cancelled by statement_timeout, a lost connection, or no pooled connection
+    within the pool timeout (the watch streams resume from their cursor after one)."""
+    if isinstance(exc, (StatementTimedOut, ConnectionError, PoolTimeoutError)):
+        return True
+    return any(
+        cause is not None and is_connection_lost(cause) for cause in (exc, getattr(exc, "orig", None), exc.__cause__)
+    )
 
 
 def sqlstate(exc: BaseException) -> str | None:

@@ -19,11 +19,13 @@ through a large committed transaction's events is kept only in the process)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
-from collections.abc import AsyncGenerator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 
 from flowrun.server import errors
 from flowrun.server.config import Settings
+from flowrun.server.db.dialect import is_transient
 from flowrun.server.db.unit_of_work import Database
 from flowrun.server.domain.events import FlowRunEvent
 from flowrun.server.repositories.flow_run_events import Position
@@ -53,7 +55,7 @@ async def follow(
     quiet_since = time.monotonic()
     # Catching up: read and send, batch after batch, until near the live end.
     while not hub.closing:
-        async with database.unit_of_work(write=False) as uow:
+        async with _resumable_from(encode(position.resumable)), database.unit_of_work(write=False) as uow:
             batch = await uow.repos.flow_run_events.read(position, most)
             # After the read: retention deletes and moves the horizon in one transaction,
             # so events the read missed (each statement has its own snapshot on
@@ -80,7 +82,7 @@ async def follow(
         while True:
             if hub.closing:
                 raise shutting_down(encode(position.resumable))
-            async with database.unit_of_work(write=False) as uow:
+            async with _resumable_from(encode(position.resumable)), database.unit_of_work(write=False) as uow:
                 between = await uow.repos.flow_run_events.read_between(position, joined, last, most)
             chunk = [Sent(position, event) for event in between if match(event)]
             if chunk:
@@ -90,8 +92,9 @@ async def follow(
             last = between[-1].sequence
         sent_through = joined.resumable
         while True:
-            if live.failure is not None:
-                raise live.failure
+            if live.failure is not None:  # the shared reader's read failed
+                async with _resumable_from(encode(sent_through)):
+                    raise live.failure
             if live.too_slow:
                 raise _too_slow(encode(sent_through))
             if hub.closing:
@@ -113,6 +116,24 @@ async def follow(
                 yield [Sent(sent_through)]
     finally:  # the client went away, or the stream ended: it leaves the tail
         tail.detach(live)
+
+
+@contextlib.asynccontextmanager
+async def _resumable_from(cursor: str) -> AsyncIterator[None]:
+    """Around a read: a failure of the moment (a statement timeout, a lost connection, no
+    pooled connection in time) ends the stream UNAVAILABLE with `cursor`, where every
+    event before it was sent, so clients resume (the Python client does) instead of
+    seeing a final DEADLINE_EXCEEDED; any other error stays as it is."""
+    try:
+        yield
+    except Exception as exc:
+        if is_transient(exc):
+            raise errors.Interrupted(
+                "The watch stream's read of the database failed for a moment; resume from the cursor in the error "
+                "details",
+                metadata={"cursor": cursor},
+            ) from exc
+        raise
 
 
 def expired(settings: Settings) -> errors.OutOfRange:
