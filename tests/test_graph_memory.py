@@ -11,11 +11,15 @@ from __future__ import annotations
 import json
 import uuid
 
+import grpc
 import pytest
 
 from flowrun.server.repositories import batched_reads
 from flowrun.v1 import flow_run_service_pb2 as runs_pb
+from flowrun.v1 import task_run_service_pb2 as tasks_pb
+from flowrun.v1 import task_run_service_pb2_grpc
 from tests.helpers.rich_errors import expect_error
+from tests.helpers.watching import make_flow
 from tests.test_graph_response_size import LIMIT, assert_too_large, create_task, new_flow_run, serve_small
 
 # A server-side cursor on PostgreSQL: behind pgbouncer's transaction pooling too.
@@ -83,3 +87,38 @@ async def test_a_graph_past_the_limit_stops_reading_rows(served, unique, rows_re
         await create_task(tasks, smaller, "b", [first])
         graph = (await runs.GetFlowRunGraph(runs_pb.GetFlowRunGraphRequest(flow_run_id=smaller))).graph
         assert sorted(len(node.parent_ids) + len(node.child_ids) for node in graph.nodes) == [1, 1]
+
+
+async def test_a_subflow_created_during_the_read_keeps_its_task_runs_edges(served, unique, monkeypatch):
+    """The nodes and their inputs are two statements (two snapshots on PostgreSQL): a
+    subflow created in between changes its task run's node id (a node is its subflow's
+    when it has one), so the inputs must be matched to the nodes by task run id, never
+    by a node id read again. Found by an attacker: a -> b vanished and b became a root."""
+    app, flows, runs = await served()
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{app.port}") as channel:
+        tasks = task_run_service_pb2_grpc.TaskRunServiceStub(channel)
+        flow_id = await make_flow(flows, unique)
+        run = (await runs.CreateFlowRun(runs_pb.CreateFlowRunRequest(flow_id=flow_id))).flow_run
+        upstream = await tasks.CreateTaskRun(tasks_pb.CreateTaskRunRequest(flow_run_id=run.id, task_key="a"))
+        request = tasks_pb.CreateTaskRunRequest(flow_run_id=run.id, task_key="b")
+        request.task_inputs["x"].inputs.add(task_run_id=upstream.task_run.id)
+        downstream = (await tasks.CreateTaskRun(request)).task_run.id
+
+        reading = batched_reads.rows_in_batches
+        subflows: list[str] = []
+
+        async def with_a_subflow_created_first(connection, query):
+            if not subflows:  # between the node statement and the inputs statement
+                created = await runs.CreateFlowRun(
+                    runs_pb.CreateFlowRunRequest(flow_id=flow_id, parent_task_run_id=downstream)
+                )
+                subflows.append(created.flow_run.id)
+            async for batch in reading(connection, query):
+                yield batch
+
+        monkeypatch.setattr(batched_reads, "rows_in_batches", with_a_subflow_created_first)
+        graph = (await runs.GetFlowRunGraph(runs_pb.GetFlowRunGraphRequest(flow_run_id=run.id))).graph
+        assert subflows
+        edges = {node.id: (sorted(node.parent_ids), sorted(node.child_ids)) for node in graph.nodes}
+        assert edges == {upstream.task_run.id: ([], [downstream]), downstream: ([upstream.task_run.id], [])}
+        assert list(graph.root_node_ids) == [upstream.task_run.id]

@@ -109,6 +109,7 @@ class GraphRepository(Repository):
         kept_query = (
             select(
                 _NODE_ID.label("id"),
+                task_run.c.id.label("task_run_id"),
                 _subflow.c.id.label("subflow_id"),
                 task_run.c.name.label("task_name"),
                 _subflow.c.name.label("subflow_name"),
@@ -128,12 +129,18 @@ class GraphRepository(Repository):
         if len(rows) > max_nodes:
             raise _too_large(flow_run_id, f"more than {max_nodes} nodes")
         nodes = {row.id: _node(row) for row in rows}
+        # A node's id is its subflow's when it has one: which node a task run's inputs
+        # belong to is taken from these statements, not read again (a subflow created in
+        # between, another snapshot under READ COMMITTED, would change it).
+        nodes_of_task_run: dict[str, list[str]] = {}
+        for row in rows:
+            nodes_of_task_run.setdefault(row.task_run_id, []).append(row.id)
 
         # Every node's start time, for edges; nodes cut by `since` count too.
         start_times = {node.id: node.start_time for node in nodes.values()}
         if since is not None:
             cut_query = (
-                select(_NODE_ID.label("id"), _START_TIME.label("start_time"))
+                select(_NODE_ID.label("id"), task_run.c.id.label("task_run_id"), _START_TIME.label("start_time"))
                 .select_from(_FROM)
                 .where(*of_run, _END_TIME < since)
                 .limit(max_nodes + 1)
@@ -143,6 +150,7 @@ class GraphRepository(Repository):
                 raise _too_large(flow_run_id, f"more than {max_nodes} nodes that ended before `since`")
             for row in cut_rows:
                 start_times[row.id] = row.start_time
+                nodes_of_task_run.setdefault(row.task_run_id, []).append(row.id)
 
         edges = _Edges(nodes, start_times, count_edge)
         # The inputs of the nodes read above (kept and cut, at most 2 x max_nodes), a batch
@@ -150,7 +158,7 @@ class GraphRepository(Repository):
         # pass the limit. Task inputs never change; a task run newer than the statements
         # above (another snapshot under READ COMMITTED) is skipped.
         inputs_query = (
-            select(_NODE_ID.label("id"), cast(task_run.c.task_inputs, Text).label("task_inputs_json"))
+            select(task_run.c.id.label("task_run_id"), cast(task_run.c.task_inputs, Text).label("task_inputs_json"))
             .select_from(_FROM)
             .where(*of_run)
             .limit(2 * max_nodes + 2)
@@ -158,7 +166,12 @@ class GraphRepository(Repository):
         async with aclosing(batched_reads.rows_in_batches(self.connection, inputs_query)) as batches:
             async for batch in batches:
                 for inputs_row in batch:  # decoded one at a time: a batch is held as text
-                    edges.add_inputs(inputs_row.id, json.loads(inputs_row.task_inputs_json) or {})
+                    # None: a task run newer than the statements above.
+                    node_ids = nodes_of_task_run.get(inputs_row.task_run_id, ())
+                    if node_ids:
+                        node_inputs = json.loads(inputs_row.task_inputs_json) or {}
+                        for node_id in node_ids:
+                            edges.add_inputs(node_id, node_inputs)
         return edges.sorted_into_nodes()
 
 
