@@ -148,9 +148,9 @@ class GraphRepository(Repository):
             cut_rows = list(await self.connection.execute(cut_query))
             if len(cut_rows) > max_nodes:
                 raise _too_large(flow_run_id, f"more than {max_nodes} nodes that ended before `since`")
-            for row in cut_rows:
-                start_times[row.id] = row.start_time
-                nodes_of_task_run.setdefault(row.task_run_id, []).append(row.id)
+            for cut in cut_rows:
+                start_times[cut.id] = cut.start_time
+                nodes_of_task_run.setdefault(cut.task_run_id, []).append(cut.id)
 
         edges = _Edges(nodes, start_times, count_edge)
         # The inputs of the nodes read above (kept and cut, at most 2 x max_nodes), a batch
