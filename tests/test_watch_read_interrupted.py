@@ -9,14 +9,14 @@ catching up (its own reads). PostgreSQL only: SQLite has no statement timeout.""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import AsyncIterator
 
 import asyncpg
 import grpc
 import pytest
 
-from flowrun.server.app import build_app
-from flowrun.v1 import filters_pb2, flow_run_service_pb2_grpc, flow_service_pb2_grpc
-from tests.conftest import settings_for
+from flowrun.v1 import filters_pb2
 from tests.helpers.rich_errors import decode
 from tests.helpers.watching import Watch, make_flow, make_run, start_watch
 from tests.test_statement_timeout import driver_url
@@ -33,80 +33,57 @@ def ended_interrupted(watch: Watch) -> str:
     return info.metadata["cursor"]
 
 
-async def test_streams_whose_read_times_out_end_with_a_cursor_that_resumes(database_url, backend, unique):
+@pytest.fixture
+async def timing_out(served, database_url, backend, unique):
+    """A server whose statements time out after TIMEOUT_MS (lock waits never end first),
+    its stubs, a flow and its filter, and `locked()`: the event table locked by another
+    session (as a migration on another replica may) until the block ends."""
     if backend != "postgres":
         pytest.skip("SQLite has no statement timeout")
-    settings = settings_for(
-        database_url, lock_timeout_ms=0, db_statement_timeout_ms=TIMEOUT_MS, watch_heartbeat_seconds=0.2
-    )
-    app = await build_app(settings)
-    await app.start()
+    _, flows, runs = await served(lock_timeout_ms=0, db_statement_timeout_ms=TIMEOUT_MS)
+    flow_id = await make_flow(flows, unique)
     holder = await asyncpg.connect(driver_url(database_url), timeout=10)
-    try:
-        async with grpc.aio.insecure_channel(f"127.0.0.1:{app.port}") as channel:
-            flows = flow_service_pb2_grpc.FlowServiceStub(channel)
-            runs = flow_run_service_pb2_grpc.FlowRunServiceStub(channel)
-            flow_id = await make_flow(flows, unique)
-            only_flow = filters_pb2.FlowRunFilter(flow_id=filters_pb2.IdFilter(any=[flow_id]))
-            await make_run(runs, flow_id)
-            live = [start_watch(runs, flow_run_filter=only_flow) for _ in range(3)]
-            for watch in live:
-                await watch.until(lambda w: w.messages)
 
-            lock = holder.transaction()
-            await lock.start()
+    @contextlib.asynccontextmanager
+    async def locked() -> AsyncIterator[None]:
+        async with holder.transaction():
             await holder.execute("LOCK TABLE flow_run_event IN ACCESS EXCLUSIVE MODE")
-            try:
-                await asyncio.wait_for(asyncio.gather(*(watch.task for watch in live)), 10)
-                cursors = [ended_interrupted(watch) for watch in live]
-            finally:
-                await lock.rollback()
+            yield
 
-            # Resumed, each stream gets what changed meanwhile.
-            second = await make_run(runs, flow_id)
-            for cursor in cursors:
-                resumed = start_watch(runs, flow_run_filter=only_flow, cursor=cursor)
-                await resumed.until(lambda w: any(e.flow_run.id == second.id for e in w.events))
-                resumed.cancel()
+    try:
+        yield runs, flow_id, filters_pb2.FlowRunFilter(flow_id=filters_pb2.IdFilter(any=[flow_id])), locked
     finally:
         await holder.close()
-        await app.stop(grace=0)
 
 
-async def test_a_stream_catching_up_whose_read_times_out_ends_with_its_cursor(database_url, backend, unique):
-    if backend != "postgres":
-        pytest.skip("SQLite has no statement timeout")
-    settings = settings_for(
-        database_url, lock_timeout_ms=0, db_statement_timeout_ms=TIMEOUT_MS, watch_heartbeat_seconds=0.2
-    )
-    app = await build_app(settings)
-    await app.start()
-    holder = await asyncpg.connect(driver_url(database_url), timeout=10)
-    try:
-        async with grpc.aio.insecure_channel(f"127.0.0.1:{app.port}") as channel:
-            flows = flow_service_pb2_grpc.FlowServiceStub(channel)
-            runs = flow_run_service_pb2_grpc.FlowRunServiceStub(channel)
-            flow_id = await make_flow(flows, unique)
-            only_flow = filters_pb2.FlowRunFilter(flow_id=filters_pb2.IdFilter(any=[flow_id]))
-            opening = start_watch(runs, flow_run_filter=only_flow)
-            await opening.until(lambda w: w.messages)
-            behind = opening.messages[0].progress.cursor
-            opening.cancel()
-            created = await make_run(runs, flow_id)
+async def resumes_with(runs, only_flow, cursor: str, run_id: str) -> None:
+    resumed = start_watch(runs, flow_run_filter=only_flow, cursor=cursor)
+    await resumed.until(lambda w: any(e.flow_run.id == run_id for e in w.events))
+    resumed.cancel()
 
-            lock = holder.transaction()
-            await lock.start()
-            await holder.execute("LOCK TABLE flow_run_event IN ACCESS EXCLUSIVE MODE")
-            try:
-                catching_up = start_watch(runs, flow_run_filter=only_flow, cursor=behind)
-                await asyncio.wait_for(catching_up.task, 10)
-                cursor = ended_interrupted(catching_up)
-            finally:
-                await lock.rollback()
 
-            resumed = start_watch(runs, flow_run_filter=only_flow, cursor=cursor)
-            await resumed.until(lambda w: any(e.flow_run.id == created.id for e in w.events))
-            resumed.cancel()
-    finally:
-        await holder.close()
-        await app.stop(grace=0)
+async def test_streams_whose_read_times_out_end_with_a_cursor_that_resumes(timing_out):
+    runs, flow_id, only_flow, locked = timing_out
+    await make_run(runs, flow_id)
+    live = [start_watch(runs, flow_run_filter=only_flow) for _ in range(3)]
+    for watch in live:
+        await watch.until(lambda w: w.messages)
+    async with locked():
+        await asyncio.wait_for(asyncio.gather(*(watch.task for watch in live)), 10)
+    cursors = [ended_interrupted(watch) for watch in live]
+    later = await make_run(runs, flow_id)  # what changed meanwhile reaches each resumed stream
+    for cursor in cursors:
+        await resumes_with(runs, only_flow, cursor, later.id)
+
+
+async def test_a_stream_catching_up_whose_read_times_out_ends_with_its_cursor(timing_out):
+    runs, flow_id, only_flow, locked = timing_out
+    opening = start_watch(runs, flow_run_filter=only_flow)
+    await opening.until(lambda w: w.messages)
+    behind = opening.messages[0].progress.cursor
+    opening.cancel()
+    created = await make_run(runs, flow_id)
+    async with locked():
+        catching_up = start_watch(runs, flow_run_filter=only_flow, cursor=behind)
+        await asyncio.wait_for(catching_up.task, 10)
+    await resumes_with(runs, only_flow, ended_interrupted(catching_up), created.id)
