@@ -226,7 +226,7 @@ class Settings(BaseSettings):
             return frozenset()
         return frozenset(self.services.split(","))
 
-    @cached_property
+    @property
     def send_limit_bytes(self) -> int:
         """The largest message the server sends (grpc.max_send_message_length,
         server/app.py): the smaller of max_message_bytes and max_response_bytes. Every

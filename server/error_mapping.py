@@ -24,6 +24,7 @@ from flowrun.server.db.dialect import (
     DEADLOCK_DETECTED,
     LOCK_NOT_AVAILABLE,
     SERIALIZATION_FAILURE,
+    UNAVAILABLE_SQLSTATE_CLASSES,
     StatementTimedOut,
     is_connection_lost,
     is_unique_violation,
@@ -37,7 +38,6 @@ DOMAIN = "flowrun.dev"
 RETRY_CONFLICT_SECONDS = 0.05
 RETRY_UNAVAILABLE_SECONDS = 1.0
 CONFLICT_SQLSTATES = {SERIALIZATION_FAILURE, DEADLOCK_DETECTED, LOCK_NOT_AVAILABLE}
-UNAVAILABLE_SQLSTATE_CLASSES = ("08", "57P")  # connection exceptions, admin shutdown / cannot connect
 # Error details travel in trailers, which gRPC caps at 16 KiB in all (with grpc-message,
 # percent-encoded, beside them). A status is cut to fit well under that: the first
 # violations, each text shortened, and the message to MAX_MESSAGE_BYTES.

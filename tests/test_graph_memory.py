@@ -122,3 +122,38 @@ async def test_a_subflow_created_during_the_read_keeps_its_task_runs_edges(serve
         edges = {node.id: (sorted(node.parent_ids), sorted(node.child_ids)) for node in graph.nodes}
         assert edges == {upstream.task_run.id: ([], [downstream]), downstream: ([upstream.task_run.id], [])}
         assert list(graph.root_node_ids) == [upstream.task_run.id]
+
+
+async def test_a_task_run_with_many_subflows_has_its_inputs_read_once_per_node(served, unique, monkeypatch):
+    """A task run with k subflows comes back k times from the inputs statement (the
+    subflow join): its inputs go to its k nodes once, not k times each (k² work on the
+    event loop, unbounded by the byte limit: a reviewer's finding)."""
+    from flowrun.server.repositories import graphs
+
+    app, flows, runs = await served()
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{app.port}") as channel:
+        tasks = task_run_service_pb2_grpc.TaskRunServiceStub(channel)
+        flow_id = await make_flow(flows, unique)
+        run = (await runs.CreateFlowRun(runs_pb.CreateFlowRunRequest(flow_id=flow_id))).flow_run
+        upstream = await tasks.CreateTaskRun(tasks_pb.CreateTaskRunRequest(flow_run_id=run.id, task_key="a"))
+        request = tasks_pb.CreateTaskRunRequest(flow_run_id=run.id, task_key="b")
+        request.task_inputs["x"].inputs.add(task_run_id=upstream.task_run.id)
+        parent = (await tasks.CreateTaskRun(request)).task_run.id
+        subflows = [
+            (
+                await runs.CreateFlowRun(runs_pb.CreateFlowRunRequest(flow_id=flow_id, parent_task_run_id=parent))
+            ).flow_run.id
+            for _ in range(4)
+        ]
+        calls: list[str] = []
+        adding = graphs._Edges.add_inputs
+
+        def counted(self, node_id, node_inputs):
+            calls.append(node_id)
+            adding(self, node_id, node_inputs)
+
+        monkeypatch.setattr(graphs._Edges, "add_inputs", counted)
+        graph = (await runs.GetFlowRunGraph(runs_pb.GetFlowRunGraphRequest(flow_run_id=run.id))).graph
+        assert sorted(calls) == sorted([upstream.task_run.id, *subflows])
+        parents = {node.id: list(node.parent_ids) for node in graph.nodes}
+        assert parents == {upstream.task_run.id: [], **{subflow: [upstream.task_run.id] for subflow in subflows}}

@@ -150,11 +150,18 @@ def is_connection_lost(exc: BaseException) -> bool:
     return isinstance(exc, asyncpg.InterfaceError) and _CLOSED_CONNECTION_TEXT in str(exc)
 
 
+# Connection exceptions (class 08) and an administrator's shutdown or a server that cannot
+# accept connections (57P): the database is away, for now.
+UNAVAILABLE_SQLSTATE_CLASSES = ("08", "57P")
+
+
 def is_transient(exc: BaseException) -> bool:
     """Whether `exc` (raw or wrapped by SQLAlchemy) is a failure a retry may not meet: a
     statement cancelled by statement_timeout, a lost connection, or no pooled connection
     within the pool timeout (the watch streams resume from their cursor after one)."""
     if isinstance(exc, (StatementTimedOut, ConnectionError, PoolTimeoutError)):
+        return True
+    if (sqlstate(exc) or "").startswith(UNAVAILABLE_SQLSTATE_CLASSES):
         return True
     return any(
         cause is not None and is_connection_lost(cause) for cause in (exc, getattr(exc, "orig", None), exc.__cause__)

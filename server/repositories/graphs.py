@@ -166,12 +166,16 @@ class GraphRepository(Repository):
         async with aclosing(batched_reads.rows_in_batches(self.connection, inputs_query)) as batches:
             async for batch in batches:
                 for inputs_row in batch:  # decoded one at a time: a batch is held as text
-                    # None: a task run newer than the statements above.
-                    node_ids = nodes_of_task_run.get(inputs_row.task_run_id, ())
+                    # Taken once: a task run with k subflows comes back k times (the join),
+                    # and adding its inputs to its k nodes each time would cost k² on the
+                    # event loop. None: a task run newer than the statements above.
+                    node_ids = nodes_of_task_run.pop(inputs_row.task_run_id, ())
                     if node_ids:
                         node_inputs = json.loads(inputs_row.task_inputs_json) or {}
                         for node_id in node_ids:
                             edges.add_inputs(node_id, node_inputs)
+        if nodes_of_task_run:  # a node's task run was deleted, or cut by the LIMIT, in between
+            raise errors.Conflict("The flow run's task runs changed while its graph was read; retry")
         return edges.sorted_into_nodes()
 
 

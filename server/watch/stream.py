@@ -76,7 +76,8 @@ async def follow(
         raise shutting_down(encode(position.resumable))
     # Joining the tail: the events between `position` and the tail's, then the tail's.
     live = LiveStream(match, position, settings.watch_buffer_events)
-    joined = await tail.attach(live)
+    async with _resumable_from(encode(position.resumable)):  # attaching may read the head
+        joined = await tail.attach(live)
     try:
         last = 0
         while True:
