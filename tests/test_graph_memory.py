@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
 
 import grpc
 import pytest
@@ -89,71 +92,76 @@ async def test_a_graph_past_the_limit_stops_reading_rows(served, unique, rows_re
         assert sorted(len(node.parent_ids) + len(node.child_ids) for node in graph.nodes) == [1, 1]
 
 
-async def test_a_subflow_created_during_the_read_keeps_its_task_runs_edges(served, unique, monkeypatch):
-    """The nodes and their inputs are two statements (two snapshots on PostgreSQL): a
-    subflow created in between changes its task run's node id (a node is its subflow's
-    when it has one), so the inputs must be matched to the nodes by task run id, never
-    by a node id read again. Found by an attacker: a -> b vanished and b became a root."""
+@dataclass
+class TwoTasks:
+    """A flow run whose task run b names task run a in its inputs (a -> b)."""
+
+    runs: Any
+    flow_id: str
+    run_id: str
+    a: str
+    b: str
+
+    async def graph(self):
+        return (await self.runs.GetFlowRunGraph(runs_pb.GetFlowRunGraphRequest(flow_run_id=self.run_id))).graph
+
+    async def subflow_of_b(self) -> str:
+        request = runs_pb.CreateFlowRunRequest(flow_id=self.flow_id, parent_task_run_id=self.b)
+        return (await self.runs.CreateFlowRun(request)).flow_run.id
+
+
+@pytest.fixture
+async def a_to_b(served, unique) -> AsyncIterator[TwoTasks]:
     app, flows, runs = await served()
     async with grpc.aio.insecure_channel(f"127.0.0.1:{app.port}") as channel:
         tasks = task_run_service_pb2_grpc.TaskRunServiceStub(channel)
         flow_id = await make_flow(flows, unique)
         run = (await runs.CreateFlowRun(runs_pb.CreateFlowRunRequest(flow_id=flow_id))).flow_run
-        upstream = await tasks.CreateTaskRun(tasks_pb.CreateTaskRunRequest(flow_run_id=run.id, task_key="a"))
+        a = (await tasks.CreateTaskRun(tasks_pb.CreateTaskRunRequest(flow_run_id=run.id, task_key="a"))).task_run.id
         request = tasks_pb.CreateTaskRunRequest(flow_run_id=run.id, task_key="b")
-        request.task_inputs["x"].inputs.add(task_run_id=upstream.task_run.id)
-        downstream = (await tasks.CreateTaskRun(request)).task_run.id
-
-        reading = batched_reads.rows_in_batches
-        subflows: list[str] = []
-
-        async def with_a_subflow_created_first(connection, query):
-            if not subflows:  # between the node statement and the inputs statement
-                created = await runs.CreateFlowRun(
-                    runs_pb.CreateFlowRunRequest(flow_id=flow_id, parent_task_run_id=downstream)
-                )
-                subflows.append(created.flow_run.id)
-            async for batch in reading(connection, query):
-                yield batch
-
-        monkeypatch.setattr(batched_reads, "rows_in_batches", with_a_subflow_created_first)
-        graph = (await runs.GetFlowRunGraph(runs_pb.GetFlowRunGraphRequest(flow_run_id=run.id))).graph
-        assert subflows
-        edges = {node.id: (sorted(node.parent_ids), sorted(node.child_ids)) for node in graph.nodes}
-        assert edges == {upstream.task_run.id: ([], [downstream]), downstream: ([upstream.task_run.id], [])}
-        assert list(graph.root_node_ids) == [upstream.task_run.id]
+        request.task_inputs["x"].inputs.add(task_run_id=a)
+        b = (await tasks.CreateTaskRun(request)).task_run.id
+        yield TwoTasks(runs, flow_id, run.id, a, b)
 
 
-async def test_a_task_run_with_many_subflows_has_its_inputs_read_once_per_node(served, unique, monkeypatch):
+async def test_a_subflow_created_during_the_read_keeps_its_task_runs_edges(a_to_b, monkeypatch):
+    """The nodes and their inputs are two statements (two snapshots on PostgreSQL): a
+    subflow created in between changes its task run's node id (a node is its subflow's
+    when it has one), so the inputs must be matched to the nodes by task run id, never
+    by a node id read again. Found by an attacker: a -> b vanished and b became a root."""
+    reading = batched_reads.rows_in_batches
+    subflows: list[str] = []
+
+    async def with_a_subflow_created_first(connection, query):
+        if not subflows:  # between the node statement and the inputs statement
+            subflows.append(await a_to_b.subflow_of_b())
+        async for batch in reading(connection, query):
+            yield batch
+
+    monkeypatch.setattr(batched_reads, "rows_in_batches", with_a_subflow_created_first)
+    graph = await a_to_b.graph()
+    assert subflows
+    edges = {node.id: (sorted(node.parent_ids), sorted(node.child_ids)) for node in graph.nodes}
+    assert edges == {a_to_b.a: ([], [a_to_b.b]), a_to_b.b: ([a_to_b.a], [])}
+    assert list(graph.root_node_ids) == [a_to_b.a]
+
+
+async def test_a_task_run_with_many_subflows_has_its_inputs_read_once_per_node(a_to_b, monkeypatch):
     """A task run with k subflows comes back k times from the inputs statement (the
     subflow join): its inputs go to its k nodes once, not k times each (k² work on the
     event loop, unbounded by the byte limit: a reviewer's finding)."""
     from flowrun.server.repositories import graphs
 
-    app, flows, runs = await served()
-    async with grpc.aio.insecure_channel(f"127.0.0.1:{app.port}") as channel:
-        tasks = task_run_service_pb2_grpc.TaskRunServiceStub(channel)
-        flow_id = await make_flow(flows, unique)
-        run = (await runs.CreateFlowRun(runs_pb.CreateFlowRunRequest(flow_id=flow_id))).flow_run
-        upstream = await tasks.CreateTaskRun(tasks_pb.CreateTaskRunRequest(flow_run_id=run.id, task_key="a"))
-        request = tasks_pb.CreateTaskRunRequest(flow_run_id=run.id, task_key="b")
-        request.task_inputs["x"].inputs.add(task_run_id=upstream.task_run.id)
-        parent = (await tasks.CreateTaskRun(request)).task_run.id
-        subflows = [
-            (
-                await runs.CreateFlowRun(runs_pb.CreateFlowRunRequest(flow_id=flow_id, parent_task_run_id=parent))
-            ).flow_run.id
-            for _ in range(4)
-        ]
-        calls: list[str] = []
-        adding = graphs._Edges.add_inputs
+    subflows = [await a_to_b.subflow_of_b() for _ in range(4)]
+    calls: list[str] = []
+    adding = graphs._Edges.add_inputs
 
-        def counted(self, node_id, node_inputs):
-            calls.append(node_id)
-            adding(self, node_id, node_inputs)
+    def counted(self, node_id, node_inputs):
+        calls.append(node_id)
+        adding(self, node_id, node_inputs)
 
-        monkeypatch.setattr(graphs._Edges, "add_inputs", counted)
-        graph = (await runs.GetFlowRunGraph(runs_pb.GetFlowRunGraphRequest(flow_run_id=run.id))).graph
-        assert sorted(calls) == sorted([upstream.task_run.id, *subflows])
-        parents = {node.id: list(node.parent_ids) for node in graph.nodes}
-        assert parents == {upstream.task_run.id: [], **{subflow: [upstream.task_run.id] for subflow in subflows}}
+    monkeypatch.setattr(graphs._Edges, "add_inputs", counted)
+    graph = await a_to_b.graph()
+    assert sorted(calls) == sorted([a_to_b.a, *subflows])
+    parents = {node.id: list(node.parent_ids) for node in graph.nodes}
+    assert parents == {a_to_b.a: [], **{subflow: [a_to_b.a] for subflow in subflows}}
