@@ -17,16 +17,14 @@ from google.protobuf.message import Message
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
-from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
 from flowrun.server import errors, metrics
 from flowrun.server.db.dialect import (
     DEADLOCK_DETECTED,
     LOCK_NOT_AVAILABLE,
     SERIALIZATION_FAILURE,
-    UNAVAILABLE_SQLSTATE_CLASSES,
     StatementTimedOut,
-    is_connection_lost,
+    is_database_away,
     is_unique_violation,
     sqlstate,
 )
@@ -153,16 +151,9 @@ def _is_unavailable(exc: BaseException) -> bool:
     """The database cannot be reached or the connection died: a retry elsewhere may work.
     Not asyncpg's client-side InterfaceErrors (too many arguments and such), which would
     fail again however often they are retried (INTERNAL)."""
-    if isinstance(exc, (ConnectionError, PoolTimeoutError)) or is_connection_lost(exc):
-        return True
-    if _broke_the_connection(exc):
-        return True
-    if (sqlstate(exc) or "").startswith(UNAVAILABLE_SQLSTATE_CLASSES):
+    if is_database_away(exc) or _broke_the_connection(exc):
         return True
     if isinstance(exc, (OperationalError, InterfaceError)):
-        state = sqlstate(exc) or ""
-        if state.startswith(UNAVAILABLE_SQLSTATE_CLASSES):
-            return True
         text = str(exc.orig).lower()
         return any(word in text for word in ("connect", "connection", "unable to open database"))
     cause = exc.__cause__ or exc.__context__

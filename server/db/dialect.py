@@ -138,7 +138,7 @@ class StatementTimedOut(errors.FlowrunError):
 _CLOSED_CONNECTION_TEXT = "connection is closed"
 
 
-def is_connection_lost(exc: BaseException) -> bool:
+def is_connection_lost(exc: BaseException | None) -> bool:
     """Whether `exc` (raw from asyncpg) says the connection died or was found dead:
     before the statement reached the server (a pooled connection after a database
     restart) or after (mid-call), so the statement may have committed. A socket error, a
@@ -155,17 +155,24 @@ def is_connection_lost(exc: BaseException) -> bool:
 UNAVAILABLE_SQLSTATE_CLASSES = ("08", "57P")
 
 
-def is_transient(exc: BaseException) -> bool:
-    """Whether `exc` (raw or wrapped by SQLAlchemy) is a failure a retry may not meet: a
-    statement cancelled by statement_timeout, a lost connection, or no pooled connection
-    within the pool timeout (the watch streams resume from their cursor after one)."""
-    if isinstance(exc, (StatementTimedOut, ConnectionError, PoolTimeoutError)):
+def is_database_away(exc: BaseException) -> bool:
+    """Whether `exc` (raw or wrapped by SQLAlchemy) says the database cannot be reached or
+    the connection died, so a retry may work: a socket error, no pooled connection within
+    the pool timeout, SQLSTATE class 08 or 57P, or a lost connection (is_connection_lost,
+    never asyncpg's client-side InterfaceErrors). server/error_mapping.py answers these
+    UNAVAILABLE."""
+    if isinstance(exc, (ConnectionError, PoolTimeoutError)):
         return True
     if (sqlstate(exc) or "").startswith(UNAVAILABLE_SQLSTATE_CLASSES):
         return True
-    return any(
-        cause is not None and is_connection_lost(cause) for cause in (exc, getattr(exc, "orig", None), exc.__cause__)
-    )
+    return is_connection_lost(exc) or is_connection_lost(getattr(exc, "orig", None))
+
+
+def is_transient(exc: BaseException) -> bool:
+    """A failure a retry may not meet: the database away (is_database_away) or a
+    statement cancelled by statement_timeout (the watch streams resume from their cursor
+    after one)."""
+    return isinstance(exc, StatementTimedOut) or is_database_away(exc)
 
 
 def sqlstate(exc: BaseException) -> str | None:
